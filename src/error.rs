@@ -1,0 +1,182 @@
+//! What can go wrong with one request, and the single place where that becomes a response:
+//! status, `WWW-Authenticate` (RFC 6750 §3) and a small JSON body
+//! `{"error": "...", "error_description": "..."}`. No description ever contains request data.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::auth::TokenError;
+use crate::body::Body;
+
+/// Everything that stops a request before (or instead of) the upstream's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The request is malformed or ambiguous (bad path, Host confusion, ...).
+    BadRequest(&'static str),
+    /// A method the gateway does not proxy (`CONNECT`).
+    MethodNotAllowed,
+    /// No route matches.
+    NoRoute,
+    /// A `required` route and no Bearer token.
+    MissingToken,
+    /// The token was refused.
+    InvalidToken(TokenError),
+    /// The token is valid but lacks a claim the route requires (the claim's name).
+    Forbidden(String),
+    /// The upstream could not be reached, reset the connection or sent garbage.
+    UpstreamUnavailable,
+    /// The upstream did not send a response head within `upstream_timeout`.
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    /// The status code this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// Short outcome label for logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::NoRoute => "no_route",
+            GatewayError::MissingToken => "missing",
+            GatewayError::InvalidToken(e) => e.reason(),
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// (status, error code, description, WWW-Authenticate).
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        match self {
+            GatewayError::BadRequest(why) => {
+                (StatusCode::BAD_REQUEST, "bad_request", (*why).to_owned(), None)
+            }
+            GatewayError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed".to_owned(),
+                None,
+            ),
+            GatewayError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no route for this request".to_owned(),
+                None,
+            ),
+            GatewayError::MissingToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request",
+                "bearer token required".to_owned(),
+                Some(r#"Bearer realm="jwtgate""#.to_owned()),
+            ),
+            GatewayError::InvalidToken(e) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                e.description().to_owned(),
+                Some(format!(
+                    r#"Bearer error="invalid_token", error_description="{}""#,
+                    e.description()
+                )),
+            ),
+            GatewayError::Forbidden(claim) => {
+                let description = format!("token lacks a required {} claim", printable(claim));
+                let challenge = format!(
+                    r#"Bearer error="insufficient_scope", error_description="{description}""#
+                );
+                (
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    description,
+                    Some(challenge),
+                )
+            }
+            GatewayError::UpstreamUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "upstream unavailable".to_owned(),
+                None,
+            ),
+            GatewayError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "upstream timed out".to_owned(),
+                None,
+            ),
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code, description, challenge) = self.parts();
+        let body = serde_json::json!({ "error": code, "error_description": description });
+        let mut res = Response::new(Body::full(Bytes::from(body.to_string())));
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(WWW_AUTHENTICATE, challenge);
+        }
+        res
+    }
+}
+
+/// Claim names come from the config, but keep the header safe whatever they hold.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(e: GatewayError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let res = e.into_response();
+        let status = res.status();
+        let www = res
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, www, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_mapping_table() {
+        let table = [
+            (GatewayError::BadRequest("encoded '/' in path"), 400, None, "bad_request"),
+            (GatewayError::MethodNotAllowed, 405, None, "method_not_allowed"),
+            (GatewayError::NoRoute, 404, None, "not_found"),
+            (GatewayError::MissingToken, 401, Some(r#"Bearer realm="jwtgate""#), "invalid_request"),
+            (
+                GatewayError::InvalidToken(TokenError::Expired),
+                401,
+                Some(r#"Bearer error="invalid_token", error_description="token expired""#),
+                "invalid_token",
+            ),
+            (
+                GatewayError::Forbidden("role".into()),
+                403,
+                Some(r#"Bearer error="insufficient_scope", error_description="token lacks a required role claim""#),
+                "insufficient_scope",
+            ),
+            (GatewayError::UpstreamUnavailable, 502, None, "bad_gateway"),
+            (GatewayError::UpstreamTimeout, 504, None, "gateway_timeout"),
+        ];
+        for (err, status, www, code) in table {
+            let (s, w, body) = render(err.clone()).await;
+            assert_eq!(s.as_u16(), status, "{err:?}");
+            assert_eq!(w.as_deref(), www, "{err:?}");
+            assert_eq!(body["error"], code, "{err:?}");
+            assert!(body["error_description"].is_string());
+        }
+    }
+}

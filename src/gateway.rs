@@ -1,0 +1,280 @@
+//! The request pipeline, top to bottom in [`Gateway::pipeline`]:
+//!
+//! 1. [`target`]: method, Host and path checks; the path is normalized once (see
+//!    [`crate::path`]) and that exact path is both routed on and forwarded;
+//! 2. `routes.select` picks the route (or 404);
+//! 3. [`authenticate`]: `auth::bearer`, `verifier.verify`, the route's `require` (401/403);
+//! 4. `headers::rewrite_request`: strip everything spoofable and hop-by-hop, then inject;
+//! 5. `upstream.forward`: the only step that does I/O (502/504).
+//!
+//! Each request runs on the [`Runtime`] (config, verifier, header policy, upstream pool) that was
+//! current when it arrived; a reload swaps in a new one for the requests after it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONNECTION, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tracing::info;
+
+use crate::auth::{self, Identity, Verifier};
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::headers::{self, ClientInfo, HeaderPolicy};
+use crate::keys::Keys;
+use crate::path;
+use crate::proxy::Upstream;
+use crate::route::{normalize_host, AuthMode, Route};
+
+/// Everything built from one config + key set.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    verifier: Verifier,
+    policy: HeaderPolicy,
+    upstream: Upstream,
+}
+
+impl Runtime {
+    /// Builds the verifier, header policy and upstream pool for `config` and `keys`.
+    pub fn new(config: Config, keys: &Keys) -> Runtime {
+        Runtime {
+            verifier: Verifier::new(&config.auth, keys),
+            policy: HeaderPolicy::new(&config.auth),
+            upstream: Upstream::new(config.server.connect_timeout, config.server.upstream_timeout),
+            config,
+        }
+    }
+}
+
+/// The gateway's shared state: the current runtime, swappable on reload.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+}
+
+/// What the access log says about a request.
+struct Outcome {
+    route: String,
+    user: Option<HeaderValue>,
+    auth: &'static str,
+    upstream: Option<Instant>,
+    upstream_ms: Option<f64>,
+}
+
+impl Gateway {
+    /// A gateway serving `runtime`.
+    pub fn new(runtime: Runtime) -> Gateway {
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+        }
+    }
+
+    /// The runtime new requests get.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Makes `runtime` the one new requests get; in-flight requests keep theirs.
+    pub fn swap(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// Serves one request: the pipeline, then the error mapping and the access log.
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+        let start = Instant::now();
+        let rt = self.runtime.load_full();
+        let method = req.method().clone();
+        let version = req.version();
+        let body_pending = !http_body::Body::is_end_stream(req.body());
+        let mut path = req.uri().path().to_owned();
+        let mut out = Outcome {
+            route: "-".to_owned(),
+            user: None,
+            auth: "-",
+            upstream: None,
+            upstream_ms: None,
+        };
+        let res = match self.pipeline(&rt, req, client, &mut out, &mut path).await {
+            Ok(res) => res,
+            Err(e) => {
+                out.auth = match e {
+                    GatewayError::MissingToken
+                    | GatewayError::InvalidToken(_)
+                    | GatewayError::Forbidden(_) => e.outcome(),
+                    _ => out.auth,
+                };
+                let mut res = e.into_response();
+                // A refused request's unread body must never be parsed as the next request.
+                if body_pending && version <= Version::HTTP_11 {
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                res
+            }
+        };
+        if let Some(sent) = out.upstream {
+            out.upstream_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        info!(
+            target: "jwtgate::access",
+            method = %method,
+            path = %path,
+            route = %out.route,
+            status = res.status().as_u16(),
+            user = out.user.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+            auth = out.auth,
+            upstream_ms = out.upstream_ms,
+            total_ms = start.elapsed().as_secs_f64() * 1000.0,
+        );
+        res
+    }
+
+    async fn pipeline(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        client: ClientInfo,
+        out: &mut Outcome,
+        logged_path: &mut String,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (mut parts, body) = req.into_parts();
+        let target = target(&parts)?;
+        logged_path.clone_from(&target.path);
+        let route = rt
+            .config
+            .routes
+            .select(target.host.as_deref(), &target.path)
+            .ok_or(GatewayError::NoRoute)?;
+        out.route.clone_from(&route.name);
+        let identity = authenticate(&rt.verifier, route, &parts)?;
+        out.auth = match (&identity, route.auth) {
+            (Some(_), _) => "ok",
+            (None, AuthMode::Public) => "public",
+            (None, _) => "anonymous",
+        };
+        out.user = identity.as_ref().map(|id| id.user.clone());
+        let upgrade = match parts.version {
+            Version::HTTP_11 => headers::upgrade_request(&parts.headers),
+            _ => None,
+        };
+        headers::rewrite_request(
+            &mut parts.headers,
+            &rt.policy,
+            identity.as_ref(),
+            client,
+            target.host_header.as_ref(),
+            upgrade.clone(),
+        );
+        if let Some(host) = target.host_header {
+            parts.headers.insert(HOST, host);
+        }
+        parts.uri = upstream_uri(route, &target.path, parts.uri.query())?;
+        out.upstream = Some(Instant::now());
+        rt.upstream
+            .forward(
+                Request::from_parts(parts, Body::from(body)),
+                upgrade.is_some(),
+                &route.name,
+            )
+            .await
+    }
+}
+
+/// The request's routing facts, after every check.
+struct Target {
+    /// Normalized host for routing.
+    host: Option<String>,
+    /// The host as the client sent it (for `Host` and `X-Forwarded-Host` upstream).
+    host_header: Option<HeaderValue>,
+    /// The normalized path: routed on and forwarded.
+    path: String,
+}
+
+fn target(parts: &Parts) -> Result<Target, GatewayError> {
+    if parts.method == Method::CONNECT {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host_field = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
+    let authority = parts.uri.authority();
+    if authority.is_some_and(|a| a.as_str().contains('@')) {
+        return Err(GatewayError::BadRequest("userinfo in request target"));
+    }
+    let host_header = match (authority, host_field) {
+        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) => {
+            return Err(GatewayError::BadRequest(
+                "Host header does not match the request target",
+            ))
+        }
+        (Some(a), _) => HeaderValue::from_str(a.as_str()).ok(),
+        (None, Some(h)) => Some(h.clone()),
+        (None, None) if parts.version == Version::HTTP_11 => {
+            return Err(GatewayError::BadRequest("missing Host header"))
+        }
+        (None, None) => None,
+    };
+    let host = match &host_header {
+        Some(h) => {
+            let h = h
+                .to_str()
+                .map_err(|_| GatewayError::BadRequest("invalid Host header"))?;
+            if h.is_empty() || h.contains(['/', '\\', '@', ' ']) {
+                return Err(GatewayError::BadRequest("invalid Host header"));
+            }
+            Some(normalize_host(h))
+        }
+        None => None,
+    };
+    let path = path::normalize(parts.uri.path())
+        .map_err(GatewayError::BadRequest)?
+        .into_owned();
+    Ok(Target {
+        host,
+        host_header,
+        path,
+    })
+}
+
+/// Token checks for `route`: `None` for an anonymous request the route lets through.
+fn authenticate(
+    verifier: &Verifier,
+    route: &Route,
+    parts: &Parts,
+) -> Result<Option<Identity>, GatewayError> {
+    if route.auth == AuthMode::Public {
+        return Ok(None);
+    }
+    let token = auth::bearer(&parts.headers).map_err(GatewayError::InvalidToken)?;
+    let Some(token) = token else {
+        return match route.auth {
+            AuthMode::Optional => Ok(None),
+            _ => Err(GatewayError::MissingToken),
+        };
+    };
+    let identity = verifier.verify(token).map_err(GatewayError::InvalidToken)?;
+    if let Some(claim) = route.unmet_requirement(&identity.claims) {
+        return Err(GatewayError::Forbidden(claim.to_owned()));
+    }
+    Ok(Some(identity))
+}
+
+fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let pq = match query {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+    let mut parts = route.upstream.clone().into_parts();
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("invalid request target"))
+}

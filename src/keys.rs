@@ -1,0 +1,312 @@
+//! The HMAC keys: `JWT_SECRET_KEY` (or `JWT_SECRET_KEY_FILE`) and the optional
+//! `JWT_SECRET_KEY_PREVIOUS` (or `JWT_SECRET_KEY_PREVIOUS_FILE`) that still verifies during a
+//! rotation. Values come from the real environment first, then from a `.env` file in the working
+//! directory. A key's value is never printed, logged or formatted: [`Secret`]'s `Debug` redacts
+//! it, and every message here names the variable, never the value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+
+/// The variable that holds the current key.
+pub const CURRENT: &str = "JWT_SECRET_KEY";
+/// The variable that holds the previous key during a rotation.
+pub const PREVIOUS: &str = "JWT_SECRET_KEY_PREVIOUS";
+
+/// Shortest key accepted, in bytes (HS256's output size; RFC 7518 §3.2).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Well-known placeholder keys from tutorials, templates and `.env.example` files, compared
+/// case-insensitively. Most are also too short; the list catches the long ones.
+const PLACEHOLDERS: &[&str] = &[
+    "your-secret-key-change-this-in-production",
+    "your-secret-key",
+    "your_secret_key",
+    "your-256-bit-secret",
+    "secret",
+    "secretkey",
+    "secret-key",
+    "secret_key",
+    "mysecret",
+    "supersecret",
+    "changeme",
+    "change-me",
+    "changeit",
+    "password",
+    "jwt-secret",
+    "jwt_secret",
+    "jwtsecret",
+    "default",
+    "test",
+];
+
+/// Phrases that mark a key as a placeholder wherever they appear in it.
+const PLACEHOLDER_PHRASES: &[&str] = &[
+    "change-this",
+    "change_this",
+    "changethis",
+    "changeme",
+    "change-me",
+    "your-secret",
+    "your_secret",
+    "placeholder",
+    "replace-me",
+    "replace_me",
+];
+
+/// Key bytes. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The raw bytes, exactly as PyJWT uses a `str` key (its UTF-8 encoding).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// The keys tokens are verified with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Signs (`jwtgate token`) and verifies.
+    pub current: Secret,
+    /// Only verifies, during a rotation.
+    pub previous: Option<Secret>,
+    /// The files the keys were read from, to watch for changes.
+    pub files: Vec<PathBuf>,
+}
+
+impl Keys {
+    /// The keys to verify with: current first, then previous.
+    pub fn verifying(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.current.as_bytes()).chain(self.previous.as_ref().map(Secret::as_bytes))
+    }
+
+    /// Loads the keys from the process environment and `./.env`.
+    pub fn from_env() -> Result<Keys, Vec<String>> {
+        Keys::load(&Env::from_process())
+    }
+
+    /// Loads the keys from `env`. Every problem is reported, named by variable, never by value.
+    pub fn load(env: &Env) -> Result<Keys, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        let current = match read_key(env, CURRENT, &mut files) {
+            Ok(Some(k)) => Some(k),
+            Ok(None) => {
+                problems.push(format!(
+                    "{CURRENT} is not set: set {CURRENT} (or {CURRENT}_FILE, a path to a file that \
+                     holds it) to the key your auth service signs with; `jwtgate secret` prints a new one"
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        let previous = match read_key(env, PREVIOUS, &mut files) {
+            Ok(k) => k,
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        for (name, key) in [(CURRENT, &current), (PREVIOUS, &previous)] {
+            if let Some(key) = key {
+                if let Err(rule) = strength(key.as_bytes()) {
+                    problems.push(format!(
+                        "{name} is too weak: {rule}; generate one with `jwtgate secret`"
+                    ));
+                }
+            }
+        }
+        match current {
+            Some(current) if problems.is_empty() => Ok(Keys {
+                current,
+                previous,
+                files,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Keys for tests, without the environment.
+    #[doc(hidden)]
+    pub fn for_tests(current: &str, previous: Option<&str>) -> Keys {
+        Keys {
+            current: Secret(current.as_bytes().to_vec()),
+            previous: previous.map(|p| Secret(p.as_bytes().to_vec())),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// Where key variables are looked up: the real environment, then a `.env` file.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    dotenv: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment plus `./.env` (if present). Real variables win.
+    pub fn from_process() -> Env {
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let dotenv = dotenvy::from_path_iter(Path::new(".env"))
+            .map(|iter| iter.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        Env { vars, dotenv }
+    }
+
+    /// An environment made of `pairs` only (tests, and callers that build their own).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            dotenv: HashMap::new(),
+        }
+    }
+
+    /// A variable's value; empty counts as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .or_else(|| self.dotenv.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn read_key(env: &Env, name: &str, files: &mut Vec<PathBuf>) -> Result<Option<Secret>, String> {
+    let file_var = format!("{name}_FILE");
+    match (env.get(name), env.get(&file_var)) {
+        (Some(_), Some(_)) => Err(format!(
+            "both {name} and {file_var} are set: keep only one of them"
+        )),
+        (Some(value), None) => Ok(Some(Secret(value.as_bytes().to_vec()))),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let mut bytes = std::fs::read(&path).map_err(|e| {
+                format!("{file_var}: cannot read {}: {e}", path.display())
+            })?;
+            // One trailing newline is what `echo` and most editors add; trim exactly that.
+            if bytes.ends_with(b"\n") {
+                bytes.pop();
+                if bytes.ends_with(b"\r") {
+                    bytes.pop();
+                }
+            }
+            files.push(path);
+            Ok(Some(Secret(bytes)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The strength rules: long enough, not a placeholder, not one repeated character.
+pub fn strength(key: &[u8]) -> Result<(), String> {
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "it is {} bytes long and must be at least {MIN_KEY_BYTES}",
+            key.len()
+        ));
+    }
+    let lower = String::from_utf8_lossy(key).to_ascii_lowercase();
+    if PLACEHOLDERS.contains(&lower.as_str())
+        || PLACEHOLDER_PHRASES.iter().any(|p| lower.contains(p))
+    {
+        return Err("it is a well-known placeholder, not a secret".into());
+    }
+    if key.iter().all(|&b| b == key[0]) {
+        return Err("it is one character repeated".into());
+    }
+    Ok(())
+}
+
+/// A new random secret: 256 bits from the OS generator, base64url without padding (43 chars).
+pub fn generate() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "k7Qm2V9xZp4Rt8Lw1Ns6Hy3Jd5Fb0Gc-AeXoUiEq";
+
+    #[test]
+    fn loads_current_and_previous() {
+        let keys = Keys::load(&Env::from_pairs([(CURRENT, GOOD), (PREVIOUS, &GOOD[1..])])).unwrap();
+        assert_eq!(keys.current.as_bytes(), GOOD.as_bytes());
+        assert_eq!(keys.verifying().count(), 2);
+    }
+
+    #[test]
+    fn refuses_missing_short_placeholder_and_both_set() {
+        let repeated = "a".repeat(40);
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![], "JWT_SECRET_KEY is not set"),
+            (vec![(CURRENT, "short")], "must be at least 32"),
+            (vec![(CURRENT, "your-secret-key-change-this-in-production")], "placeholder"),
+            (vec![(CURRENT, "CHANGEME-changeme-changeme-changeme-x")], "placeholder"),
+            (vec![(CURRENT, &repeated)], "repeated"),
+            (vec![(CURRENT, GOOD), ("JWT_SECRET_KEY_FILE", "/x")], "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE"),
+            (vec![(CURRENT, GOOD), (PREVIOUS, "hunter2hunter2")], "JWT_SECRET_KEY_PREVIOUS is too weak"),
+            (vec![("JWT_SECRET_KEY_FILE", "/nonexistent/key")], "cannot read /nonexistent/key"),
+        ];
+        for (env, want) in cases {
+            let err = Keys::load(&Env::from_pairs(env.clone())).unwrap_err().join("\n");
+            assert!(err.contains(want), "{env:?}: {err}");
+            for (_, v) in env {
+                if v.len() > 4 && !v.starts_with('/') {
+                    assert!(!err.contains(v), "message echoes the value: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn file_trims_exactly_one_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{GOOD}\n")).unwrap();
+        let p = path.to_str().unwrap();
+        let keys = Keys::load(&Env::from_pairs([("JWT_SECRET_KEY_FILE", p)])).unwrap();
+        assert_eq!(keys.current.as_bytes(), GOOD.as_bytes());
+        assert_eq!(keys.files, vec![path.clone()]);
+        std::fs::write(&path, format!("{GOOD}\n\n")).unwrap();
+        let keys = Keys::load(&Env::from_pairs([("JWT_SECRET_KEY_FILE", p)])).unwrap();
+        assert_eq!(keys.current.as_bytes(), format!("{GOOD}\n").as_bytes());
+    }
+
+    #[test]
+    fn generated_secrets_are_strong_and_distinct() {
+        let (a, b) = (generate(), generate());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(strength(a.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let keys = Keys::for_tests(GOOD, None);
+        assert!(!format!("{keys:?}").contains(GOOD));
+    }
+}

@@ -1,0 +1,62 @@
+//! jwtgate: a reverse-proxy authentication gateway.
+//!
+//! It verifies every request's Bearer JWT (HS256/384/512, with a shared secret) at the edge,
+//! tells the upstream who the caller is through one header, and forwards. Upstreams trust that
+//! header, so the gateway guarantees that an identity header reaching an upstream is one it wrote
+//! itself, from a verified token, exactly once.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs      CLI (clap), logging init, signals: nothing else
+//! lib.rs       this page; `run` ties the pieces together
+//! config.rs    raw serde types -> validated Config, every problem reported at once
+//! keys.rs      JWT_SECRET_KEY / _FILE / _PREVIOUS, .env, strength rules
+//! auth.rs      Bearer extraction, Verifier (built once per config), TokenError
+//! path.rs      request-path normalization (what is routed on is what is forwarded)
+//! route.rs     route table and matching
+//! headers.rs   strip, inject, hop-by-hop, X-Forwarded-*
+//! gateway.rs   the request pipeline, top to bottom, and the access log
+//! proxy.rs     upstream client pool, forwarding, timeouts, upgrades
+//! server.rs    listener, HTTP/1 + HTTP/2, connection limit, graceful drain
+//! error.rs     the request-level error enum and its single mapping to responses
+//! body.rs      the one body type (streamed or gateway-written)
+//! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod headers;
+pub mod keys;
+pub mod path;
+pub mod proxy;
+pub mod route;
+pub mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use gateway::{Gateway, Runtime};
+pub use keys::Keys;
+
+/// Serves the gateway for `config` and `keys` on `listener` until `shutdown` completes, then
+/// drains in-flight requests (at most `server.drain_timeout`).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    keys: Keys,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
+    server::serve(listener, gateway, shutdown).await
+}

@@ -1,0 +1,310 @@
+//! The `jwtgate` binary: command line, logging, signals. Everything else lives in the library.
+
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use jwtgate::config::{parse_duration, Config};
+use jwtgate::keys::{self, Keys};
+use jwtgate::{Gateway, Runtime};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+/// A reverse-proxy authentication gateway: verifies Bearer JWTs at the edge and tells upstreams
+/// who the caller is.
+#[derive(Parser)]
+#[command(name = "jwtgate", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, env = "JWTGATE_CONFIG", global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and keys: exit 0, or print every problem and exit 2.
+    Check,
+    /// One-command tour: gateway + a built-in echo upstream on loopback with a generated key.
+    Demo {
+        /// Address for the demo gateway (a free port is used if it is taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Print a token signed with JWT_SECRET_KEY (development and tests).
+    Token {
+        /// The user (the `sub` claim, or the config's `user_claim`).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30m, 1h, 90s.
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        /// Extra claim NAME=VALUE (repeatable); VALUE is JSON if it parses as a number,
+        /// boolean, array or object, else a string.
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+    },
+    /// Print a new random secret (256 bits, URL-safe).
+    Secret,
+}
+
+/// Exit code for configuration, key and argument problems.
+const BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Secret) => {
+            println!("{}", keys::generate());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Token { sub, ttl, claims }) => token(cli.config.as_deref(), &sub, &ttl, &claims),
+        Some(Command::Check) => match cli.config {
+            None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
+            Some(path) => match load(&path) {
+                Ok((config, _)) => {
+                    println!(
+                        "{}: OK ({} routes, keys loaded)",
+                        path.display(),
+                        config.routes.iter().count()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            },
+        },
+        Some(Command::Demo { listen }) => {
+            init_logging();
+            runtime(None).and_then(|rt| {
+                rt.block_on(jwtgate::demo::run(listen, shutdown_signal()))
+                    .map_err(|e| {
+                        error!(error = %e, "demo failed");
+                        ExitCode::FAILURE
+                    })
+            })
+            .map_or_else(|c| c, |()| ExitCode::SUCCESS)
+        }
+        None => match cli.config {
+            None => usage("--config PATH (or JWTGATE_CONFIG) is required to run the gateway; try `jwtgate demo` or `jwtgate --help`"),
+            Some(path) => serve(&path),
+        },
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("jwtgate: {message}");
+    ExitCode::from(BAD_CONFIG)
+}
+
+/// Loads config and keys, printing every problem of both to stderr.
+fn load(path: &Path) -> Result<(Config, Keys), ExitCode> {
+    let config = Config::load(path);
+    let keys = Keys::from_env();
+    match (config, keys) {
+        (Ok(c), Ok(k)) => Ok((c, k)),
+        (config, keys) => {
+            if let Err(e) = config {
+                eprintln!("{e}");
+            }
+            if let Err(problems) = keys {
+                eprintln!("keys: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+                for p in problems {
+                    eprintln!("  - {p}");
+                }
+            }
+            Err(ExitCode::from(BAD_CONFIG))
+        }
+    }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    b.enable_all().build().map_err(|e| {
+        eprintln!("jwtgate: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let (config, keys) = match load(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    init_logging();
+    let rt = match runtime(config.server.workers) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+            error!(listen = %config.server.listen, error = %e, "cannot listen");
+        })?;
+        let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
+        tokio::spawn(reload_on_sighup(gateway.clone(), path.to_owned()));
+        jwtgate::server::serve(listener, gateway, shutdown_signal())
+            .await
+            .map_err(|e| error!(error = %e, "server failed"))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::FAILURE,
+    }
+}
+
+/// SIGHUP re-reads the config file and keys; a bad new config or key is logged and ignored.
+async fn reload_on_sighup(gateway: Arc<Gateway>, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; reload by restart only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let config = Config::load(&path);
+            let keys = Keys::from_env();
+            match (config, keys) {
+                (Ok(config), Ok(keys)) => {
+                    if config.server.listen != gateway.current().config.server.listen {
+                        warn!("server.listen changed: it takes effect on restart");
+                    }
+                    gateway.swap(Runtime::new(config, &keys));
+                    info!("reloaded config and keys");
+                }
+                (config, keys) => {
+                    let mut problems: Vec<String> = Vec::new();
+                    if let Err(e) = config {
+                        problems.extend(e.problems.iter().map(ToString::to_string));
+                    }
+                    if let Err(k) = keys {
+                        problems.extend(k);
+                    }
+                    error!(problems = ?problems, "reload refused; still serving the previous config");
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutdown signal received");
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match std::env::var("JWTGATE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn token(config: Option<&Path>, sub: &str, ttl: &str, claims: &[String]) -> ExitCode {
+    let ttl = match parse_duration(ttl) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => return usage("--ttl must be greater than zero"),
+        Err(e) => return usage(&format!("--ttl: {e}")),
+    };
+    let keys = match Keys::from_env() {
+        Ok(k) => k,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("jwtgate: {p}");
+            }
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    let (alg, user_claim, issuer, audience) = match config {
+        None => (jsonwebtoken::Algorithm::HS256, "sub".to_owned(), None, Vec::new()),
+        Some(path) => match Config::load(path) {
+            Ok(c) => (
+                c.auth.algorithms[0].to_jsonwebtoken(),
+                c.auth.user_claim,
+                c.auth.issuer,
+                c.auth.audience,
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(BAD_CONFIG);
+            }
+        },
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let mut body = serde_json::Map::new();
+    body.insert(user_claim, sub.into());
+    body.insert("iat".into(), now.as_secs().into());
+    body.insert("exp".into(), (now + ttl).as_secs().into());
+    if let Some(iss) = issuer {
+        body.insert("iss".into(), iss.into());
+    }
+    match audience.len() {
+        0 => {}
+        1 => {
+            body.insert("aud".into(), audience[0].clone().into());
+        }
+        _ => {
+            body.insert("aud".into(), audience.into());
+        }
+    }
+    for claim in claims {
+        let Some((name, value)) = claim.split_once('=') else {
+            return usage(&format!("--claim {claim:?}: write NAME=VALUE"));
+        };
+        let value = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(v) if !v.is_string() => v,
+            _ => serde_json::Value::String(value.to_owned()),
+        };
+        body.insert(name.to_owned(), value);
+    }
+    match jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &body,
+        &jsonwebtoken::EncodingKey::from_secret(keys.current.as_bytes()),
+    ) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jwtgate: cannot sign: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

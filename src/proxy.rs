@@ -1,0 +1,107 @@
+//! Forwarding: the only step of a request that does I/O with the upstream. A pooled keep-alive
+//! HTTP/1.1 client; bodies stream both ways; `Upgrade`s (WebSocket) are tunnelled once the
+//! upstream answers `101`. Failures map to 502 (refused, reset, garbage, connect timeout) and 504
+//! (no response head within `upstream_timeout`).
+
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tracing::{debug, warn};
+
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::headers;
+
+/// The upstream client: one connection pool shared by every route of a configuration.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// A client that connects within `connect_timeout` and waits `upstream_timeout` for a
+    /// response head.
+    pub fn new(connect_timeout: Duration, upstream_timeout: Duration) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Upstream {
+            client,
+            timeout: upstream_timeout,
+        }
+    }
+
+    /// Sends `req` (its URI already absolute, its headers already rewritten) and returns the
+    /// upstream's response head with a streamed body. When `tunnel` is set and the upstream
+    /// switches protocols, the two upgraded connections are joined in a background task.
+    pub async fn forward(
+        &self,
+        mut req: Request<Body>,
+        tunnel: bool,
+        route: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut req));
+        *req.version_mut() = Version::HTTP_11;
+        let res = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => {
+                warn!(route, "upstream sent no response head within upstream_timeout");
+                return Err(GatewayError::UpstreamTimeout);
+            }
+            Ok(Err(e)) => {
+                warn!(route, error = %error_chain(&e), connect = e.is_connect(), "upstream request failed");
+                return Err(GatewayError::UpstreamUnavailable);
+            }
+            Ok(Ok(res)) => res,
+        };
+        let mut res = res;
+        let switching = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let Some(client_upgrade) = client_upgrade.filter(|_| switching) else {
+            if switching {
+                // The upstream switched protocols the client did not ask the gateway to tunnel.
+                warn!(route, "upstream answered 101 to a request that was not an upgrade");
+                return Err(GatewayError::UpstreamUnavailable);
+            }
+            let (mut parts, body) = res.into_parts();
+            headers::rewrite_response(&mut parts.headers, false);
+            return Ok(Response::from_parts(parts, Body::from(body)));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let (mut parts, _empty) = res.into_parts();
+        headers::rewrite_response(&mut parts.headers, true);
+        let route = route.to_owned();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let r = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed");
+                }
+                Err(e) => debug!(route, error = %e, "upgrade failed"),
+            }
+        });
+        Ok(Response::from_parts(parts, Body::empty()))
+    }
+}
+
+/// An error with its sources, for the log (never contains request data).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}

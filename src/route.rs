@@ -1,0 +1,213 @@
+//! The route table: which upstream a request goes to and what authentication it needs.
+//!
+//! Matching is done on the *normalized* path (see [`crate::path`]), by whole segments: `/api`
+//! matches `/api` and `/api/x`, never `/apix`. Routes with a `host` that equals the request's host
+//! (case-insensitive, port ignored) are tried first, then routes without a `host`; within each
+//! group the longest matching prefix wins.
+
+use std::collections::HashMap;
+
+use http::Uri;
+use serde_json::Value;
+
+/// How a route treats tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is required (the default).
+    Required,
+    /// A token is verified if present (invalid: 401); without one the request goes on anonymously.
+    Optional,
+    /// No token is checked; identity headers are still stripped.
+    Public,
+}
+
+/// A value a route's `require` demands of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimValue {
+    /// A JSON string.
+    String(String),
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON integer.
+    Integer(i64),
+}
+
+impl ClaimValue {
+    fn matches_scalar(&self, v: &Value) -> bool {
+        match (self, v) {
+            (ClaimValue::String(want), Value::String(got)) => want == got,
+            (ClaimValue::Bool(want), Value::Bool(got)) => want == got,
+            (ClaimValue::Integer(want), Value::Number(got)) => got.as_i64() == Some(*want),
+            _ => false,
+        }
+    }
+
+    /// True when `claim` equals this value, or is an array that contains it.
+    pub fn satisfied_by(&self, claim: &Value) -> bool {
+        match claim {
+            Value::Array(items) => items.iter().any(|v| self.matches_scalar(v)),
+            v => self.matches_scalar(v),
+        }
+    }
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// A stable name for logs and metrics: host (if any) followed by the path prefix.
+    pub name: String,
+    /// Normalized path prefix, without a trailing `/` (except the root `/`).
+    pub path: String,
+    /// Lower-case host without port, if the route is host-specific.
+    pub host: Option<String>,
+    /// `scheme://authority` of the upstream.
+    pub upstream: Uri,
+    /// Token policy.
+    pub auth: AuthMode,
+    /// Claims a token must carry on this route, as (claim, value).
+    pub require: Vec<(String, ClaimValue)>,
+}
+
+impl Route {
+    /// The first `require`d claim the token does not satisfy, if any.
+    pub fn unmet_requirement(&self, claims: &serde_json::Map<String, Value>) -> Option<&str> {
+        self.require
+            .iter()
+            .find(|(claim, want)| !claims.get(claim).is_some_and(|v| want.satisfied_by(v)))
+            .map(|(claim, _)| claim.as_str())
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let prefix = self.path.as_str();
+        prefix == "/"
+            || (path.starts_with(prefix)
+                && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+    }
+}
+
+/// All routes, grouped by host and sorted longest prefix first.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    by_host: HashMap<String, Vec<Route>>,
+    any_host: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Builds the table. Routes are assumed valid (see [`crate::config`]).
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut table = RouteTable::default();
+        for r in routes {
+            match r.host.clone() {
+                Some(h) => table.by_host.entry(h).or_default().push(r),
+                None => table.any_host.push(r),
+            }
+        }
+        let longest_first = |v: &mut Vec<Route>| v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        table.by_host.values_mut().for_each(longest_first);
+        longest_first(&mut table.any_host);
+        table
+    }
+
+    /// Every route, host-specific ones first.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.by_host.values().flatten().chain(self.any_host.iter())
+    }
+
+    /// Picks the route for a normalized host (see [`normalize_host`]) and normalized path.
+    pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let specific = host
+            .and_then(|h| self.by_host.get(h))
+            .and_then(|routes| routes.iter().find(|r| r.matches(path)));
+        specific.or_else(|| self.any_host.iter().find(|r| r.matches(path)))
+    }
+}
+
+/// Lower-cases a host, drops a `:port` and a trailing dot: `API.example.com.:443` ->
+/// `api.example.com`. IPv6 literals keep their brackets.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, path: &str) -> Route {
+        Route {
+            name: format!("{}{}", host.unwrap_or(""), path),
+            path: path.into(),
+            host: host.map(Into::into),
+            upstream: "http://127.0.0.1:1".parse().unwrap(),
+            auth: AuthMode::Required,
+            require: vec![],
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            route(None, "/"),
+            route(None, "/api"),
+            route(None, "/api/admin"),
+            route(Some("a.example.com"), "/"),
+            route(Some("a.example.com"), "/api"),
+        ])
+    }
+
+    fn pick(host: Option<&str>, path: &str) -> Option<String> {
+        table().select(host, path).map(|r| r.name.clone())
+    }
+
+    #[test]
+    fn longest_whole_segment_prefix_wins() {
+        assert_eq!(pick(None, "/api").as_deref(), Some("/api"));
+        assert_eq!(pick(None, "/api/x").as_deref(), Some("/api"));
+        assert_eq!(pick(None, "/apix").as_deref(), Some("/"));
+        assert_eq!(pick(None, "/api/admin/users").as_deref(), Some("/api/admin"));
+        assert_eq!(pick(None, "/api/administrator").as_deref(), Some("/api"));
+    }
+
+    #[test]
+    fn host_routes_come_first_then_fall_back() {
+        assert_eq!(pick(Some("a.example.com"), "/api/admin").as_deref(), Some("a.example.com/api"));
+        assert_eq!(pick(Some("a.example.com"), "/x").as_deref(), Some("a.example.com/"));
+        assert_eq!(pick(Some("b.example.com"), "/api/admin").as_deref(), Some("/api/admin"));
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let t = RouteTable::new(vec![route(None, "/api")]);
+        assert!(t.select(None, "/").is_none());
+        assert!(t.select(None, "/apiary").is_none());
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("API.Example.com:8443"), "api.example.com");
+        assert_eq!(normalize_host("api.example.com."), "api.example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn require_matches_strings_arrays_and_scalars() {
+        let want = ClaimValue::String("admin".into());
+        assert!(want.satisfied_by(&serde_json::json!("admin")));
+        assert!(want.satisfied_by(&serde_json::json!(["user", "admin"])));
+        assert!(!want.satisfied_by(&serde_json::json!("Admin")));
+        assert!(!want.satisfied_by(&serde_json::json!({"admin": true})));
+        assert!(ClaimValue::Bool(true).satisfied_by(&serde_json::json!(true)));
+        assert!(!ClaimValue::Bool(true).satisfied_by(&serde_json::json!("true")));
+        assert!(ClaimValue::Integer(3).satisfied_by(&serde_json::json!([1, 3])));
+    }
+}

@@ -1,0 +1,99 @@
+//! The public listener: accepts connections (at most `server.max_connections` at once), serves
+//! HTTP/1.1 and HTTP/2 (prior knowledge, "h2c") on the same port, and drains on shutdown: stop
+//! accepting, let in-flight requests finish within `server.drain_timeout`, then return.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::gateway::Gateway;
+use crate::headers::ClientInfo;
+
+/// Serves `listener` until `shutdown` completes, then drains. Returns when every connection has
+/// finished or `drain_timeout` (read from the config current at shutdown) has passed.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let server = gateway.current().config.server.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_headers(server.max_headers)
+        .max_buf_size(server.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(server.max_header_bytes as u32)
+        .keep_alive_interval(Duration::from_secs(30));
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let graceful = GracefulShutdown::new();
+    let local = listener.local_addr()?;
+    info!(listen = %local, "listening");
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning; keep serving the
+                    // connections already open.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let client = ClientInfo {
+            ip: peer.ip().to_canonical(),
+            proto: "http",
+        };
+        let gw = gateway.clone();
+        let service = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req, client).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    let drain = gateway.current().config.server.drain_timeout;
+    info!(in_flight = graceful.count(), drain_timeout = ?drain, "draining");
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => info!("drained"),
+        Err(_) => error!("drain_timeout passed with connections still open; closing them"),
+    }
+    Ok(())
+}
