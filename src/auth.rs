@@ -469,7 +469,10 @@ mod tests {
         let msg = format!("{}.{}", b64(header), b64(claims));
         let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
         mac.update(msg.as_bytes());
-        format!("{msg}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{msg}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     fn jwt(claims: serde_json::Value, alg: jsonwebtoken::Algorithm, key: &str) -> String {
@@ -490,14 +493,21 @@ mod tests {
     #[test]
     fn accepts_a_token_like_the_auth_service_issues() {
         let id = verifier("")
-            .verify_at(&hs256(serde_json::json!({"sub": "alice", "exp": NOW + 1800.0})), NOW)
+            .verify_at(
+                &hs256(serde_json::json!({"sub": "alice", "exp": NOW + 1800.0})),
+                NOW,
+            )
             .unwrap();
         assert_eq!(id.user, "alice");
     }
 
     #[test]
     fn previous_key_verifies_too() {
-        let t = jwt(serde_json::json!({"sub": "bob", "exp": NOW + 60.0}), jsonwebtoken::Algorithm::HS256, OLD);
+        let t = jwt(
+            serde_json::json!({"sub": "bob", "exp": NOW + 60.0}),
+            jsonwebtoken::Algorithm::HS256,
+            OLD,
+        );
         assert_eq!(verifier("").verify_at(&t, NOW).unwrap().user, "bob");
     }
 
@@ -506,29 +516,135 @@ mod tests {
         let v = verifier("");
         let exp = NOW + 60.0;
         let cases: Vec<(String, TokenError)> = vec![
-            (jwt(serde_json::json!({"sub":"a","exp":exp}), jsonwebtoken::Algorithm::HS256, "another-key-another-key-another-key!"), TokenError::BadSignature),
-            (jwt(serde_json::json!({"sub":"a","exp":exp}), jsonwebtoken::Algorithm::HS512, KEY), TokenError::AlgorithmNotAllowed),
-            (format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"sub":"a","exp":1e12}"#)), TokenError::AlgorithmNotAllowed),
-            (format!("{}.{}.", b64(r#"{"alg":"None"}"#), b64(r#"{"sub":"a","exp":1e12}"#)), TokenError::AlgorithmNotAllowed),
-            (format!("{}.{}.", b64(r#"{"alg":"hs256"}"#), b64(r#"{"sub":"a","exp":1e12}"#)), TokenError::AlgorithmNotAllowed),
-            (raw(r#"{"typ":"JWT"}"#, r#"{"sub":"a","exp":1e12}"#, KEY), TokenError::AlgorithmNotAllowed),
-            (raw(r#"{"alg":"HS256","crit":["exp"]}"#, r#"{"sub":"a","exp":1e12}"#, KEY), TokenError::UnsupportedCritical),
+            (
+                jwt(
+                    serde_json::json!({"sub":"a","exp":exp}),
+                    jsonwebtoken::Algorithm::HS256,
+                    "another-key-another-key-another-key!",
+                ),
+                TokenError::BadSignature,
+            ),
+            (
+                jwt(
+                    serde_json::json!({"sub":"a","exp":exp}),
+                    jsonwebtoken::Algorithm::HS512,
+                    KEY,
+                ),
+                TokenError::AlgorithmNotAllowed,
+            ),
+            (
+                format!(
+                    "{}.{}.",
+                    b64(r#"{"alg":"none"}"#),
+                    b64(r#"{"sub":"a","exp":1e12}"#)
+                ),
+                TokenError::AlgorithmNotAllowed,
+            ),
+            (
+                format!(
+                    "{}.{}.",
+                    b64(r#"{"alg":"None"}"#),
+                    b64(r#"{"sub":"a","exp":1e12}"#)
+                ),
+                TokenError::AlgorithmNotAllowed,
+            ),
+            (
+                format!(
+                    "{}.{}.",
+                    b64(r#"{"alg":"hs256"}"#),
+                    b64(r#"{"sub":"a","exp":1e12}"#)
+                ),
+                TokenError::AlgorithmNotAllowed,
+            ),
+            (
+                raw(r#"{"typ":"JWT"}"#, r#"{"sub":"a","exp":1e12}"#, KEY),
+                TokenError::AlgorithmNotAllowed,
+            ),
+            (
+                raw(
+                    r#"{"alg":"HS256","crit":["exp"]}"#,
+                    r#"{"sub":"a","exp":1e12}"#,
+                    KEY,
+                ),
+                TokenError::UnsupportedCritical,
+            ),
             (raw(H, r#"{"sub":"a"}"#, KEY), TokenError::MissingExp),
-            (raw(H, r#"{"sub":"a","exp":"99999999999"}"#, KEY), TokenError::BadTimeClaim),
-            (raw(H, r#"{"sub":"a","exp":null}"#, KEY), TokenError::BadTimeClaim),
-            (raw(H, &format!(r#"{{"sub":"a","exp":{exp},"nbf":"0"}}"#), KEY), TokenError::BadTimeClaim),
-            (raw(H, &format!(r#"{{"sub":"a","exp":{exp},"iat":[1]}}"#), KEY), TokenError::BadTimeClaim),
-            (raw(H, &format!(r#"{{"sub":"a","exp":{}}}"#, NOW - 31.0), KEY), TokenError::Expired),
-            (raw(H, &format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, NOW + 31.0), KEY), TokenError::NotYetValid),
-            (raw(H, &format!(r#"{{"exp":{exp}}}"#), KEY), TokenError::MissingUser),
-            (raw(H, &format!(r#"{{"sub":null,"exp":{exp}}}"#), KEY), TokenError::MissingUser),
-            (raw(H, &format!(r#"{{"sub":"","exp":{exp}}}"#), KEY), TokenError::BadUser),
-            (raw(H, &format!(r#"{{"sub":42,"exp":{exp}}}"#), KEY), TokenError::BadUser),
-            (raw(H, &format!(r#"{{"sub":["a"],"exp":{exp}}}"#), KEY), TokenError::BadUser),
-            (raw(H, &format!(r#"{{"sub":"a\r\nX-Auth-User: root","exp":{exp}}}"#), KEY), TokenError::BadUser),
-            (raw(H, &format!(r#"{{"sub":" admin","exp":{exp}}}"#), KEY), TokenError::BadUser),
-            (raw(H, &format!(r#"{{"sub":"alice","sub":"admin","exp":{exp}}}"#), KEY), TokenError::DuplicateMember),
-            (raw(r#"{"alg":"HS256","alg":"none"}"#, &format!(r#"{{"sub":"a","exp":{exp}}}"#), KEY), TokenError::DuplicateMember),
+            (
+                raw(H, r#"{"sub":"a","exp":"99999999999"}"#, KEY),
+                TokenError::BadTimeClaim,
+            ),
+            (
+                raw(H, r#"{"sub":"a","exp":null}"#, KEY),
+                TokenError::BadTimeClaim,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":"a","exp":{exp},"nbf":"0"}}"#), KEY),
+                TokenError::BadTimeClaim,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":"a","exp":{exp},"iat":[1]}}"#), KEY),
+                TokenError::BadTimeClaim,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":"a","exp":{}}}"#, NOW - 31.0), KEY),
+                TokenError::Expired,
+            ),
+            (
+                raw(
+                    H,
+                    &format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, NOW + 31.0),
+                    KEY,
+                ),
+                TokenError::NotYetValid,
+            ),
+            (
+                raw(H, &format!(r#"{{"exp":{exp}}}"#), KEY),
+                TokenError::MissingUser,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":null,"exp":{exp}}}"#), KEY),
+                TokenError::MissingUser,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":"","exp":{exp}}}"#), KEY),
+                TokenError::BadUser,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":42,"exp":{exp}}}"#), KEY),
+                TokenError::BadUser,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":["a"],"exp":{exp}}}"#), KEY),
+                TokenError::BadUser,
+            ),
+            (
+                raw(
+                    H,
+                    &format!(r#"{{"sub":"a\r\nX-Auth-User: root","exp":{exp}}}"#),
+                    KEY,
+                ),
+                TokenError::BadUser,
+            ),
+            (
+                raw(H, &format!(r#"{{"sub":" admin","exp":{exp}}}"#), KEY),
+                TokenError::BadUser,
+            ),
+            (
+                raw(
+                    H,
+                    &format!(r#"{{"sub":"alice","sub":"admin","exp":{exp}}}"#),
+                    KEY,
+                ),
+                TokenError::DuplicateMember,
+            ),
+            (
+                raw(
+                    r#"{"alg":"HS256","alg":"none"}"#,
+                    &format!(r#"{{"sub":"a","exp":{exp}}}"#),
+                    KEY,
+                ),
+                TokenError::DuplicateMember,
+            ),
             (raw(H, "[1,2]", KEY), TokenError::Malformed),
             ("not.a.jwt".into(), TokenError::Malformed),
             ("a.b".into(), TokenError::Malformed),
@@ -546,8 +662,14 @@ mod tests {
         let good = hs256(serde_json::json!({"sub": "alice", "exp": NOW + 60.0}));
         let (h, rest) = good.split_once('.').unwrap();
         let (_, s) = rest.split_once('.').unwrap();
-        let forged = format!("{h}.{}.{s}", b64(&format!(r#"{{"sub":"admin","exp":{}}}"#, NOW + 60.0)));
-        assert_eq!(verifier("").verify_at(&forged, NOW).err(), Some(TokenError::BadSignature));
+        let forged = format!(
+            "{h}.{}.{s}",
+            b64(&format!(r#"{{"sub":"admin","exp":{}}}"#, NOW + 60.0))
+        );
+        assert_eq!(
+            verifier("").verify_at(&forged, NOW).err(),
+            Some(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -570,15 +692,22 @@ mod tests {
     #[test]
     fn issuer_and_audience_when_configured() {
         let v = verifier("issuer = \"https://auth\"\naudience = [\"orders\", \"billing\"]");
-        let ok = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":["x","billing"]}));
+        let ok = hs256(
+            serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":["x","billing"]}),
+        );
         assert!(v.verify_at(&ok, NOW).is_ok());
-        let ok = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":"orders"}));
+        let ok = hs256(
+            serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":"orders"}),
+        );
         assert!(v.verify_at(&ok, NOW).is_ok());
-        let t = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://evil","aud":"orders"}));
+        let t = hs256(
+            serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://evil","aud":"orders"}),
+        );
         assert_eq!(v.verify_at(&t, NOW).err(), Some(TokenError::WrongIssuer));
         let t = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth"}));
         assert_eq!(v.verify_at(&t, NOW).err(), Some(TokenError::WrongAudience));
-        let t = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":["x"]}));
+        let t =
+            hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"https://auth","aud":["x"]}));
         assert_eq!(v.verify_at(&t, NOW).err(), Some(TokenError::WrongAudience));
         // Not configured: not checked.
         let t = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"iss":"whoever","aud":"x"}));
@@ -587,22 +716,39 @@ mod tests {
 
     #[test]
     fn claim_headers_take_scalars() {
-        let v = verifier("claim_headers = { role = \"X-Role\", level = \"X-Level\", groups = \"X-Groups\" }");
-        let t = hs256(serde_json::json!({"sub":"a","exp":NOW+60.0,"role":"admin","level":3,"groups":["a"]}));
+        let v = verifier(
+            "claim_headers = { role = \"X-Role\", level = \"X-Level\", groups = \"X-Groups\" }",
+        );
+        let t = hs256(
+            serde_json::json!({"sub":"a","exp":NOW+60.0,"role":"admin","level":3,"groups":["a"]}),
+        );
         let id = v.verify_at(&t, NOW).unwrap();
         // BTreeMap order: groups, level, role
-        assert_eq!(id.claim_values, vec![None, Some(HeaderValue::from_static("3")), Some(HeaderValue::from_static("admin"))]);
+        assert_eq!(
+            id.claim_values,
+            vec![
+                None,
+                Some(HeaderValue::from_static("3")),
+                Some(HeaderValue::from_static("admin"))
+            ]
+        );
     }
 
     #[test]
     fn bearer_extraction() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), Ok(None));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic YWxpY2U6cHc="));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2U6cHc="),
+        );
         assert_eq!(bearer(&h), Ok(None));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer(&h), Ok(None));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer abc.def.ghi"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("bearer abc.def.ghi"),
+        );
         assert_eq!(bearer(&h), Ok(Some("abc.def.ghi")));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a b"));
         assert_eq!(bearer(&h), Err(TokenError::BadCredentials));

@@ -48,11 +48,7 @@ impl fmt::Display for ConfigError {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "config".to_owned());
         let n = self.problems.len();
-        write!(
-            f,
-            "{file}: {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{file}: {n} problem{}", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             write!(f, "\n  - {p}")?;
         }
@@ -217,7 +213,10 @@ impl Config {
         let doc: toml::Table = match toml::from_str(text) {
             Ok(doc) => doc,
             Err(e) => {
-                p.add("(syntax)", e.message().to_owned() + &location(text, e.span()));
+                p.add(
+                    "(syntax)",
+                    e.message().to_owned() + &location(text, e.span()),
+                );
                 return Err(p.into_error());
             }
         };
@@ -380,7 +379,11 @@ fn socket_addr(p: &mut Problems, key: &str, raw: &str) -> Option<SocketAddr> {
 }
 
 fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
-    let listen = socket_addr(p, "server.listen", raw.listen.as_deref().unwrap_or("0.0.0.0:8080"));
+    let listen = socket_addr(
+        p,
+        "server.listen",
+        raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
+    );
     let admin_listen = match raw.admin_listen.as_deref() {
         None => None,
         Some(a) => Some(socket_addr(p, "server.admin_listen", a)?),
@@ -445,10 +448,9 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         1,
         1_000_000,
     );
-    let workers = match raw.workers {
-        Some(n) => Some(bounded("server.workers", Some(n), n, 1, 1024)),
-        None => None,
-    };
+    let workers = raw
+        .workers
+        .map(|n| bounded("server.workers", Some(n), n, 1, 1024));
     let tls = raw.tls.map(|t| TlsFiles {
         cert: PathBuf::from(t.cert),
         key: PathBuf::from(t.key),
@@ -477,7 +479,9 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
 fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
     let mut algorithms = Vec::new();
     match raw.algorithms {
-        Some(list) if list.is_empty() => p.add("auth.algorithms", "must name at least one algorithm"),
+        Some(list) if list.is_empty() => {
+            p.add("auth.algorithms", "must name at least one algorithm")
+        }
         Some(list) => {
             for name in list {
                 match Algorithm::from_name(&name) {
@@ -492,20 +496,33 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         }
         None => algorithms.push(Algorithm::HS256),
     }
-    let leeway = p.duration("auth.leeway", raw.leeway.as_deref(), Duration::from_secs(30));
+    let leeway = p.duration(
+        "auth.leeway",
+        raw.leeway.as_deref(),
+        Duration::from_secs(30),
+    );
     if leeway > Duration::from_secs(600) {
-        p.add("auth.leeway", "must be at most 10m: a longer skew keeps expired tokens alive");
+        p.add(
+            "auth.leeway",
+            "must be at most 10m: a longer skew keeps expired tokens alive",
+        );
     }
     let issuer = raw.issuer;
     if issuer.as_deref() == Some("") {
-        p.add("auth.issuer", "must not be empty; remove the key to skip the issuer check");
+        p.add(
+            "auth.issuer",
+            "must not be empty; remove the key to skip the issuer check",
+        );
     }
     let audience = match raw.audience {
         None => Vec::new(),
         Some(OneOrMany::One(a)) => vec![a],
         Some(OneOrMany::Many(list)) => {
             if list.is_empty() {
-                p.add("auth.audience", "must not be empty; remove the key to skip the audience check");
+                p.add(
+                    "auth.audience",
+                    "must not be empty; remove the key to skip the audience check",
+                );
             }
             list
         }
@@ -699,8 +716,9 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_the_documented_defaults() {
-        let c = Config::from_toml("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8000\"\n")
-            .unwrap();
+        let c =
+            Config::from_toml("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8000\"\n")
+                .unwrap();
         assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.server.admin_listen, None);
         assert_eq!(c.server.connect_timeout, Duration::from_secs(2));

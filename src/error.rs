@@ -53,9 +53,12 @@ impl GatewayError {
     /// (status, error code, description, WWW-Authenticate).
     fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
         match self {
-            GatewayError::BadRequest(why) => {
-                (StatusCode::BAD_REQUEST, "bad_request", (*why).to_owned(), None)
-            }
+            GatewayError::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                (*why).to_owned(),
+                None,
+            ),
             GatewayError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -152,10 +155,25 @@ mod tests {
     #[tokio::test]
     async fn the_mapping_table() {
         let table = [
-            (GatewayError::BadRequest("encoded '/' in path"), 400, None, "bad_request"),
-            (GatewayError::MethodNotAllowed, 405, None, "method_not_allowed"),
+            (
+                GatewayError::BadRequest("encoded '/' in path"),
+                400,
+                None,
+                "bad_request",
+            ),
+            (
+                GatewayError::MethodNotAllowed,
+                405,
+                None,
+                "method_not_allowed",
+            ),
             (GatewayError::NoRoute, 404, None, "not_found"),
-            (GatewayError::MissingToken, 401, Some(r#"Bearer realm="jwtgate""#), "invalid_request"),
+            (
+                GatewayError::MissingToken,
+                401,
+                Some(r#"Bearer realm="jwtgate""#),
+                "invalid_request",
+            ),
             (
                 GatewayError::InvalidToken(TokenError::Expired),
                 401,
@@ -165,7 +183,9 @@ mod tests {
             (
                 GatewayError::Forbidden("role".into()),
                 403,
-                Some(r#"Bearer error="insufficient_scope", error_description="token lacks a required role claim""#),
+                Some(
+                    r#"Bearer error="insufficient_scope", error_description="token lacks a required role claim""#,
+                ),
                 "insufficient_scope",
             ),
             (GatewayError::UpstreamUnavailable, 502, None, "bad_gateway"),

@@ -47,7 +47,10 @@ impl Runtime {
         Runtime {
             verifier: Verifier::new(&config.auth, keys),
             policy: HeaderPolicy::new(&config.auth),
-            upstream: Upstream::new(config.server.connect_timeout, config.server.upstream_timeout),
+            upstream: Upstream::new(
+                config.server.connect_timeout,
+                config.server.upstream_timeout,
+            ),
             config,
         }
     }

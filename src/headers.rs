@@ -113,9 +113,9 @@ pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
         .iter()
         .flat_map(tokens)
         .any(|t| t.eq_ignore_ascii_case("upgrade"));
-    let h2c = upgrade
-        .to_str()
-        .map_or(true, |v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")));
+    let h2c = upgrade.to_str().map_or(true, |v| {
+        v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))
+    });
     (asked && !h2c && headers.get_all(UPGRADE).iter().count() == 1).then(|| upgrade.clone())
 }
 
@@ -284,8 +284,18 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("authorization", "Bearer t"),
         ]);
-        rewrite_request(&mut h, &p, Some(&identity("alice", None)), client(), Some(&HeaderValue::from_static("app.example")), None);
-        assert_eq!(h.get_all("x-auth-user").iter().collect::<Vec<_>>(), vec!["alice"]);
+        rewrite_request(
+            &mut h,
+            &p,
+            Some(&identity("alice", None)),
+            client(),
+            Some(&HeaderValue::from_static("app.example")),
+            None,
+        );
+        assert_eq!(
+            h.get_all("x-auth-user").iter().collect::<Vec<_>>(),
+            vec!["alice"]
+        );
         assert!(!h.contains_key("x_auth_user"));
         assert!(!h.contains_key("x-auth-role") && !h.contains_key("x_auth_role"));
         assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"));
@@ -309,7 +319,11 @@ mod tests {
     #[test]
     fn nominating_framing_headers_does_not_remove_them() {
         let p = policy("");
-        let mut h = map(&[("connection", "content-length, host"), ("content-length", "3"), ("host", "a")]);
+        let mut h = map(&[
+            ("connection", "content-length, host"),
+            ("content-length", "3"),
+            ("host", "a"),
+        ]);
         rewrite_request(&mut h, &p, None, client(), None, None);
         assert_eq!(h["content-length"], "3");
         assert_eq!(h["host"], "a");
@@ -317,21 +331,39 @@ mod tests {
 
     #[test]
     fn upgrades() {
-        let ws = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let ws = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(upgrade_request(&ws).unwrap(), "websocket");
-        let h2c = map(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")]);
+        let h2c = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
         assert!(upgrade_request(&h2c).is_none());
         let not_asked = map(&[("upgrade", "websocket")]);
         assert!(upgrade_request(&not_asked).is_none());
         let mut h = ws.clone();
-        rewrite_request(&mut h, &policy(""), None, client(), None, upgrade_request(&ws));
+        rewrite_request(
+            &mut h,
+            &policy(""),
+            None,
+            client(),
+            None,
+            upgrade_request(&ws),
+        );
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
     }
 
     #[test]
     fn response_hop_by_hop_is_dropped() {
-        let mut h = map(&[("connection", "close, x-internal"), ("x-internal", "1"), ("keep-alive", "5"), ("x-app", "ok")]);
+        let mut h = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("keep-alive", "5"),
+            ("x-app", "ok"),
+        ]);
         rewrite_response(&mut h, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-app"], "ok");

@@ -201,9 +201,8 @@ fn read_key(env: &Env, name: &str, files: &mut Vec<PathBuf>) -> Result<Option<Se
         (Some(value), None) => Ok(Some(Secret(value.as_bytes().to_vec()))),
         (None, Some(path)) => {
             let path = PathBuf::from(path);
-            let mut bytes = std::fs::read(&path).map_err(|e| {
-                format!("{file_var}: cannot read {}: {e}", path.display())
-            })?;
+            let mut bytes = std::fs::read(&path)
+                .map_err(|e| format!("{file_var}: cannot read {}: {e}", path.display()))?;
             // One trailing newline is what `echo` and most editors add; trim exactly that.
             if bytes.ends_with(b"\n") {
                 bytes.pop();
@@ -264,15 +263,32 @@ mod tests {
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![], "JWT_SECRET_KEY is not set"),
             (vec![(CURRENT, "short")], "must be at least 32"),
-            (vec![(CURRENT, "your-secret-key-change-this-in-production")], "placeholder"),
-            (vec![(CURRENT, "CHANGEME-changeme-changeme-changeme-x")], "placeholder"),
+            (
+                vec![(CURRENT, "your-secret-key-change-this-in-production")],
+                "placeholder",
+            ),
+            (
+                vec![(CURRENT, "CHANGEME-changeme-changeme-changeme-x")],
+                "placeholder",
+            ),
             (vec![(CURRENT, &repeated)], "repeated"),
-            (vec![(CURRENT, GOOD), ("JWT_SECRET_KEY_FILE", "/x")], "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE"),
-            (vec![(CURRENT, GOOD), (PREVIOUS, "hunter2hunter2")], "JWT_SECRET_KEY_PREVIOUS is too weak"),
-            (vec![("JWT_SECRET_KEY_FILE", "/nonexistent/key")], "cannot read /nonexistent/key"),
+            (
+                vec![(CURRENT, GOOD), ("JWT_SECRET_KEY_FILE", "/x")],
+                "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE",
+            ),
+            (
+                vec![(CURRENT, GOOD), (PREVIOUS, "hunter2hunter2")],
+                "JWT_SECRET_KEY_PREVIOUS is too weak",
+            ),
+            (
+                vec![("JWT_SECRET_KEY_FILE", "/nonexistent/key")],
+                "cannot read /nonexistent/key",
+            ),
         ];
         for (env, want) in cases {
-            let err = Keys::load(&Env::from_pairs(env.clone())).unwrap_err().join("\n");
+            let err = Keys::load(&Env::from_pairs(env.clone()))
+                .unwrap_err()
+                .join("\n");
             assert!(err.contains(want), "{env:?}: {err}");
             for (_, v) in env {
                 if v.len() > 4 && !v.starts_with('/') {

@@ -114,7 +114,11 @@ fn load(path: &Path) -> Result<(Config, Keys), ExitCode> {
                 eprintln!("{e}");
             }
             if let Err(problems) = keys {
-                eprintln!("keys: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "keys: {} problem{}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
                 for p in problems {
                     eprintln!("  - {p}");
                 }
@@ -250,7 +254,12 @@ fn token(config: Option<&Path>, sub: &str, ttl: &str, claims: &[String]) -> Exit
         }
     };
     let (alg, user_claim, issuer, audience) = match config {
-        None => (jsonwebtoken::Algorithm::HS256, "sub".to_owned(), None, Vec::new()),
+        None => (
+            jsonwebtoken::Algorithm::HS256,
+            "sub".to_owned(),
+            None,
+            Vec::new(),
+        ),
         Some(path) => match Config::load(path) {
             Ok(c) => (
                 c.auth.algorithms[0].to_jsonwebtoken(),

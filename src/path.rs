@@ -140,11 +140,13 @@ pub fn normalize_route_prefix(prefix: &str) -> Result<String, String> {
     match normalize(prefix) {
         Ok(n) if n == prefix || n.trim_end_matches('/') == prefix.trim_end_matches('/') => {
             let trimmed = n.trim_end_matches('/');
-            Ok(if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() })
+            Ok(if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            })
         }
-        Ok(n) => Err(format!(
-            "{prefix:?} is not a normalized path; write {n:?}"
-        )),
+        Ok(n) => Err(format!("{prefix:?} is not a normalized path; write {n:?}")),
         Err(why) => Err(format!("{prefix:?}: {why}; a route path starts with '/'")),
     }
 }
@@ -155,8 +157,18 @@ mod tests {
 
     #[test]
     fn plain_paths_are_borrowed_unchanged() {
-        for p in ["/", "/api", "/api/v1/x.json", "/a/.hidden", "/a/b..c", "/~u/-_"] {
-            assert!(matches!(normalize(p), Ok(Cow::Borrowed(q)) if q == p), "{p}");
+        for p in [
+            "/",
+            "/api",
+            "/api/v1/x.json",
+            "/a/.hidden",
+            "/a/b..c",
+            "/~u/-_",
+        ] {
+            assert!(
+                matches!(normalize(p), Ok(Cow::Borrowed(q)) if q == p),
+                "{p}"
+            );
         }
     }
 

@@ -54,8 +54,18 @@ impl Upstream {
         *req.version_mut() = Version::HTTP_11;
         let res = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => {
-                warn!(route, "upstream sent no response head within upstream_timeout");
+                warn!(
+                    route,
+                    "upstream sent no response head within upstream_timeout"
+                );
                 return Err(GatewayError::UpstreamTimeout);
+            }
+            Ok(Err(e)) if client_body_failed(&e) => {
+                // The client's body broke off or was malformed (a bad chunk): the client's fault.
+                debug!(route, error = %error_chain(&e), "request body failed");
+                return Err(GatewayError::BadRequest(
+                    "malformed or incomplete request body",
+                ));
             }
             Ok(Err(e)) => {
                 warn!(route, error = %error_chain(&e), connect = e.is_connect(), "upstream request failed");
@@ -68,7 +78,10 @@ impl Upstream {
         let Some(client_upgrade) = client_upgrade.filter(|_| switching) else {
             if switching {
                 // The upstream switched protocols the client did not ask the gateway to tunnel.
-                warn!(route, "upstream answered 101 to a request that was not an upgrade");
+                warn!(
+                    route,
+                    "upstream answered 101 to a request that was not an upgrade"
+                );
                 return Err(GatewayError::UpstreamUnavailable);
             }
             let (mut parts, body) = res.into_parts();
@@ -92,6 +105,20 @@ impl Upstream {
         });
         Ok(Response::from_parts(parts, Body::empty()))
     }
+}
+
+/// True when sending failed because the request body (from the client) failed.
+fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        if let Some(h) = src.downcast_ref::<hyper::Error>() {
+            if h.is_user() {
+                return true;
+            }
+        }
+        cur = src.source();
+    }
+    false
 }
 
 /// An error with its sources, for the log (never contains request data).

@@ -102,7 +102,7 @@ impl RouteTable {
                 None => table.any_host.push(r),
             }
         }
-        let longest_first = |v: &mut Vec<Route>| v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        let longest_first = |v: &mut Vec<Route>| v.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         table.by_host.values_mut().for_each(longest_first);
         longest_first(&mut table.any_host);
         table
@@ -174,15 +174,27 @@ mod tests {
         assert_eq!(pick(None, "/api").as_deref(), Some("/api"));
         assert_eq!(pick(None, "/api/x").as_deref(), Some("/api"));
         assert_eq!(pick(None, "/apix").as_deref(), Some("/"));
-        assert_eq!(pick(None, "/api/admin/users").as_deref(), Some("/api/admin"));
+        assert_eq!(
+            pick(None, "/api/admin/users").as_deref(),
+            Some("/api/admin")
+        );
         assert_eq!(pick(None, "/api/administrator").as_deref(), Some("/api"));
     }
 
     #[test]
     fn host_routes_come_first_then_fall_back() {
-        assert_eq!(pick(Some("a.example.com"), "/api/admin").as_deref(), Some("a.example.com/api"));
-        assert_eq!(pick(Some("a.example.com"), "/x").as_deref(), Some("a.example.com/"));
-        assert_eq!(pick(Some("b.example.com"), "/api/admin").as_deref(), Some("/api/admin"));
+        assert_eq!(
+            pick(Some("a.example.com"), "/api/admin").as_deref(),
+            Some("a.example.com/api")
+        );
+        assert_eq!(
+            pick(Some("a.example.com"), "/x").as_deref(),
+            Some("a.example.com/")
+        );
+        assert_eq!(
+            pick(Some("b.example.com"), "/api/admin").as_deref(),
+            Some("/api/admin")
+        );
     }
 
     #[test]

@@ -1,0 +1,493 @@
+//! Test harness: a recording upstream on loopback, the gateway in-process on `127.0.0.1:0`,
+//! real tokens, and clients (hyper for HTTP/1 and h2c, raw sockets where a client library would
+//! clean the request up). Every server here stops when its handle is dropped.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const KEY: &str = "test-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+pub const OLD_KEY: &str = "old-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// What the upstream received for one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body_len: u64,
+    pub body_sha256: String,
+    /// False when the body broke off or was malformed.
+    pub body_ok: bool,
+}
+
+impl Seen {
+    /// Every value of `name`, as strings.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// Header names, lower case, whose `-`/`_`-folded form equals `name`'s.
+    pub fn folded(&self, name: &str) -> Vec<String> {
+        let fold = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+        self.headers
+            .keys()
+            .filter(|k| fold(k.as_str()) == fold(name))
+            .map(|k| k.as_str().to_owned())
+            .collect()
+    }
+}
+
+/// A recording upstream. Paths:
+/// * `/__slow`: answers after 3 s;
+/// * `/__echo`: streams the request body back;
+/// * `/__big/N`: streams N MiB;
+/// * `/__ws`: accepts an upgrade and echoes bytes;
+/// * anything else: 200 `ok` with `x-upstream-saw-user` echoing `X-Auth-User`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| upstream_handle(req, s.clone()));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// The only request seen; panics unless exactly one arrived.
+    pub fn one(&self) -> Seen {
+        let seen = self.seen();
+        assert_eq!(
+            seen.len(),
+            1,
+            "upstream saw {} requests: {seen:#?}",
+            seen.len()
+        );
+        seen.into_iter().next().unwrap()
+    }
+
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+async fn upstream_handle(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<UpBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let record = |body_len, body_sha256| Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        version: req.version(),
+        headers: req.headers().clone(),
+        body_len,
+        body_sha256,
+        body_ok: true,
+    };
+    if path == "/__echo" {
+        seen.lock().unwrap().push(record(0, String::new()));
+        let body = req.into_body().boxed();
+        return Ok(Response::new(body));
+    }
+    if path == "/__ws" {
+        seen.lock().unwrap().push(record(0, String::new()));
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let res = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(empty())
+            .unwrap();
+        return Ok(res);
+    }
+    let user = req.headers().get("x-auth-user").cloned();
+    let (parts, mut body) = req.into_parts();
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut body_ok = true;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    len += d.len() as u64;
+                    hasher.update(d);
+                }
+            }
+            Err(_) => {
+                body_ok = false;
+                break;
+            }
+        }
+    }
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body_len: len,
+        body_sha256: hex(&hasher.finalize()),
+        body_ok,
+    });
+    if path == "/__slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if let Some(mib) = path.strip_prefix("/__big/") {
+        let n: usize = mib.parse().unwrap_or(1);
+        return Ok(Response::new(
+            Chunks::new(n * 16, 64 * 1024)
+                .map_err(|e: Infallible| match e {})
+                .boxed(),
+        ));
+    }
+    let mut res = Response::new(
+        Full::new(Bytes::from_static(b"ok"))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    res.headers_mut().insert("x-upstream", "1".parse().unwrap());
+    if let Some(u) = user {
+        res.headers_mut().insert("x-upstream-saw-user", u);
+    }
+    Ok(res)
+}
+
+fn empty() -> UpBody {
+    Full::new(Bytes::new()).map_err(|e| match e {}).boxed()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A generated body: `n` chunks of `size` bytes with a pattern; streams without buffering.
+pub struct Chunks {
+    left: usize,
+    chunk: Bytes,
+}
+
+impl Chunks {
+    pub fn new(n: usize, size: usize) -> Chunks {
+        let chunk: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        Chunks {
+            left: n,
+            chunk: Bytes::from(chunk),
+        }
+    }
+
+    /// SHA-256 of the whole body these parameters produce.
+    pub fn sha256(n: usize, size: usize) -> String {
+        let c = Chunks::new(n, size);
+        let mut h = Sha256::new();
+        for _ in 0..n {
+            h.update(&c.chunk);
+        }
+        hex(&h.finalize())
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
+    }
+}
+
+/// The gateway running in-process.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    pub gateway: Arc<jwtgate::Gateway>,
+}
+
+impl Gateway {
+    /// Starts the gateway with `toml`, where `{upstream}` stands for `upstream`'s URL.
+    pub async fn start(toml: &str, upstream: &str) -> Gateway {
+        Gateway::start_with_keys(toml, upstream, jwtgate::Keys::for_tests(KEY, Some(OLD_KEY))).await
+    }
+
+    pub async fn start_with_keys(toml: &str, upstream: &str, keys: jwtgate::Keys) -> Gateway {
+        let toml = toml.replace("{upstream}", upstream);
+        let config = jwtgate::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gateway = Arc::new(jwtgate::Gateway::new(jwtgate::Runtime::new(config, &keys)));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(jwtgate::server::serve(
+            listener,
+            gateway.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Gateway {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+            gateway,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops accepting and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// The usual config: `/` required, `/public` public, `/opt` optional, `/admin` requires
+/// role=admin.
+pub const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+upstream_timeout = "1s"
+connect_timeout = "500ms"
+drain_timeout = "5s"
+
+[auth]
+leeway = "0s"
+claim_headers = { role = "X-Auth-Role" }
+
+[[route]]
+path = "/"
+upstream = "{upstream}"
+
+[[route]]
+path = "/public"
+upstream = "{upstream}"
+auth = "public"
+
+[[route]]
+path = "/opt"
+upstream = "{upstream}"
+auth = "optional"
+
+[[route]]
+path = "/admin"
+upstream = "{upstream}"
+require = { role = "admin" }
+"#;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token signed with `key`.
+pub fn token_with(claims: serde_json::Value, alg: jsonwebtoken::Algorithm, key: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid HS256 token for `sub`, 30 minutes, like the auth service issues.
+pub fn token(sub: &str) -> String {
+    token_with(
+        serde_json::json!({"sub": sub, "exp": now() + 1800}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    )
+}
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// Signs raw header/claims JSON text with HS256 (for what libraries refuse to build).
+pub fn raw_token(header: &str, claims: &str, key: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let msg = format!("{}.{}", b64(header), b64(claims));
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(msg.as_bytes());
+    format!(
+        "{msg}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Got {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET `path` with these headers over HTTP/1.1.
+pub async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Got {
+    send(gw, "GET", path, headers, Bytes::new()).await
+}
+
+pub async fn send(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Got {
+    let mut req = Request::builder().method(method).uri(gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = client()
+        .request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    read(res).await
+}
+
+pub async fn read(res: Response<Incoming>) -> Got {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// Sends raw bytes and returns everything the gateway sends back until it closes or goes
+/// quiet for 1 s.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status codes of every response in a raw HTTP/1 byte stream, in order.
+pub fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
