@@ -287,7 +287,7 @@ async fn concurrent_users_over_pooled_connections_never_see_each_other() {
     let up = Upstream::start().await;
     let gw = std::sync::Arc::new(Gateway::start(CONFIG, &up.url()).await);
     let mut tasks = Vec::new();
-    for i in 0..200 {
+    for i in 0..200usize {
         let gw = gw.clone();
         tasks.push(tokio::spawn(async move {
             let user = format!("user-{i}");
