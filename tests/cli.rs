@@ -1,0 +1,339 @@
+//! The `jwtgate` binary as operators use it: exit codes, messages, `check`, `token`, `secret`,
+//! `demo`, `.env`, SIGTERM, and logs that never contain a token or a key.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Upstream, KEY};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
+
+/// A command with a clean environment: no key variables from the developer's shell.
+fn jwtgate(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("JWT_SECRET_KEY")
+        .env_remove("JWT_SECRET_KEY_FILE")
+        .env_remove("JWT_SECRET_KEY_PREVIOUS")
+        .env_remove("JWT_SECRET_KEY_PREVIOUS_FILE")
+        .env_remove("JWTGATE_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &Path, body: &str) -> String {
+    let p = dir.join("jwtgate.toml");
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+const GOOD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n";
+
+#[test]
+fn check_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), GOOD);
+    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    // The same through JWTGATE_CONFIG.
+    let o = jwtgate(dir.path()).arg("check").env("JWTGATE_CONFIG", &cfg).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    let cfg = write_config(
+        dir.path(),
+        "[server]\nlisten = \"nope\"\ndrain_timeout = \"forever\"\n[auth]\nalgorithms = [\"RS256\"]\nuser_heder = \"X\"\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n",
+    );
+    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let (_, err) = text(&o);
+    for needle in ["server.listen", "server.drain_timeout", "auth: unknown field `user_heder`", "route[0].upstream", "JWT_SECRET_KEY is not set", "jwtgate secret"] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn weak_or_conflicting_keys_exit_2_naming_the_variable_never_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), GOOD);
+    let placeholder = "your-secret-key-change-this-in-production";
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, format!("{KEY}\n")).unwrap();
+    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+        (vec![("JWT_SECRET_KEY", placeholder)], "JWT_SECRET_KEY is too weak", Some(placeholder)),
+        (vec![("JWT_SECRET_KEY", "tooshort-but-secret")], "at least 32", Some("tooshort-but-secret")),
+        (vec![("JWT_SECRET_KEY", "changeme")], "JWT_SECRET_KEY", None),
+        (vec![("JWT_SECRET_KEY", KEY), ("JWT_SECRET_KEY_FILE", keyfile.to_str().unwrap())], "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE", Some(KEY)),
+        (vec![("JWT_SECRET_KEY", KEY), ("JWT_SECRET_KEY_PREVIOUS", "short-previous")], "JWT_SECRET_KEY_PREVIOUS is too weak", Some("short-previous")),
+    ];
+    for (env, want, secret) in cases {
+        for args in [vec!["check", "--config", &cfg], vec!["--config", &cfg]] {
+            let o = jwtgate(dir.path()).args(&args).envs(env.iter().copied()).output().unwrap();
+            let (out, err) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{env:?} {args:?}: {err}");
+            assert!(err.contains(want), "{env:?}: {err}");
+            if let Some(s) = secret {
+                assert!(!err.contains(s) && !out.contains(s), "{env:?}: the key was printed");
+            }
+        }
+    }
+    // The key file works on its own, one trailing newline trimmed.
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .env("JWT_SECRET_KEY_FILE", keyfile.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}
+
+#[test]
+fn dot_env_is_read_and_real_variables_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), GOOD);
+    std::fs::write(dir.path().join(".env"), format!("JWT_SECRET_KEY={KEY}\n")).unwrap();
+    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).env("JWT_SECRET_KEY", "short").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "the real variable must win over .env");
+}
+
+#[test]
+fn running_without_a_config_or_with_bad_arguments_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [vec![], vec!["--bogus"], vec!["token"], vec!["token", "--sub", "a", "--ttl", "soon"]] {
+        let o = jwtgate(dir.path()).args(&args).env("JWT_SECRET_KEY", KEY).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {:?}", text(&o));
+    }
+    let o = jwtgate(dir.path()).arg("--help").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn secret_prints_a_fresh_strong_url_safe_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = jwtgate(dir.path()).arg("secret").output().unwrap();
+    let b = jwtgate(dir.path()).arg("secret").output().unwrap();
+    assert_eq!(a.status.code(), Some(0));
+    let (a, b) = (text(&a).0, text(&b).0);
+    let a = a.trim_end_matches('\n');
+    assert_ne!(a, b.trim_end());
+    assert!(a.len() >= 43, "{a}");
+    assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{a}");
+    assert!(jwtgate::keys::strength(a.as_bytes()).is_ok());
+}
+
+fn verifier(toml: &str) -> jwtgate::auth::Verifier {
+    let c = jwtgate::Config::from_toml(toml).unwrap();
+    jwtgate::auth::Verifier::new(&c.auth, &jwtgate::Keys::for_tests(KEY, None))
+}
+
+#[test]
+fn token_mints_what_the_gateway_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["token", "--sub", "alice", "--ttl", "10m", "--claim", "role=admin", "--claim", "level=3"])
+        .env("JWT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (out, err) = text(&o);
+    assert!(err.is_empty(), "{err}");
+    let token = out.trim_end();
+    assert_eq!(token.lines().count(), 1, "prints only the token");
+    let id = verifier(GOOD).verify(token).unwrap();
+    assert_eq!(id.user, "alice");
+    assert_eq!(id.claims["role"], "admin");
+    assert_eq!(id.claims["level"], 3);
+    let ttl = id.exp - jwtgate::auth::now();
+    assert!((590.0..=601.0).contains(&ttl), "ttl {ttl}");
+
+    // With --config: the first algorithm, issuer and audience, and the user claim.
+    let cfg_text = format!(
+        "[auth]\nalgorithms = [\"HS384\", \"HS256\"]\nissuer = \"https://auth.example\"\naudience = [\"orders\"]\nuser_claim = \"email\"\n{}",
+        &GOOD[GOOD.find("[[route]]").unwrap()..]
+    );
+    let cfg = write_config(dir.path(), &cfg_text);
+    let o = jwtgate(dir.path()).args(["token", "--sub", "a@example.com", "--config", &cfg]).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let token = text(&o).0.trim_end().to_owned();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS384);
+    assert_eq!(verifier(&cfg_text).verify(&token).unwrap().user, "a@example.com");
+
+    // No key: exit 2.
+    let o = jwtgate(dir.path()).args(["token", "--sub", "a"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A running binary whose stdout (the logs) is collected by a thread.
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            for line in s.lines() {
+                let _ = tx2.send(line.to_owned());
+            }
+        });
+        Running { child, lines: rx, log: Vec::new() }
+    }
+
+    /// Waits (at most 10 s) for a line containing `needle` and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no line with {needle:?}; got:\n{}", self.log.join("\n"));
+    }
+
+    /// SIGTERM, then the exit code (within 10 s) and the rest of the output.
+    fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.log.push(line);
+        }
+        (code, self.log)
+    }
+}
+
+fn listen_addr(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    v["listen"].as_str().unwrap().to_owned()
+}
+
+fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_sigterm() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url()),
+    );
+    let mut cmd = jwtgate(dir.path());
+    cmd.args(["--config", &cfg])
+        .env("JWT_SECRET_KEY", KEY)
+        .env("RUST_LOG", "trace")
+        .env("JWTGATE_LOG_FORMAT", "json");
+    let good = common::token("alice");
+    let expired = common::token_with(
+        serde_json::json!({"sub": "bob", "exp": common::now() - 3600}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    );
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        let mut run = Running::start(cmd);
+        let addr = listen_addr(&run.wait_for("\"listening\""));
+        assert_eq!(http_get(&addr, "/a?access_token=should-not-be-logged", Some(&format!("Bearer {good}"))).0, 200);
+        assert_eq!(http_get(&addr, "/b", Some(&format!("Bearer {expired}"))).0, 401);
+        let mut forged = good.clone().into_bytes();
+        let i = forged.len() - 10;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(http_get(&addr, "/c", Some(&format!("Bearer {forged}"))).0, 401);
+        assert_eq!(http_get(&addr, "/d", None).0, 401);
+        run.wait_for("\"path\":\"/d\"");
+        let (code, log) = run.terminate();
+        (code, log, good, expired)
+    })
+    .await
+    .map(|(code, log, good, expired)| {
+        let all = log.join("\n");
+        for secret in [KEY, &good, &expired, good.rsplit('.').next().unwrap(), expired.rsplit('.').next().unwrap(), "should-not-be-logged"] {
+            assert!(!all.contains(secret), "the log contains a secret or token:\n{all}");
+        }
+        (code, log)
+    })
+    .unwrap();
+    assert_eq!(code, Some(0));
+    let access: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "jwtgate::access")
+        .collect();
+    assert_eq!(access.len(), 4, "{log:#?}");
+    let a = &access[0];
+    assert_eq!((a["method"].as_str(), a["path"].as_str(), a["status"].as_u64()), (Some("GET"), Some("/a"), Some(200)));
+    assert_eq!((a["user"].as_str(), a["auth"].as_str(), a["route"].as_str()), (Some("alice"), Some("ok"), Some("/")));
+    assert!(a["upstream_ms"].is_number() && a["total_ms"].is_number() && a["timestamp"].is_string());
+    assert_eq!((access[1]["status"].as_u64(), access[1]["user"].as_str(), access[1]["auth"].as_str()), (Some(401), Some("-"), Some("expired")));
+    assert_eq!(access[2]["auth"], "bad_signature");
+    assert_eq!(access[3]["auth"], "missing");
+}
+
+#[test]
+fn demo_prints_working_curl_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = jwtgate(dir.path());
+    cmd.args(["demo", "--listen", "127.0.0.1:0"]).env("JWTGATE_LOG_FORMAT", "json");
+    let mut run = Running::start(cmd);
+    let with = run.wait_for("curl -s -H 'Authorization: Bearer ");
+    let without = run.wait_for("curl -si http://");
+    let token = with.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    let url = with.rsplit(' ').next().unwrap().to_owned();
+    let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let path = &url[url.find(&addr).unwrap() + addr.len()..];
+    let (status, out) = http_get(&addr, path, Some(&format!("Bearer {token}")));
+    assert_eq!(status, 200, "{out}");
+    assert!(out.contains("\"x-auth-user\": \"demo\""), "{out}");
+    assert!(!out.contains(&token), "the echo shows the token: {out}");
+    let without_url = without.rsplit(' ').next().unwrap();
+    assert_eq!(without_url, url);
+    assert_eq!(http_get(&addr, path, None).0, 401);
+    let (code, _) = run.terminate();
+    assert_eq!(code, Some(0));
+}

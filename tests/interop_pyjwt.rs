@@ -1,0 +1,80 @@
+//! Interop with the original auth service: tokens minted by PyJWT exactly as it does
+//! (`jwt.encode({"sub": user, "exp": now + 30min}, key, algorithm="HS256")`) pass through the
+//! gateway, and tokens from `jwtgate token` decode in PyJWT. Needs python3 with PyJWT
+//! (`.ci/run` installs it); the test fails, rather than skips, when it is missing.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const MINT: &str = r#"
+import datetime, os, sys, jwt
+key = os.environ["JWT_SECRET_KEY"]
+now = datetime.datetime.now(tz=datetime.timezone.utc)
+for user, minutes in [("alice", 30), ("bob.smith@example.com", 30), ("expired-eve", -5)]:
+    print(jwt.encode({"sub": user, "exp": now + datetime.timedelta(minutes=minutes)}, key, algorithm="HS256"))
+"#;
+
+const DECODE: &str = r#"
+import os, sys, jwt
+claims = jwt.decode(sys.stdin.read().strip(), os.environ["JWT_SECRET_KEY"], algorithms=["HS256"])
+print(claims["sub"])
+"#;
+
+fn python(script: &str, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
+        .args(["-c", script])
+        .env("JWT_SECRET_KEY", KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; install python3"));
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{python} failed (is PyJWT installed? `pip install PyJWT`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn pyjwt_tokens_pass_through_the_gateway() {
+    let tokens = python(MINT, None);
+    let tokens: Vec<&str> = tokens.lines().collect();
+    assert_eq!(tokens.len(), 3);
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+
+    for (token, user) in [(tokens[0], "alice"), (tokens[1], "bob.smith@example.com")] {
+        up.clear();
+        let got = get(&gw, "/api/me", &[("authorization", &bearer(token))]).await;
+        assert_eq!(got.status, 200, "{user}: {}", got.body);
+        assert_eq!(up.one().all("x-auth-user"), vec![user]);
+    }
+    up.clear();
+    let got = get(&gw, "/api/me", &[("authorization", &bearer(tokens[2]))]).await;
+    assert_eq!(got.status, 401);
+    assert_eq!(got.json()["error_description"], "token expired");
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn jwtgate_tokens_decode_in_pyjwt() {
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(["token", "--sub", "carol"])
+        .env("JWT_SECRET_KEY", KEY)
+        .env_remove("JWT_SECRET_KEY_FILE")
+        .env_remove("JWTGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(python(DECODE, Some(&token)).trim(), "carol");
+}
