@@ -14,11 +14,12 @@ use tracing::{debug, warn};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::headers;
+use tokio::sync::oneshot;
 
 /// The upstream client: one connection pool shared by every route of a configuration.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector, Tracked>,
     timeout: Duration,
 }
 
@@ -52,8 +53,21 @@ impl Upstream {
     ) -> Result<Response<Body>, GatewayError> {
         let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut req));
         *req.version_mut() = Version::HTTP_11;
-        let res = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => {
+        // upstream_timeout measures the upstream, not the client's upload: it starts once the
+        // request body has been sent in full.
+        let (sent, body_sent) = oneshot::channel();
+        let req = req.map(|body| Tracked::new(body, sent));
+        let timeout = self.timeout;
+        let deadline = async move {
+            let _ = body_sent.await;
+            tokio::time::sleep(timeout).await;
+        };
+        let res = tokio::select! {
+            res = self.client.request(req) => Ok(res),
+            () = deadline => Err(()),
+        };
+        let res = match res {
+            Err(()) => {
                 warn!(
                     route,
                     "upstream sent no response head within upstream_timeout"
@@ -131,4 +145,61 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = src.source();
     }
     s
+}
+
+/// A request body that reports when it has been sent in full (or has failed).
+#[derive(Debug)]
+pub struct Tracked {
+    inner: Body,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl Tracked {
+    fn new(inner: Body, sent: oneshot::Sender<()>) -> Tracked {
+        let mut t = Tracked {
+            inner,
+            sent: Some(sent),
+        };
+        t.check_end();
+        t
+    }
+
+    fn check_end(&mut self) {
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.fire();
+        }
+    }
+
+    fn fire(&mut self) {
+        if let Some(tx) = self.sent.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None | Some(Err(_))) => this.fire(),
+            std::task::Poll::Ready(Some(Ok(_))) => this.check_end(),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -45,21 +45,40 @@ const GOOD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\
 fn check_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), GOOD);
-    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .env("JWT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 
     // The same through JWTGATE_CONFIG.
-    let o = jwtgate(dir.path()).arg("check").env("JWTGATE_CONFIG", &cfg).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    let o = jwtgate(dir.path())
+        .arg("check")
+        .env("JWTGATE_CONFIG", &cfg)
+        .env("JWT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 
     let cfg = write_config(
         dir.path(),
         "[server]\nlisten = \"nope\"\ndrain_timeout = \"forever\"\n[auth]\nalgorithms = [\"RS256\"]\nuser_heder = \"X\"\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n",
     );
-    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).output().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let (_, err) = text(&o);
-    for needle in ["server.listen", "server.drain_timeout", "auth: unknown field `user_heder`", "route[0].upstream", "JWT_SECRET_KEY is not set", "jwtgate secret"] {
+    for needle in [
+        "server.listen",
+        "server.drain_timeout",
+        "auth: unknown field `user_heder`",
+        "route[0].upstream",
+        "JWT_SECRET_KEY is not set",
+        "jwtgate secret",
+    ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
@@ -72,20 +91,49 @@ fn weak_or_conflicting_keys_exit_2_naming_the_variable_never_the_value() {
     let keyfile = dir.path().join("key");
     std::fs::write(&keyfile, format!("{KEY}\n")).unwrap();
     let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
-        (vec![("JWT_SECRET_KEY", placeholder)], "JWT_SECRET_KEY is too weak", Some(placeholder)),
-        (vec![("JWT_SECRET_KEY", "tooshort-but-secret")], "at least 32", Some("tooshort-but-secret")),
+        (
+            vec![("JWT_SECRET_KEY", placeholder)],
+            "JWT_SECRET_KEY is too weak",
+            Some(placeholder),
+        ),
+        (
+            vec![("JWT_SECRET_KEY", "tooshort-but-secret")],
+            "at least 32",
+            Some("tooshort-but-secret"),
+        ),
         (vec![("JWT_SECRET_KEY", "changeme")], "JWT_SECRET_KEY", None),
-        (vec![("JWT_SECRET_KEY", KEY), ("JWT_SECRET_KEY_FILE", keyfile.to_str().unwrap())], "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE", Some(KEY)),
-        (vec![("JWT_SECRET_KEY", KEY), ("JWT_SECRET_KEY_PREVIOUS", "short-previous")], "JWT_SECRET_KEY_PREVIOUS is too weak", Some("short-previous")),
+        (
+            vec![
+                ("JWT_SECRET_KEY", KEY),
+                ("JWT_SECRET_KEY_FILE", keyfile.to_str().unwrap()),
+            ],
+            "both JWT_SECRET_KEY and JWT_SECRET_KEY_FILE",
+            Some(KEY),
+        ),
+        (
+            vec![
+                ("JWT_SECRET_KEY", KEY),
+                ("JWT_SECRET_KEY_PREVIOUS", "short-previous"),
+            ],
+            "JWT_SECRET_KEY_PREVIOUS is too weak",
+            Some("short-previous"),
+        ),
     ];
     for (env, want, secret) in cases {
         for args in [vec!["check", "--config", &cfg], vec!["--config", &cfg]] {
-            let o = jwtgate(dir.path()).args(&args).envs(env.iter().copied()).output().unwrap();
+            let o = jwtgate(dir.path())
+                .args(&args)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
             let (out, err) = text(&o);
             assert_eq!(o.status.code(), Some(2), "{env:?} {args:?}: {err}");
             assert!(err.contains(want), "{env:?}: {err}");
             if let Some(s) = secret {
-                assert!(!err.contains(s) && !out.contains(s), "{env:?}: the key was printed");
+                assert!(
+                    !err.contains(s) && !out.contains(s),
+                    "{env:?}: the key was printed"
+                );
             }
         }
     }
@@ -103,17 +151,37 @@ fn dot_env_is_read_and_real_variables_win() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), GOOD);
     std::fs::write(dir.path().join(".env"), format!("JWT_SECRET_KEY={KEY}\n")).unwrap();
-    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).output().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
-    let o = jwtgate(dir.path()).args(["check", "--config", &cfg]).env("JWT_SECRET_KEY", "short").output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "the real variable must win over .env");
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .env("JWT_SECRET_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "the real variable must win over .env"
+    );
 }
 
 #[test]
 fn running_without_a_config_or_with_bad_arguments_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [vec![], vec!["--bogus"], vec!["token"], vec!["token", "--sub", "a", "--ttl", "soon"]] {
-        let o = jwtgate(dir.path()).args(&args).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    for args in [
+        vec![],
+        vec!["--bogus"],
+        vec!["token"],
+        vec!["token", "--sub", "a", "--ttl", "soon"],
+    ] {
+        let o = jwtgate(dir.path())
+            .args(&args)
+            .env("JWT_SECRET_KEY", KEY)
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}: {:?}", text(&o));
     }
     let o = jwtgate(dir.path()).arg("--help").output().unwrap();
@@ -130,7 +198,11 @@ fn secret_prints_a_fresh_strong_url_safe_secret() {
     let a = a.trim_end_matches('\n');
     assert_ne!(a, b.trim_end());
     assert!(a.len() >= 43, "{a}");
-    assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{a}");
+    assert!(
+        a.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+        "{a}"
+    );
     assert!(jwtgate::keys::strength(a.as_bytes()).is_ok());
 }
 
@@ -143,7 +215,17 @@ fn verifier(toml: &str) -> jwtgate::auth::Verifier {
 fn token_mints_what_the_gateway_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let o = jwtgate(dir.path())
-        .args(["token", "--sub", "alice", "--ttl", "10m", "--claim", "role=admin", "--claim", "level=3"])
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--ttl",
+            "10m",
+            "--claim",
+            "role=admin",
+            "--claim",
+            "level=3",
+        ])
         .env("JWT_SECRET_KEY", KEY)
         .output()
         .unwrap();
@@ -165,15 +247,25 @@ fn token_mints_what_the_gateway_accepts() {
         &GOOD[GOOD.find("[[route]]").unwrap()..]
     );
     let cfg = write_config(dir.path(), &cfg_text);
-    let o = jwtgate(dir.path()).args(["token", "--sub", "a@example.com", "--config", &cfg]).env("JWT_SECRET_KEY", KEY).output().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["token", "--sub", "a@example.com", "--config", &cfg])
+        .env("JWT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     let token = text(&o).0.trim_end().to_owned();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::HS384);
-    assert_eq!(verifier(&cfg_text).verify(&token).unwrap().user, "a@example.com");
+    assert_eq!(
+        verifier(&cfg_text).verify(&token).unwrap().user,
+        "a@example.com"
+    );
 
     // No key: exit 2.
-    let o = jwtgate(dir.path()).args(["token", "--sub", "a"]).output().unwrap();
+    let o = jwtgate(dir.path())
+        .args(["token", "--sub", "a"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -186,7 +278,11 @@ struct Running {
 
 impl Running {
     fn start(mut cmd: Command) -> Running {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let out = child.stdout.take().unwrap();
         let tx2 = tx.clone();
@@ -203,13 +299,20 @@ impl Running {
                 let _ = tx2.send(line.to_owned());
             }
         });
-        Running { child, lines: rx, log: Vec::new() }
+        Running {
+            child,
+            lines: rx,
+            log: Vec::new(),
+        }
     }
 
     /// Waits (at most 10 s) for a line containing `needle` and returns it.
     fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             self.log.push(line.clone());
             if line.contains(needle) {
                 return line;
@@ -220,7 +323,10 @@ impl Running {
 
     /// SIGTERM, then the exit code (within 10 s) and the rest of the output.
     fn terminate(mut self) -> (Option<i32>, Vec<String>) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let code = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -240,7 +346,8 @@ impl Running {
 }
 
 fn listen_addr(line: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     v["listen"].as_str().unwrap().to_owned()
 }
 
@@ -248,8 +355,14 @@ fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -262,7 +375,10 @@ async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_si
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        &format!("[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url()),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+            up.url()
+        ),
     );
     let mut cmd = jwtgate(dir.path());
     cmd.args(["--config", &cfg])
@@ -278,13 +394,27 @@ async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_si
     let (code, log) = tokio::task::spawn_blocking(move || {
         let mut run = Running::start(cmd);
         let addr = listen_addr(&run.wait_for("\"listening\""));
-        assert_eq!(http_get(&addr, "/a?access_token=should-not-be-logged", Some(&format!("Bearer {good}"))).0, 200);
-        assert_eq!(http_get(&addr, "/b", Some(&format!("Bearer {expired}"))).0, 401);
+        assert_eq!(
+            http_get(
+                &addr,
+                "/a?access_token=should-not-be-logged",
+                Some(&format!("Bearer {good}"))
+            )
+            .0,
+            200
+        );
+        assert_eq!(
+            http_get(&addr, "/b", Some(&format!("Bearer {expired}"))).0,
+            401
+        );
         let mut forged = good.clone().into_bytes();
         let i = forged.len() - 10;
         forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
-        assert_eq!(http_get(&addr, "/c", Some(&format!("Bearer {forged}"))).0, 401);
+        assert_eq!(
+            http_get(&addr, "/c", Some(&format!("Bearer {forged}"))).0,
+            401
+        );
         assert_eq!(http_get(&addr, "/d", None).0, 401);
         run.wait_for("\"path\":\"/d\"");
         let (code, log) = run.terminate();
@@ -293,8 +423,18 @@ async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_si
     .await
     .map(|(code, log, good, expired)| {
         let all = log.join("\n");
-        for secret in [KEY, &good, &expired, good.rsplit('.').next().unwrap(), expired.rsplit('.').next().unwrap(), "should-not-be-logged"] {
-            assert!(!all.contains(secret), "the log contains a secret or token:\n{all}");
+        for secret in [
+            KEY,
+            &good,
+            &expired,
+            good.rsplit('.').next().unwrap(),
+            expired.rsplit('.').next().unwrap(),
+            "should-not-be-logged",
+        ] {
+            assert!(
+                !all.contains(secret),
+                "the log contains a secret or token:\n{all}"
+            );
         }
         (code, log)
     })
@@ -307,10 +447,29 @@ async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_si
         .collect();
     assert_eq!(access.len(), 4, "{log:#?}");
     let a = &access[0];
-    assert_eq!((a["method"].as_str(), a["path"].as_str(), a["status"].as_u64()), (Some("GET"), Some("/a"), Some(200)));
-    assert_eq!((a["user"].as_str(), a["auth"].as_str(), a["route"].as_str()), (Some("alice"), Some("ok"), Some("/")));
-    assert!(a["upstream_ms"].is_number() && a["total_ms"].is_number() && a["timestamp"].is_string());
-    assert_eq!((access[1]["status"].as_u64(), access[1]["user"].as_str(), access[1]["auth"].as_str()), (Some(401), Some("-"), Some("expired")));
+    assert_eq!(
+        (
+            a["method"].as_str(),
+            a["path"].as_str(),
+            a["status"].as_u64()
+        ),
+        (Some("GET"), Some("/a"), Some(200))
+    );
+    assert_eq!(
+        (a["user"].as_str(), a["auth"].as_str(), a["route"].as_str()),
+        (Some("alice"), Some("ok"), Some("/"))
+    );
+    assert!(
+        a["upstream_ms"].is_number() && a["total_ms"].is_number() && a["timestamp"].is_string()
+    );
+    assert_eq!(
+        (
+            access[1]["status"].as_u64(),
+            access[1]["user"].as_str(),
+            access[1]["auth"].as_str()
+        ),
+        (Some(401), Some("-"), Some("expired"))
+    );
     assert_eq!(access[2]["auth"], "bad_signature");
     assert_eq!(access[3]["auth"], "missing");
 }
@@ -319,13 +478,26 @@ async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_si
 fn demo_prints_working_curl_lines() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = jwtgate(dir.path());
-    cmd.args(["demo", "--listen", "127.0.0.1:0"]).env("JWTGATE_LOG_FORMAT", "json");
+    cmd.args(["demo", "--listen", "127.0.0.1:0"])
+        .env("JWTGATE_LOG_FORMAT", "json");
     let mut run = Running::start(cmd);
     let with = run.wait_for("curl -s -H 'Authorization: Bearer ");
     let without = run.wait_for("curl -si http://");
-    let token = with.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    let token = with
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
     let url = with.rsplit(' ').next().unwrap().to_owned();
-    let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let path = &url[url.find(&addr).unwrap() + addr.len()..];
     let (status, out) = http_get(&addr, path, Some(&format!("Bearer {token}")));
     assert_eq!(status, 200, "{out}");

@@ -20,8 +20,8 @@ async fn large_bodies_stream_both_ways_without_being_buffered() {
     let gw = Gateway::start(CONFIG, &up.url()).await;
     let hwm_before = peak_rss_kib();
 
-    // Upload 256 MiB in 64 KiB chunks; the upstream hashes what it receives.
-    let (n, size) = (4096, 64 * 1024);
+    // Upload 1 GiB in 64 KiB chunks; the upstream hashes what it receives.
+    let (n, size) = (16384, 64 * 1024);
     let req = Request::post(gw.url("/upload"))
         .header("authorization", bearer(&token("alice")))
         .body(Chunks::new(n, size))
@@ -47,7 +47,7 @@ async fn large_bodies_stream_both_ways_without_being_buffered() {
     }
     assert_eq!(total, 256 * 1024 * 1024);
 
-    // 512 MiB went through the process; a proxy that buffered whole bodies would have grown by
+    // 1.25 GiB went through the process; a proxy that buffered whole bodies would have grown by
     // at least 256 MiB.
     let grown = peak_rss_kib().saturating_sub(hwm_before);
     assert!(
@@ -239,6 +239,31 @@ async fn slow_upstream_is_504_after_upstream_timeout() {
         start.elapsed() < Duration::from_millis(2900),
         "waited for the upstream anyway"
     );
+}
+
+#[tokio::test]
+async fn upstream_timeout_starts_after_a_slow_upload_has_been_sent() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await; // upstream_timeout = 1s
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        }
+    });
+    let req = Request::post(gw.url("/slow-upload"))
+        .header("authorization", bearer(&token("alice")))
+        .body(ChannelBody(rx))
+        .unwrap();
+    let client: Client<_, ChannelBody> = Client::builder(TokioExecutor::new()).build_http();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "a 1.8 s upload hit the 1 s upstream_timeout"
+    );
+    assert_eq!(up.one().body_len, 60);
 }
 
 #[tokio::test]

@@ -491,3 +491,17 @@ pub fn statuses(raw: &str) -> Vec<u16> {
         .filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok())
         .collect()
 }
+
+/// A request body fed through a channel, for uploads paced by the test.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
