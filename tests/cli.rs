@@ -90,7 +90,8 @@ fn weak_or_conflicting_keys_exit_2_naming_the_variable_never_the_value() {
     let placeholder = "your-secret-key-change-this-in-production";
     let keyfile = dir.path().join("key");
     std::fs::write(&keyfile, format!("{KEY}\n")).unwrap();
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec![("JWT_SECRET_KEY", placeholder)],
             "JWT_SECRET_KEY is too weak",
