@@ -437,7 +437,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         "server.max_header_bytes",
         raw.max_header_bytes,
         16 * 1024,
-        1024,
+        8 * 1024,
         1024 * 1024,
     );
     let max_headers = bounded("server.max_headers", raw.max_headers, 100, 8, 1000);

@@ -32,7 +32,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
         .max_headers(server.max_headers)
-        .max_buf_size(server.max_header_bytes.max(8192));
+        .max_buf_size(server.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -296,3 +296,30 @@ async fn an_h2c_upgrade_is_not_tunnelled() {
     assert!(seen.all("upgrade").is_empty());
     assert!(seen.all("http2-settings").is_empty());
 }
+
+#[tokio::test]
+async fn oversized_heads_and_too_many_headers_are_431() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let big = format!(
+        "GET /public/x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let out = raw(gw.addr, big.as_bytes()).await;
+    assert_eq!(statuses(&out), vec![431], "{}", &out[..out.len().min(200)]);
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let out = raw(
+        gw.addr,
+        format!("GET /public/x HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![431], "{out}");
+    assert_eq!(up.count(), 0);
+    // Within the limits: served.
+    let out = raw(
+        gw.addr,
+        b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200]);
+}
