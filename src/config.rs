@@ -664,7 +664,7 @@ fn validate_routes(raw: Vec<(usize, Option<RawRoute>)>, p: &mut Problems) -> Opt
                 continue;
             }
             routes.push(Route {
-                name: format!("{}{}", host.as_deref().unwrap_or(""), path),
+                name: format!("{}{}", host.as_deref().unwrap_or(""), path).into(),
                 path,
                 host,
                 upstream,

@@ -10,6 +10,7 @@
 //! Each request runs on the [`Runtime`] (config, verifier, header policy, upstream pool) that was
 //! current when it arrived; a reload swaps in a new one for the requests after it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::auth::{self, Identity, Verifier};
@@ -27,6 +29,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::headers::{self, ClientInfo, HeaderPolicy};
 use crate::keys::Keys;
+use crate::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
 use crate::path;
 use crate::proxy::Upstream;
 use crate::route::{normalize_host, AuthMode, Route};
@@ -36,6 +39,8 @@ use crate::route::{normalize_host, AuthMode, Route};
 pub struct Runtime {
     /// The validated configuration.
     pub config: Config,
+    /// The key files the keys came from (watched for changes).
+    pub key_files: Vec<std::path::PathBuf>,
     verifier: Verifier,
     policy: HeaderPolicy,
     upstream: Upstream,
@@ -51,31 +56,123 @@ impl Runtime {
                 config.server.connect_timeout,
                 config.server.upstream_timeout,
             ),
+            key_files: keys.files.clone(),
             config,
         }
     }
 }
 
-/// The gateway's shared state: the current runtime, swappable on reload.
+/// The gateway's shared state: the current runtime (swappable on reload), metrics, readiness,
+/// and the tunnels (upgraded connections) that a drain must close at its deadline.
 #[derive(Debug)]
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
+    /// Process-wide metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    tunnels: watch::Sender<bool>,
 }
 
-/// What the access log says about a request.
-struct Outcome {
-    route: String,
+/// What the access log says about a request; logged when the response body is done (or
+/// dropped), so that `bytes` and `total_ms` cover the whole exchange.
+#[derive(Debug)]
+struct AccessRecord {
+    start: Instant,
+    method: Method,
+    path: String,
+    route: Arc<str>,
+    status: u16,
     user: Option<HeaderValue>,
     auth: &'static str,
-    upstream: Option<Instant>,
     upstream_ms: Option<f64>,
 }
 
+impl AccessRecord {
+    fn log(&self, bytes: u64, complete: bool) {
+        info!(
+            target: "jwtgate::access",
+            method = %self.method,
+            path = %self.path,
+            route = %self.route,
+            status = self.status,
+            user = self.user.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+            auth = self.auth,
+            upstream_ms = self.upstream_ms,
+            total_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            bytes,
+            complete,
+        );
+    }
+}
+
+/// A response body that writes the access log line when it ends or is dropped.
+#[derive(Debug)]
+pub struct Logged {
+    inner: Body,
+    record: Option<AccessRecord>,
+    bytes: u64,
+    complete: bool,
+}
+
+impl http_body::Body for Logged {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if this.inner.is_end_stream() {
+                    this.complete = true;
+                }
+            }
+            std::task::Poll::Ready(None) => this.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            let complete = self.complete || http_body::Body::is_end_stream(&self.inner);
+            record.log(self.bytes, complete);
+        }
+    }
+}
+
+/// What the pipeline learned, for the log and the metrics.
+struct Outcome {
+    route: Arc<str>,
+    user: Option<HeaderValue>,
+    auth: &'static str,
+    upstream: Option<Instant>,
+}
+
 impl Gateway {
-    /// A gateway serving `runtime`.
+    /// A gateway serving `runtime`. Not ready until a listener is up ([`Gateway::set_ready`]).
     pub fn new(runtime: Runtime) -> Gateway {
+        let metrics = Metrics::new();
+        metrics.keys_loaded.set(auth::now());
         Gateway {
             runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(false),
+            tunnels: watch::channel(false).0,
         }
     }
 
@@ -87,10 +184,32 @@ impl Gateway {
     /// Makes `runtime` the one new requests get; in-flight requests keep theirs.
     pub fn swap(&self, runtime: Runtime) {
         self.runtime.store(Arc::new(runtime));
+        self.metrics.keys_loaded.set(auth::now());
     }
 
-    /// Serves one request: the pipeline, then the error mapping and the access log.
-    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+    /// True while ready to serve (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the gateway ready (listener up) or not (draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+        self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// Tunnels open now (upgraded connections, e.g. WebSockets).
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.receiver_count()
+    }
+
+    /// Tells every open tunnel to close (the drain deadline has passed).
+    pub fn close_tunnels(&self) {
+        self.tunnels.send_replace(true);
+    }
+
+    /// Serves one request: the pipeline, then the error mapping, metrics and access log.
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Logged> {
         let start = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
@@ -98,21 +217,24 @@ impl Gateway {
         let body_pending = !http_body::Body::is_end_stream(req.body());
         let mut path = req.uri().path().to_owned();
         let mut out = Outcome {
-            route: "-".to_owned(),
+            route: Arc::from("-"),
             user: None,
             auth: "-",
             upstream: None,
-            upstream_ms: None,
         };
         let res = match self.pipeline(&rt, req, client, &mut out, &mut path).await {
             Ok(res) => res,
             Err(e) => {
-                out.auth = match e {
-                    GatewayError::MissingToken
-                    | GatewayError::InvalidToken(_)
-                    | GatewayError::Forbidden(_) => e.outcome(),
-                    _ => out.auth,
-                };
+                if let GatewayError::MissingToken
+                | GatewayError::InvalidToken(_)
+                | GatewayError::Forbidden(_) = e
+                {
+                    out.auth = e.outcome();
+                    self.metrics
+                        .auth_failures
+                        .get_or_create(&ReasonLabels { reason: out.auth })
+                        .inc();
+                }
                 let mut res = e.into_response();
                 // A refused request's unread body must never be parsed as the next request.
                 if body_pending && version <= Version::HTTP_11 {
@@ -122,21 +244,40 @@ impl Gateway {
                 res
             }
         };
-        if let Some(sent) = out.upstream {
-            out.upstream_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
-        }
-        info!(
-            target: "jwtgate::access",
-            method = %method,
-            path = %path,
-            route = %out.route,
-            status = res.status().as_u16(),
-            user = out.user.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
-            auth = out.auth,
-            upstream_ms = out.upstream_ms,
-            total_ms = start.elapsed().as_secs_f64() * 1000.0,
-        );
-        res
+        let upstream_ms = out.upstream.map(|sent| {
+            let secs = sent.elapsed().as_secs_f64();
+            self.metrics
+                .upstream_seconds
+                .get_or_create(&RouteLabels {
+                    route: out.route.clone(),
+                })
+                .observe(secs);
+            secs * 1000.0
+        });
+        let status = res.status().as_u16();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: out.route.clone(),
+                status,
+            })
+            .inc();
+        let record = AccessRecord {
+            start,
+            method,
+            path,
+            route: out.route,
+            status,
+            user: out.user,
+            auth: out.auth,
+            upstream_ms,
+        };
+        res.map(|inner| Logged {
+            inner,
+            record: Some(record),
+            bytes: 0,
+            complete: false,
+        })
     }
 
     async fn pipeline(
@@ -155,7 +296,7 @@ impl Gateway {
             .routes
             .select(target.host.as_deref(), &target.path)
             .ok_or(GatewayError::NoRoute)?;
-        out.route.clone_from(&route.name);
+        out.route = route.name.clone();
         let identity = authenticate(&rt.verifier, route, &parts)?;
         out.auth = match (&identity, route.auth) {
             (Some(_), _) => "ok",
@@ -180,10 +321,11 @@ impl Gateway {
         }
         parts.uri = upstream_uri(route, &target.path, parts.uri.query())?;
         out.upstream = Some(Instant::now());
+        let tunnel = upgrade.map(|_| self.tunnels.subscribe());
         rt.upstream
             .forward(
                 Request::from_parts(parts, Body::from(body)),
-                upgrade.is_some(),
+                tunnel,
                 &route.name,
             )
             .await

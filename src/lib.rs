@@ -19,6 +19,9 @@
 //! gateway.rs   the request pipeline, top to bottom, and the access log
 //! proxy.rs     upstream client pool, forwarding, timeouts, upgrades
 //! server.rs    listener, HTTP/1 + HTTP/2, connection limit, graceful drain
+//! reload.rs    SIGHUP and file-change reload of config and keys
+//! admin.rs     /healthz /readyz /metrics on the admin listener
+//! metrics.rs   the Prometheus metrics
 //! error.rs     the request-level error enum and its single mapping to responses
 //! body.rs      the one body type (streamed or gateway-written)
 //! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
@@ -27,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -35,8 +39,10 @@ pub mod error;
 pub mod gateway;
 pub mod headers;
 pub mod keys;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 

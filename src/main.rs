@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use jwtgate::config::{parse_duration, Config};
-use jwtgate::keys::{self, Keys};
+use jwtgate::keys::{self, Env, Keys};
+use jwtgate::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -153,8 +154,25 @@ fn serve(path: &Path) -> ExitCode {
         let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
             error!(listen = %config.server.listen, error = %e, "cannot listen");
         })?;
+        let admin = match config.server.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                error!(admin_listen = %addr, error = %e, "cannot listen");
+            })?),
+            None => None,
+        };
         let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
-        tokio::spawn(reload_on_sighup(gateway.clone(), path.to_owned()));
+        if let Some(admin) = admin {
+            // Runs until the process exits, so probes see /readyz = 503 during the drain.
+            tokio::spawn(jwtgate::admin::serve(
+                admin,
+                gateway.clone(),
+                std::future::pending(),
+            ));
+        }
+        let env: EnvSource = Arc::new(Env::from_process);
+        let reloader = Arc::new(Reloader::new(gateway.clone(), path.to_owned(), env));
+        tokio::spawn(reloader.clone().watch(Duration::from_secs(1)));
+        tokio::spawn(reload_on_sighup(reloader));
         jwtgate::server::serve(listener, gateway, shutdown_signal())
             .await
             .map_err(|e| error!(error = %e, "server failed"))
@@ -166,36 +184,17 @@ fn serve(path: &Path) -> ExitCode {
 }
 
 /// SIGHUP re-reads the config file and keys; a bad new config or key is logged and ignored.
-async fn reload_on_sighup(gateway: Arc<Gateway>, path: PathBuf) {
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            warn!("cannot listen for SIGHUP; reload by restart only");
+            warn!("cannot listen for SIGHUP; reloads happen on file changes only");
             return;
         };
         while hup.recv().await.is_some() {
-            let config = Config::load(&path);
-            let keys = Keys::from_env();
-            match (config, keys) {
-                (Ok(config), Ok(keys)) => {
-                    if config.server.listen != gateway.current().config.server.listen {
-                        warn!("server.listen changed: it takes effect on restart");
-                    }
-                    gateway.swap(Runtime::new(config, &keys));
-                    info!("reloaded config and keys");
-                }
-                (config, keys) => {
-                    let mut problems: Vec<String> = Vec::new();
-                    if let Err(e) = config {
-                        problems.extend(e.problems.iter().map(ToString::to_string));
-                    }
-                    if let Err(k) = keys {
-                        problems.extend(k);
-                    }
-                    error!(problems = ?problems, "reload refused; still serving the previous config");
-                }
-            }
+            info!("SIGHUP: reloading");
+            let _ = reloader.reload();
         }
     }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::headers;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The upstream client: one connection pool shared by every route of a configuration.
 #[derive(Clone, Debug)]
@@ -44,14 +44,15 @@ impl Upstream {
 
     /// Sends `req` (its URI already absolute, its headers already rewritten) and returns the
     /// upstream's response head with a streamed body. When `tunnel` is set and the upstream
-    /// switches protocols, the two upgraded connections are joined in a background task.
+    /// switches protocols, the two upgraded connections are joined in a background task that
+    /// ends when either side closes or `tunnel` turns true (the drain deadline).
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        tunnel: bool,
+        tunnel: Option<watch::Receiver<bool>>,
         route: &str,
     ) -> Result<Response<Body>, GatewayError> {
-        let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = tunnel.map(|closing| (hyper::upgrade::on(&mut req), closing));
         *req.version_mut() = Version::HTTP_11;
         // upstream_timeout measures the upstream, not the client's upload: it starts once the
         // request body has been sent in full.
@@ -89,7 +90,7 @@ impl Upstream {
         };
         let mut res = res;
         let switching = res.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let Some(client_upgrade) = client_upgrade.filter(|_| switching) else {
+        let Some((client_upgrade, mut closing)) = client_upgrade.filter(|_| switching) else {
             if switching {
                 // The upstream switched protocols the client did not ask the gateway to tunnel.
                 warn!(
@@ -111,8 +112,14 @@ impl Upstream {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    let r = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed");
+                    tokio::select! {
+                        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                            debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed");
+                        }
+                        _ = closing.wait_for(|closing| *closing) => {
+                            debug!(route, "tunnel closed by the drain deadline");
+                        }
+                    }
                 }
                 Err(e) => debug!(route, error = %e, "upgrade failed"),
             }

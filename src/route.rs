@@ -55,7 +55,7 @@ impl ClaimValue {
 #[derive(Debug, Clone)]
 pub struct Route {
     /// A stable name for logs and metrics: host (if any) followed by the path prefix.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Normalized path prefix, without a trailing `/` (except the root `/`).
     pub path: String,
     /// Lower-case host without port, if the route is host-specific.
@@ -146,7 +146,7 @@ mod tests {
 
     fn route(host: Option<&str>, path: &str) -> Route {
         Route {
-            name: format!("{}{}", host.unwrap_or(""), path),
+            name: format!("{}{}", host.unwrap_or(""), path).into(),
             path: path.into(),
             host: host.map(Into::into),
             upstream: "http://127.0.0.1:1".parse().unwrap(),
@@ -166,7 +166,7 @@ mod tests {
     }
 
     fn pick(host: Option<&str>, path: &str) -> Option<String> {
-        table().select(host, path).map(|r| r.name.clone())
+        table().select(host, path).map(|r| r.name.to_string())
     }
 
     #[test]

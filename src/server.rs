@@ -43,6 +43,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr()?;
     info!(listen = %local, "listening");
+    gateway.set_ready(true);
     tokio::pin!(shutdown);
 
     loop {
@@ -80,20 +81,41 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let open = gateway.metrics.open_connections.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 debug!(peer = %peer, error = %e, "connection ended with an error");
             }
+            open.dec();
             drop(permit);
         });
     }
 
+    gateway.set_ready(false);
     drop(listener);
     let drain = gateway.current().config.server.drain_timeout;
-    info!(in_flight = graceful.count(), drain_timeout = ?drain, "draining");
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
-        Ok(()) => info!("drained"),
-        Err(_) => error!("drain_timeout passed with connections still open; closing them"),
+    info!(
+        connections = graceful.count(),
+        tunnels = gateway.open_tunnels(),
+        drain_timeout = ?drain,
+        "draining"
+    );
+    let tunnels_done = async {
+        while gateway.open_tunnels() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let all_done = async { tokio::join!(graceful.shutdown(), tunnels_done) };
+    match tokio::time::timeout(drain, all_done).await {
+        Ok(_) => info!("drained"),
+        Err(_) => {
+            error!(
+                tunnels = gateway.open_tunnels(),
+                "drain_timeout passed with connections still open; closing them"
+            );
+            gateway.close_tunnels();
+        }
     }
     Ok(())
 }

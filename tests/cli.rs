@@ -307,8 +307,11 @@ impl Running {
         }
     }
 
-    /// Waits (at most 10 s) for a line containing `needle` and returns it.
+    /// Returns the first line (seen or still to come, waiting at most 10 s) containing `needle`.
     fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Ok(line) = self
             .lines
@@ -509,4 +512,83 @@ fn demo_prints_working_curl_lines() {
     assert_eq!(http_get(&addr, path, None).0, 401);
     let (code, _) = run.terminate();
     assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_keys_from_dot_env_and_admin_probes_answer() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+            up.url()
+        ),
+    );
+    std::fs::write(dir.path().join(".env"), format!("JWT_SECRET_KEY={KEY}\n")).unwrap();
+    let key_b = "sighup-key-b-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let token_a = common::token("alice");
+    let token_b = common::token_with(
+        serde_json::json!({"sub": "bob", "exp": common::now() + 600}),
+        jsonwebtoken::Algorithm::HS256,
+        key_b,
+    );
+    let mut cmd = jwtgate(dir.path());
+    cmd.args(["--config", &cfg])
+        .env("JWTGATE_LOG_FORMAT", "json");
+    let env_file = dir.path().join(".env");
+    let log = tokio::task::spawn_blocking(move || {
+        let mut run = Running::start(cmd);
+        let admin = {
+            let line = run.wait_for("\"admin listening\"");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["admin_listen"].as_str().unwrap().to_owned()
+        };
+        let addr = listen_addr(&run.wait_for("\"listening\""));
+        assert_eq!(http_get(&admin, "/healthz", None).0, 200);
+        assert_eq!(http_get(&admin, "/readyz", None).0, 200);
+        assert!(http_get(&admin, "/metrics", None)
+            .1
+            .contains("jwtgate_ready 1"));
+        assert_eq!(
+            http_get(&addr, "/x", Some(&format!("Bearer {token_a}"))).0,
+            200
+        );
+        assert_eq!(
+            http_get(&addr, "/x", Some(&format!("Bearer {token_b}"))).0,
+            401
+        );
+
+        std::fs::write(&env_file, format!("JWT_SECRET_KEY={key_b}\n")).unwrap();
+        let pid = run.child.id().to_string();
+        Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        run.wait_for("reloaded config and keys");
+        assert_eq!(
+            http_get(&addr, "/x", Some(&format!("Bearer {token_b}"))).0,
+            200
+        );
+        assert_eq!(
+            http_get(&addr, "/x", Some(&format!("Bearer {token_a}"))).0,
+            401
+        );
+
+        // A weak key on reload is refused; the previous key keeps serving.
+        std::fs::write(&env_file, "JWT_SECRET_KEY=changeme\n").unwrap();
+        Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        run.wait_for("reload refused");
+        assert_eq!(
+            http_get(&addr, "/x", Some(&format!("Bearer {token_b}"))).0,
+            200
+        );
+        let (code, log) = run.terminate();
+        assert_eq!(code, Some(0));
+        log
+    })
+    .await
+    .unwrap();
+    let all = log.join("\n");
+    assert!(
+        !all.contains(KEY) && !all.contains(key_b) && !all.contains("changeme"),
+        "{all}"
+    );
 }

@@ -472,12 +472,17 @@ pub fn bearer(t: &str) -> String {
 /// Sends raw bytes and returns everything the gateway sends back until it closes or goes
 /// quiet for 1 s.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    raw_quiet(addr, request, Duration::from_secs(1)).await
+}
+
+/// [`raw`] with another quiet time.
+pub async fn raw_quiet(addr: SocketAddr, request: &[u8], quiet: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        match tokio::time::timeout(quiet, s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }

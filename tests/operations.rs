@@ -1,0 +1,467 @@
+//! Operations: admin endpoints and metrics, readiness during drain, reload on file change (with
+//! Kubernetes-style atomic symlink swaps), key rotation under load, WebSockets closed at the
+//! drain deadline.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use jsonwebtoken::Algorithm::HS256;
+use jwtgate::keys::Env;
+use jwtgate::reload::Reloader;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn admin(gw: &Gateway) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(jwtgate::admin::serve(
+        l,
+        gw.gateway.clone(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let out = raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let status = statuses(&out).first().copied().unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let a = admin(&gw).await;
+    assert_eq!(admin_get(a, "/healthz").await.0, 200);
+    assert_eq!(admin_get(a, "/readyz").await.0, 200);
+
+    let expired = token_with(json!({"sub": "x", "exp": now() - 100}), HS256, KEY);
+    let user = token_with(
+        json!({"sub": "u", "exp": now() + 100, "role": "user"}),
+        HS256,
+        KEY,
+    );
+    assert_eq!(
+        get(&gw, "/a", &[("authorization", &bearer(&token("alice")))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&gw, "/a", &[("authorization", &bearer(&token("alice")))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(&gw, "/a", &[]).await.status, 401);
+    assert_eq!(
+        get(&gw, "/a", &[("authorization", &bearer(&expired))])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        get(&gw, "/admin", &[("authorization", &bearer(&user))])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get(&gw, "/public/x", &[]).await.status, 200);
+
+    let (status, m) = admin_get(a, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&m, r#"jwtgate_requests_total{route="/",status="200"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_requests_total{route="/",status="401"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_requests_total{route="/admin",status="403"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_auth_failures_total{reason="missing"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_auth_failures_total{reason="expired"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_auth_failures_total{reason="forbidden"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"jwtgate_upstream_duration_seconds_count{route="/"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"jwtgate_upstream_duration_seconds_count{route="/public"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(metric(&m, "jwtgate_open_connections").is_some(), "{m}");
+    assert_eq!(metric(&m, "jwtgate_ready"), Some(1.0), "{m}");
+    assert!(
+        metric(&m, "jwtgate_keys_loaded_timestamp_seconds").unwrap() > 1.7e9,
+        "{m}"
+    );
+    assert!(!m.contains(KEY));
+    assert_eq!(admin_get(a, "/nope").await.0, 404);
+
+    // The admin endpoints are not on the public listener.
+    let got = get(&gw, "/metrics", &[]).await;
+    assert_eq!(got.status, 401);
+    assert!(!got.body.contains("jwtgate_requests_total"));
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_draining() {
+    let up = Upstream::start().await;
+    let cfg = CONFIG.replace("upstream_timeout = \"1s\"", "upstream_timeout = \"5s\"");
+    let gw = Gateway::start(&cfg, &up.url()).await;
+    let a = admin(&gw).await;
+    let addr = gw.addr;
+    let t = token("a");
+    let slow = tokio::spawn(async move {
+        raw_quiet(addr, format!("GET /__slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(gw.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_get(a, "/readyz").await.0, 503);
+    assert_eq!(admin_get(a, "/healthz").await.0, 200);
+    let (_, m) = admin_get(a, "/metrics").await;
+    assert_eq!(metric(&m, "jwtgate_ready"), Some(0.0));
+    assert_eq!(statuses(&slow.await.unwrap()), vec![200]);
+    stopping.await.unwrap();
+}
+
+/// A Kubernetes-style volume: `name -> ..data/name`, `..data -> ..<version>`, swapped atomically.
+struct Volume {
+    dir: tempfile::TempDir,
+    version: usize,
+}
+
+impl Volume {
+    fn new(files: &[(&str, &str)]) -> Volume {
+        let mut v = Volume {
+            dir: tempfile::tempdir().unwrap(),
+            version: 0,
+        };
+        v.swap(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), v.dir.path().join(name)).unwrap();
+        }
+        v
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// Writes a new version and swaps `..data` to it in one rename.
+    fn swap(&mut self, files: &[(&str, &str)]) {
+        self.version += 1;
+        let dir = self.dir.path().join(format!("..v{}", self.version));
+        std::fs::create_dir(&dir).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(dir.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+    }
+}
+
+const KEY_B: &str = "new-key-b-7c2e9a4f1d8b3e6a0c5f2d9b4e7a1c3f";
+
+fn reloader(gw: &Gateway, config: &Path, current: &str, previous: &str) -> Arc<Reloader> {
+    let (current, previous) = (current.to_owned(), previous.to_owned());
+    let env = Arc::new(move || {
+        Env::from_pairs([
+            ("JWT_SECRET_KEY_FILE", current.as_str()),
+            ("JWT_SECRET_KEY_PREVIOUS_FILE", previous.as_str()),
+        ])
+    });
+    Arc::new(Reloader::new(gw.gateway.clone(), config.to_owned(), env))
+}
+
+async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_by_file_swap_loses_no_request_under_load() {
+    let up = Upstream::start().await;
+    let mut vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg_path = cfg_dir.path().join("jwtgate.toml");
+    std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
+    let keys = Keys_from(&vol);
+    let gw = Gateway::start_with_keys(CONFIG, &up.url(), keys).await;
+    let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    let watcher = tokio::spawn(r.clone().watch(Duration::from_millis(100)));
+    let a = admin(&gw).await;
+
+    // Traffic with tokens signed by the current key A runs through the whole rotation.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let token_a = token("alice");
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed, t, addr) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            token_a.clone(),
+            gw.addr,
+        );
+        load.push(tokio::spawn(async move {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(format!("http://{addr}/r"))
+                    .header("authorization", bearer(&t))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(res) if res.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Rotate: B becomes current, A previous, in one atomic swap (as Kubernetes does).
+    vol.swap(&[("key", KEY_B), ("previous", KEY)]);
+    let token_b = token_with(json!({"sub": "bob", "exp": now() + 600}), HS256, KEY_B);
+    let gw_ref = &gw;
+    wait_until("B tokens accepted", async || {
+        get(gw_ref, "/r", &[("authorization", &bearer(&token_b))])
+            .await
+            .status
+            == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 50, "too little traffic to prove anything: {ok}");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during the rotation",
+        ok + failed
+    );
+
+    // Retire A: only B remains.
+    vol.swap(&[("key", KEY_B), ("previous", KEY_B)]);
+    wait_until("A tokens refused", async || {
+        get(gw_ref, "/r", &[("authorization", &bearer(&token_a))])
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert_eq!(
+        get(&gw, "/r", &[("authorization", &bearer(&token_b))])
+            .await
+            .status,
+        200
+    );
+    let (_, m) = admin_get(a, "/metrics").await;
+    assert!(
+        metric(&m, r#"jwtgate_config_reloads_total{result="ok"}"#).unwrap() >= 2.0,
+        "{m}"
+    );
+    watcher.abort();
+}
+
+#[allow(non_snake_case)]
+fn Keys_from(vol: &Volume) -> jwtgate::Keys {
+    jwtgate::Keys::load(&Env::from_pairs([
+        ("JWT_SECRET_KEY_FILE", vol.path("key").as_str()),
+        (
+            "JWT_SECRET_KEY_PREVIOUS_FILE",
+            vol.path("previous").as_str(),
+        ),
+    ]))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn config_changes_are_picked_up_and_bad_ones_ignored() {
+    let up = Upstream::start().await;
+    let vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg_path = cfg_dir.path().join("jwtgate.toml");
+    let base = format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url());
+    std::fs::write(&cfg_path, &base).unwrap();
+    let gw = Gateway::start_with_keys(&base, "", Keys_from(&vol)).await;
+    let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    let watcher = tokio::spawn(r.clone().watch(Duration::from_millis(100)));
+    let a = admin(&gw).await;
+    assert_eq!(get(&gw, "/open", &[]).await.status, 401);
+
+    // Make /open public.
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "{base}[[route]]\npath = \"/open\"\nupstream = \"{}\"\nauth = \"public\"\n",
+            up.url()
+        ),
+    )
+    .unwrap();
+    let gw_ref = &gw;
+    wait_until("the new route", async || {
+        get(gw_ref, "/open", &[]).await.status == 200
+    })
+    .await;
+
+    // A broken config is refused; the last good one keeps serving.
+    std::fs::write(
+        &cfg_path,
+        "[[route]]\npath = \"/\"\nupstream = \"http://x\"\ntypo = true\n",
+    )
+    .unwrap();
+    wait_until("the refusal to be counted", async || {
+        metric(
+            &admin_get(a, "/metrics").await.1,
+            r#"jwtgate_config_reloads_total{result="error"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    assert_eq!(get(&gw, "/open", &[]).await.status, 200);
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &bearer(&token("a")))])
+            .await
+            .status,
+        200
+    );
+
+    // An explicit reload (what SIGHUP calls) of a weak key is refused too.
+    std::fs::write(&cfg_path, &base).unwrap();
+    let weak = reloader(&gw, &cfg_path, "/nonexistent/key", &vol.path("previous"));
+    let problems = weak.reload().unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.contains("JWT_SECRET_KEY_FILE")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &bearer(&token("a")))])
+            .await
+            .status,
+        200
+    );
+    watcher.abort();
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_on_the_config_they_started_with() {
+    let up = Upstream::start().await;
+    let vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg_path = cfg_dir.path().join("jwtgate.toml");
+    let with_timeout = |t: &str| {
+        format!(
+            "[server]\nupstream_timeout = \"{t}\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+            up.url()
+        )
+    };
+    std::fs::write(&cfg_path, with_timeout("5s")).unwrap();
+    let gw = Gateway::start_with_keys(&with_timeout("5s"), "", Keys_from(&vol)).await;
+    let addr = gw.addr;
+    let t = token("a");
+    let slow = tokio::spawn(async move {
+        raw_quiet(addr, format!("GET /__slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The new config would time the slow request out after 100ms; it must not.
+    std::fs::write(&cfg_path, with_timeout("100ms")).unwrap();
+    reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"))
+        .reload()
+        .unwrap();
+    assert_eq!(statuses(&slow.await.unwrap()), vec![200]);
+    // New requests get the new config.
+    assert_eq!(
+        get(&gw, "/__slow", &[("authorization", &bearer(&token("a")))])
+            .await
+            .status,
+        504
+    );
+}
+
+#[tokio::test]
+async fn websockets_are_closed_at_the_drain_deadline() {
+    let up = Upstream::start().await;
+    let cfg = CONFIG.replace("drain_timeout = \"5s\"", "drain_timeout = \"1s\"");
+    let gw = Gateway::start(&cfg, &up.url()).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let t = token("alice");
+    s.write_all(format!("GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: Bearer {t}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    assert_eq!(gw.gateway.open_tunnels(), 1);
+
+    let start = Instant::now();
+    let stopping = tokio::spawn(gw.stop());
+    // Still open (and working) during the drain...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"hello").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    // ...and closed at the deadline.
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "tunnel still open after the drain deadline");
+    stopping.await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
