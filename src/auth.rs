@@ -675,8 +675,22 @@ mod tests {
     #[test]
     fn padded_or_non_canonical_base64_is_malformed() {
         let good = hs256(serde_json::json!({"sub": "alice", "exp": NOW + 60.0}));
-        assert!(verifier("").verify_at(&format!("{good}="), NOW).is_err());
-        assert!(verifier("").verify_at(&format!("{good}A"), NOW).is_err());
+        let v = verifier("");
+        assert!(v.verify_at(&good, NOW).is_ok());
+        assert_eq!(
+            v.verify_at(&format!("{good}="), NOW).err(),
+            Some(TokenError::Malformed)
+        );
+        // A 32-byte signature is 43 characters; the last one carries 4 bits and 2 unused ones.
+        // Setting an unused bit decodes to the same bytes, so only a strict decoder notices.
+        let (head, last) = good.split_at(good.len() - 1);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let i = alphabet
+            .iter()
+            .position(|&c| c == last.as_bytes()[0])
+            .unwrap();
+        let twin = format!("{head}{}", alphabet[i ^ 1] as char);
+        assert_eq!(v.verify_at(&twin, NOW).err(), Some(TokenError::Malformed));
     }
 
     #[test]

@@ -227,19 +227,22 @@ impl Config {
         for (key, value) in doc {
             match key.as_str() {
                 "server" => {
-                    if let Some(v) = p.section::<RawServer>("server", value) {
+                    if let Some(v) = p.section::<RawServer>("server", value, SERVER_KEYS) {
                         server = v;
                     }
                 }
                 "auth" => {
-                    if let Some(v) = p.section::<RawAuth>("auth", value) {
+                    if let Some(v) = p.section::<RawAuth>("auth", value, AUTH_KEYS) {
                         auth = v;
                     }
                 }
                 "route" => match value {
                     toml::Value::Array(items) => {
                         for (i, item) in items.into_iter().enumerate() {
-                            routes.push((i, p.section::<RawRoute>(&format!("route[{i}]"), item)));
+                            routes.push((
+                                i,
+                                p.section::<RawRoute>(&format!("route[{i}]"), item, ROUTE_KEYS),
+                            ));
                         }
                     }
                     _ => p.add("route", "must be an array of tables: write [[route]]"),
@@ -264,6 +267,33 @@ impl Config {
     }
 }
 
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "connect_timeout",
+    "upstream_timeout",
+    "drain_timeout",
+    "header_read_timeout",
+    "max_header_bytes",
+    "max_headers",
+    "max_connections",
+    "workers",
+    "tls",
+];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+const AUTH_KEYS: &[&str] = &[
+    "algorithms",
+    "leeway",
+    "issuer",
+    "audience",
+    "user_claim",
+    "user_header",
+    "claim_headers",
+    "forward_token",
+    "max_token_bytes",
+];
+const ROUTE_KEYS: &[&str] = &["path", "upstream", "host", "auth", "require"];
+
 /// The collector every validation step writes into.
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -276,11 +306,42 @@ impl Problems {
         });
     }
 
+    /// Deserializes one table. Unknown keys are all reported (serde would stop at the first),
+    /// then dropped so that the other fields are still checked.
     fn section<T: serde::de::DeserializeOwned>(
         &mut self,
         key: &str,
-        value: toml::Value,
+        mut value: toml::Value,
+        known: &[&str],
     ) -> Option<T> {
+        if let toml::Value::Table(table) = &mut value {
+            let unknown: Vec<String> = table
+                .keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            for k in unknown {
+                self.add(
+                    format!("{key}.{k}"),
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
+                table.remove(&k);
+            }
+            if let (Some(toml::Value::Table(tls)), true) = (table.get_mut("tls"), key == "server") {
+                let unknown: Vec<String> = tls
+                    .keys()
+                    .filter(|k| !TLS_KEYS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                for k in unknown {
+                    self.add(
+                        format!("server.tls.{k}"),
+                        format!("unknown key (expected one of: {})", TLS_KEYS.join(", ")),
+                    );
+                    tls.remove(&k);
+                }
+            }
+        }
         match T::deserialize(value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -309,7 +370,14 @@ impl Problems {
                 self.add(key, format!("{raw:?} is not a valid HTTP header name"));
                 None
             }
-            Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
+            Ok(name) if name.as_str().contains('_') => {
+                self.add(
+                    key,
+                    format!("{raw:?} contains '_': nginx and others drop such headers by default; use '-'"),
+                );
+                None
+            }
+            Ok(name) if RESERVED_HEADERS.contains(&spoof_key(name.as_str()).as_str()) => {
                 self.add(
                     key,
                     format!("{raw:?} is a header the gateway manages itself; choose another name"),
@@ -347,6 +415,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
 ];
 
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -384,10 +454,10 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         "server.listen",
         raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
     );
-    let admin_listen = match raw.admin_listen.as_deref() {
-        None => None,
-        Some(a) => Some(socket_addr(p, "server.admin_listen", a)?),
-    };
+    let admin_listen = raw
+        .admin_listen
+        .as_deref()
+        .and_then(|a| socket_addr(p, "server.admin_listen", a));
     if let (Some(l), Some(a)) = (listen, admin_listen) {
         if l == a && l.port() != 0 {
             p.add(
@@ -761,7 +831,24 @@ typo = 1
             "route[0].path",
             "route[0].upstream",
             "route[0].auth",
-            "route[1]: unknown field `typo`",
+            "route[1].typo: unknown key",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn every_unknown_key_of_a_table_is_reported_with_the_other_problems() {
+        let got = problems(
+            "[server]\nlisen = \"x\"\nconect_timeout = \"1s\"\nconnect_timeout = \"soon\"\n[[route]]\npath=\"/\"\nupstream=\"http://a\"\nhots = \"a\"\nauht = \"public\"",
+        );
+        let joined = got.join("\n");
+        for needle in [
+            "server.lisen",
+            "server.conect_timeout",
+            "server.connect_timeout",
+            "route[0].hots",
+            "route[0].auht",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }
@@ -781,9 +868,22 @@ typo = 1
     #[test]
     fn identity_headers_must_be_distinct_even_with_underscores() {
         let got = problems(
-            "[auth]\nuser_header = \"X-User\"\nclaim_headers = { role = \"x_user\" }\n[[route]]\npath=\"/\"\nupstream=\"http://a\"",
+            "[auth]\nuser_header = \"X-User\"\nclaim_headers = { role = \"x-USER\", team = \"x_team\", ip = \"X_Real_IP\" }\n[[route]]\npath=\"/\"\nupstream=\"http://a\"",
         );
-        assert!(got.iter().any(|p| p.contains("already used")), "{got:?}");
+        assert!(
+            got.iter()
+                .any(|p| p.contains("role") && p.contains("already used")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|p| p.contains("team") && p.contains("contains '_'")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|p| p.contains("auth.claim_headers.ip")),
+            "{got:?}"
+        );
     }
 
     #[test]

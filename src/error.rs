@@ -3,7 +3,7 @@
 //! `{"error": "...", "error_description": "..."}`. No description ever contains request data.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::auth::TokenError;
@@ -124,6 +124,12 @@ impl GatewayError {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             h.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            h.insert(
+                ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
         }
         res
     }

@@ -319,6 +319,9 @@ impl Gateway {
         if let Some(host) = target.host_header {
             parts.headers.insert(HOST, host);
         }
+        if parts.version == Version::HTTP_2 {
+            headers::join_cookies(&mut parts.headers);
+        }
         parts.uri = upstream_uri(route, &target.path, parts.uri.query())?;
         out.upstream = Some(Instant::now());
         let tunnel = upgrade.map(|_| self.tunnels.subscribe());
@@ -401,8 +404,10 @@ fn authenticate(
     }
     let token = auth::bearer(&parts.headers).map_err(GatewayError::InvalidToken)?;
     let Some(token) = token else {
+        // An anonymous request cannot meet a `require`, so an optional route that has one
+        // asks for a token like a required route does.
         return match route.auth {
-            AuthMode::Optional => Ok(None),
+            AuthMode::Optional if route.require.is_empty() => Ok(None),
             _ => Err(GatewayError::MissingToken),
         };
     };

@@ -7,17 +7,17 @@
 //!    §7.6.1) and every nominated one (except `Host` and `Content-Length`, which frame and route
 //!    the request and are rewritten by the gateway anyway);
 //! 2. drop every client copy of an identity header (`user_header`, each `claim_headers` value),
-//!    of `X-Forwarded-*` and of routing-override headers (`X-Original-URL`, ...), in any letter
-//!    case and with `_` in place of `-` (CGI-style servers fold `X_Auth_User` into
-//!    `X-Auth-User`);
+//!    of `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the like, and of routing-override headers
+//!    (`X-Original-URL`, ...), in any letter case and with `_` in place of `-` (CGI-style servers
+//!    fold `X_Auth_User` into `X-Auth-User`);
 //! 3. write `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, and the
 //!    identity headers from the verified token, exactly once each.
 
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use tracing::debug;
 
@@ -52,6 +52,21 @@ const ROUTING_OVERRIDES: &[&str] = &[
     "x-forwarded-prefix",
 ];
 
+/// Client-address and scheme headers that frameworks trust behind a proxy (Spring reads
+/// `Forwarded`, Rack `X-Forwarded-Ssl`/`-Scheme`, Werkzeug's ProxyFix `X-Forwarded-Port`, many
+/// apps `X-Real-IP`); only the gateway may say where a request came from.
+const CLIENT_FACTS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+];
+
 /// What the rewrite needs from the config, prepared once per (re)load.
 #[derive(Debug, Clone)]
 pub struct HeaderPolicy {
@@ -72,6 +87,7 @@ impl HeaderPolicy {
             .map(|h| h.as_str())
             .chain(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"])
             .chain(ROUTING_OVERRIDES.iter().copied())
+            .chain(CLIENT_FACTS.iter().copied())
             .map(spoof_key)
             .collect();
         HeaderPolicy {
@@ -216,6 +232,22 @@ pub fn rewrite_response(headers: &mut HeaderMap, switching: bool) {
     // Never relayed by name: hyper frames the response itself.
     debug_assert!(!headers.contains_key(TRANSFER_ENCODING) && !headers.contains_key(TE));
     debug_assert!(!headers.contains_key(TRAILER));
+}
+
+/// HTTP/2 clients may split `Cookie` into several fields; an HTTP/1.1 upstream needs one,
+/// joined with `"; "` (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(COOKIE, v);
+    }
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {

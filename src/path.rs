@@ -29,6 +29,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Refusal> {
         return Ok(Cow::Borrowed(path));
     }
     let decoded = decode_unreserved(bytes)?;
+    // Decoding can assemble a double encoding from single ones (`%25%32%65` -> `%252e`).
+    if has_double_encoding(decoded.as_bytes()) {
+        return Err("double percent-encoding in path");
+    }
     Ok(Cow::Owned(remove_dot_segments(&decoded)))
 }
 
@@ -51,6 +55,12 @@ fn is_plain(bytes: &[u8]) -> bool {
         prev = b;
     }
     true
+}
+
+fn has_double_encoding(bytes: &[u8]) -> bool {
+    bytes.windows(5).any(|w| {
+        w[0] == b'%' && w[1] == b'2' && w[2] == b'5' && hex(w[3]).is_some() && hex(w[4]).is_some()
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -207,6 +217,8 @@ mod tests {
             "/a%00b",
             "/a%0ab",
             "/a%252e%252e/b",
+            "/public/%25%32%65%25%32%65/admin",
+            "/a/%25%32%46",
             "/a%2",
             "/a%zz",
             "*",
@@ -219,7 +231,13 @@ mod tests {
 
     #[test]
     fn normalizing_twice_changes_nothing() {
-        for p in ["/a/../b//c/./%7e", "/x/%2e/", "/a/b/.."] {
+        for p in [
+            "/a/../b//c/./%7e",
+            "/x/%2e/",
+            "/a/b/..",
+            "/a%20b/%3B",
+            "/%41%25",
+        ] {
             let once = normalize(p).unwrap().into_owned();
             assert_eq!(normalize(&once).unwrap(), once.as_str());
         }

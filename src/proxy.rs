@@ -14,7 +14,9 @@ use tracing::{debug, warn};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::headers;
-use tokio::sync::{oneshot, watch};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The upstream client: one connection pool shared by every route of a configuration.
 #[derive(Clone, Debug)]
@@ -54,14 +56,30 @@ impl Upstream {
     ) -> Result<Response<Body>, GatewayError> {
         let client_upgrade = tunnel.map(|closing| (hyper::upgrade::on(&mut req), closing));
         *req.version_mut() = Version::HTTP_11;
-        // upstream_timeout measures the upstream, not the client's upload: it starts once the
-        // request body has been sent in full.
-        let (sent, body_sent) = oneshot::channel();
-        let req = req.map(|body| Tracked::new(body, sent));
+        // upstream_timeout measures the upstream, not the client's upload: it runs from the
+        // end of the request body, or from the last moment the upstream took body data while
+        // the gateway had some to give (an upstream that stops reading is slow too).
+        let progress = Arc::new(Mutex::new(Progress {
+            done: false,
+            waiting_for_client: false,
+            last: Instant::now(),
+        }));
+        let req = req.map(|body| Tracked::new(body, progress.clone()));
         let timeout = self.timeout;
         let deadline = async move {
-            let _ = body_sent.await;
-            tokio::time::sleep(timeout).await;
+            loop {
+                let (stalled_since, now) = {
+                    let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    let stalled = p.done || !p.waiting_for_client;
+                    (stalled.then_some(p.last), Instant::now())
+                };
+                match stalled_since {
+                    Some(since) if now >= since + timeout => return,
+                    Some(since) => tokio::time::sleep_until(since + timeout).await,
+                    // The client is slow to send: not the upstream's fault; look again later.
+                    None => tokio::time::sleep(timeout).await,
+                }
+            }
         };
         let res = tokio::select! {
             res = self.client.request(req) => Ok(res),
@@ -154,32 +172,39 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// A request body that reports when it has been sent in full (or has failed).
+/// How far the request body has gone, for `upstream_timeout`.
+#[derive(Debug)]
+struct Progress {
+    /// The body has been sent in full (or failed).
+    done: bool,
+    /// The upstream asked for more body and the client has not sent it yet.
+    waiting_for_client: bool,
+    /// When `done` or the last body frame was handed over.
+    last: Instant,
+}
+
+/// A request body that records its progress (see [`Progress`]).
 #[derive(Debug)]
 pub struct Tracked {
     inner: Body,
-    sent: Option<oneshot::Sender<()>>,
+    progress: Arc<Mutex<Progress>>,
 }
 
 impl Tracked {
-    fn new(inner: Body, sent: oneshot::Sender<()>) -> Tracked {
-        let mut t = Tracked {
-            inner,
-            sent: Some(sent),
-        };
-        t.check_end();
+    fn new(inner: Body, progress: Arc<Mutex<Progress>>) -> Tracked {
+        let t = Tracked { inner, progress };
+        if http_body::Body::is_end_stream(&t.inner) {
+            t.update(true, false);
+        }
         t
     }
 
-    fn check_end(&mut self) {
-        if http_body::Body::is_end_stream(&self.inner) {
-            self.fire();
-        }
-    }
-
-    fn fire(&mut self) {
-        if let Some(tx) = self.sent.take() {
-            let _ = tx.send(());
+    fn update(&self, done: bool, waiting_for_client: bool) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if !p.done {
+            p.done = done;
+            p.waiting_for_client = waiting_for_client;
+            p.last = Instant::now();
         }
     }
 }
@@ -192,12 +217,14 @@ impl http_body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            std::task::Poll::Ready(None | Some(Err(_))) => this.fire(),
-            std::task::Poll::Ready(Some(Ok(_))) => this.check_end(),
-            std::task::Poll::Pending => {}
+            std::task::Poll::Ready(None | Some(Err(_))) => self.update(true, false),
+            std::task::Poll::Ready(Some(Ok(_))) => {
+                let done = http_body::Body::is_end_stream(&self.inner);
+                self.update(done, false);
+            }
+            std::task::Poll::Pending => self.update(false, true),
         }
         polled
     }

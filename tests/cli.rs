@@ -74,7 +74,7 @@ fn check_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
     for needle in [
         "server.listen",
         "server.drain_timeout",
-        "auth: unknown field `user_heder`",
+        "auth.user_heder: unknown key",
         "route[0].upstream",
         "JWT_SECRET_KEY is not set",
         "jwtgate secret",

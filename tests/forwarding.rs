@@ -412,3 +412,66 @@ async fn keep_alive_client_connection_is_reused() {
     }
     assert_eq!(up.count(), 5);
 }
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_kept_alive() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let t = token("alice");
+    for i in 0..20 {
+        // A new client connection each time: only the upstream side can be reused.
+        let out = raw(gw.addr, format!("GET /p/{i} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert_eq!(statuses(&out), vec![200]);
+    }
+    assert_eq!(up.count(), 20);
+    assert_eq!(
+        up.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "upstream connections were not reused"
+    );
+}
+
+#[tokio::test]
+async fn http2_cookies_are_joined_for_the_http1_upstream() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = Request::get(gw.url("/c"))
+        .header("authorization", bearer(&token("alice")))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+    assert_eq!(up.one().all("cookie"), vec!["a=1; b=2"]);
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_an_upload_gets_504() {
+    // Accepts, reads nothing, never answers: the upload fills the socket buffers and stalls.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await; // upstream_timeout = 1s
+    let req = Request::post(gw.url("/upload"))
+        .header("authorization", bearer(&token("alice")))
+        .body(Chunks::new(4096, 64 * 1024))
+        .unwrap();
+    let client: Client<_, Chunks> = Client::builder(TokioExecutor::new()).build_http();
+    let start = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(10), client.request(req)).await;
+    match res {
+        Ok(Ok(res)) => assert_eq!(res.status(), 504),
+        // The gateway may answer 504 and close while the client is still writing.
+        Ok(Err(e)) => assert!(start.elapsed() < Duration::from_secs(5), "{e}"),
+        Err(_) => panic!("no answer within 10 s: the stalled upload hangs"),
+    }
+    hold.abort();
+}

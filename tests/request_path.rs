@@ -389,3 +389,49 @@ async fn the_bearer_scheme_is_case_insensitive() {
     assert_eq!(got.status, 200);
     assert_eq!(up.one().all("x-auth-user"), vec!["hank"]);
 }
+
+#[tokio::test]
+async fn an_optional_route_with_require_needs_a_token() {
+    let up = Upstream::start().await;
+    let cfg = "[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\nauth = \"optional\"\nrequire = { role = \"admin\" }\n";
+    let gw = Gateway::start(cfg, &up.url()).await;
+    assert_eq!(get(&gw, "/x", &[]).await.status, 401);
+    let user = token_with(
+        json!({"sub": "u", "exp": now() + 60, "role": "user"}),
+        HS256,
+        KEY,
+    );
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &bearer(&user))])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(up.count(), 0);
+    let admin = token_with(
+        json!({"sub": "root", "exp": now() + 60, "role": "admin"}),
+        HS256,
+        KEY,
+    );
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &bearer(&admin))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(up.one().all("x-auth-user"), vec!["root"]);
+}
+
+#[tokio::test]
+async fn connect_gets_405_with_allow() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let out = raw(
+        gw.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![405], "{out}");
+    assert!(out.to_ascii_lowercase().contains("\r\nallow: "), "{out}");
+    assert_eq!(up.count(), 0);
+}

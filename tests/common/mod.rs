@@ -73,6 +73,8 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -88,11 +90,14 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acc = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| upstream_handle(req, s.clone()));
@@ -102,7 +107,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, task }
+        Upstream {
+            addr,
+            seen,
+            accepted,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
