@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
@@ -113,6 +114,7 @@ struct RawRoute {
     host: Option<String>,
     auth: Option<String>,
     require: Option<BTreeMap<String, toml::Value>>,
+    ca_file: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,16 +158,18 @@ pub struct ServerConfig {
     /// Tokio worker threads. Default: the CPUs this process may use.
     pub workers: Option<usize>,
     /// `[server.tls]`: serve HTTPS with this PEM certificate chain and key. Default: plain HTTP.
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<TlsSettings>,
 }
 
-/// PEM files for the public listener's TLS.
+/// The public listener's TLS: the PEM files and the rustls config built from them.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub struct TlsSettings {
     /// Certificate chain (PEM).
     pub cert: PathBuf,
     /// Private key (PEM).
     pub key: PathBuf,
+    /// The server config (ALPN h2, http/1.1).
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 /// `[auth]`: how tokens are verified and how the identity is passed on.
@@ -292,7 +296,7 @@ const AUTH_KEYS: &[&str] = &[
     "forward_token",
     "max_token_bytes",
 ];
-const ROUTE_KEYS: &[&str] = &["path", "upstream", "host", "auth", "require"];
+const ROUTE_KEYS: &[&str] = &["path", "upstream", "host", "auth", "require", "ca_file"];
 
 /// The collector every validation step writes into.
 #[derive(Default)]
@@ -521,16 +525,16 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
     let workers = raw
         .workers
         .map(|n| bounded("server.workers", Some(n), n, 1, 1024));
-    let tls = raw.tls.map(|t| TlsFiles {
-        cert: PathBuf::from(t.cert),
-        key: PathBuf::from(t.key),
+    let tls = raw.tls.and_then(|t| {
+        let (cert, key) = (PathBuf::from(t.cert), PathBuf::from(t.key));
+        match crate::tls::server_config(&cert, &key) {
+            Ok(config) => Some(TlsSettings { cert, key, config }),
+            Err(m) => {
+                p.add("server.tls", m);
+                None
+            }
+        }
     });
-    if tls.is_some() {
-        p.add(
-            "server.tls",
-            "TLS on the listener is not available in this version; terminate TLS in front of jwtgate",
-        );
-    }
     Some(ServerConfig {
         listen: listen?,
         admin_listen,
@@ -678,6 +682,26 @@ fn validate_routes(raw: Vec<(usize, Option<RawRoute>)>, p: &mut Problems) -> Opt
             }
         };
         let upstream = upstream_uri(&r.upstream).map_err(|m| p.add(format!("{key}.upstream"), m));
+        let ca_file = r.ca_file.map(PathBuf::from);
+        let tls = match (&upstream, &ca_file) {
+            (Ok(u), Some(ca)) if u.scheme_str() == Some("https") => {
+                match crate::tls::client_config_with_ca(ca) {
+                    Ok(c) => Some(c),
+                    Err(m) => {
+                        p.add(format!("{key}.ca_file"), m);
+                        None
+                    }
+                }
+            }
+            (Ok(_), Some(_)) => {
+                p.add(
+                    format!("{key}.ca_file"),
+                    "only applies to an https:// upstream",
+                );
+                None
+            }
+            _ => None,
+        };
         let host = match r.host.as_deref() {
             None => None,
             Some(h) => {
@@ -740,6 +764,8 @@ fn validate_routes(raw: Vec<(usize, Option<RawRoute>)>, p: &mut Problems) -> Opt
                 upstream,
                 auth,
                 require,
+                ca_file,
+                tls,
             });
         }
     }
@@ -751,13 +777,8 @@ fn upstream_uri(raw: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|_| format!("{raw:?} is not a URL; write e.g. \"http://127.0.0.1:8000\""))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{raw:?}: https upstreams are not available in this version; use http://"
-            ))
-        }
-        _ => return Err(format!("{raw:?} must start with http://")),
+        Some("http" | "https") => {}
+        _ => return Err(format!("{raw:?} must start with http:// or https://")),
     }
     let Some(authority) = uri.authority() else {
         return Err(format!("{raw:?} has no host"));

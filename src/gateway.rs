@@ -43,22 +43,57 @@ pub struct Runtime {
     pub key_files: Vec<std::path::PathBuf>,
     verifier: Verifier,
     policy: HeaderPolicy,
+    /// The pool for routes that trust the default roots.
     upstream: Upstream,
+    /// Pools for routes with their own `ca_file`, by route name.
+    custom: std::collections::HashMap<Arc<str>, Upstream>,
 }
 
 impl Runtime {
     /// Builds the verifier, header policy and upstream pool for `config` and `keys`.
     pub fn new(config: Config, keys: &Keys) -> Runtime {
+        let (connect, timeout) = (
+            config.server.connect_timeout,
+            config.server.upstream_timeout,
+        );
+        let upstream = Upstream::new(connect, timeout, crate::tls::default_client_config());
+        let custom = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.name.clone(),
+                    Upstream::new(connect, timeout, r.tls.clone()?),
+                ))
+            })
+            .collect();
         Runtime {
             verifier: Verifier::new(&config.auth, keys),
             policy: HeaderPolicy::new(&config.auth),
-            upstream: Upstream::new(
-                config.server.connect_timeout,
-                config.server.upstream_timeout,
-            ),
+            upstream,
+            custom,
             key_files: keys.files.clone(),
             config,
         }
+    }
+
+    fn upstream_for(&self, route: &Route) -> &Upstream {
+        match route.tls {
+            Some(_) => self.custom.get(&route.name).unwrap_or(&self.upstream),
+            None => &self.upstream,
+        }
+    }
+
+    /// Files whose change should trigger a reload besides the config file: key files, the
+    /// listener's certificate and key, and route CA files.
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = self.key_files.clone();
+        if let Some(tls) = &self.config.server.tls {
+            files.push(tls.cert.clone());
+            files.push(tls.key.clone());
+        }
+        files.extend(self.config.routes.iter().filter_map(|r| r.ca_file.clone()));
+        files
     }
 }
 
@@ -325,7 +360,7 @@ impl Gateway {
         parts.uri = upstream_uri(route, &target.path, parts.uri.query())?;
         out.upstream = Some(Instant::now());
         let tunnel = upgrade.map(|_| self.tunnels.subscribe());
-        rt.upstream
+        rt.upstream_for(route)
             .forward(
                 Request::from_parts(parts, Body::from(body)),
                 tunnel,

@@ -22,6 +22,7 @@
 //! reload.rs    SIGHUP and file-change reload of config and keys
 //! admin.rs     /healthz /readyz /metrics on the admin listener
 //! metrics.rs   the Prometheus metrics
+//! tls.rs       rustls server config (listener) and client config (https upstreams)
 //! error.rs     the request-level error enum and its single mapping to responses
 //! body.rs      the one body type (streamed or gateway-written)
 //! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
@@ -45,6 +46,7 @@ pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

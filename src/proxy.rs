@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Version};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,18 +22,28 @@ use tokio::time::Instant;
 /// The upstream client: one connection pool shared by every route of a configuration.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Tracked>,
+    client: Client<HttpsConnector<HttpConnector>, Tracked>,
     timeout: Duration,
 }
 
 impl Upstream {
-    /// A client that connects within `connect_timeout` and waits `upstream_timeout` for a
-    /// response head.
-    pub fn new(connect_timeout: Duration, upstream_timeout: Duration) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+    /// A client that connects within `connect_timeout` (TLS handshake included for `https://`
+    /// upstreams, verified with `tls`) and waits `upstream_timeout` for a response head.
+    pub fn new(
+        connect_timeout: Duration,
+        upstream_timeout: Duration,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))

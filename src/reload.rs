@@ -91,10 +91,11 @@ impl Reloader {
         result
     }
 
-    /// The files whose change triggers a reload: the config file and the key files in use.
+    /// The files whose change triggers a reload: the config file, the key files in use, the
+    /// listener's certificate and key, and route CA files.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.config_path.clone()];
-        files.extend(self.gateway.current().key_files.iter().cloned());
+        files.extend(self.gateway.current().watched_files());
         files
     }
 

@@ -66,6 +66,10 @@ pub struct Route {
     pub auth: AuthMode,
     /// Claims a token must carry on this route, as (claim, value).
     pub require: Vec<(String, ClaimValue)>,
+    /// Extra CA file for an `https://` upstream.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The TLS client config built with `ca_file`, when set.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Route {
@@ -152,6 +156,8 @@ mod tests {
             upstream: "http://127.0.0.1:1".parse().unwrap(),
             auth: AuthMode::Required,
             require: vec![],
+            ca_file: None,
+            tls: None,
         }
     }
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::gateway::Gateway;
@@ -27,6 +28,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let server = gateway.current().config.server.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Both protocols on one port: HTTP/2 by prior knowledge (h2c) or by ALPN over TLS.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -68,23 +70,36 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        // The TLS settings current now: a reload with a renewed certificate applies to new
+        // connections.
+        let tls = gateway
+            .current()
+            .config
+            .server
+            .tls
+            .as_ref()
+            .map(|t| t.config.clone());
         let client = ClientInfo {
             ip: peer.ip().to_canonical(),
-            proto: "http",
+            proto: if tls.is_some() { "https" } else { "http" },
         };
-        let gw = gateway.clone();
-        let service = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req, client).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (gw, builder, watcher) = (gateway.clone(), builder.clone(), graceful.watcher());
         let open = gateway.metrics.open_connections.clone();
+        let handshake_timeout = server.header_read_timeout;
         open.inc();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => serve_connection(&builder, watcher, stream, gw, client).await,
+                Some(config) => {
+                    let accept = TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout(handshake_timeout, accept).await {
+                        Ok(Ok(tls)) => serve_connection(&builder, watcher, tls, gw, client).await,
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             open.dec();
@@ -118,4 +133,26 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    gateway: Arc<Gateway>,
+    client: ClientInfo,
+) -> Result<(), BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let gw = gateway.clone();
+        async move { Ok::<_, Infallible>(gw.handle(req, client).await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    watcher.watch(conn).await
 }

@@ -1,0 +1,257 @@
+//! TLS: the listener (HTTP/1.1 and h2 by ALPN), certificate reload on file change, and
+//! `https://` upstreams verified with a route's CA file. Certificates are made by rcgen.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// (cert PEM, key PEM) for localhost and 127.0.0.1.
+    fn leaf(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn client_tls(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn tls_config(cert: &str, key: &str) -> String {
+    CONFIG.replace(
+        "[server]\n",
+        &format!("[server]\ntls = {{ cert = {cert:?}, key = {key:?} }}\n"),
+    )
+}
+
+#[tokio::test]
+async fn the_listener_serves_https_over_http1_and_h2() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tls_config(
+        &write(dir.path(), "cert.pem", &cert),
+        &write(dir.path(), "key.pem", &key),
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&cfg, &up.url()).await;
+    let t = token("alice");
+
+    for h2 in [false, true] {
+        up.clear();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(&ca.pem()))
+            .https_only()
+            .enable_http1();
+        let connector = if h2 {
+            builder.enable_http2().build()
+        } else {
+            builder.build()
+        };
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let req = Request::get(format!("https://localhost:{}/secure", gw.addr.port()))
+            .header("authorization", bearer(&t))
+            .header("x-auth-user", "mallory")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        let want = if h2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
+        assert_eq!(res.version(), want);
+        assert_eq!(read(res).await.status, 200);
+        let seen = up.one();
+        assert_eq!(seen.all("x-auth-user"), vec!["alice"]);
+        assert_eq!(seen.all("x-forwarded-proto"), vec!["https"]);
+    }
+
+    // Plain HTTP on the TLS port gets nothing useful.
+    let out = raw(gw.addr, b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+async fn presented_cert(addr: std::net::SocketAddr, ca_pem: &str) -> Vec<u8> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls(ca_pem)));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let ca = Ca::new();
+    let (cert_a, key_a) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (
+        write(dir.path(), "cert.pem", &cert_a),
+        write(dir.path(), "key.pem", &key_a),
+    );
+    let cfg = tls_config(&cert_path, &key_path);
+    let up = Upstream::start().await;
+    let cfg_path = write(
+        dir.path(),
+        "jwtgate.toml",
+        &cfg.replace("{upstream}", &up.url()),
+    );
+    let gw = Gateway::start(&cfg, &up.url()).await;
+    let env: jwtgate::reload::EnvSource =
+        Arc::new(|| jwtgate::keys::Env::from_pairs([("JWT_SECRET_KEY", KEY)]));
+    let reloader = Arc::new(jwtgate::reload::Reloader::new(
+        gw.gateway.clone(),
+        cfg_path.into(),
+        env,
+    ));
+    let watcher = tokio::spawn(reloader.watch(Duration::from_millis(100)));
+
+    let der_a = CertificateDer::from_pem_slice(cert_a.as_bytes())
+        .unwrap()
+        .to_vec();
+    assert_eq!(presented_cert(gw.addr, &ca.pem()).await, der_a);
+
+    let (cert_b, key_b) = ca.leaf();
+    write(dir.path(), "key.pem", &key_b);
+    write(dir.path(), "cert.pem", &cert_b);
+    let der_b = CertificateDer::from_pem_slice(cert_b.as_bytes())
+        .unwrap()
+        .to_vec();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while presented_cert(gw.addr, &ca.pem()).await != der_b {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watcher.abort();
+}
+
+/// An HTTPS upstream: the recording upstream behind a TLS terminator with `cert`/`key`.
+async fn https_upstream(up: &Upstream, cert: &str, key: &str) -> std::net::SocketAddr {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let plain = up.addr;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let mut back = TcpStream::connect(plain).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_with_the_route_ca_file() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let up = Upstream::start().await;
+    let tls_addr = https_upstream(&up, &cert, &key).await;
+    let cfg = format!(
+        "[[route]]\npath = \"/\"\nupstream = \"https://localhost:{port}\"\nca_file = {ca_path:?}\n\
+         [[route]]\npath = \"/untrusted\"\nupstream = \"https://localhost:{port}\"\n",
+        port = tls_addr.port()
+    );
+    let gw = Gateway::start(&cfg, "").await;
+    let got = get(&gw, "/x", &[("authorization", &bearer(&token("alice")))]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["alice"]);
+
+    // Without the CA file the upstream's certificate is not trusted: 502, nothing sent.
+    up.clear();
+    let got = get(
+        &gw,
+        "/untrusted/x",
+        &[("authorization", &bearer(&token("alice")))],
+    )
+    .await;
+    assert_eq!(got.status, 502);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn bad_tls_files_are_config_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = write(dir.path(), "junk.pem", "not a pem");
+    let cfg = format!(
+        "[server]\ntls = {{ cert = {junk:?}, key = \"/nonexistent/key.pem\" }}\n[[route]]\npath = \"/\"\nupstream = \"https://a\"\nca_file = \"/nonexistent/ca.pem\"\n[[route]]\npath = \"/b\"\nupstream = \"http://a\"\nca_file = {junk:?}\n"
+    );
+    let err = jwtgate::Config::from_toml(&cfg).unwrap_err().to_string();
+    for needle in [
+        "server.tls",
+        "route[0].ca_file",
+        "route[1].ca_file: only applies to an https:// upstream",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
