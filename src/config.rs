@@ -71,6 +71,8 @@ struct RawServer {
     upstream_timeout: Option<String>,
     drain_timeout: Option<String>,
     header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_body_bytes: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
@@ -115,6 +117,7 @@ struct RawRoute {
     auth: Option<String>,
     require: Option<BTreeMap<String, toml::Value>>,
     ca_file: Option<String>,
+    max_body_bytes: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,6 +150,12 @@ pub struct ServerConfig {
     /// Time a client gets to send a complete request head; on HTTP/1 it also bounds how long an
     /// idle keep-alive connection waits for its next request. Default 10s.
     pub header_read_timeout: Duration,
+    /// A client connection with nothing read or written for this long, while the gateway waits
+    /// on it, is closed (trickled bodies, silent tunnels). Default 60s.
+    pub idle_timeout: Duration,
+    /// Default largest request body, in bytes, for routes without their own; larger gets 413.
+    /// 0 means no limit. Default 64 MiB.
+    pub max_body_bytes: u64,
     /// Largest request head (request line + headers) accepted, in bytes; larger gets 431.
     /// Default 16 KiB.
     pub max_header_bytes: usize,
@@ -259,7 +268,8 @@ impl Config {
         }
         let server = validate_server(server, &mut p);
         let auth = validate_auth(auth, &mut p);
-        let routes = validate_routes(routes, &mut p);
+        let default_body = server.as_ref().map_or(0, |s| s.max_body_bytes);
+        let routes = validate_routes(routes, default_body, &mut p);
         match (p.0.is_empty(), server, auth, routes) {
             (true, Some(server), Some(auth), Some(routes)) => Ok(Config {
                 server,
@@ -278,6 +288,8 @@ const SERVER_KEYS: &[&str] = &[
     "upstream_timeout",
     "drain_timeout",
     "header_read_timeout",
+    "idle_timeout",
+    "max_body_bytes",
     "max_header_bytes",
     "max_headers",
     "max_connections",
@@ -296,7 +308,15 @@ const AUTH_KEYS: &[&str] = &[
     "forward_token",
     "max_token_bytes",
 ];
-const ROUTE_KEYS: &[&str] = &["path", "upstream", "host", "auth", "require", "ca_file"];
+const ROUTE_KEYS: &[&str] = &[
+    "path",
+    "upstream",
+    "host",
+    "auth",
+    "require",
+    "ca_file",
+    "max_body_bytes",
+];
 
 /// The collector every validation step writes into.
 #[derive(Default)]
@@ -495,6 +515,13 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         raw.header_read_timeout.as_deref(),
         Duration::from_secs(10),
     );
+    let idle_timeout = positive(
+        p,
+        "server.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        Duration::from_secs(60),
+    );
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(64 * 1024 * 1024);
     let drain_timeout = p.duration(
         "server.drain_timeout",
         raw.drain_timeout.as_deref(),
@@ -542,6 +569,8 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         upstream_timeout,
         drain_timeout,
         header_read_timeout,
+        idle_timeout,
+        max_body_bytes,
         max_header_bytes,
         max_headers,
         max_connections,
@@ -661,7 +690,11 @@ pub fn spoof_key(name: &str) -> String {
         .collect()
 }
 
-fn validate_routes(raw: Vec<(usize, Option<RawRoute>)>, p: &mut Problems) -> Option<RouteTable> {
+fn validate_routes(
+    raw: Vec<(usize, Option<RawRoute>)>,
+    default_body: u64,
+    p: &mut Problems,
+) -> Option<RouteTable> {
     if raw.is_empty() {
         p.add(
             "route",
@@ -766,6 +799,7 @@ fn validate_routes(raw: Vec<(usize, Option<RawRoute>)>, p: &mut Problems) -> Opt
                 require,
                 ca_file,
                 tls,
+                max_body: Some(r.max_body_bytes.unwrap_or(default_body)).filter(|&n| n > 0),
             });
         }
     }

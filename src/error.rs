@@ -18,6 +18,8 @@ pub enum GatewayError {
     MethodNotAllowed,
     /// No route matches.
     NoRoute,
+    /// The request body is over the route's `max_body_bytes`.
+    PayloadTooLarge,
     /// A `required` route and no Bearer token.
     MissingToken,
     /// The token was refused.
@@ -42,6 +44,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::NoRoute => "no_route",
+            GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::MissingToken => "missing",
             GatewayError::InvalidToken(e) => e.reason(),
             GatewayError::Forbidden(_) => "forbidden",
@@ -69,6 +72,12 @@ impl GatewayError {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no route for this request".to_owned(),
+                None,
+            ),
+            GatewayError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large".to_owned(),
                 None,
             ),
             GatewayError::MissingToken => (
@@ -174,6 +183,12 @@ mod tests {
                 "method_not_allowed",
             ),
             (GatewayError::NoRoute, 404, None, "not_found"),
+            (
+                GatewayError::PayloadTooLarge,
+                413,
+                None,
+                "payload_too_large",
+            ),
             (
                 GatewayError::MissingToken,
                 401,

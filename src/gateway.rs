@@ -339,6 +339,17 @@ impl Gateway {
             (None, _) => "anonymous",
         };
         out.user = identity.as_ref().map(|id| id.user.clone());
+        // A declared length over the limit is refused before anything is sent; a chunked body
+        // is counted as it streams (proxy.rs).
+        if let Some(limit) = route.max_body {
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+        }
         let upgrade = match parts.version {
             Version::HTTP_11 => headers::upgrade_request(&parts.headers),
             _ => None,
@@ -365,6 +376,7 @@ impl Gateway {
                 Request::from_parts(parts, Body::from(body)),
                 tunnel,
                 &route.name,
+                route.max_body,
             )
             .await
     }

@@ -22,6 +22,7 @@
 //! reload.rs    SIGHUP and file-change reload of config and keys
 //! admin.rs     /healthz /readyz /metrics on the admin listener
 //! metrics.rs   the Prometheus metrics
+//! idle.rs      idle timeout for client connections
 //! tls.rs       rustls server config (listener) and client config (https upstreams)
 //! error.rs     the request-level error enum and its single mapping to responses
 //! body.rs      the one body type (streamed or gateway-written)
@@ -39,6 +40,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod idle;
 pub mod keys;
 pub mod metrics;
 pub mod path;

@@ -64,6 +64,7 @@ impl Upstream {
         mut req: Request<Body>,
         tunnel: Option<watch::Receiver<bool>>,
         route: &str,
+        max_body: Option<u64>,
     ) -> Result<Response<Body>, GatewayError> {
         let client_upgrade = tunnel.map(|closing| (hyper::upgrade::on(&mut req), closing));
         *req.version_mut() = Version::HTTP_11;
@@ -75,7 +76,7 @@ impl Upstream {
             waiting_for_client: false,
             last: Instant::now(),
         }));
-        let req = req.map(|body| Tracked::new(body, progress.clone()));
+        let req = req.map(|body| Tracked::new(body, progress.clone(), max_body));
         let timeout = self.timeout;
         let deadline = async move {
             loop {
@@ -103,6 +104,10 @@ impl Upstream {
                     "upstream sent no response head within upstream_timeout"
                 );
                 return Err(GatewayError::UpstreamTimeout);
+            }
+            Ok(Err(e)) if caused_by::<BodyTooLarge>(&e) => {
+                debug!(route, "request body over max_body_bytes");
+                return Err(GatewayError::PayloadTooLarge);
             }
             Ok(Err(e)) if client_body_failed(&e) => {
                 // The client's body broke off or was malformed (a bad chunk): the client's fault.
@@ -157,6 +162,18 @@ impl Upstream {
     }
 }
 
+/// True when `E` is somewhere in `e`'s chain of sources.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<E>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// True when sending failed because the request body (from the client) failed.
 fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = e.source();
@@ -199,11 +216,18 @@ struct Progress {
 pub struct Tracked {
     inner: Body,
     progress: Arc<Mutex<Progress>>,
+    limit: Option<u64>,
+    received: u64,
 }
 
 impl Tracked {
-    fn new(inner: Body, progress: Arc<Mutex<Progress>>) -> Tracked {
-        let t = Tracked { inner, progress };
+    fn new(inner: Body, progress: Arc<Mutex<Progress>>, limit: Option<u64>) -> Tracked {
+        let t = Tracked {
+            inner,
+            progress,
+            limit,
+            received: 0,
+        };
         if http_body::Body::is_end_stream(&t.inner) {
             t.update(true, false);
         }
@@ -220,24 +244,54 @@ impl Tracked {
     }
 }
 
+/// The request body went over the route's `max_body_bytes`.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body over max_body_bytes")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl http_body::Body for Tracked {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        use std::task::Poll;
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            std::task::Poll::Ready(None | Some(Err(_))) => self.update(true, false),
-            std::task::Poll::Ready(Some(Ok(_))) => {
+        match polled {
+            Poll::Ready(None) => {
+                self.update(true, false);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.update(true, false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                self.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.limit.is_some_and(|limit| self.received > limit) {
+                    self.update(true, false);
+                    return Poll::Ready(Some(Err(BodyTooLarge.into())));
+                }
                 let done = http_body::Body::is_end_stream(&self.inner);
                 self.update(done, false);
+                Poll::Ready(Some(Ok(frame)))
             }
-            std::task::Poll::Pending => self.update(false, true),
+            Poll::Pending => {
+                self.update(false, true);
+                Poll::Pending
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

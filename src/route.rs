@@ -70,6 +70,8 @@ pub struct Route {
     pub ca_file: Option<std::path::PathBuf>,
     /// The TLS client config built with `ca_file`, when set.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Largest request body in bytes (`None`: no limit).
+    pub max_body: Option<u64>,
 }
 
 impl Route {
@@ -158,6 +160,7 @@ mod tests {
             require: vec![],
             ca_file: None,
             tls: None,
+            max_body: None,
         }
     }
 

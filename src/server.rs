@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::gateway::Gateway;
 use crate::headers::ClientInfo;
+use crate::idle::IdleIo;
 
 /// Serves `listener` until `shutdown` completes, then drains. Returns when every connection has
 /// finished or `drain_timeout` (read from the config current at shutdown) has passed.
@@ -86,6 +87,7 @@ pub async fn serve(
         let (gw, builder, watcher) = (gateway.clone(), builder.clone(), graceful.watcher());
         let open = gateway.metrics.open_connections.clone();
         let handshake_timeout = server.header_read_timeout;
+        let stream = IdleIo::new(stream, server.idle_timeout);
         open.inc();
         tokio::spawn(async move {
             let served = match tls {

@@ -17,7 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 #[tokio::test]
 async fn large_bodies_stream_both_ways_without_being_buffered() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(CONFIG, &up.url()).await;
+    // The default body limit is 64 MiB; this route lifts it.
+    let cfg = CONFIG.replace(
+        "[[route]]\npath = \"/\"\n",
+        "[[route]]\npath = \"/\"\nmax_body_bytes = 0\n",
+    );
+    assert_ne!(cfg, CONFIG);
+    let gw = Gateway::start(&cfg, &up.url()).await;
     let hwm_before = peak_rss_kib();
 
     // Upload 1 GiB in 64 KiB chunks; the upstream hashes what it receives.

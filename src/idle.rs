@@ -1,0 +1,130 @@
+//! An I/O wrapper that fails a connection on which nothing was read or written for
+//! `server.idle_timeout` while someone was waiting on it: a client that trickles (or stops
+//! sending) a body, a tunnel with no traffic, a keep-alive connection left open. The timer is
+//! re-armed lazily (activity only records a timestamp), so busy connections pay one clock read
+//! per I/O call, not a timer-wheel update.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// `T` with an idle timeout.
+#[derive(Debug)]
+pub struct IdleIo<T> {
+    inner: T,
+    timeout: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    /// Wraps `inner`; it fails with `TimedOut` after `timeout` without I/O.
+    pub fn new(inner: T, timeout: Duration) -> IdleIo<T> {
+        let last = Instant::now();
+        IdleIo {
+            inner,
+            timeout,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + timeout)),
+        }
+    }
+
+    fn active(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Called when the inner I/O is not ready: has the connection been idle too long?
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            let due = self.last + self.timeout;
+            if self.timer.deadline() != due {
+                self.timer.as_mut().reset(due);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() >= self.last + self.timeout => {
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection idle for longer than idle_timeout",
+                    ))
+                }
+                // Activity since the timer was armed: re-arm and poll again.
+                Poll::Ready(()) => continue,
+            }
+        }
+    }
+}
+
+use std::future::Future;
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.active();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.active();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.poll_idle(cx).map(Err),
+            ready => ready,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
