@@ -190,6 +190,48 @@ impl Drop for Logged {
     }
 }
 
+/// Logs and counts a request whose handler was dropped before it answered (status 499, as
+/// nginx calls it).
+struct Unanswered<'a> {
+    gateway: &'a Gateway,
+    start: Instant,
+    method: Method,
+    path: String,
+    out: Outcome,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        const CLIENT_CLOSED: u16 = 499;
+        self.gateway
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.out.route.clone(),
+                status: CLIENT_CLOSED,
+            })
+            .inc();
+        AccessRecord {
+            start: self.start,
+            method: self.method.clone(),
+            path: std::mem::take(&mut self.path),
+            route: self.out.route.clone(),
+            status: CLIENT_CLOSED,
+            user: self.out.user.take(),
+            auth: self.out.auth,
+            upstream_ms: self
+                .out
+                .upstream
+                .map(|t| t.elapsed().as_secs_f64() * 1000.0),
+        }
+        .log(0, false);
+    }
+}
+
 /// What the pipeline learned, for the log and the metrics.
 struct Outcome {
     route: Arc<str>,
@@ -250,14 +292,36 @@ impl Gateway {
         let method = req.method().clone();
         let version = req.version();
         let body_pending = !http_body::Body::is_end_stream(req.body());
-        let mut path = req.uri().path().to_owned();
-        let mut out = Outcome {
-            route: Arc::from("-"),
-            user: None,
-            auth: "-",
-            upstream: None,
+        // If this future is dropped before it answers (the client went away, an HTTP/2 stream
+        // was reset, the drain deadline passed), the guard still logs and counts the request.
+        let mut guard = Unanswered {
+            gateway: self,
+            start,
+            method: method.clone(),
+            path: req.uri().path().to_owned(),
+            out: Outcome {
+                route: Arc::from("-"),
+                user: None,
+                auth: "-",
+                upstream: None,
+            },
+            armed: true,
         };
-        let res = match self.pipeline(&rt, req, client, &mut out, &mut path).await {
+        let result = self
+            .pipeline(&rt, req, client, &mut guard.out, &mut guard.path)
+            .await;
+        guard.armed = false;
+        let path = std::mem::take(&mut guard.path);
+        let mut out = std::mem::replace(
+            &mut guard.out,
+            Outcome {
+                route: Arc::from("-"),
+                user: None,
+                auth: "-",
+                upstream: None,
+            },
+        );
+        let res = match result {
             Ok(res) => res,
             Err(e) => {
                 if let GatewayError::MissingToken

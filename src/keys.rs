@@ -201,8 +201,19 @@ fn read_key(env: &Env, name: &str, files: &mut Vec<PathBuf>) -> Result<Option<Se
         (Some(value), None) => Ok(Some(Secret(value.as_bytes().to_vec()))),
         (None, Some(path)) => {
             let path = PathBuf::from(path);
-            let mut bytes = std::fs::read(&path)
-                .map_err(|e| format!("{file_var}: cannot read {}: {e}", path.display()))?;
+            // The file is watched even when it is missing now: its arrival triggers a reload.
+            files.push(path.clone());
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                // A previous key that was removed from the Secret ends the rotation; it must
+                // not block reloads (and keep the old key verifying) until someone notices.
+                Err(e) if name == PREVIOUS && e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(variable = %file_var, "previous key file is missing: no previous key");
+                    return Ok(None);
+                }
+                Err(e) => return Err(format!("{file_var}: cannot read {}: {e}", path.display())),
+            };
+            let mut bytes = bytes;
             // One trailing newline is what `echo` and most editors add; trim exactly that.
             if bytes.ends_with(b"\n") {
                 bytes.pop();
@@ -210,7 +221,10 @@ fn read_key(env: &Env, name: &str, files: &mut Vec<PathBuf>) -> Result<Option<Se
                     bytes.pop();
                 }
             }
-            files.push(path);
+            if bytes.is_empty() && name == PREVIOUS {
+                tracing::warn!(variable = %file_var, "previous key file is empty: no previous key");
+                return Ok(None);
+            }
             Ok(Some(Secret(bytes)))
         }
         (None, None) => Ok(None),
@@ -310,6 +324,34 @@ mod tests {
         std::fs::write(&path, format!("{GOOD}\n\n")).unwrap();
         let keys = Keys::load(&Env::from_pairs([("JWT_SECRET_KEY_FILE", p)])).unwrap();
         assert_eq!(keys.current.as_bytes(), format!("{GOOD}\n").as_bytes());
+    }
+
+    #[test]
+    fn a_missing_or_empty_previous_key_file_means_no_previous_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let prev = dir.path().join("previous");
+        let p = prev.to_str().unwrap();
+        let keys = Keys::load(&Env::from_pairs([
+            (CURRENT, GOOD),
+            ("JWT_SECRET_KEY_PREVIOUS_FILE", p),
+        ]))
+        .unwrap();
+        assert_eq!(keys.previous, None);
+        assert_eq!(
+            keys.files,
+            vec![prev.clone()],
+            "a missing file is still watched"
+        );
+        std::fs::write(&prev, "\n").unwrap();
+        let keys = Keys::load(&Env::from_pairs([
+            (CURRENT, GOOD),
+            ("JWT_SECRET_KEY_PREVIOUS_FILE", p),
+        ]))
+        .unwrap();
+        assert_eq!(keys.previous, None);
+        // The current key file must exist.
+        let err = Keys::load(&Env::from_pairs([("JWT_SECRET_KEY_FILE", p)])).unwrap_err();
+        assert!(err.join("").contains("too weak"), "{err:?}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use jwtgate::keys::{self, Env, Keys};
 use jwtgate::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info, warn};
 
 /// A reverse-proxy authentication gateway: verifies Bearer JWTs at the edge and tells upstreams
@@ -84,7 +85,12 @@ fn main() -> ExitCode {
         Some(Command::Demo { listen }) => {
             init_logging();
             runtime(None).and_then(|rt| {
-                rt.block_on(jwtgate::demo::run(listen, shutdown_signal()))
+                rt.block_on(async {
+                    let stop = Signals::register()
+                        .map_err(|()| std::io::Error::other("cannot install signal handlers"))?
+                        .stop;
+                    jwtgate::demo::run(listen, stop.first()).await
+                })
                     .map_err(|e| {
                         error!(error = %e, "demo failed");
                         ExitCode::FAILURE
@@ -151,6 +157,8 @@ fn serve(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     let result = rt.block_on(async {
+        // Signal handlers first, so that a signal during start-up is not fatal.
+        let signals = Signals::register()?;
         let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
             error!(listen = %config.server.listen, error = %e, "cannot listen");
         })?;
@@ -172,53 +180,75 @@ fn serve(path: &Path) -> ExitCode {
         let env: EnvSource = Arc::new(Env::from_process);
         let reloader = Arc::new(Reloader::new(gateway.clone(), path.to_owned(), env));
         tokio::spawn(reloader.clone().watch(Duration::from_secs(1)));
-        tokio::spawn(reload_on_sighup(reloader));
-        jwtgate::server::serve(listener, gateway, shutdown_signal())
+        let Signals { hup, stop } = signals;
+        tokio::spawn(reload_on_sighup(hup, reloader));
+        jwtgate::server::serve(listener, gateway, stop.first())
             .await
             .map_err(|e| error!(error = %e, "server failed"))
     });
+    // Do not wait for stray blocking work (DNS lookups) past the drain.
+    rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(()) => ExitCode::FAILURE,
     }
 }
 
-/// SIGHUP re-reads the config file and keys; a bad new config or key is logged and ignored.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            warn!("cannot listen for SIGHUP; reloads happen on file changes only");
-            return;
+/// The process's signal streams, registered before anything else starts.
+struct Signals {
+    hup: Signal,
+    stop: Stop,
+}
+
+/// SIGTERM and SIGINT.
+struct Stop {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, ()> {
+        let register = |kind: SignalKind| {
+            signal(kind).map_err(|e| error!(error = %e, "cannot install a signal handler"))
         };
-        while hup.recv().await.is_some() {
-            info!("SIGHUP: reloading");
-            let _ = reloader.reload();
+        Ok(Signals {
+            hup: register(SignalKind::hangup())?,
+            stop: Stop {
+                term: register(SignalKind::terminate())?,
+                int: register(SignalKind::interrupt())?,
+            },
+        })
+    }
+}
+
+impl Stop {
+    /// Completes on the first SIGTERM or SIGINT; a second one during the drain exits at once
+    /// (code 1: the stop was not clean).
+    async fn first(mut self) {
+        self.next().await;
+        info!("shutdown signal received; draining (send it again to stop now)");
+        tokio::spawn(async move {
+            self.next().await;
+            warn!("second shutdown signal: exiting without finishing the drain");
+            std::process::exit(1);
+        });
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+/// SIGHUP re-reads the config file and keys; a bad new config or key is logged and ignored.
+async fn reload_on_sighup(mut hup: Signal, reloader: Arc<Reloader>) {
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading");
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    info!("shutdown signal received");
 }
 
 fn init_logging() {

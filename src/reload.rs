@@ -28,6 +28,9 @@ pub struct Reloader {
     gateway: Arc<Gateway>,
     config_path: PathBuf,
     env: EnvSource,
+    /// One reload at a time: SIGHUP and the file watcher must not interleave a read of old
+    /// files with a swap of new ones.
+    lock: std::sync::Mutex<()>,
 }
 
 impl Reloader {
@@ -37,15 +40,23 @@ impl Reloader {
             gateway,
             config_path,
             env,
+            lock: std::sync::Mutex::new(()),
         }
     }
 
     /// Loads config and keys and swaps them in; on any problem keeps the current ones and
     /// returns every problem.
     pub fn reload(&self) -> Result<(), Vec<String>> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let config = Config::load(&self.config_path);
         let keys = Keys::load(&(self.env)());
         let result = match (config, keys) {
+            (Ok(config), Ok(_)) if config.server.tls.is_some() != self.gateway.current().config.server.tls.is_some() => {
+                Err(vec![format!(
+                    "{}: server.tls was added or removed: switching the listener between HTTP and HTTPS needs a restart",
+                    self.config_path.display()
+                )])
+            }
             (Ok(config), Ok(keys)) => {
                 let current = self.gateway.current();
                 if config.server.listen != current.config.server.listen
@@ -99,22 +110,32 @@ impl Reloader {
         files
     }
 
-    /// Polls the watched files every `interval` and reloads when any of them changes. Runs
-    /// until the task is dropped.
+    /// Polls the watched files every `interval` and reloads when any of them changes. While
+    /// the last reload failed it is retried every [`RETRY_FAILED`] too, since a file the new
+    /// config names (and so is not watched yet) may have appeared. Runs until dropped.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
         let mut seen = fingerprint(&self.watched_files());
+        let mut failed_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::time::sleep(interval).await;
             let now = fingerprint(&self.watched_files());
-            if now != seen {
-                info!("a watched file changed; reloading");
-                let _ = self.reload();
-                // Fingerprint again: a successful reload may watch other key files now.
-                seen = fingerprint(&self.watched_files());
+            let retry = failed_at.is_some_and(|t| t.elapsed() >= RETRY_FAILED);
+            if now != seen || retry {
+                info!(retry, "a watched file changed; reloading");
+                // What was read is at least as new as `now`: a write landing during the reload
+                // differs from `now` and triggers another one.
+                seen = now;
+                failed_at = match self.reload() {
+                    Ok(()) => None,
+                    Err(_) => Some(tokio::time::Instant::now()),
+                };
             }
         }
     }
 }
+
+/// How often a failed reload is retried by the watcher.
+pub const RETRY_FAILED: Duration = Duration::from_secs(10);
 
 /// (path, SHA-256 of its contents, or None when unreadable) for each file.
 fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<[u8; 32]>)> {

@@ -326,11 +326,16 @@ impl Running {
     }
 
     /// SIGTERM, then the exit code (within 10 s) and the rest of the output.
-    fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+    fn terminate(self) -> (Option<i32>, Vec<String>) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
+        self.terminate_waiting()
+    }
+
+    /// The exit code (within 10 s) and the rest of the output, without sending a signal.
+    fn terminate_waiting(mut self) -> (Option<i32>, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let code = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -591,4 +596,87 @@ async fn sighup_reloads_keys_from_dot_env_and_admin_probes_answer() {
         !all.contains(KEY) && !all.contains(key_b) && !all.contains("changeme"),
         "{all}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_follows_the_terminal_and_the_variable() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+            up.url()
+        ),
+    );
+    for (format, json) in [(None, true), (Some("json"), true), (Some("text"), false)] {
+        let mut cmd = jwtgate(dir.path());
+        cmd.args(["--config", &cfg]).env("JWT_SECRET_KEY", KEY);
+        match format {
+            Some(f) => cmd.env("JWTGATE_LOG_FORMAT", f),
+            None => cmd.env_remove("JWTGATE_LOG_FORMAT"),
+        };
+        let (code, log) = tokio::task::spawn_blocking(move || {
+            let mut run = Running::start(cmd);
+            run.wait_for("listening");
+            run.terminate()
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(0));
+        let line = log.iter().find(|l| l.contains("listening")).unwrap();
+        // stdout is a pipe here, not a terminal: JSON unless text is asked for.
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            json,
+            "{format:?}: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_a_second_one_stops_at_once() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"10s\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"public\"\n",
+            up.url()
+        ),
+    );
+    for twice in [false, true] {
+        let mut cmd = jwtgate(dir.path());
+        cmd.args(["--config", &cfg])
+            .env("JWT_SECRET_KEY", KEY)
+            .env("JWTGATE_LOG_FORMAT", "json");
+        tokio::task::spawn_blocking(move || {
+            let mut run = Running::start(cmd);
+            let addr = listen_addr(&run.wait_for("\"listening\""));
+            // /__slow answers after 3 s.
+            let slow = std::thread::spawn(move || http_get(&addr, "/__slow", None));
+            std::thread::sleep(Duration::from_millis(300));
+            let pid = run.child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            run.wait_for("draining");
+            let start = Instant::now();
+            if twice {
+                Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                let (code, _) = run.terminate_waiting();
+                assert_eq!(code, Some(1), "a forced stop is not a clean one");
+                assert!(start.elapsed() < Duration::from_secs(2));
+                assert_ne!(slow.join().unwrap().0, 200);
+            } else {
+                let (code, _) = run.terminate_waiting();
+                assert_eq!(code, Some(0));
+                assert_eq!(
+                    slow.join().unwrap().0,
+                    200,
+                    "the in-flight request was cut off"
+                );
+            }
+        })
+        .await
+        .unwrap();
+    }
 }

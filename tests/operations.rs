@@ -89,6 +89,8 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     );
     assert_eq!(get(&gw, "/public/x", &[]).await.status, 200);
 
+    let _held = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, m) = admin_get(a, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -134,19 +136,68 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         Some(1.0),
         "{m}"
     );
-    assert!(metric(&m, "jwtgate_open_connections").is_some(), "{m}");
+    assert_eq!(metric(&m, "jwtgate_open_connections"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "jwtgate_ready"), Some(1.0), "{m}");
     assert!(
         metric(&m, "jwtgate_keys_loaded_timestamp_seconds").unwrap() > 1.7e9,
         "{m}"
     );
-    assert!(!m.contains(KEY));
     assert_eq!(admin_get(a, "/nope").await.0, 404);
 
     // The admin endpoints are not on the public listener.
     let got = get(&gw, "/metrics", &[]).await;
     assert_eq!(got.status, 401);
     assert!(!got.body.contains("jwtgate_requests_total"));
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_the_listener_is_up() {
+    let up = Upstream::start().await;
+    let config = jwtgate::Config::from_toml(&CONFIG.replace("{upstream}", &up.url())).unwrap();
+    let gateway = Arc::new(jwtgate::Gateway::new(jwtgate::Runtime::new(
+        config,
+        &jwtgate::Keys::for_tests(KEY, None),
+    )));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(jwtgate::admin::serve(
+        l,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    assert_eq!(admin_get(a, "/healthz").await.0, 200);
+    assert_eq!(admin_get(a, "/readyz").await.0, 503);
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(jwtgate::server::serve(
+        public,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    wait_until("ready", async || admin_get(a, "/readyz").await.0 == 200).await;
+}
+
+#[tokio::test]
+async fn a_request_abandoned_by_its_client_is_still_counted() {
+    let up = Upstream::start().await;
+    let cfg = CONFIG.replace("upstream_timeout = \"1s\"", "upstream_timeout = \"5s\"");
+    let gw = Gateway::start(&cfg, &up.url()).await;
+    let a = admin(&gw).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let t = token("alice");
+    s.write_all(
+        format!("GET /__slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s);
+    wait_until("the 499 to be counted", async || {
+        metric(
+            &admin_get(a, "/metrics").await.1,
+            r#"jwtgate_requests_total{route="/",status="499"}"#,
+        ) == Some(1.0)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -203,6 +254,7 @@ impl Volume {
             std::fs::write(dir.join(name), content).unwrap();
         }
         let tmp = self.dir.path().join("..data_tmp");
+        // Names that the new version no longer has dangle, as in Kubernetes.
         std::os::unix::fs::symlink(dir.file_name().unwrap(), &tmp).unwrap();
         std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
     }
@@ -236,26 +288,16 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg_path = cfg_dir.path().join("jwtgate.toml");
     std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
-    let keys = Keys_from(&vol);
-    let gw = Gateway::start_with_keys(CONFIG, &up.url(), keys).await;
+    let gw = Gateway::start_with_keys(CONFIG, &up.url(), Keys_from(&vol)).await;
     let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
     let watcher = tokio::spawn(r.clone().watch(Duration::from_millis(100)));
     let a = admin(&gw).await;
 
-    // Traffic with tokens signed by the current key A runs through the whole rotation.
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let token_a = token("alice");
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed, t, addr) = (
-            stop.clone(),
-            ok.clone(),
-            failed.clone(),
-            token_a.clone(),
-            gw.addr,
-        );
-        load.push(tokio::spawn(async move {
+    // Load that must never fail: `ok` and `failed` counters per token.
+    let load = |t: String, ok: Arc<AtomicUsize>, failed: Arc<AtomicUsize>| {
+        let (stop, addr) = (stop.clone(), gw.addr);
+        tokio::spawn(async move {
             let client = client();
             while !stop.load(Ordering::Relaxed) {
                 let req = http::Request::get(format!("http://{addr}/r"))
@@ -267,11 +309,26 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
             }
-        }));
-    }
+        })
+    };
+    let counters = || (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Tokens signed by the current key A run through the whole rotation.
+    let token_a = token("alice");
+    let (ok_a, failed_a) = counters();
+    let mut tasks: Vec<_> = (0..3)
+        .map(|_| load(token_a.clone(), ok_a.clone(), failed_a.clone()))
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Rotate: B becomes current, A previous, in one atomic swap (as Kubernetes does).
+
+    // Rotate: B becomes current, A previous, in one atomic swap (as Kubernetes does), while
+    // SIGHUP-style reloads race the file watcher.
     vol.swap(&[("key", KEY_B), ("previous", KEY)]);
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let r = r.clone();
+            tokio::task::spawn_blocking(move || r.reload())
+        })
+        .collect();
     let token_b = token_with(json!({"sub": "bob", "exp": now() + 600}), HS256, KEY_B);
     let gw_ref = &gw;
     wait_until("B tokens accepted", async || {
@@ -281,27 +338,65 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
             == 200
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
+    for r in racing {
+        r.await.unwrap().unwrap();
     }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    // From now on B tokens must pass on every request too, alongside the A traffic.
+    let (ok_b, failed_b) = counters();
+    tasks.extend((0..2).map(|_| load(token_b.clone(), ok_b.clone(), failed_b.clone())));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (
+        ok_a.load(Ordering::Relaxed),
+        failed_a.load(Ordering::Relaxed),
+    );
     assert!(ok > 50, "too little traffic to prove anything: {ok}");
     assert_eq!(
         failed,
         0,
-        "{failed} of {} requests failed during the rotation",
+        "{failed} of {} A requests failed during the rotation",
+        ok + failed
+    );
+    let (ok, failed) = (
+        ok_b.load(Ordering::Relaxed),
+        failed_b.load(Ordering::Relaxed),
+    );
+    assert!(ok > 20, "too little B traffic: {ok}");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} B requests failed after the rotation",
         ok + failed
     );
 
-    // Retire A: only B remains.
-    vol.swap(&[("key", KEY_B), ("previous", KEY_B)]);
+    // Retire A by removing the previous key from the volume: only B remains.
+    vol.swap(&[("key", KEY_B)]);
     wait_until("A tokens refused", async || {
         get(gw_ref, "/r", &[("authorization", &bearer(&token_a))])
             .await
             .status
             == 401
+    })
+    .await;
+    assert_eq!(
+        get(&gw, "/r", &[("authorization", &bearer(&token_b))])
+            .await
+            .status,
+        200
+    );
+
+    // A weak key arriving in the volume is refused by the watcher; B keeps serving.
+    vol.swap(&[("key", "short")]);
+    wait_until("the weak key to be refused", async || {
+        metric(
+            &admin_get(a, "/metrics").await.1,
+            r#"jwtgate_config_reloads_total{result="error"}"#,
+        )
+        .unwrap_or(0.0)
+            >= 1.0
     })
     .await;
     assert_eq!(
