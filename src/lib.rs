@@ -24,6 +24,7 @@
 //! metrics.rs   the Prometheus metrics
 //! idle.rs      idle timeout for client connections
 //! tls.rs       rustls server config (listener) and client config (https upstreams)
+//! invariants.rs the contract's invariants as checks (property tests, fuzz targets)
 //! error.rs     the request-level error enum and its single mapping to responses
 //! body.rs      the one body type (streamed or gateway-written)
 //! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
@@ -41,6 +42,7 @@ pub mod error;
 pub mod gateway;
 pub mod headers;
 pub mod idle;
+pub mod invariants;
 pub mod keys;
 pub mod metrics;
 pub mod path;

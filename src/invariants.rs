@@ -1,0 +1,155 @@
+//! The contract's invariants as executable checks, shared by the property tests
+//! (`tests/properties.rs`, run in CI) and the fuzz targets (`tests/fuzz/`). Each function panics
+//! with a message when its invariant is broken, and otherwise returns quietly, whatever the input.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Sha256;
+
+use crate::auth::Verifier;
+use crate::config::{spoof_key, Config};
+use crate::headers::{self, ClientInfo, HeaderPolicy};
+use crate::keys::Keys;
+use crate::path;
+use crate::route::RouteTable;
+
+/// The key the checks' verifier uses.
+pub const KEY: &str = "invariants-key-0123456789abcdef0123456789";
+
+/// A configuration with a few overlapping routes and one claim header, for the checks.
+pub fn config() -> Config {
+    // The text is fixed and valid; `every_shipped_config_validates`-style tests cover it.
+    Config::from_toml(
+        r#"
+[auth]
+leeway = "0s"
+claim_headers = { role = "X-Auth-Role" }
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:1"
+auth = "public"
+[[route]]
+path = "/admin"
+upstream = "http://127.0.0.1:1"
+[[route]]
+path = "/admin/public"
+upstream = "http://127.0.0.1:1"
+auth = "public"
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:1"
+auth = "optional"
+"#,
+    )
+    .expect("the invariants config is valid")
+}
+
+/// A verifier for [`config`] with [`KEY`].
+pub fn verifier(config: &Config) -> Verifier {
+    Verifier::new(&config.auth, &Keys::for_tests(KEY, None))
+}
+
+/// Path normalization: what is routed on is a normal path, normalizing it again changes
+/// nothing (so the upstream, which receives it, cannot read it differently), and the route
+/// chosen for it is a whole-segment prefix of it.
+pub fn check_path(routes: &RouteTable, input: &str) {
+    let Ok(normal) = path::normalize(input) else {
+        return;
+    };
+    let normal = normal.as_ref();
+    assert!(normal.starts_with('/'), "{input:?} -> {normal:?}: not absolute");
+    assert_eq!(
+        path::normalize(normal).as_deref(),
+        Ok(normal),
+        "{input:?} -> {normal:?}: not idempotent"
+    );
+    assert!(!normal.contains("//"), "{input:?} -> {normal:?}");
+    for seg in normal.split('/') {
+        assert!(seg != "." && seg != "..", "{input:?} -> {normal:?}: dot segment");
+    }
+    let upper = normal.to_ascii_uppercase();
+    for bad in ["%2F", "%5C", "%00", "\\", ";"] {
+        assert!(!upper.contains(bad), "{input:?} -> {normal:?}: contains {bad}");
+    }
+    if let Some(route) = routes.select(None, normal) {
+        let p = route.path.as_str();
+        assert!(
+            p == "/"
+                || normal == p
+                || (normal.starts_with(p) && normal.as_bytes().get(p.len()) == Some(&b'/')),
+            "{normal:?} routed to {p:?}"
+        );
+        // The longest matching prefix won.
+        for other in routes.iter() {
+            let q = other.path.as_str();
+            let matches = q == "/"
+                || normal == q
+                || (normal.starts_with(q) && normal.as_bytes().get(q.len()) == Some(&b'/'));
+            assert!(!matches || q.len() <= p.len(), "{normal:?}: {q:?} is longer than {p:?}");
+        }
+    }
+}
+
+/// Token verification: an identity comes only from a token whose HS256 signature over its
+/// first two segments is valid under the key, and the identity is that token's `sub`.
+pub fn check_token(verifier: &Verifier, token: &str, now: f64) {
+    let Ok(identity) = verifier.verify_at(token, now) else {
+        return;
+    };
+    let (signed, signature) = token.rsplit_once('.').expect("verified tokens have dots");
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .expect("verified signatures decode");
+    let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).expect("HMAC takes any key");
+    mac.update(signed.as_bytes());
+    assert!(
+        mac.verify_slice(&signature).is_ok(),
+        "accepted a token whose signature is not valid: {token:?}"
+    );
+    let payload = signed.split('.').nth(1).expect("three segments");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("payload decodes"))
+            .expect("payload is JSON");
+    assert_eq!(
+        claims.get("sub").and_then(|s| s.as_str()),
+        identity.user.to_str().ok(),
+        "identity is not the token's sub"
+    );
+}
+
+/// Header rewriting: whatever the client sent, the upstream gets the identity headers exactly
+/// once with the gateway's values (or not at all when there is no identity), and no header
+/// that a CGI-style server would fold into one of them.
+pub fn check_rewrite(policy: &HeaderPolicy, sent: &[(HeaderName, HeaderValue)], user: Option<&str>) {
+    let mut headers = HeaderMap::new();
+    for (k, v) in sent {
+        headers.append(k.clone(), v.clone());
+    }
+    let identity = user.map(|u| crate::auth::Identity {
+        user: HeaderValue::from_str(u).expect("test users are header values"),
+        claim_values: vec![Some(HeaderValue::from_static("viewer"))],
+        claims: Default::default(),
+        exp: 0.0,
+    });
+    let client = ClientInfo {
+        ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        proto: "http",
+    };
+    headers::rewrite_request(&mut headers, policy, identity.as_ref(), client, None, None);
+    for (name, want) in [("x-auth-user", user), ("x-auth-role", user.map(|_| "viewer"))] {
+        let got: Vec<&HeaderValue> = headers
+            .iter()
+            .filter(|(k, _)| spoof_key(k.as_str()) == name)
+            .map(|(_, v)| v)
+            .collect();
+        match want {
+            Some(w) => assert!(got.len() == 1 && got[0] == w, "{name}: {got:?}, sent {sent:?}"),
+            None => assert!(got.is_empty(), "{name}: {got:?} with no identity, sent {sent:?}"),
+        }
+    }
+    for hop in ["connection", "keep-alive", "transfer-encoding", "te", "upgrade"] {
+        assert!(!headers.contains_key(hop), "{hop} forwarded, sent {sent:?}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Header rewriting: from any set of client headers, the upstream gets the identity headers
+//! exactly once with the gateway's values, or not at all. Input: lines `name:value`; the first
+//! byte picks whether there is an identity.
+#![no_main]
+
+use http::header::{HeaderName, HeaderValue};
+use jwtgate::headers::HeaderPolicy;
+use jwtgate::invariants;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let sent: Vec<(HeaderName, HeaderValue)> = rest
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let i = line.iter().position(|&b| b == b':')?;
+            let name = HeaderName::from_bytes(&line[..i]).ok()?;
+            let value = HeaderValue::from_bytes(&line[i + 1..]).ok()?;
+            Some((name, value))
+        })
+        .collect();
+    let config = invariants::config();
+    let policy = HeaderPolicy::new(&config.auth);
+    let user = (first & 1 == 1).then_some("alice");
+    invariants::check_rewrite(&policy, &sent, user);
+});

@@ -1,0 +1,148 @@
+//! Property tests of the contract's invariants (the same checks the fuzz targets run, see
+//! `src/invariants.rs`), over inputs shaped like attacks: paths full of dots, slashes and
+//! escapes; tokens mutated byte by byte; header sets full of spellings of the identity headers.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::header::{HeaderName, HeaderValue};
+use jwtgate::invariants::{self, KEY};
+use proptest::prelude::*;
+
+fn path_strategy() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/".to_owned()),
+        Just("//".to_owned()),
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just("%2e".to_owned()),
+        Just("%2E".to_owned()),
+        Just("%2f".to_owned()),
+        Just("%5c".to_owned()),
+        Just("%25".to_owned()),
+        Just("%32".to_owned()),
+        Just("%65".to_owned()),
+        Just("%61".to_owned()),
+        Just(";".to_owned()),
+        Just("\\".to_owned()),
+        Just("admin".to_owned()),
+        Just("api".to_owned()),
+        Just("public".to_owned()),
+        "[a-zA-Z0-9%._~-]{1,4}",
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn normalized_paths_are_stable_and_routed_by_whole_segments(p in path_strategy()) {
+        let config = invariants::config();
+        invariants::check_path(&config.routes, &p);
+    }
+
+    #[test]
+    fn arbitrary_strings_never_break_normalization(p in "\\PC{0,40}") {
+        let config = invariants::config();
+        invariants::check_path(&config.routes, &p);
+    }
+}
+
+fn sign(header: &str, claims: &str) -> String {
+    use hmac::Mac;
+    let msg = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(msg.as_bytes());
+    format!("{msg}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+const NOW: f64 = 1_700_000_000.0;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn mutated_tokens_never_yield_a_forged_identity(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let config = invariants::config();
+        let verifier = invariants::verifier(&config);
+        let token = sign(r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"sub":"alice","exp":1700000600,"role":"user"}"#);
+        invariants::check_token(&verifier, &token, NOW);
+        assert!(verifier.verify_at(&token, NOW).is_ok(), "the seed must verify");
+        let mut bytes = token.into_bytes();
+        for (i, b) in flips {
+            let i = i.index(bytes.len());
+            bytes[i] = b;
+        }
+        if let Ok(t) = String::from_utf8(bytes) {
+            invariants::check_token(&verifier, &t, NOW);
+        }
+    }
+
+    #[test]
+    fn signed_claims_of_any_shape_yield_the_sub_or_nothing(
+        sub in prop_oneof![Just(serde_json::Value::Null), any::<i64>().prop_map(serde_json::Value::from), "\\PC{0,12}".prop_map(serde_json::Value::from)],
+        exp in prop_oneof![Just(serde_json::Value::Null), (1_600_000_000i64..1_800_000_000).prop_map(serde_json::Value::from), "[0-9]{10}".prop_map(serde_json::Value::from)],
+        alg in prop_oneof![Just("HS256"), Just("none"), Just("HS512"), Just("hs256")],
+        dup in any::<bool>(),
+    ) {
+        let config = invariants::config();
+        let verifier = invariants::verifier(&config);
+        let mut claims = serde_json::json!({"sub": sub, "exp": exp}).to_string();
+        if dup {
+            claims = claims.replacen('{', r#"{"sub":"admin","#, 1);
+        }
+        let token = sign(&format!(r#"{{"alg":"{alg}"}}"#), &claims);
+        invariants::check_token(&verifier, &token, NOW);
+        if dup || alg != "HS256" {
+            prop_assert!(verifier.verify_at(&token, NOW).is_err());
+        }
+    }
+}
+
+fn header_name() -> impl Strategy<Value = HeaderName> {
+    let known = prop::sample::select(vec![
+        "x-auth-user",
+        "x_auth_user",
+        "x-auth_user",
+        "x_auth-user",
+        "x-auth-role",
+        "x_auth_role",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "transfer-encoding",
+        "x-forwarded-for",
+        "content-type",
+    ])
+    .prop_map(str::to_owned);
+    prop_oneof![known, "[a-z][a-z_-]{0,10}"]
+        .prop_map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+}
+
+fn header_value() -> impl Strategy<Value = HeaderValue> {
+    prop_oneof![
+        Just("admin".to_owned()),
+        Just("x-auth-user".to_owned()),
+        Just("X_Auth_User, keep-alive".to_owned()),
+        Just("x-auth-role, x-auth-user".to_owned()),
+        "[ -~]{0,20}",
+    ]
+    .prop_map(|v| HeaderValue::from_str(&v).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn identity_headers_are_exactly_the_gateways(
+        sent in proptest::collection::vec((header_name(), header_value()), 0..16),
+        user in prop_oneof![Just(None), Just(Some("alice")), Just(Some("bob@example.com"))],
+    ) {
+        let config = invariants::config();
+        let policy = jwtgate::headers::HeaderPolicy::new(&config.auth);
+        invariants::check_rewrite(&policy, &sent, user);
+    }
+}
