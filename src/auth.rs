@@ -20,6 +20,7 @@
 //! the cross-check in the tests.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,6 +31,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
+use crate::cache::TokenCache;
 use crate::config::AuthConfig;
 use crate::keys::Keys;
 
@@ -250,6 +252,7 @@ pub struct Verifier {
     user_claim: String,
     claim_names: Vec<String>,
     max_token_bytes: usize,
+    cache: Option<TokenCache>,
 }
 
 impl fmt::Debug for Verifier {
@@ -287,12 +290,30 @@ impl Verifier {
             user_claim: auth.user_claim.clone(),
             claim_names: auth.claim_headers.iter().map(|(c, _)| c.clone()).collect(),
             max_token_bytes: auth.max_token_bytes,
+            cache: TokenCache::new(auth.token_cache),
         }
     }
 
-    /// Verifies `token` at the current time.
-    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        self.verify_at(token, now())
+    /// Verifies `token` at the current time, through the verified-token cache.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        let now = now();
+        let Some(cache) = &self.cache else {
+            return self.verify_at(token, now).map(Arc::new);
+        };
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        if let Some(identity) = cache.get(token, now) {
+            return Ok(identity);
+        }
+        let identity = Arc::new(self.verify_at(token, now)?);
+        cache.insert(token, identity.clone(), identity.exp + self.leeway, now);
+        Ok(identity)
+    }
+
+    /// The verified-token cache, if enabled.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
     }
 
     /// Verifies `token` as of `now` (Unix seconds).
@@ -746,6 +767,33 @@ mod tests {
                 Some(HeaderValue::from_static("admin"))
             ]
         );
+    }
+
+    #[test]
+    fn the_cache_holds_only_verified_tokens_and_honours_expiry() {
+        let v = verifier("leeway = \"0s\"");
+        let cache = v.cache().expect("on by default");
+        let now = super::now();
+        for i in 0..500 {
+            let bad = jwt(
+                serde_json::json!({"sub": format!("u{i}"), "exp": now + 60.0}),
+                jsonwebtoken::Algorithm::HS256,
+                "a-wrong-key-a-wrong-key-a-wrong-key!",
+            );
+            assert!(v.verify(&bad).is_err());
+        }
+        assert_eq!(cache.len(), 0, "refused tokens were cached");
+        let good = hs256(serde_json::json!({"sub": "alice", "exp": now + 2.0}));
+        assert_eq!(v.verify(&good).unwrap().user, "alice");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(v.verify(&good).unwrap().user, "alice");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(
+            v.verify(&good).err(),
+            Some(TokenError::Expired),
+            "a cached token outlived its exp"
+        );
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]

@@ -99,6 +99,7 @@ struct RawAuth {
     claim_headers: Option<BTreeMap<String, String>>,
     forward_token: Option<bool>,
     max_token_bytes: Option<usize>,
+    token_cache: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +203,8 @@ pub struct AuthConfig {
     pub forward_token: bool,
     /// Longest token accepted, in bytes, checked before any decoding. Default 8 KiB.
     pub max_token_bytes: usize,
+    /// Verified tokens remembered (see `cache.rs`); 0 turns the cache off. Default 10,000.
+    pub token_cache: usize,
 }
 
 impl Config {
@@ -307,6 +310,7 @@ const AUTH_KEYS: &[&str] = &[
     "claim_headers",
     "forward_token",
     "max_token_bytes",
+    "token_cache",
 ];
 const ROUTE_KEYS: &[&str] = &[
     "path",
@@ -676,6 +680,7 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         claim_headers,
         forward_token: raw.forward_token.unwrap_or(true),
         max_token_bytes,
+        token_cache: raw.token_cache.unwrap_or(10_000),
     })
 }
 

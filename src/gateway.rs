@@ -421,7 +421,7 @@ impl Gateway {
         headers::rewrite_request(
             &mut parts.headers,
             &rt.policy,
-            identity.as_ref(),
+            identity.as_deref(),
             client,
             target.host_header.as_ref(),
             upgrade.clone(),
@@ -509,7 +509,7 @@ fn authenticate(
     verifier: &Verifier,
     route: &Route,
     parts: &Parts,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     if route.auth == AuthMode::Public {
         return Ok(None);
     }

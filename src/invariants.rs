@@ -59,7 +59,10 @@ pub fn check_path(routes: &RouteTable, input: &str) {
         return;
     };
     let normal = normal.as_ref();
-    assert!(normal.starts_with('/'), "{input:?} -> {normal:?}: not absolute");
+    assert!(
+        normal.starts_with('/'),
+        "{input:?} -> {normal:?}: not absolute"
+    );
     assert_eq!(
         path::normalize(normal).as_deref(),
         Ok(normal),
@@ -67,11 +70,17 @@ pub fn check_path(routes: &RouteTable, input: &str) {
     );
     assert!(!normal.contains("//"), "{input:?} -> {normal:?}");
     for seg in normal.split('/') {
-        assert!(seg != "." && seg != "..", "{input:?} -> {normal:?}: dot segment");
+        assert!(
+            seg != "." && seg != "..",
+            "{input:?} -> {normal:?}: dot segment"
+        );
     }
     let upper = normal.to_ascii_uppercase();
     for bad in ["%2F", "%5C", "%00", "\\", ";"] {
-        assert!(!upper.contains(bad), "{input:?} -> {normal:?}: contains {bad}");
+        assert!(
+            !upper.contains(bad),
+            "{input:?} -> {normal:?}: contains {bad}"
+        );
     }
     if let Some(route) = routes.select(None, normal) {
         let p = route.path.as_str();
@@ -87,7 +96,10 @@ pub fn check_path(routes: &RouteTable, input: &str) {
             let matches = q == "/"
                 || normal == q
                 || (normal.starts_with(q) && normal.as_bytes().get(q.len()) == Some(&b'/'));
-            assert!(!matches || q.len() <= p.len(), "{normal:?}: {q:?} is longer than {p:?}");
+            assert!(
+                !matches || q.len() <= p.len(),
+                "{normal:?}: {q:?} is longer than {p:?}"
+            );
         }
     }
 }
@@ -122,7 +134,11 @@ pub fn check_token(verifier: &Verifier, token: &str, now: f64) {
 /// Header rewriting: whatever the client sent, the upstream gets the identity headers exactly
 /// once with the gateway's values (or not at all when there is no identity), and no header
 /// that a CGI-style server would fold into one of them.
-pub fn check_rewrite(policy: &HeaderPolicy, sent: &[(HeaderName, HeaderValue)], user: Option<&str>) {
+pub fn check_rewrite(
+    policy: &HeaderPolicy,
+    sent: &[(HeaderName, HeaderValue)],
+    user: Option<&str>,
+) {
     let mut headers = HeaderMap::new();
     for (k, v) in sent {
         headers.append(k.clone(), v.clone());
@@ -138,18 +154,33 @@ pub fn check_rewrite(policy: &HeaderPolicy, sent: &[(HeaderName, HeaderValue)], 
         proto: "http",
     };
     headers::rewrite_request(&mut headers, policy, identity.as_ref(), client, None, None);
-    for (name, want) in [("x-auth-user", user), ("x-auth-role", user.map(|_| "viewer"))] {
+    for (name, want) in [
+        ("x-auth-user", user),
+        ("x-auth-role", user.map(|_| "viewer")),
+    ] {
         let got: Vec<&HeaderValue> = headers
             .iter()
             .filter(|(k, _)| spoof_key(k.as_str()) == name)
             .map(|(_, v)| v)
             .collect();
         match want {
-            Some(w) => assert!(got.len() == 1 && got[0] == w, "{name}: {got:?}, sent {sent:?}"),
-            None => assert!(got.is_empty(), "{name}: {got:?} with no identity, sent {sent:?}"),
+            Some(w) => assert!(
+                got.len() == 1 && got[0] == w,
+                "{name}: {got:?}, sent {sent:?}"
+            ),
+            None => assert!(
+                got.is_empty(),
+                "{name}: {got:?} with no identity, sent {sent:?}"
+            ),
         }
     }
-    for hop in ["connection", "keep-alive", "transfer-encoding", "te", "upgrade"] {
+    for hop in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+    ] {
         assert!(!headers.contains_key(hop), "{hop} forwarded, sent {sent:?}");
     }
 }

@@ -25,6 +25,7 @@
 //! idle.rs      idle timeout for client connections
 //! tls.rs       rustls server config (listener) and client config (https upstreams)
 //! invariants.rs the contract's invariants as checks (property tests, fuzz targets)
+//! cache.rs     the verified-token cache (bounded, sharded, per key set)
 //! error.rs     the request-level error enum and its single mapping to responses
 //! body.rs      the one body type (streamed or gateway-written)
 //! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -135,11 +135,20 @@ fn load(path: &Path) -> Result<(Config, Keys), ExitCode> {
     }
 }
 
+/// The Tokio runtime: `server.workers` threads, else `TOKIO_WORKER_THREADS`, else one per CPU
+/// this process may use. With one worker the current-thread scheduler is used: same work, no
+/// hand-offs between a driver thread and a worker.
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        b.worker_threads(n);
-    }
+    let workers = workers
+        .or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut b = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
     b.enable_all().build().map_err(|e| {
         eprintln!("jwtgate: cannot start the runtime: {e}");
         ExitCode::FAILURE

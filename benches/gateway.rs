@@ -1,0 +1,156 @@
+//! Micro-benchmarks of the per-request work: token verification (cache cold and warm), route
+//! selection over 1, 10 and 1,000 routes, path normalization, and the request header rewrite.
+//!
+//!   cargo bench --bench gateway
+//!
+//! The README's "Performance" section reports the figures; the load benchmark against HAProxy
+//! and nginx is `benches/load.sh`.
+
+use std::hint::black_box;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use jwtgate::auth::{Identity, Verifier};
+use jwtgate::headers::{self, ClientInfo, HeaderPolicy};
+use jwtgate::{Config, Keys};
+
+const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
+
+fn config(extra_auth: &str, routes: usize) -> Config {
+    let mut toml = format!("[auth]\n{extra_auth}\n");
+    toml.push_str("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\n");
+    for i in 1..routes {
+        let host = if i % 3 == 0 {
+            format!("host = \"app{}.example.com\"\n", i % 7)
+        } else {
+            String::new()
+        };
+        toml.push_str(&format!(
+            "[[route]]\npath = \"/svc{i}/api/v{}\"\n{host}upstream = \"http://127.0.0.1:1\"\n",
+            i % 5
+        ));
+    }
+    Config::from_toml(&toml).expect("bench config")
+}
+
+/// A typical token of the auth service, about 200 bytes.
+fn token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "alice@example.com", "exp": now + 1800, "iat": now, "role": "user"}),
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap();
+    assert!((180..=240).contains(&t.len()), "token is {} bytes", t.len());
+    t
+}
+
+fn verification(c: &mut Criterion) {
+    let t = token();
+    let keys = Keys::for_tests(KEY, None);
+    let cold = Verifier::new(&config("token_cache = 0", 1).auth, &keys);
+    let warm = Verifier::new(&config("", 1).auth, &keys);
+    warm.verify(&t).unwrap();
+    let mut g = c.benchmark_group("verify_hs256_200b");
+    g.bench_function("cache_cold", |b| {
+        b.iter(|| cold.verify(black_box(&t)).unwrap())
+    });
+    g.bench_function("cache_warm", |b| {
+        b.iter(|| warm.verify(black_box(&t)).unwrap())
+    });
+    let bad = format!("{}x", &t[..t.len() - 1]);
+    g.bench_function("bad_signature", |b| {
+        b.iter(|| cold.verify(black_box(&bad)).unwrap_err())
+    });
+    g.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route_select");
+    for n in [1, 10, 1000] {
+        let cfg = config("", n);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &cfg, |b, cfg| {
+            b.iter(|| {
+                cfg.routes
+                    .select(
+                        black_box(Some("app3.example.com")),
+                        black_box("/svc998/api/v3/orders/42"),
+                    )
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("path_normalize");
+    g.bench_function("plain", |b| {
+        b.iter(|| jwtgate::path::normalize(black_box("/api/v1/orders/42/items")).unwrap())
+    });
+    g.bench_function("dot_segments", |b| {
+        b.iter(|| jwtgate::path::normalize(black_box("/api/./v1//orders/%34%32/../42")).unwrap())
+    });
+    g.finish();
+}
+
+fn rewrite(c: &mut Criterion) {
+    let cfg = config("claim_headers = { role = \"X-Auth-Role\" }", 1);
+    let policy = HeaderPolicy::new(&cfg.auth);
+    let mut base = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-US,en;q=0.9"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+        ),
+        ("connection", "keep-alive"),
+        ("content-type", "application/json"),
+        ("cookie", "session=abc; theme=dark"),
+        ("x-request-id", "0f8fad5b-d9cb-469f-a165-70867728950e"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-auth-user", "mallory"),
+    ] {
+        base.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    let identity = Identity {
+        user: HeaderValue::from_static("alice@example.com"),
+        claim_values: vec![Some(HeaderValue::from_static("user"))],
+        claims: Default::default(),
+        exp: 0.0,
+    };
+    let client = ClientInfo {
+        ip: "10.1.2.3".parse().unwrap(),
+        proto: "http",
+    };
+    let host = HeaderValue::from_static("api.example.com");
+    c.bench_function("rewrite_request_12_headers", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut h| {
+                headers::rewrite_request(
+                    &mut h,
+                    &policy,
+                    Some(&identity),
+                    client,
+                    Some(&host),
+                    None,
+                );
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, verification, routing, rewrite);
+criterion_main!(benches);
