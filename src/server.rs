@@ -42,6 +42,8 @@ pub async fn serve(
         .max_concurrent_streams(256)
         .max_header_list_size(server.max_header_bytes as u32)
         .keep_alive_interval(Duration::from_secs(30));
+    // Shared, not cloned per connection: every connection borrows the one builder.
+    let builder = Arc::new(builder);
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr()?;
@@ -151,10 +153,10 @@ where
 {
     let service = service_fn(move |req| {
         let gw = gateway.clone();
-        async move { Ok::<_, Infallible>(gw.handle(req, client).await) }
+        // Boxed: hyper keeps one slot per connection for the service future, sized for it, for
+        // the connection's whole life; a box keeps idle connections small (README: memory).
+        Box::pin(async move { Ok::<_, Infallible>(gw.handle(req, client).await) })
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     watcher.watch(conn).await
 }
