@@ -128,10 +128,7 @@ fn rewrite(c: &mut Criterion) {
         claims: Default::default(),
         exp: 0.0,
     };
-    let client = ClientInfo {
-        ip: "10.1.2.3".parse().unwrap(),
-        proto: "http",
-    };
+    let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
     let host = HeaderValue::from_static("api.example.com");
     c.bench_function("rewrite_request_12_headers", |b| {
         b.iter_batched(
@@ -141,7 +138,7 @@ fn rewrite(c: &mut Criterion) {
                     &mut h,
                     &policy,
                     Some(&identity),
-                    client,
+                    &client,
                     Some(&host),
                     None,
                 );

@@ -388,7 +388,7 @@ impl Gateway {
         logged_path: &mut String,
     ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = req.into_parts();
-        let target = target(&parts)?;
+        let target = target(&parts, rt.config.routes.has_host_routes())?;
         logged_path.clone_from(&target.path);
         let route = rt
             .config
@@ -422,7 +422,7 @@ impl Gateway {
             &mut parts.headers,
             &rt.policy,
             identity.as_deref(),
-            client,
+            &client,
             target.host_header.as_ref(),
             upgrade.clone(),
         );
@@ -432,7 +432,7 @@ impl Gateway {
         if parts.version == Version::HTTP_2 {
             headers::join_cookies(&mut parts.headers);
         }
-        parts.uri = upstream_uri(route, &target.path, parts.uri.query())?;
+        parts.uri = upstream_uri(route, &target.path, &parts.uri)?;
         out.upstream = Some(Instant::now());
         let tunnel = upgrade.map(|_| self.tunnels.subscribe());
         rt.upstream_for(route)
@@ -456,7 +456,7 @@ struct Target {
     path: String,
 }
 
-fn target(parts: &Parts) -> Result<Target, GatewayError> {
+fn target(parts: &Parts, has_host_routes: bool) -> Result<Target, GatewayError> {
     if parts.method == Method::CONNECT {
         return Err(GatewayError::MethodNotAllowed);
     }
@@ -490,7 +490,8 @@ fn target(parts: &Parts) -> Result<Target, GatewayError> {
             if h.is_empty() || h.contains(['/', '\\', '@', ' ']) {
                 return Err(GatewayError::BadRequest("invalid Host header"));
             }
-            Some(normalize_host(h))
+            // Without host routes the host is never looked up: skip normalizing it.
+            has_host_routes.then(|| normalize_host(h))
         }
         None => None,
     };
@@ -529,10 +530,15 @@ fn authenticate(
     Ok(Some(identity))
 }
 
-fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
-    let pq = match query {
-        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
-        None => PathAndQuery::try_from(path),
+/// The upstream's URI: its scheme and authority, the normalized path, the client's query.
+fn upstream_uri(route: &Route, path: &str, client: &Uri) -> Result<Uri, GatewayError> {
+    let pq = match client.path_and_query() {
+        // Unchanged by normalization (the common case): reuse it, no copy, no re-parse.
+        Some(pq) if pq.path() == path => Ok(pq.clone()),
+        _ => match client.query() {
+            Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+            None => PathAndQuery::try_from(path),
+        },
     }
     .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
     let mut parts = route.upstream.clone().into_parts();

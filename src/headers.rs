@@ -110,13 +110,29 @@ impl HeaderPolicy {
     }
 }
 
-/// Facts about the client connection for `X-Forwarded-*`.
-#[derive(Debug, Clone, Copy)]
+/// Facts about the client connection for `X-Forwarded-*`, prepared once per connection.
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// The peer's address.
     pub ip: IpAddr,
+    /// The same, as a header value (formatted once, not per request).
+    ip_value: HeaderValue,
     /// `http` or `https`: how the client reached the gateway.
     pub proto: &'static str,
+}
+
+impl ClientInfo {
+    /// Facts for a connection from `ip` over `proto` (`http` or `https`).
+    pub fn new(ip: IpAddr, proto: &'static str) -> ClientInfo {
+        let ip = ip.to_canonical();
+        ClientInfo {
+            ip,
+            // An IP address always formats to a valid header value.
+            ip_value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            proto,
+        }
+    }
 }
 
 /// The `Upgrade` value of a request that asks for a protocol switch the gateway tunnels
@@ -166,7 +182,7 @@ pub fn rewrite_request(
     headers: &mut HeaderMap,
     policy: &HeaderPolicy,
     identity: Option<&Identity>,
-    client: ClientInfo,
+    client: &ClientInfo,
     host: Option<&HeaderValue>,
     upgrade: Option<HeaderValue>,
 ) {
@@ -187,14 +203,14 @@ pub fn rewrite_request(
         headers.remove(AUTHORIZATION);
     }
 
-    let ip = client.ip.to_string();
     let xff = match prior_xff {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
+        Some(prior) => {
+            let joined = format!("{prior}, {}", client.ip);
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| client.ip_value.clone())
+        }
+        None => client.ip_value.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(client.proto),
@@ -283,10 +299,7 @@ mod tests {
     }
 
     fn client() -> ClientInfo {
-        ClientInfo {
-            ip: "10.1.2.3".parse().unwrap(),
-            proto: "http",
-        }
+        ClientInfo::new("10.1.2.3".parse().unwrap(), "http")
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -320,7 +333,7 @@ mod tests {
             &mut h,
             &p,
             Some(&identity("alice", None)),
-            client(),
+            &client(),
             Some(&HeaderValue::from_static("app.example")),
             None,
         );
@@ -342,7 +355,7 @@ mod tests {
     fn anonymous_requests_carry_no_identity() {
         let p = policy("forward_token = false");
         let mut h = map(&[("x-auth-user", "mallory"), ("authorization", "Bearer t")]);
-        rewrite_request(&mut h, &p, None, client(), None, None);
+        rewrite_request(&mut h, &p, None, &client(), None, None);
         assert!(!h.contains_key("x-auth-user"));
         assert!(!h.contains_key("authorization"));
         assert!(!h.contains_key("x-forwarded-host"));
@@ -356,7 +369,7 @@ mod tests {
             ("content-length", "3"),
             ("host", "a"),
         ]);
-        rewrite_request(&mut h, &p, None, client(), None, None);
+        rewrite_request(&mut h, &p, None, &client(), None, None);
         assert_eq!(h["content-length"], "3");
         assert_eq!(h["host"], "a");
     }
@@ -380,7 +393,7 @@ mod tests {
             &mut h,
             &policy(""),
             None,
-            client(),
+            &client(),
             None,
             upgrade_request(&ws),
         );

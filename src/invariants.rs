@@ -149,11 +149,8 @@ pub fn check_rewrite(
         claims: Default::default(),
         exp: 0.0,
     });
-    let client = ClientInfo {
-        ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        proto: "http",
-    };
-    headers::rewrite_request(&mut headers, policy, identity.as_ref(), client, None, None);
+    let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
+    headers::rewrite_request(&mut headers, policy, identity.as_ref(), &client, None, None);
     for (name, want) in [
         ("x-auth-user", user),
         ("x-auth-role", user.map(|_| "viewer")),

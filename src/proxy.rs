@@ -71,14 +71,20 @@ impl Upstream {
         // upstream_timeout measures the upstream, not the client's upload: it runs from the
         // end of the request body, or from the last moment the upstream took body data while
         // the gateway had some to give (an upstream that stops reading is slow too).
-        let progress = Arc::new(Mutex::new(Progress {
-            done: false,
-            waiting_for_client: false,
-            last: Instant::now(),
-        }));
-        let req = req.map(|body| Tracked::new(body, progress.clone(), max_body));
         let timeout = self.timeout;
+        // A request without a body (most GETs) needs no progress tracking: the clock starts now.
+        let progress = (!http_body::Body::is_end_stream(req.body())).then(|| {
+            Arc::new(Mutex::new(Progress {
+                done: false,
+                waiting_for_client: false,
+                last: Instant::now(),
+            }))
+        });
+        let req = req.map(|body| Tracked::new(body, progress.clone(), max_body));
         let deadline = async move {
+            let Some(progress) = progress else {
+                return tokio::time::sleep(timeout).await;
+            };
             loop {
                 let (stalled_since, now) = {
                     let p = progress.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,13 +221,13 @@ struct Progress {
 #[derive(Debug)]
 pub struct Tracked {
     inner: Body,
-    progress: Arc<Mutex<Progress>>,
+    progress: Option<Arc<Mutex<Progress>>>,
     limit: Option<u64>,
     received: u64,
 }
 
 impl Tracked {
-    fn new(inner: Body, progress: Arc<Mutex<Progress>>, limit: Option<u64>) -> Tracked {
+    fn new(inner: Body, progress: Option<Arc<Mutex<Progress>>>, limit: Option<u64>) -> Tracked {
         let t = Tracked {
             inner,
             progress,
@@ -235,7 +241,10 @@ impl Tracked {
     }
 
     fn update(&self, done: bool, waiting_for_client: bool) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
         if !p.done {
             p.done = done;
             p.waiting_for_client = waiting_for_client;

@@ -119,6 +119,11 @@ impl RouteTable {
         self.by_host.values().flatten().chain(self.any_host.iter())
     }
 
+    /// True when some route has a `host` (otherwise the request's host need not be looked at).
+    pub fn has_host_routes(&self) -> bool {
+        !self.by_host.is_empty()
+    }
+
     /// Picks the route for a normalized host (see [`normalize_host`]) and normalized path.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         let specific = host

@@ -82,10 +82,7 @@ pub async fn serve(
             .tls
             .as_ref()
             .map(|t| t.config.clone());
-        let client = ClientInfo {
-            ip: peer.ip().to_canonical(),
-            proto: if tls.is_some() { "https" } else { "http" },
-        };
+        let client = ClientInfo::new(peer.ip(), if tls.is_some() { "https" } else { "http" });
         let (gw, builder, watcher) = (gateway.clone(), builder.clone(), graceful.watcher());
         let open = gateway.metrics.open_connections.clone();
         let handshake_timeout = server.header_read_timeout;
@@ -155,6 +152,7 @@ where
         let gw = gateway.clone();
         // Boxed: hyper keeps one slot per connection for the service future, sized for it, for
         // the connection's whole life; a box keeps idle connections small (README: memory).
+        let client = client.clone();
         Box::pin(async move { Ok::<_, Infallible>(gw.handle(req, client).await) })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
