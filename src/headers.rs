@@ -171,8 +171,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in nominated {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    // One pass over what is there (usually just `connection`), rather than a hashed lookup
+    // of every hop-by-hop name in every request and response.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(name);
     }
 }
 
@@ -204,9 +211,11 @@ pub fn rewrite_request(
     }
 
     let xff = match prior_xff {
-        Some(prior) => {
-            let joined = format!("{prior}, {}", client.ip);
-            HeaderValue::from_str(&joined).unwrap_or_else(|_| client.ip_value.clone())
+        Some(mut chain) => {
+            chain.push_str(", ");
+            chain.push_str(client.ip_value.to_str().unwrap_or(""));
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+                .unwrap_or_else(|_| client.ip_value.clone())
         }
         None => client.ip_value.clone(),
     };
