@@ -818,32 +818,34 @@ async fn bodies_over_the_route_limit_are_413_and_never_complete_upstream() {
     );
 }
 
+/// Sends `partial` and expects the gateway to close the connection within 3 s.
+async fn closed_within_3s(addr: std::net::SocketAddr, partial: &[u8]) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(partial).await.unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("slow-loris connection kept open");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn slowloris_heads_and_bodies_are_cut_off() {
     let up = Upstream::start().await;
     let gw = Gateway::start(TIGHT, &up.url()).await;
     // A head that never finishes: closed after header_read_timeout (1s).
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("head slowloris kept open");
-    assert!(start.elapsed() < Duration::from_secs(3));
+    closed_within_3s(gw.addr, b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: ").await;
     // A body that stops coming: closed after idle_timeout (1s); the upstream never sees it whole.
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-part")
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("body slowloris kept open");
-    assert!(start.elapsed() < Duration::from_secs(3));
+    closed_within_3s(
+        gw.addr,
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-part",
+    )
+    .await;
     assert!(up.seen().iter().all(|s| !s.body_ok));
 }
 

@@ -33,6 +33,17 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// A config listening on a free port with one route `/` to `upstream`; `server` and `route`
+/// add keys to those tables.
+fn config_to(dir: &Path, upstream: &str, server: &str, route: &str) -> String {
+    write_config(
+        dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server}[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\n{route}"
+        ),
+    )
+}
+
 fn write_config(dir: &Path, body: &str) -> String {
     let p = dir.join("jwtgate.toml");
     std::fs::write(&p, body).unwrap();
@@ -382,13 +393,7 @@ fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
 async fn serves_logs_one_access_line_per_request_without_secrets_and_stops_on_sigterm() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    );
+    let cfg = config_to(dir.path(), &up.url(), "", "");
     let mut cmd = jwtgate(dir.path());
     cmd.args(["--config", &cfg])
         .env("JWT_SECRET_KEY", KEY)
@@ -523,12 +528,11 @@ fn demo_prints_working_curl_lines() {
 async fn sighup_reloads_keys_from_dot_env_and_admin_probes_answer() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
+    let cfg = config_to(
         dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
+        &up.url(),
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "",
     );
     std::fs::write(dir.path().join(".env"), format!("JWT_SECRET_KEY={KEY}\n")).unwrap();
     let key_b = "sighup-key-b-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -602,13 +606,7 @@ async fn sighup_reloads_keys_from_dot_env_and_admin_probes_answer() {
 async fn log_format_follows_the_terminal_and_the_variable() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    );
+    let cfg = config_to(dir.path(), &up.url(), "", "");
     for (format, json) in [(None, true), (Some("json"), true), (Some("text"), false)] {
         let mut cmd = jwtgate(dir.path());
         cmd.args(["--config", &cfg]).env("JWT_SECRET_KEY", KEY);
@@ -638,12 +636,11 @@ async fn log_format_follows_the_terminal_and_the_variable() {
 async fn sigterm_drains_in_flight_requests_and_a_second_one_stops_at_once() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
+    let cfg = config_to(
         dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"10s\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"public\"\n",
-            up.url()
-        ),
+        &up.url(),
+        "drain_timeout = \"10s\"\n",
+        "auth = \"public\"\n",
     );
     for twice in [false, true] {
         let mut cmd = jwtgate(dir.path());
