@@ -3,7 +3,9 @@
 # across builds (BuildKit cache mounts); the runtime stage is distroless, non-root, no shell.
 #
 #   docker build -t jwtgate .
-#   docker run --rm -e JWT_SECRET_KEY=... -p 8080:8080 -p 9901:9901 jwtgate
+#   docker run --rm -e JWT_SECRET_KEY=... -v $PWD/my.toml:/etc/jwtgate/jwtgate.toml:ro -p 8080:8080 jwtgate
+# The built-in /etc/jwtgate/jwtgate.toml is the sidecar default (upstream 127.0.0.1:8000, no
+# admin listener): mount your own for anything else.
 
 ARG RUST_VERSION=1.88
 

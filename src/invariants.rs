@@ -104,8 +104,10 @@ pub fn check_path(routes: &RouteTable, input: &str) {
     }
 }
 
-/// Token verification: an identity comes only from a token whose HS256 signature over its
-/// first two segments is valid under the key, and the identity is that token's `sub`.
+/// Token verification: an identity comes only from a token whose header says `HS256` (the
+/// configured algorithm) without `crit`, whose HS256 signature over its first two segments is
+/// valid under the key, whose numeric `exp` is after `now` (leeway 0 in [`config`]) and whose
+/// numeric `nbf`, if any, is not after `now`; and the identity is that token's `sub`.
 pub fn check_token(verifier: &Verifier, token: &str, now: f64) {
     let Ok(identity) = verifier.verify_at(token, now) else {
         return;
@@ -120,10 +122,31 @@ pub fn check_token(verifier: &Verifier, token: &str, now: f64) {
         mac.verify_slice(&signature).is_ok(),
         "accepted a token whose signature is not valid: {token:?}"
     );
-    let payload = signed.split('.').nth(1).expect("three segments");
+    let mut segments = signed.split('.');
+    let header = segments.next().expect("three segments");
+    let payload = segments.next().expect("three segments");
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("header decodes"))
+            .expect("header is JSON");
+    assert_eq!(
+        header["alg"], "HS256",
+        "accepted another algorithm: {token:?}"
+    );
+    assert!(
+        header.get("crit").is_none(),
+        "accepted a crit header: {token:?}"
+    );
     let claims: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("payload decodes"))
             .expect("payload is JSON");
+    let exp = claims["exp"]
+        .as_f64()
+        .expect("accepted a token without a numeric exp");
+    assert!(now < exp, "accepted an expired token: exp {exp}, now {now}");
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_f64().expect("accepted a non-numeric nbf");
+        assert!(nbf <= now, "accepted a token before its nbf");
+    }
     assert_eq!(
         claims.get("sub").and_then(|s| s.as_str()),
         identity.user.to_str().ok(),
@@ -174,10 +197,57 @@ pub fn check_rewrite(
     for hop in [
         "connection",
         "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
         "transfer-encoding",
         "te",
+        "trailer",
         "upgrade",
     ] {
         assert!(!headers.contains_key(hop), "{hop} forwarded, sent {sent:?}");
+    }
+    // Client-controlled facts and routing overrides never survive, in any spelling; the
+    // X-Forwarded-* the gateway writes are exactly one each.
+    for (name, _) in headers.iter() {
+        let key = spoof_key(name.as_str());
+        for banned in [
+            "forwarded",
+            "x-real-ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-uri",
+            "x-forwarded-port",
+        ] {
+            assert_ne!(key, banned, "{name} forwarded, sent {sent:?}");
+        }
+    }
+    assert_eq!(headers.get_all("x-forwarded-proto").iter().count(), 1);
+    assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+    // Whatever `Connection` nominated is gone too (except the framing/routing pair and the
+    // headers the gateway writes itself afterwards).
+    let written = [
+        "x-auth-user",
+        "x-auth-role",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+    ];
+    for v in sent
+        .iter()
+        .filter(|(k, _)| k == "connection")
+        .map(|(_, v)| v)
+    {
+        for token in v.to_str().unwrap_or("").split(',').map(str::trim) {
+            let Ok(name) = HeaderName::from_bytes(token.as_bytes()) else {
+                continue;
+            };
+            if !["host", "content-length"].contains(&name.as_str())
+                && !written.contains(&name.as_str())
+            {
+                assert!(
+                    !headers.contains_key(&name),
+                    "nominated {name} forwarded, sent {sent:?}"
+                );
+            }
+        }
     }
 }

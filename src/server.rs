@@ -40,8 +40,9 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(server.max_header_bytes as u32)
-        .keep_alive_interval(Duration::from_secs(30));
+        // No server-initiated keep-alive pings: they would count as activity and keep idle
+        // HTTP/2 connections open past idle_timeout.
+        .max_header_list_size(server.max_header_bytes as u32);
     // Shared, not cloned per connection: every connection borrows the one builder.
     let builder = Arc::new(builder);
     let limit = Arc::new(Semaphore::new(server.max_connections));

@@ -1063,3 +1063,31 @@ async fn upstream_faults_map_to_502_or_504() {
         assert_eq!(got.status, want, "{name}: {}", got.body);
     }
 }
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_after_idle_timeout() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(TIGHT, &up.url()).await; // idle_timeout = 1s
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("http://a/x")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    // Nothing more: the gateway must close the connection, not keep it alive with pings.
+    let start = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("idle h2 connection kept open");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+}

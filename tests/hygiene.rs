@@ -267,13 +267,23 @@ async fn a_refused_request_body_is_never_read_as_the_next_request() {
         "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{smuggled}",
         smuggled.len()
     );
-    let out = raw(gw.addr, req.as_bytes()).await;
+    let (out, closed) = raw_until_closed(gw.addr, req.as_bytes()).await;
     assert_eq!(statuses(&out), vec![401], "{out}");
     assert_eq!(
         up.count(),
         0,
         "the body was parsed as a request: {:?}",
         up.seen()
+    );
+    // And the connection is closed rather than kept for a next request.
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+    assert!(
+        closed,
+        "the connection stayed open after a refused request with a body"
     );
 }
 

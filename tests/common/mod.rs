@@ -485,6 +485,23 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     raw_quiet(addr, request, Duration::from_secs(1)).await
 }
 
+/// Sends raw bytes; returns what came back and whether the gateway closed the connection
+/// (within 3 s).
+pub async fn raw_until_closed(addr: SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
 /// [`raw`] with another quiet time.
 pub async fn raw_quiet(addr: SocketAddr, request: &[u8], quiet: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
