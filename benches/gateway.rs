@@ -52,7 +52,7 @@ fn token() -> String {
 
 fn verification(c: &mut Criterion) {
     let t = token();
-    let keys = Keys::for_tests(KEY, None);
+    let keys = Keys::from_secrets(KEY, None);
     let cold = Verifier::new(&config("token_cache = 0", 1).auth, &keys);
     let warm = Verifier::new(&config("", 1).auth, &keys);
     warm.verify(&t).unwrap();

@@ -478,7 +478,7 @@ mod tests {
             "[auth]\n{extra_auth}\n[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\""
         ))
         .unwrap();
-        Verifier::new(&cfg.auth, &Keys::for_tests(KEY, Some(OLD)))
+        Verifier::new(&cfg.auth, &Keys::from_secrets(KEY, Some(OLD)))
     }
 
     fn b64(s: &str) -> String {

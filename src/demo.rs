@@ -57,7 +57,7 @@ pub async fn run(listen: SocketAddr, shutdown: impl Future<Output = ()>) -> std:
         .replace("{upstream}", &format!("http://{echo_addr}"));
     let config = Config::from_toml(&toml).map_err(std::io::Error::other)?;
     let secret = keys::generate();
-    let keys = Keys::for_tests(&secret, None);
+    let keys = Keys::from_secrets(&secret, None);
     let token = mint(&secret, "demo", Duration::from_secs(30 * 60))?;
 
     println!("jwtgate demo: gateway http://{addr}  ->  echo upstream http://{echo_addr}");

@@ -48,7 +48,7 @@ auth = "optional"
 
 /// A verifier for [`config`] with [`KEY`].
 pub fn verifier(config: &Config) -> Verifier {
-    Verifier::new(&config.auth, &Keys::for_tests(KEY, None))
+    Verifier::new(&config.auth, &Keys::from_secrets(KEY, None))
 }
 
 /// Path normalization: what is routed on is a normal path, normalizing it again changes

@@ -220,7 +220,7 @@ fn secret_prints_a_fresh_strong_url_safe_secret() {
 
 fn verifier(toml: &str) -> jwtgate::auth::Verifier {
     let c = jwtgate::Config::from_toml(toml).unwrap();
-    jwtgate::auth::Verifier::new(&c.auth, &jwtgate::Keys::for_tests(KEY, None))
+    jwtgate::auth::Verifier::new(&c.auth, &jwtgate::Keys::from_secrets(KEY, None))
 }
 
 #[test]

@@ -156,7 +156,7 @@ async fn readyz_is_503_until_the_listener_is_up() {
     let config = jwtgate::Config::from_toml(&CONFIG.replace("{upstream}", &up.url())).unwrap();
     let gateway = Arc::new(jwtgate::Gateway::new(jwtgate::Runtime::new(
         config,
-        &jwtgate::Keys::for_tests(KEY, None),
+        &jwtgate::Keys::from_secrets(KEY, None),
     )));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
@@ -349,28 +349,21 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     for t in tasks {
         t.await.unwrap();
     }
-    let (ok, failed) = (
-        ok_a.load(Ordering::Relaxed),
-        failed_a.load(Ordering::Relaxed),
-    );
-    assert!(ok > 50, "too little traffic to prove anything: {ok}");
-    assert_eq!(
-        failed,
-        0,
-        "{failed} of {} A requests failed during the rotation",
-        ok + failed
-    );
-    let (ok, failed) = (
-        ok_b.load(Ordering::Relaxed),
-        failed_b.load(Ordering::Relaxed),
-    );
-    assert!(ok > 20, "too little B traffic: {ok}");
-    assert_eq!(
-        failed,
-        0,
-        "{failed} of {} B requests failed after the rotation",
-        ok + failed
-    );
+    let no_failures = |name: &str, ok: &AtomicUsize, failed: &AtomicUsize, at_least: usize| {
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        assert!(
+            ok >= at_least,
+            "too little {name} traffic to prove anything: {ok}"
+        );
+        assert_eq!(
+            failed,
+            0,
+            "{failed} of {} {name} requests failed",
+            ok + failed
+        );
+    };
+    no_failures("key A", &ok_a, &failed_a, 50);
+    no_failures("key B", &ok_b, &failed_b, 20);
 
     // Retire A by removing the previous key from the volume: only B remains.
     vol.swap(&[("key", KEY_B)]);

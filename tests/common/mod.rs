@@ -298,7 +298,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the gateway with `toml`, where `{upstream}` stands for `upstream`'s URL.
     pub async fn start(toml: &str, upstream: &str) -> Gateway {
-        Gateway::start_with_keys(toml, upstream, jwtgate::Keys::for_tests(KEY, Some(OLD_KEY))).await
+        Gateway::start_with_keys(
+            toml,
+            upstream,
+            jwtgate::Keys::from_secrets(KEY, Some(OLD_KEY)),
+        )
+        .await
     }
 
     pub async fn start_with_keys(toml: &str, upstream: &str, keys: jwtgate::Keys) -> Gateway {
