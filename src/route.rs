@@ -91,11 +91,61 @@ impl Route {
     }
 }
 
-/// All routes, grouped by host and sorted longest prefix first.
+/// The routes of one host (or of no host), indexed by the first path segment, since a
+/// whole-segment prefix match needs the same first segment: a lookup scans one bucket (longest
+/// prefix first) and then the root route, not the whole table.
+#[derive(Debug, Clone, Default)]
+struct Group {
+    by_segment: HashMap<String, Vec<Route>>,
+    /// The `/` route, if any.
+    root: Option<Route>,
+}
+
+impl Group {
+    fn insert(&mut self, route: Route) {
+        match first_segment(&route.path) {
+            "" => self.root = Some(route),
+            seg => self
+                .by_segment
+                .entry(seg.to_owned())
+                .or_default()
+                .push(route),
+        }
+    }
+
+    fn sort(&mut self) {
+        for routes in self.by_segment.values_mut() {
+            routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        }
+    }
+
+    fn select(&self, path: &str) -> Option<&Route> {
+        if self.by_segment.is_empty() {
+            // A sidecar's usual table: `/` alone, no hashing needed.
+            return self.root.as_ref();
+        }
+        self.by_segment
+            .get(first_segment(path))
+            .and_then(|routes| routes.iter().find(|r| r.matches(path)))
+            .or(self.root.as_ref())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.by_segment.values().flatten().chain(self.root.iter())
+    }
+}
+
+/// `/api/v1` -> `api`; `/` -> ``.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// All routes, grouped by host.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    by_host: HashMap<String, Vec<Route>>,
-    any_host: Vec<Route>,
+    by_host: HashMap<String, Group>,
+    any_host: Group,
 }
 
 impl RouteTable {
@@ -104,19 +154,21 @@ impl RouteTable {
         let mut table = RouteTable::default();
         for r in routes {
             match r.host.clone() {
-                Some(h) => table.by_host.entry(h).or_default().push(r),
-                None => table.any_host.push(r),
+                Some(h) => table.by_host.entry(h).or_default().insert(r),
+                None => table.any_host.insert(r),
             }
         }
-        let longest_first = |v: &mut Vec<Route>| v.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
-        table.by_host.values_mut().for_each(longest_first);
-        longest_first(&mut table.any_host);
+        table.by_host.values_mut().for_each(Group::sort);
+        table.any_host.sort();
         table
     }
 
     /// Every route, host-specific ones first.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.by_host.values().flatten().chain(self.any_host.iter())
+        self.by_host
+            .values()
+            .flat_map(Group::iter)
+            .chain(self.any_host.iter())
     }
 
     /// True when some route has a `host` (otherwise the request's host need not be looked at).
@@ -126,10 +178,9 @@ impl RouteTable {
 
     /// Picks the route for a normalized host (see [`normalize_host`]) and normalized path.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        let specific = host
-            .and_then(|h| self.by_host.get(h))
-            .and_then(|routes| routes.iter().find(|r| r.matches(path)));
-        specific.or_else(|| self.any_host.iter().find(|r| r.matches(path)))
+        host.and_then(|h| self.by_host.get(h))
+            .and_then(|group| group.select(path))
+            .or_else(|| self.any_host.select(path))
     }
 }
 
