@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -17,7 +16,6 @@ use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::config::Config;
-use crate::gateway::{Gateway, Runtime};
 use crate::keys::{self, Keys};
 
 /// The demo's configuration; `{upstream}` and `{listen}` are filled in at start.
@@ -69,8 +67,7 @@ pub async fn run(listen: SocketAddr, shutdown: impl Future<Output = ()>) -> std:
     println!("The upstream echoes what it received: with the token it saw X-Auth-User: demo,");
     println!("written by the gateway (a client-sent X-Auth-User is always removed). Ctrl-C stops.");
 
-    let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
-    crate::server::serve(listener, gateway, shutdown).await
+    crate::run(listener, config, keys, shutdown).await
 }
 
 fn mint(secret: &str, sub: &str, ttl: Duration) -> std::io::Result<String> {
