@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request work: token verification (cache cold and warm), route
-//! selection over 1, 10 and 1,000 routes, path normalization, and the request header rewrite.
+//! selection over 1, 10 and 1,000 routes, path normalization, the request header rewrite, and
+//! the whole pipeline from request bytes to the upstream's request head.
 //!
 //!   cargo bench --bench gateway
 //!
@@ -10,10 +11,12 @@ use std::hint::black_box;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use jwtgate::auth::{Identity, Verifier};
-use jwtgate::headers::{self, ClientInfo, HeaderPolicy};
-use jwtgate::{Config, Keys};
+use jwtgate::gateway::{Inbound, Protocol, Record};
+use jwtgate::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
+use jwtgate::wire::{self, Framing, Header};
+use jwtgate::{Config, Keys, Runtime};
 
 const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
@@ -96,11 +99,9 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
-fn rewrite(c: &mut Criterion) {
-    let cfg = config("claim_headers = { role = \"X-Auth-Role\" }", 1);
-    let policy = HeaderPolicy::new(&cfg.auth);
-    let mut base = HeaderMap::new();
-    for (k, v) in [
+/// A browser-like request: 12 header fields, a token, a spoofed identity and a client chain.
+fn request_fields() -> Vec<(&'static str, &'static str)> {
+    vec![
         ("host", "api.example.com"),
         (
             "user-agent",
@@ -119,9 +120,20 @@ fn rewrite(c: &mut Criterion) {
         ("x-request-id", "0f8fad5b-d9cb-469f-a165-70867728950e"),
         ("x-forwarded-for", "203.0.113.7"),
         ("x-auth-user", "mallory"),
-    ] {
-        base.append(HeaderName::from_static(k), HeaderValue::from_static(v));
-    }
+    ]
+}
+
+fn rewrite(c: &mut Criterion) {
+    let cfg = config("claim_headers = { role = \"X-Auth-Role\" }", 1);
+    let policy = HeaderPolicy::new(&cfg.auth);
+    let pairs = request_fields();
+    let fields: Vec<Header> = pairs
+        .iter()
+        .map(|(n, v)| Header {
+            name: n,
+            value: v.as_bytes(),
+        })
+        .collect();
     let identity = Identity {
         user: HeaderValue::from_static("alice@example.com"),
         claim_values: vec![Some(HeaderValue::from_static("user"))],
@@ -129,25 +141,73 @@ fn rewrite(c: &mut Criterion) {
         exp: 0.0,
     };
     let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
-    let host = HeaderValue::from_static("api.example.com");
+    let mut out = Vec::with_capacity(2048);
     c.bench_function("rewrite_request_12_headers", |b| {
-        b.iter_batched(
-            || base.clone(),
-            |mut h| {
-                headers::rewrite_request(
-                    &mut h,
-                    &policy,
-                    Some(&identity),
-                    &client,
-                    Some(&host),
-                    None,
-                );
-                h
-            },
-            criterion::BatchSize::SmallInput,
-        )
+        b.iter(|| {
+            out.clear();
+            headers::rewrite_request(
+                &mut out,
+                &policy,
+                &client,
+                &Outgoing {
+                    method: "GET",
+                    path: "/api/v1/orders/42",
+                    query: Some("page=2"),
+                    host: Some(b"api.example.com"),
+                    headers: black_box(&fields),
+                    identity: Some(&identity),
+                    upgrade: None,
+                    framing: Framing::Empty,
+                    join_cookies: false,
+                },
+            );
+            out.len()
+        })
     });
 }
 
-criterion_group!(benches, verification, routing, rewrite);
+/// The whole per-request work of the HTTP/1 path before any I/O: parse the head, check it,
+/// route, verify the token (cache warm), rewrite the headers, write the upstream's head.
+fn pipeline(c: &mut Criterion) {
+    let t = token();
+    let cfg = config("", 1);
+    let rt = Runtime::new(cfg, &Keys::from_secrets(KEY, None));
+    let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
+    let mut raw = String::from("GET /api/v1/orders/42?page=2 HTTP/1.1\r\n");
+    for (n, v) in request_fields() {
+        let v = if n == "authorization" { format!("Bearer {t}") } else { v.to_owned() };
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let bench_request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:9004\r\nAuthorization: Bearer {t}\r\n\r\n"
+    );
+    let mut out = Vec::with_capacity(2048);
+    let mut g = c.benchmark_group("pipeline");
+    for (name, raw) in [("wrk_request", &bench_request), ("browser_request_12_headers", &raw)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut slots = wire::header_slots();
+                let head = wire::parse_request(black_box(raw.as_bytes()), &mut slots[..100])
+                    .unwrap()
+                    .unwrap();
+                let inbound = Inbound {
+                    method: head.method,
+                    target: head.target,
+                    authority: None,
+                    protocol: Protocol::Http11,
+                    headers: head.headers,
+                    body: head.framing,
+                };
+                let mut record = Record::new(head.method);
+                out.clear();
+                rt.prepare(&inbound, &client, &mut out, &mut record).unwrap();
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, verification, routing, rewrite, pipeline);
 criterion_main!(benches);

@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use http::header::HeaderValue;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
@@ -34,6 +34,7 @@ use sha2::{Sha256, Sha384, Sha512};
 use crate::cache::TokenCache;
 use crate::config::AuthConfig;
 use crate::keys::Keys;
+use crate::wire::Header;
 
 /// The algorithms jwtgate verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,16 +165,22 @@ impl fmt::Display for TokenError {
 
 /// Finds the Bearer token. `Ok(None)` when there is none (no `Authorization` header, another
 /// scheme such as `Basic`, or an empty credential). The scheme is case-insensitive (RFC 9110
-/// §11.1).
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+/// §11.1). More than one `Authorization` field, or a value that is not visible ASCII, is
+/// refused.
+pub fn bearer<'a>(headers: &[Header<'a>]) -> Result<Option<&'a str>, TokenError> {
+    let mut values = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("authorization"));
+    let Some(value) = values.next().map(|h| h.value) else {
         return Ok(None);
     };
     if values.next().is_some() {
         return Err(TokenError::BadCredentials);
     }
-    let Ok(value) = value.to_str() else {
+    let Some(value) = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)))
+    else {
         return Err(TokenError::BadCredentials);
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -798,24 +805,28 @@ mod tests {
 
     #[test]
     fn bearer_extraction() {
-        let mut h = HeaderMap::new();
-        assert_eq!(bearer(&h), Ok(None));
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_static("Basic YWxpY2U6cHc="),
-        );
-        assert_eq!(bearer(&h), Ok(None));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer(&h), Ok(None));
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_static("bearer abc.def.ghi"),
-        );
-        assert_eq!(bearer(&h), Ok(Some("abc.def.ghi")));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a b"));
-        assert_eq!(bearer(&h), Err(TokenError::BadCredentials));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer def"));
-        assert_eq!(bearer(&h), Err(TokenError::BadCredentials));
+        let one = |v: &'static str| {
+            bearer(&[Header {
+                name: "Authorization",
+                value: v.as_bytes(),
+            }])
+        };
+        assert_eq!(bearer(&[]), Ok(None));
+        assert_eq!(one("Basic YWxpY2U6cHc="), Ok(None));
+        assert_eq!(one("Bearer "), Ok(None));
+        assert_eq!(one("bearer abc.def.ghi"), Ok(Some("abc.def.ghi")));
+        assert_eq!(one("Bearer a b"), Err(TokenError::BadCredentials));
+        assert_eq!(one("Bearer a\u{e9}"), Err(TokenError::BadCredentials));
+        let two = [
+            Header {
+                name: "authorization",
+                value: b"Bearer abc",
+            },
+            Header {
+                name: "AUTHORIZATION",
+                value: b"Bearer def",
+            },
+        ];
+        assert_eq!(bearer(&two), Err(TokenError::BadCredentials));
     }
 }

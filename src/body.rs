@@ -1,21 +1,28 @@
-//! The one body type the gateway answers with: a streamed body from the other side (never
-//! buffered), or a small body the gateway wrote itself. An enum rather than a boxed trait object,
-//! so that the proxied path allocates nothing for it.
+//! The one body type the gateway answers HTTP/2 and the admin listener with: a small body the
+//! gateway wrote itself, or a response body streamed from the upstream as it arrives (never
+//! buffered whole). An enum rather than a boxed trait object.
 
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
+use tokio::time::Instant;
 
-/// A response or request body.
+use crate::gateway::Record;
+use crate::idle::Deadline;
+use crate::proxy::{Conn, Origin};
+
+/// A response body.
 #[derive(Debug)]
 pub enum Body {
     /// A body the gateway wrote (error JSON, probes, the demo); `None` once sent.
     Full(Option<Bytes>),
-    /// A body streamed from the client or the upstream.
-    Incoming(Incoming),
+    /// A body streamed from the upstream.
+    Upstream(Box<UpstreamBody>),
 }
 
 impl Body {
@@ -31,37 +38,121 @@ impl Body {
     }
 }
 
-impl From<Incoming> for Body {
-    fn from(b: Incoming) -> Self {
-        Body::Incoming(b)
-    }
-}
-
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Incoming(b) => Pin::new(b).poll_frame(cx),
+            Body::Upstream(b) => b.poll_data(cx).map(|r| r.map(|d| d.map(Frame::data))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Incoming(b) => b.is_end_stream(),
+            Body::Upstream(b) => b.is_done(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Incoming(b) => b.size_hint(),
+            Body::Upstream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// A response body read from an upstream connection. When it ends, the connection goes back to
+/// its pool (if it can carry another request) and the access log line is written; an upstream
+/// silent for `idle_timeout` mid-body ends it with an error.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    origin: Arc<Origin>,
+    reusable: bool,
+    idle: Duration,
+    deadline: Option<Deadline>,
+    sent: Instant,
+    record: Option<Record>,
+    bytes: u64,
+}
+
+impl UpstreamBody {
+    /// The body on `conn`, from `origin`; `record` is logged when it ends.
+    pub fn new(
+        conn: Conn,
+        origin: Arc<Origin>,
+        reusable: bool,
+        idle: Duration,
+        sent: Instant,
+        record: Record,
+    ) -> UpstreamBody {
+        UpstreamBody {
+            conn: Some(conn),
+            origin,
+            reusable,
+            idle,
+            deadline: None,
+            sent,
+            record: Some(record),
+            bytes: 0,
+        }
+    }
+
+    /// True once the whole body was read.
+    pub fn is_done(&self) -> bool {
+        self.conn.as_ref().is_none_or(Conn::body_done)
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, io::Error>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match conn.poll_body(cx) {
+            Poll::Ready(Ok([])) => Poll::Ready(None),
+            Poll::Ready(Ok(data)) => {
+                let bytes = Bytes::copy_from_slice(data);
+                conn.consume(bytes.len());
+                self.bytes += bytes.len() as u64;
+                if let Some(d) = &mut self.deadline {
+                    d.disarm();
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Err(e)) => {
+                self.conn = None;
+                Poll::Ready(Some(Err(io::Error::other(e.to_string()))))
+            }
+            Poll::Pending => {
+                let deadline = self.deadline.get_or_insert_with(Deadline::new);
+                deadline.arm_after(self.idle);
+                match deadline.poll_expired(cx) {
+                    Poll::Ready(()) => {
+                        self.conn = None;
+                        Poll::Ready(Some(Err(io::ErrorKind::TimedOut.into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        let complete = self.conn.as_ref().is_some_and(Conn::body_done);
+        if let Some(record) = self.record.take() {
+            record.log(self.bytes, complete);
+        }
+        if let Some(conn) = self.conn.take() {
+            if complete && self.reusable {
+                self.origin.release(conn, self.sent);
+            }
         }
     }
 }

@@ -796,6 +796,7 @@ fn validate_routes(
                 continue;
             }
             routes.push(Route {
+                id: routes.len(),
                 name: format!("{}{}", host.as_deref().unwrap_or(""), path).into(),
                 path,
                 host,

@@ -12,8 +12,10 @@ use crate::body::Body;
 /// Everything that stops a request before (or instead of) the upstream's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
-    /// The request is malformed or ambiguous (bad path, Host confusion, ...).
+    /// The request is malformed or ambiguous (bad path, Host confusion, framing, ...).
     BadRequest(&'static str),
+    /// The request head is over `server.max_header_bytes` or `server.max_headers`.
+    HeadersTooLarge,
     /// A method the gateway does not proxy (`CONNECT`).
     MethodNotAllowed,
     /// No route matches.
@@ -42,6 +44,7 @@ impl GatewayError {
     pub fn outcome(&self) -> &'static str {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::NoRoute => "no_route",
             GatewayError::PayloadTooLarge => "payload_too_large",
@@ -60,6 +63,12 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 (*why).to_owned(),
+                None,
+            ),
+            GatewayError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "request head too large".to_owned(),
                 None,
             ),
             GatewayError::MethodNotAllowed => (
@@ -122,11 +131,10 @@ impl GatewayError {
         }
     }
 
-    /// The response for this error.
+    /// The response for this error (HTTP/2).
     pub fn into_response(self) -> Response<Body> {
         let (status, code, description, challenge) = self.parts();
-        let body = serde_json::json!({ "error": code, "error_description": description });
-        let mut res = Response::new(Body::full(Bytes::from(body.to_string())));
+        let mut res = Response::new(Body::full(Bytes::from(json(code, &description))));
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -135,13 +143,50 @@ impl GatewayError {
             h.insert(WWW_AUTHENTICATE, challenge);
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            h.insert(
-                ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-            );
+            h.insert(ALLOW, HeaderValue::from_static(ALLOWED));
         }
         res
     }
+
+    /// The same response as HTTP/1.1 bytes, appended to `out`; `close` announces that the
+    /// connection closes after it.
+    /// Returns the body's length.
+    pub fn write_http1(&self, out: &mut Vec<u8>, close: bool) -> usize {
+        let (status, code, description, challenge) = self.parts();
+        let body = json(code, &description);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ndate: ");
+        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\n");
+        if let Some(challenge) = challenge {
+            out.extend_from_slice(b"www-authenticate: ");
+            out.extend_from_slice(challenge.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            out.extend_from_slice(b"allow: ");
+            out.extend_from_slice(ALLOWED.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"content-length: ");
+        crate::wire::push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body.as_bytes());
+        body.len()
+    }
+}
+
+/// The methods the gateway proxies (`Allow` of a 405).
+const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+fn json(code: &str, description: &str) -> String {
+    serde_json::json!({ "error": code, "error_description": description }).to_string()
 }
 
 /// Claim names come from the config, but keep the header safe whatever they hold.
@@ -175,6 +220,12 @@ mod tests {
                 400,
                 None,
                 "bad_request",
+            ),
+            (
+                GatewayError::HeadersTooLarge,
+                431,
+                None,
+                "headers_too_large",
             ),
             (
                 GatewayError::MethodNotAllowed,
@@ -218,6 +269,25 @@ mod tests {
             assert_eq!(w.as_deref(), www, "{err:?}");
             assert_eq!(body["error"], code, "{err:?}");
             assert!(body["error_description"].is_string());
+            // The HTTP/1.1 rendering says the same.
+            let mut raw = Vec::new();
+            err.write_http1(&mut raw, true);
+            let mut fields = [httparse::EMPTY_HEADER; 16];
+            let mut res = httparse::Response::new(&mut fields);
+            let head = res.parse(&raw).unwrap().unwrap();
+            assert_eq!(res.code, Some(status));
+            let field = |name: &str| {
+                res.headers
+                    .iter()
+                    .find(|h| h.name == name)
+                    .map(|h| std::str::from_utf8(h.value).unwrap())
+            };
+            assert_eq!(field("www-authenticate"), www, "{err:?}");
+            assert_eq!(field("connection"), Some("close"));
+            let length: usize = field("content-length").unwrap().parse().unwrap();
+            assert_eq!(length, raw.len() - head);
+            let json: serde_json::Value = serde_json::from_slice(&raw[head..]).unwrap();
+            assert_eq!(json, body, "{err:?}");
         }
     }
 }

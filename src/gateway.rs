@@ -1,38 +1,39 @@
-//! The request pipeline, top to bottom in [`Gateway::pipeline`]:
+//! The request pipeline, top to bottom in [`Runtime::prepare`], the same for HTTP/1 and HTTP/2:
 //!
 //! 1. [`target`]: method, Host and path checks; the path is normalized once (see
 //!    [`crate::path`]) and that exact path is both routed on and forwarded;
 //! 2. `routes.select` picks the route (or 404);
 //! 3. [`authenticate`]: `auth::bearer`, `verifier.verify`, the route's `require` (401/403);
-//! 4. `headers::rewrite_request`: strip everything spoofable and hop-by-hop, then inject;
-//! 5. `upstream.forward`: the only step that does I/O (502/504).
+//! 4. the route's body limit (413);
+//! 5. `headers::rewrite_request`: strip everything spoofable and hop-by-hop, inject, and write
+//!    the upstream's request head.
 //!
-//! Each request runs on the [`Runtime`] (config, verifier, header policy, upstream pool) that was
-//! current when it arrived; a reload swaps in a new one for the requests after it.
+//! The protocol front-ends (`http1.rs`, `http2.rs`) then hand that head to `proxy.rs`, the only
+//! step that does I/O with the upstream (502/504), and stream the answer back.
+//!
+//! Each request runs on the [`Runtime`] (config, verifier, header policy, upstream pools) that
+//! was current when it arrived; a reload swaps in a new one for the requests after it.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderValue, CONNECTION, HOST};
-use http::request::Parts;
-use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::header::HeaderValue;
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::auth::{self, Identity, Verifier};
-use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::headers::{self, ClientInfo, HeaderPolicy};
+use crate::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
 use crate::keys::Keys;
 use crate::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
 use crate::path;
-use crate::proxy::Upstream;
+use crate::proxy::{Origin, Upstreams};
 use crate::route::{normalize_host, AuthMode, Route};
+use crate::wire::{Framing, Header};
 
 /// Everything built from one config + key set.
 #[derive(Debug)]
@@ -43,45 +44,24 @@ pub struct Runtime {
     pub key_files: Vec<std::path::PathBuf>,
     verifier: Verifier,
     policy: HeaderPolicy,
-    /// The pool for routes that trust the default roots.
-    upstream: Upstream,
-    /// Pools for routes with their own `ca_file`, by route name.
-    custom: std::collections::HashMap<Arc<str>, Upstream>,
+    upstreams: Upstreams,
 }
 
 impl Runtime {
-    /// Builds the verifier, header policy and upstream pool for `config` and `keys`.
+    /// Builds the verifier, header policy and upstream pools for `config` and `keys`.
     pub fn new(config: Config, keys: &Keys) -> Runtime {
-        let (connect, timeout) = (
-            config.server.connect_timeout,
-            config.server.upstream_timeout,
-        );
-        let upstream = Upstream::new(connect, timeout, crate::tls::default_client_config());
-        let custom = config
-            .routes
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r.name.clone(),
-                    Upstream::new(connect, timeout, r.tls.clone()?),
-                ))
-            })
-            .collect();
         Runtime {
             verifier: Verifier::new(&config.auth, keys),
             policy: HeaderPolicy::new(&config.auth),
-            upstream,
-            custom,
+            upstreams: Upstreams::new(&config),
             key_files: keys.files.clone(),
             config,
         }
     }
 
-    fn upstream_for(&self, route: &Route) -> &Upstream {
-        match route.tls {
-            Some(_) => self.custom.get(&route.name).unwrap_or(&self.upstream),
-            None => &self.upstream,
-        }
+    /// The connection pool of `route`'s upstream.
+    pub fn origin(&self, route: &Route) -> &Arc<Origin> {
+        self.upstreams.for_route(route)
     }
 
     /// Files whose change should trigger a reload besides the config file: key files, the
@@ -95,6 +75,101 @@ impl Runtime {
         files.extend(self.config.routes.iter().filter_map(|r| r.ca_file.clone()));
         files
     }
+
+    /// The pipeline for one request head: checks, route, authentication, limits, and the
+    /// upstream's request head appended to `out`. What it learns along the way goes into
+    /// `record`, for the access log and the metrics, also when it refuses the request.
+    pub fn prepare<'r>(
+        &'r self,
+        req: &Inbound<'_>,
+        client: &ClientInfo,
+        out: &mut Vec<u8>,
+        record: &mut Record,
+    ) -> Result<Forward<'r>, GatewayError> {
+        let target = target(req, self.config.routes.has_host_routes())?;
+        record.set_path(&target.path);
+        let route = self
+            .config
+            .routes
+            .select(target.host.as_deref(), &target.path)
+            .ok_or(GatewayError::NoRoute)?;
+        record.route = route.name.clone();
+        let identity = authenticate(&self.verifier, route, req.headers)?;
+        record.auth = match (&identity, route.auth) {
+            (Some(_), _) => "ok",
+            (None, AuthMode::Public) => "public",
+            (None, _) => "anonymous",
+        };
+        record.user = identity.as_ref().map(|id| id.user.clone());
+        // A declared length over the limit is refused before anything is sent; a chunked body
+        // is counted as it streams.
+        if let (Framing::Length(n), Some(limit)) = (req.body, route.max_body) {
+            if n > limit {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+        }
+        let upgrade = match req.protocol {
+            Protocol::Http11 => headers::upgrade_request(req.headers),
+            Protocol::Http10 | Protocol::Http2 => None,
+        };
+        headers::rewrite_request(
+            out,
+            &self.policy,
+            client,
+            &Outgoing {
+                method: req.method,
+                path: &target.path,
+                query: target.query,
+                host: target.host_header,
+                headers: req.headers,
+                identity: identity.as_deref(),
+                upgrade,
+                framing: req.body,
+                join_cookies: req.protocol == Protocol::Http2,
+            },
+        );
+        Ok(Forward {
+            route,
+            tunnel: upgrade.is_some(),
+        })
+    }
+}
+
+/// The protocol a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2 (h2 or h2c).
+    Http2,
+}
+
+/// One request head, as either protocol delivers it.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// HTTP/1: the request target as sent (origin-form or absolute-form); HTTP/2: `:path`.
+    pub target: &'a str,
+    /// HTTP/2: `:authority`.
+    pub authority: Option<&'a str>,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The header fields, in order.
+    pub headers: &'a [Header<'a>],
+    /// How the body will be sent upstream: `Length` when its length is known, else `Chunked`.
+    pub body: Framing,
+}
+
+/// What [`Runtime::prepare`] decided for a request that goes upstream.
+#[derive(Debug)]
+pub struct Forward<'r> {
+    /// The route.
+    pub route: &'r Route,
+    /// The request asks for a protocol switch (WebSocket) that the gateway will tunnel.
+    pub tunnel: bool,
 }
 
 /// The gateway's shared state: the current runtime (swappable on reload), metrics, readiness,
@@ -106,138 +181,6 @@ pub struct Gateway {
     pub metrics: Metrics,
     ready: AtomicBool,
     tunnels: watch::Sender<bool>,
-}
-
-/// What the access log says about a request; logged when the response body is done (or
-/// dropped), so that `bytes` and `total_ms` cover the whole exchange.
-#[derive(Debug)]
-struct AccessRecord {
-    start: Instant,
-    method: Method,
-    path: String,
-    route: Arc<str>,
-    status: u16,
-    user: Option<HeaderValue>,
-    auth: &'static str,
-    upstream_ms: Option<f64>,
-}
-
-impl AccessRecord {
-    fn log(&self, bytes: u64, complete: bool) {
-        info!(
-            target: "jwtgate::access",
-            method = %self.method,
-            path = %self.path,
-            route = %self.route,
-            status = self.status,
-            user = self.user.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
-            auth = self.auth,
-            upstream_ms = self.upstream_ms,
-            total_ms = self.start.elapsed().as_secs_f64() * 1000.0,
-            bytes,
-            complete,
-        );
-    }
-}
-
-/// A response body that writes the access log line when it ends or is dropped.
-#[derive(Debug)]
-pub struct Logged {
-    inner: Body,
-    record: Option<AccessRecord>,
-    bytes: u64,
-    complete: bool,
-}
-
-impl http_body::Body for Logged {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            std::task::Poll::Ready(Some(Ok(frame))) => {
-                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if this.inner.is_end_stream() {
-                    this.complete = true;
-                }
-            }
-            std::task::Poll::Ready(None) => this.complete = true,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
-            let complete = self.complete || http_body::Body::is_end_stream(&self.inner);
-            record.log(self.bytes, complete);
-        }
-    }
-}
-
-/// Logs and counts a request whose handler was dropped before it answered (status 499, as
-/// nginx calls it).
-struct Unanswered<'a> {
-    gateway: &'a Gateway,
-    start: Instant,
-    method: Method,
-    path: String,
-    out: Outcome,
-    armed: bool,
-}
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        const CLIENT_CLOSED: u16 = 499;
-        self.gateway
-            .metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: self.out.route.clone(),
-                status: CLIENT_CLOSED,
-            })
-            .inc();
-        AccessRecord {
-            start: self.start,
-            method: self.method.clone(),
-            path: std::mem::take(&mut self.path),
-            route: self.out.route.clone(),
-            status: CLIENT_CLOSED,
-            user: self.out.user.take(),
-            auth: self.out.auth,
-            upstream_ms: self
-                .out
-                .upstream
-                .map(|t| t.elapsed().as_secs_f64() * 1000.0),
-        }
-        .log(0, false);
-    }
-}
-
-/// What the pipeline learned, for the log and the metrics.
-struct Outcome {
-    route: Arc<str>,
-    user: Option<HeaderValue>,
-    auth: &'static str,
-    upstream: Option<Instant>,
 }
 
 impl Gateway {
@@ -280,241 +223,243 @@ impl Gateway {
         self.tunnels.receiver_count()
     }
 
+    /// A handle a tunnel holds while it is open; it turns true when the drain deadline passes.
+    pub fn tunnel_handle(&self) -> watch::Receiver<bool> {
+        self.tunnels.subscribe()
+    }
+
     /// Tells every open tunnel to close (the drain deadline has passed).
     pub fn close_tunnels(&self) {
         self.tunnels.send_replace(true);
     }
 
-    /// Serves one request: the pipeline, then the error mapping, metrics and access log.
-    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Logged> {
-        let start = Instant::now();
-        let rt = self.runtime.load_full();
-        let method = req.method().clone();
-        let version = req.version();
-        let body_pending = !http_body::Body::is_end_stream(req.body());
-        // If this future is dropped before it answers (the client went away, an HTTP/2 stream
-        // was reset, the drain deadline passed), the guard still logs and counts the request.
-        let mut guard = Unanswered {
-            gateway: self,
-            start,
-            method: method.clone(),
-            path: req.uri().path().to_owned(),
-            out: Outcome {
-                route: Arc::from("-"),
-                user: None,
-                auth: "-",
-                upstream: None,
-            },
-            armed: true,
-        };
-        let result = self
-            .pipeline(&rt, req, client, &mut guard.out, &mut guard.path)
-            .await;
-        guard.armed = false;
-        let path = std::mem::take(&mut guard.path);
-        let mut out = std::mem::replace(
-            &mut guard.out,
-            Outcome {
-                route: Arc::from("-"),
-                user: None,
-                auth: "-",
-                upstream: None,
-            },
-        );
-        let res = match result {
-            Ok(res) => res,
-            Err(e) => {
-                if let GatewayError::MissingToken
-                | GatewayError::InvalidToken(_)
-                | GatewayError::Forbidden(_) = e
-                {
-                    out.auth = e.outcome();
-                    self.metrics
-                        .auth_failures
-                        .get_or_create(&ReasonLabels { reason: out.auth })
-                        .inc();
-                }
-                let mut res = e.into_response();
-                // A refused request's unread body must never be parsed as the next request.
-                if body_pending && version <= Version::HTTP_11 {
-                    res.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                res
-            }
-        };
-        let upstream_ms = out.upstream.map(|sent| {
-            let secs = sent.elapsed().as_secs_f64();
+    /// Counts a response about to be sent: requests by route and status, the upstream's
+    /// latency, and the reason of a refusal.
+    pub fn count(&self, record: &Record, status: u16) {
+        if let Some(upstream) = record.upstream {
             self.metrics
                 .upstream_seconds
                 .get_or_create(&RouteLabels {
-                    route: out.route.clone(),
+                    route: record.route.clone(),
                 })
-                .observe(secs);
-            secs * 1000.0
-        });
-        let status = res.status().as_u16();
+                .observe(upstream.as_secs_f64());
+        }
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
-                route: out.route.clone(),
+                route: record.route.clone(),
                 status,
             })
             .inc();
-        let record = AccessRecord {
-            start,
-            method,
-            path,
-            route: out.route,
-            status,
-            user: out.user,
-            auth: out.auth,
-            upstream_ms,
-        };
-        res.map(|inner| Logged {
-            inner,
-            record: Some(record),
-            bytes: 0,
-            complete: false,
-        })
     }
 
-    async fn pipeline(
-        &self,
-        rt: &Runtime,
-        req: Request<Incoming>,
-        client: ClientInfo,
-        out: &mut Outcome,
-        logged_path: &mut String,
-    ) -> Result<Response<Body>, GatewayError> {
-        let (mut parts, body) = req.into_parts();
-        let target = target(&parts, rt.config.routes.has_host_routes())?;
-        logged_path.clone_from(&target.path);
-        let route = rt
-            .config
-            .routes
-            .select(target.host.as_deref(), &target.path)
-            .ok_or(GatewayError::NoRoute)?;
-        out.route = route.name.clone();
-        let identity = authenticate(&rt.verifier, route, &parts)?;
-        out.auth = match (&identity, route.auth) {
-            (Some(_), _) => "ok",
-            (None, AuthMode::Public) => "public",
-            (None, _) => "anonymous",
-        };
-        out.user = identity.as_ref().map(|id| id.user.clone());
-        // A declared length over the limit is refused before anything is sent; a chunked body
-        // is counted as it streams (proxy.rs).
-        if let Some(limit) = route.max_body {
-            let declared = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                return Err(GatewayError::PayloadTooLarge);
-            }
+    /// Counts a refusal by authentication or authorization, by reason.
+    pub fn count_refusal(&self, error: &GatewayError, record: &mut Record) {
+        if let GatewayError::MissingToken
+        | GatewayError::InvalidToken(_)
+        | GatewayError::Forbidden(_) = error
+        {
+            record.auth = error.outcome();
+            self.metrics
+                .auth_failures
+                .get_or_create(&ReasonLabels { reason: record.auth })
+                .inc();
         }
-        let upgrade = match parts.version {
-            Version::HTTP_11 => headers::upgrade_request(&parts.headers),
-            _ => None,
+    }
+}
+
+/// What one request did, for the access log and the metrics. Filled in as the request goes.
+#[derive(Debug)]
+pub struct Record {
+    /// When the request head was read; set only while the access log is on.
+    start: Option<Instant>,
+    method: String,
+    path: String,
+    /// The route's name, `-` until one matched.
+    pub route: Arc<str>,
+    /// The verified caller.
+    pub user: Option<HeaderValue>,
+    /// `ok`, `public`, `anonymous`, or why the token was refused.
+    pub auth: &'static str,
+    /// From forwarding to the upstream's response head.
+    pub upstream: Option<Duration>,
+    /// The status sent (0 until then).
+    pub status: u16,
+}
+
+/// The route name of a request no route matched.
+fn no_route() -> Arc<str> {
+    static NAME: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| Arc::from("-")).clone()
+}
+
+/// True while the access log is on (`RUST_LOG` lets `jwtgate::access` at info through).
+pub fn access_log_enabled() -> bool {
+    tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO)
+}
+
+impl Record {
+    /// A record for a request with `method`.
+    pub fn new(method: &str) -> Record {
+        let log = access_log_enabled();
+        Record {
+            start: log.then(Instant::now),
+            method: if log {
+                method.to_owned()
+            } else {
+                String::new()
+            },
+            path: String::new(),
+            route: no_route(),
+            user: None,
+            auth: "-",
+            upstream: None,
+            status: 0,
+        }
+    }
+
+    fn set_path(&mut self, path: &str) {
+        if self.start.is_some() {
+            path.clone_into(&mut self.path);
+        }
+    }
+
+    /// Writes the access log line (when it is on): `bytes` of body sent, `complete` when the
+    /// whole response went out. A request that never got an answer is logged as 499 (the
+    /// client went away, as nginx calls it).
+    pub fn log(&self, bytes: u64, complete: bool) {
+        let Some(start) = self.start else {
+            return;
         };
-        headers::rewrite_request(
-            &mut parts.headers,
-            &rt.policy,
-            identity.as_deref(),
-            &client,
-            target.host_header.as_ref(),
-            upgrade.clone(),
+        const CLIENT_CLOSED: u16 = 499;
+        info!(
+            target: "jwtgate::access",
+            method = %self.method,
+            path = %self.path,
+            route = %self.route,
+            status = if self.status == 0 { CLIENT_CLOSED } else { self.status },
+            user = self.user.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+            auth = self.auth,
+            upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0),
+            total_ms = start.elapsed().as_secs_f64() * 1000.0,
+            bytes,
+            complete,
         );
-        if let Some(host) = target.host_header {
-            parts.headers.insert(HOST, host);
-        }
-        if parts.version == Version::HTTP_2 {
-            headers::join_cookies(&mut parts.headers);
-        }
-        parts.uri = upstream_uri(route, &target.path, &parts.uri)?;
-        out.upstream = Some(Instant::now());
-        let tunnel = upgrade.map(|_| self.tunnels.subscribe());
-        rt.upstream_for(route)
-            .forward(
-                Request::from_parts(parts, Body::from(body)),
-                tunnel,
-                &route.name,
-                route.max_body,
-            )
-            .await
     }
 }
 
 /// The request's routing facts, after every check.
-struct Target {
-    /// Normalized host for routing.
+#[derive(Debug)]
+struct Target<'a> {
+    /// Normalized host for routing (only when some route has a host).
     host: Option<String>,
-    /// The host as the client sent it (for `Host` and `X-Forwarded-Host` upstream).
-    host_header: Option<HeaderValue>,
+    /// The authority as the client sent it (for `Host` and `X-Forwarded-Host` upstream).
+    host_header: Option<&'a [u8]>,
     /// The normalized path: routed on and forwarded.
-    path: String,
+    path: Cow<'a, str>,
+    /// The query, as sent.
+    query: Option<&'a str>,
 }
 
-fn target(parts: &Parts, has_host_routes: bool) -> Result<Target, GatewayError> {
-    if parts.method == Method::CONNECT {
+fn target<'a>(req: &Inbound<'a>, has_host_routes: bool) -> Result<Target<'a>, GatewayError> {
+    if req.method == "CONNECT" {
         return Err(GatewayError::MethodNotAllowed);
     }
-    let mut hosts = parts.headers.get_all(HOST).iter();
-    let host_field = hosts.next();
+    let mut hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let host_field = hosts.next().map(|h| h.value);
     if hosts.next().is_some() {
         return Err(GatewayError::BadRequest("more than one Host header"));
     }
-    let authority = parts.uri.authority();
-    if authority.is_some_and(|a| a.as_str().contains('@')) {
+    let (authority, path_and_query) = split_target(req)?;
+    if authority.is_some_and(|a| a.contains('@')) {
         return Err(GatewayError::BadRequest("userinfo in request target"));
     }
     let host_header = match (authority, host_field) {
-        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) => {
+        (Some(a), Some(h)) if !a.as_bytes().eq_ignore_ascii_case(h) => {
             return Err(GatewayError::BadRequest(
                 "Host header does not match the request target",
             ))
         }
-        (Some(a), _) => HeaderValue::from_str(a.as_str()).ok(),
-        (None, Some(h)) => Some(h.clone()),
-        (None, None) if parts.version == Version::HTTP_11 => {
+        (Some(a), _) => Some(a.as_bytes()),
+        (None, Some(h)) => Some(h),
+        (None, None) if req.protocol == Protocol::Http11 => {
             return Err(GatewayError::BadRequest("missing Host header"))
         }
         (None, None) => None,
     };
-    let host = match &host_header {
+    let host = match host_header {
         Some(h) => {
-            let h = h
-                .to_str()
-                .map_err(|_| GatewayError::BadRequest("invalid Host header"))?;
-            if h.is_empty() || h.contains(['/', '\\', '@', ' ']) {
+            let valid = !h.is_empty()
+                && h.iter()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'@'));
+            if !valid {
                 return Err(GatewayError::BadRequest("invalid Host header"));
             }
             // Without host routes the host is never looked up: skip normalizing it.
-            has_host_routes.then(|| normalize_host(h))
+            has_host_routes.then(|| normalize_host(&String::from_utf8_lossy(h)))
         }
         None => None,
     };
-    let path = path::normalize(parts.uri.path())
-        .map_err(GatewayError::BadRequest)?
-        .into_owned();
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = path::normalize(path).map_err(GatewayError::BadRequest)?;
     Ok(Target {
         host,
         host_header,
         path,
+        query,
     })
+}
+
+/// The authority (absolute-form or HTTP/2) and the path-and-query of a request target.
+fn split_target<'a>(req: &Inbound<'a>) -> Result<(Option<&'a str>, &'a str), GatewayError> {
+    let t = req.target;
+    if t.starts_with('/') {
+        return Ok((req.authority, t));
+    }
+    if t == "*" {
+        return Err(GatewayError::BadRequest("asterisk-form request target"));
+    }
+    // absolute-form (RFC 9112 §3.2.2): what a client talking to a proxy sends.
+    let rest = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| {
+            t.get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|s| &t[s.len()..])
+        })
+        .ok_or(GatewayError::BadRequest(
+            "request target must be an absolute path",
+        ))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(GatewayError::BadRequest("request target without a host"));
+    }
+    match path {
+        "" => Ok((Some(authority), "/")),
+        p if p.starts_with('?') => Err(GatewayError::BadRequest(
+            "request target must be an absolute path",
+        )),
+        p => Ok((Some(authority), p)),
+    }
 }
 
 /// Token checks for `route`: `None` for an anonymous request the route lets through.
 fn authenticate(
     verifier: &Verifier,
     route: &Route,
-    parts: &Parts,
+    headers: &[Header<'_>],
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
     if route.auth == AuthMode::Public {
         return Ok(None);
     }
-    let token = auth::bearer(&parts.headers).map_err(GatewayError::InvalidToken)?;
+    let token = auth::bearer(headers).map_err(GatewayError::InvalidToken)?;
     let Some(token) = token else {
         // An anonymous request cannot meet a `require`, so an optional route that has one
         // asks for a token like a required route does.
@@ -530,18 +475,55 @@ fn authenticate(
     Ok(Some(identity))
 }
 
-/// The upstream's URI: its scheme and authority, the normalized path, the client's query.
-fn upstream_uri(route: &Route, path: &str, client: &Uri) -> Result<Uri, GatewayError> {
-    let pq = match client.path_and_query() {
-        // Unchanged by normalization (the common case): reuse it, no copy, no re-parse.
-        Some(pq) if pq.path() == path => Ok(pq.clone()),
-        _ => match client.query() {
-            Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
-            None => PathAndQuery::try_from(path),
-        },
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound<'a>(target: &'a str, headers: &'a [Header<'a>]) -> Inbound<'a> {
+        Inbound {
+            method: "GET",
+            target,
+            authority: None,
+            protocol: Protocol::Http11,
+            headers,
+            body: Framing::Empty,
+        }
     }
-    .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
-    let mut parts = route.upstream.clone().into_parts();
-    parts.path_and_query = Some(pq);
-    Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("invalid request target"))
+
+    #[test]
+    fn request_targets() {
+        let host = [Header {
+            name: "Host",
+            value: b"app.example",
+        }];
+        let t = target(&inbound("/a/./b?x=1", &host), false).unwrap();
+        assert_eq!((t.path.as_ref(), t.query), ("/a/b", Some("x=1")));
+        assert_eq!(t.host_header, Some(&b"app.example"[..]));
+        let t = target(&inbound("http://APP.example/p?q", &host), false).unwrap();
+        assert_eq!((t.path.as_ref(), t.query), ("/p", Some("q")));
+        let t = target(&inbound("http://app.example", &host), false).unwrap();
+        assert_eq!(t.path, "/");
+        for bad in [
+            "*",
+            "app.example:80",
+            "p/x",
+            "http://other.example/p",
+            "http://u@app.example/p",
+            "http:///p",
+            "ftp://app.example/p",
+            "http://app.example?q",
+        ] {
+            assert!(target(&inbound(bad, &host), false).is_err(), "{bad}");
+        }
+        assert!(target(&inbound("/", &[]), false).is_err(), "HTTP/1.1 needs Host");
+        let two = [host[0], host[0]];
+        assert!(target(&inbound("/", &two), false).is_err());
+        for h in ["a/b", "u@a", "a b", ""] {
+            let bad = [Header {
+                name: "host",
+                value: h.as_bytes(),
+            }];
+            assert!(target(&inbound("/", &bad), false).is_err(), "{h:?}");
+        }
+    }
 }

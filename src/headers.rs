@@ -1,36 +1,34 @@
 //! Header hygiene, request and response side.
 //!
-//! On the way in, in this order (so that nothing a client sends can survive into what the
-//! gateway writes):
+//! On the way in, [`rewrite_request`] writes the upstream's request head from the client's
+//! fields, in one pass and in this order, so that nothing a client sends can survive into what
+//! the gateway writes:
 //!
-//! 1. read the `Connection` header's nominations, then drop every hop-by-hop header (RFC 9110
-//!    §7.6.1) and every nominated one (except `Host` and `Content-Length`, which frame and route
-//!    the request and are rewritten by the gateway anyway);
-//! 2. drop every client copy of an identity header (`user_header`, each `claim_headers` value),
-//!    of `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the like, and of routing-override headers
-//!    (`X-Original-URL`, ...), in any letter case and with `_` in place of `-` (CGI-style servers
-//!    fold `X_Auth_User` into `X-Auth-User`);
-//! 3. write `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, and the
-//!    identity headers from the verified token, exactly once each.
+//! 1. every hop-by-hop field (RFC 9110 §7.6.1) and every field the `Connection` header nominates
+//!    is dropped, and so are the fields the gateway writes itself (`Host`, framing, `Expect`);
+//! 2. every client copy of an identity header (`user_header`, each `claim_headers` value), of
+//!    `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the like, and of routing-override headers
+//!    (`X-Original-URL`, ...) is dropped, in any letter case and with `_` in place of `-`
+//!    (CGI-style servers fold `X_Auth_User` into `X-Auth-User`); a `_` spelling of any field
+//!    named here is dropped too;
+//! 3. `Host`, `X-Forwarded-For` (appended to the client's chain), `X-Forwarded-Proto`,
+//!    `X-Forwarded-Host`, the identity headers from the verified token and the body framing are
+//!    written by the gateway, exactly once each.
+//!
+//! On the way out, [`response_fields`] drops the upstream's hop-by-hop fields and its framing
+//! (each side of the gateway frames its own messages).
 
 use std::net::IpAddr;
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderName, HeaderValue};
 use tracing::debug;
 
 use crate::auth::Identity;
 use crate::config::{spoof_key, AuthConfig};
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::wire::{self, Framing, Header};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
 const HOP_BY_HOP: &[&str] = &[
-    "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
@@ -58,6 +56,8 @@ const ROUTING_OVERRIDES: &[&str] = &[
 const CLIENT_FACTS: &[&str] = &[
     "forwarded",
     "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
     "x-forwarded-port",
     "x-forwarded-ssl",
     "x-forwarded-scheme",
@@ -67,13 +67,34 @@ const CLIENT_FACTS: &[&str] = &[
     "x-cluster-client-ip",
 ];
 
+/// What a request field is, for the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Forwarded as sent (unless `Connection` nominates it).
+    Plain,
+    /// Never forwarded: hop-by-hop, or written by the gateway itself.
+    Drop,
+    /// `Connection`: hop-by-hop, and nominates more hop-by-hop fields.
+    Connection,
+    /// A client copy of an identity header (dropped, and the drop is logged).
+    Identity,
+    /// Spoofable: dropped.
+    Spoofable,
+    /// `X-Forwarded-For`: dropped, its chain kept and extended.
+    ForwardedFor,
+    /// `Authorization`: forwarded when `auth.forward_token`.
+    Authorization,
+    /// `Cookie`: several HTTP/2 fields are joined into one.
+    Cookie,
+}
+
 /// What the rewrite needs from the config, prepared once per (re)load.
 #[derive(Debug, Clone)]
 pub struct HeaderPolicy {
     user_header: HeaderName,
     claim_headers: Vec<HeaderName>,
-    /// Spoof keys (see [`spoof_key`]) of every header a client may not send upstream.
-    stripped: Vec<String>,
+    /// Special names by length, in their spoof key form (see [`spoof_key`]).
+    by_len: Vec<Vec<(Box<[u8]>, Class)>>,
     forward_token: bool,
 }
 
@@ -82,31 +103,62 @@ impl HeaderPolicy {
     pub fn new(auth: &AuthConfig) -> HeaderPolicy {
         let claim_headers: Vec<HeaderName> =
             auth.claim_headers.iter().map(|(_, h)| h.clone()).collect();
-        let stripped = std::iter::once(&auth.user_header)
-            .chain(&claim_headers)
-            .map(|h| h.as_str())
-            .chain(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"])
-            .chain(ROUTING_OVERRIDES.iter().copied())
-            .chain(CLIENT_FACTS.iter().copied())
-            .map(spoof_key)
+        let identity = std::iter::once(&auth.user_header).chain(&claim_headers);
+        // The first class given to a name wins.
+        let named: Vec<(String, Class)> = [("connection", Class::Connection)]
+            .into_iter()
+            .chain(HOP_BY_HOP.iter().map(|n| (*n, Class::Drop)))
+            .chain(["host", "content-length", "expect"].map(|n| (n, Class::Drop)))
+            .chain([
+                ("x-forwarded-for", Class::ForwardedFor),
+                ("authorization", Class::Authorization),
+                ("cookie", Class::Cookie),
+            ])
+            .map(|(n, c)| (n.to_owned(), c))
+            .chain(identity.map(|h| (h.as_str().to_owned(), Class::Identity)))
+            .chain(
+                ROUTING_OVERRIDES
+                    .iter()
+                    .chain(CLIENT_FACTS)
+                    .map(|n| ((*n).to_owned(), Class::Spoofable)),
+            )
             .collect();
+        let mut by_len: Vec<Vec<(Box<[u8]>, Class)>> = Vec::new();
+        for (name, class) in named {
+            let key = spoof_key(&name).into_bytes().into_boxed_slice();
+            if by_len.len() <= key.len() {
+                by_len.resize(key.len() + 1, Vec::new());
+            }
+            if !by_len[key.len()].iter().any(|(k, _)| *k == key) {
+                by_len[key.len()].push((key, class));
+            }
+        }
         HeaderPolicy {
             user_header: auth.user_header.clone(),
             claim_headers,
-            stripped,
+            by_len,
             forward_token: auth.forward_token,
         }
     }
 
-    fn is_stripped(&self, name: &HeaderName) -> bool {
-        let name = name.as_str().as_bytes();
-        self.stripped.iter().any(|key| {
-            key.len() == name.len()
-                && key
-                    .bytes()
-                    .zip(name)
-                    .all(|(k, &n)| k == if n == b'_' { b'-' } else { n })
-        })
+    fn classify(&self, name: &str) -> Class {
+        let name = name.as_bytes();
+        let Some(candidates) = self.by_len.get(name.len()) else {
+            return Class::Plain;
+        };
+        let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+        for (key, class) in candidates {
+            if key.iter().zip(name).all(|(&k, &n)| k == fold(n)) {
+                // A `_` spelling of a special name is never legitimate: drop it, whatever the
+                // name does when spelled with `-`.
+                return match class {
+                    Class::Identity | Class::Spoofable => *class,
+                    _ if name.contains(&b'_') => Class::Spoofable,
+                    _ => *class,
+                };
+            }
+        }
+        Class::Plain
     }
 }
 
@@ -115,8 +167,8 @@ impl HeaderPolicy {
 pub struct ClientInfo {
     /// The peer's address.
     pub ip: IpAddr,
-    /// The same, as a header value (formatted once, not per request).
-    ip_value: HeaderValue,
+    /// The same, formatted once (not per request).
+    ip_text: Box<str>,
     /// `http` or `https`: how the client reached the gateway.
     pub proto: &'static str,
 }
@@ -127,162 +179,199 @@ impl ClientInfo {
         let ip = ip.to_canonical();
         ClientInfo {
             ip,
-            // An IP address always formats to a valid header value.
-            ip_value: HeaderValue::from_str(&ip.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            ip_text: ip.to_string().into_boxed_str(),
             proto,
         }
     }
 }
 
-/// The `Upgrade` value of a request that asks for a protocol switch the gateway tunnels
-/// (WebSocket and the like). `h2c` is never tunnelled (h2c smuggling): such a request is served
-/// as a plain HTTP/1.1 request.
-pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
-    let upgrade = headers.get(UPGRADE)?;
-    let asked = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(tokens)
-        .any(|t| t.eq_ignore_ascii_case("upgrade"));
-    let h2c = upgrade.to_str().map_or(true, |v| {
-        v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))
-    });
-    (asked && !h2c && headers.get_all(UPGRADE).iter().count() == 1).then(|| upgrade.clone())
+/// The request the upstream gets: everything [`rewrite_request`] needs besides the policy.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The method, as the client sent it.
+    pub method: &'a str,
+    /// The normalized path (see [`crate::path`]).
+    pub path: &'a str,
+    /// The query, as the client sent it.
+    pub query: Option<&'a str>,
+    /// The authority the client asked for: the upstream's `Host` and `X-Forwarded-Host`.
+    pub host: Option<&'a [u8]>,
+    /// The client's header fields.
+    pub headers: &'a [Header<'a>],
+    /// The verified caller, if any.
+    pub identity: Option<&'a Identity>,
+    /// The protocol to switch to, for a tunnelled upgrade (WebSocket).
+    pub upgrade: Option<&'a [u8]>,
+    /// How the body will be sent to the upstream.
+    pub framing: Framing,
+    /// Join several `Cookie` fields into one (HTTP/2 clients split them; RFC 9113 §8.2.3).
+    pub join_cookies: bool,
 }
 
-fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
-    v.to_str()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Removes hop-by-hop headers and those the `Connection` header nominates.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(tokens)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| n != HOST && n != CONTENT_LENGTH)
-        .collect();
-    for name in nominated {
-        headers.remove(name);
-    }
-    // One pass over what is there (usually just `connection`), rather than a hashed lookup
-    // of every hop-by-hop name in every request and response.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for name in present {
-        headers.remove(name);
-    }
-}
-
-/// Rewrites a request's headers for the upstream (see the module docs for the order).
-/// `host` is the request's authority as the client sent it, for `X-Forwarded-Host`.
+/// Appends the upstream's HTTP/1.1 request head for `req` to `out` (see the module docs for
+/// what is dropped and what is written).
 pub fn rewrite_request(
-    headers: &mut HeaderMap,
+    out: &mut Vec<u8>,
     policy: &HeaderPolicy,
-    identity: Option<&Identity>,
     client: &ClientInfo,
-    host: Option<&HeaderValue>,
-    upgrade: Option<HeaderValue>,
+    req: &Outgoing<'_>,
 ) {
-    let prior_xff = join_values(headers, &X_FORWARDED_FOR);
-    strip_hop_by_hop(headers);
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| policy.is_stripped(n))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        if name == policy.user_header || policy.claim_headers.contains(&name) {
-            debug!(header = %name, "removed client-sent identity header");
-        }
-        headers.remove(&name);
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path.as_bytes());
+    if let Some(q) = req.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
     }
-    if !policy.forward_token {
-        headers.remove(AUTHORIZATION);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = req.host {
+        field(out, b"host", host);
     }
 
-    let xff = match prior_xff {
-        Some(mut chain) => {
-            chain.push_str(", ");
-            chain.push_str(client.ip_value.to_str().unwrap_or(""));
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
-                .unwrap_or_else(|_| client.ip_value.clone())
-        }
-        None => client.ip_value.clone(),
+    let mut classes = [Class::Plain; wire::MAX_HEADERS];
+    let mut nominating = false;
+    for (h, class) in req.headers.iter().zip(classes.iter_mut()) {
+        *class = policy.classify(h.name);
+        nominating |= *class == Class::Connection;
+    }
+    let nominated = |name: &str| {
+        nominating
+            && req.headers.iter().zip(&classes).any(|(h, c)| {
+                *c == Class::Connection && wire::has_token(h.value, name.as_bytes())
+            })
     };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(client.proto),
-    );
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    let mut forwarded_for = false;
+    let mut cookies = 0;
+    for (h, class) in req.headers.iter().zip(&classes) {
+        match class {
+            Class::Plain if !nominated(h.name) => field(out, h.name.as_bytes(), h.value),
+            Class::Authorization if policy.forward_token && !nominated(h.name) => {
+                field(out, h.name.as_bytes(), h.value);
+            }
+            Class::Cookie if req.join_cookies => cookies += 1,
+            Class::Cookie if !nominated(h.name) => field(out, h.name.as_bytes(), h.value),
+            Class::ForwardedFor => forwarded_for = true,
+            Class::Identity => {
+                debug!(header = h.name, "removed client-sent identity header");
+            }
+            _ => {}
+        }
     }
-    if let Some(upgrade) = upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, upgrade);
+    if cookies > 0 {
+        out.extend_from_slice(b"cookie: ");
+        let values = req
+            .headers
+            .iter()
+            .zip(&classes)
+            .filter(|(_, c)| **c == Class::Cookie);
+        for (i, (h, _)) in values.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(h.value);
+        }
+        out.extend_from_slice(b"\r\n");
     }
-    if let Some(id) = identity {
-        headers.insert(policy.user_header.clone(), id.user.clone());
+
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        // The client's chain, then the address the gateway saw (as nginx's
+        // $proxy_add_x_forwarded_for): only the last entry is the gateway's own observation.
+        let chain = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            .filter(|h| h.value.iter().all(|b| (0x20..0x7f).contains(b)));
+        for h in chain {
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(client.ip_text.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(client.proto.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(host) = req.host {
+        field(out, b"x-forwarded-host", host);
+    }
+    if let Some(upgrade) = req.upgrade {
+        field(out, b"connection", b"upgrade");
+        field(out, b"upgrade", upgrade);
+    }
+    if let Some(id) = req.identity {
+        field(out, policy.user_header.as_str().as_bytes(), id.user.as_bytes());
         for (name, value) in policy.claim_headers.iter().zip(&id.claim_values) {
             if let Some(v) = value {
-                headers.insert(name.clone(), v.clone());
+                field(out, name.as_str().as_bytes(), v.as_bytes());
             }
         }
     }
+    match req.framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            wire::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            field(out, b"transfer-encoding", b"chunked");
+        }
+        Framing::Empty => {}
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Removes hop-by-hop headers from an upstream response; a `101 Switching Protocols` keeps its
-/// `Connection: upgrade` and `Upgrade`.
-pub fn rewrite_response(headers: &mut HeaderMap, switching: bool) {
-    let upgrade = if switching {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    };
-    strip_hop_by_hop(headers);
-    if let Some(upgrade) = upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, upgrade);
-    }
-    // Never relayed by name: hyper frames the response itself.
-    debug_assert!(!headers.contains_key(TRANSFER_ENCODING) && !headers.contains_key(TE));
-    debug_assert!(!headers.contains_key(TRAILER));
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
-/// HTTP/2 clients may split `Cookie` into several fields; an HTTP/1.1 upstream needs one,
-/// joined with `"; "` (RFC 9113 §8.2.3).
-pub fn join_cookies(headers: &mut HeaderMap) {
-    if headers.get_all(COOKIE).iter().nth(1).is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = headers
-        .get_all(COOKIE)
+/// The protocol a request asks to switch to, when the gateway tunnels it (WebSocket and the
+/// like): `Connection: upgrade` and exactly one `Upgrade`. `h2c` is never tunnelled (h2c
+/// smuggling): such a request is served as a plain HTTP/1.1 request.
+pub fn upgrade_request<'a>(headers: &[Header<'a>]) -> Option<&'a [u8]> {
+    let mut upgrades = headers
         .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        headers.insert(COOKIE, v);
-    }
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let upgrade = upgrades.next()?.value;
+    let asked = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| wire::has_token(h.value, b"upgrade"));
+    let h2c = wire::has_token(upgrade, b"h2c") || upgrade.is_empty();
+    (asked && !h2c && upgrades.next().is_none()).then_some(upgrade)
 }
 
-fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-    let first = values.next()?;
-    Some(values.fold(first.to_owned(), |mut acc, v| {
-        acc.push_str(", ");
-        acc.push_str(v);
-        acc
-    }))
+/// The upstream response's fields that reach the client: without hop-by-hop fields, the ones
+/// `Connection` nominates, and `Content-Length` (the gateway frames each side's message itself).
+/// A `101 Switching Protocols` keeps its `Upgrade`; the caller writes `Connection: upgrade`.
+pub fn response_fields<'a, 'h>(
+    headers: &'h [Header<'a>],
+    switching: bool,
+) -> impl Iterator<Item = &'h Header<'a>> {
+    let connection = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"));
+    headers.iter().filter(move |h| {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length")
+        {
+            return false;
+        }
+        if switching && name.eq_ignore_ascii_case("upgrade") {
+            return true;
+        }
+        !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            && !connection
+                .clone()
+                .any(|c| wire::has_token(c.value, name.as_bytes()))
+    })
+}
+
+/// A header value from bytes the gateway checked (identity values, upstream fields).
+pub fn value(bytes: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(bytes).ok()
 }
 
 #[cfg(test)]
@@ -311,115 +400,180 @@ mod tests {
         ClientInfo::new("10.1.2.3".parse().unwrap(), "http")
     }
 
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
+    /// The upstream head for `pairs`, parsed back into (name, value) pairs, lower-case names.
+    fn rewrite(
+        policy: &HeaderPolicy,
+        pairs: &[(&str, &str)],
+        identity: Option<&Identity>,
+        upgrade: Option<&[u8]>,
+    ) -> Vec<(String, String)> {
+        let headers: Vec<Header> = pairs
+            .iter()
+            .map(|(n, v)| Header {
+                name: n,
+                value: v.as_bytes(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        rewrite_request(
+            &mut out,
+            policy,
+            &client(),
+            &Outgoing {
+                method: "GET",
+                path: "/p",
+                query: Some("q=1"),
+                host: Some(b"app.example"),
+                headers: &headers,
+                identity,
+                upgrade,
+                framing: Framing::Empty,
+                join_cookies: false,
+            },
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        text.lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_ascii_lowercase(), v.to_owned())
+            })
+            .collect()
+    }
+
+    fn all<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+        fields
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     #[test]
     fn spoofed_identity_is_replaced_exactly_once() {
         let p = policy("claim_headers = { role = \"X-Auth-Role\" }");
-        let mut h = map(&[
-            ("x-auth-user", "mallory"),
-            ("X-AUTH-USER", "eve"),
-            ("x_auth_user", "trudy"),
-            ("X_Auth_Role", "admin"),
-            ("connection", "x-auth-user, keep-alive"),
-            ("keep-alive", "timeout=5"),
-            ("x-original-url", "/admin"),
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x_forwarded_for", "6.6.6.6"),
-            ("x-forwarded-host", "evil"),
-            ("authorization", "Bearer t"),
-        ]);
-        rewrite_request(
-            &mut h,
+        let f = rewrite(
             &p,
+            &[
+                ("x-auth-user", "mallory"),
+                ("X-AUTH-USER", "eve"),
+                ("x_auth_user", "trudy"),
+                ("X_Auth_Role", "admin"),
+                ("connection", "x-auth-user, keep-alive"),
+                ("keep-alive", "timeout=5"),
+                ("x-original-url", "/admin"),
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x_forwarded_for", "6.6.6.6"),
+                ("x-forwarded-host", "evil"),
+                ("Transfer_Encoding", "chunked"),
+                ("authorization", "Bearer t"),
+            ],
             Some(&identity("alice", None)),
-            &client(),
-            Some(&HeaderValue::from_static("app.example")),
             None,
         );
-        assert_eq!(
-            h.get_all("x-auth-user").iter().collect::<Vec<_>>(),
-            vec!["alice"]
-        );
-        assert!(!h.contains_key("x_auth_user"));
-        assert!(!h.contains_key("x-auth-role") && !h.contains_key("x_auth_role"));
-        assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"));
-        assert!(!h.contains_key("x-original-url") && !h.contains_key("x_forwarded_for"));
-        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
-        assert_eq!(h["x-forwarded-host"], "app.example");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["authorization"], "Bearer t");
+        assert_eq!(all(&f, "x-auth-user"), vec!["alice"]);
+        assert!(all(&f, "x_auth_user").is_empty());
+        assert!(all(&f, "x-auth-role").is_empty() && all(&f, "x_auth_role").is_empty());
+        assert!(all(&f, "connection").is_empty() && all(&f, "keep-alive").is_empty());
+        assert!(all(&f, "x-original-url").is_empty() && all(&f, "x_forwarded_for").is_empty());
+        assert!(all(&f, "transfer_encoding").is_empty());
+        assert_eq!(all(&f, "x-forwarded-for"), vec!["1.1.1.1, 10.1.2.3"]);
+        assert_eq!(all(&f, "x-forwarded-host"), vec!["app.example"]);
+        assert_eq!(all(&f, "x-forwarded-proto"), vec!["http"]);
+        assert_eq!(all(&f, "host"), vec!["app.example"]);
+        assert_eq!(all(&f, "authorization"), vec!["Bearer t"]);
     }
 
     #[test]
     fn anonymous_requests_carry_no_identity() {
         let p = policy("forward_token = false");
-        let mut h = map(&[("x-auth-user", "mallory"), ("authorization", "Bearer t")]);
-        rewrite_request(&mut h, &p, None, &client(), None, None);
-        assert!(!h.contains_key("x-auth-user"));
-        assert!(!h.contains_key("authorization"));
-        assert!(!h.contains_key("x-forwarded-host"));
+        let f = rewrite(
+            &p,
+            &[("x-auth-user", "mallory"), ("authorization", "Bearer t")],
+            None,
+            None,
+        );
+        assert!(all(&f, "x-auth-user").is_empty());
+        assert!(all(&f, "authorization").is_empty());
     }
 
     #[test]
-    fn nominating_framing_headers_does_not_remove_them() {
+    fn framing_fields_are_the_gateways() {
         let p = policy("");
-        let mut h = map(&[
-            ("connection", "content-length, host"),
-            ("content-length", "3"),
-            ("host", "a"),
-        ]);
-        rewrite_request(&mut h, &p, None, &client(), None, None);
-        assert_eq!(h["content-length"], "3");
-        assert_eq!(h["host"], "a");
+        let f = rewrite(
+            &p,
+            &[
+                ("connection", "content-length, host, x-private"),
+                ("content-length", "3"),
+                ("host", "other"),
+                ("x-private", "1"),
+                ("x-public", "2"),
+                ("expect", "100-continue"),
+            ],
+            None,
+            None,
+        );
+        assert!(all(&f, "content-length").is_empty());
+        assert!(all(&f, "expect").is_empty());
+        assert!(all(&f, "x-private").is_empty());
+        assert_eq!(all(&f, "x-public"), vec!["2"]);
+        assert_eq!(all(&f, "host"), vec!["app.example"]);
     }
 
     #[test]
     fn upgrades() {
-        let ws = map(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
-        ]);
-        assert_eq!(upgrade_request(&ws).unwrap(), "websocket");
-        let h2c = map(&[
-            ("connection", "Upgrade, HTTP2-Settings"),
-            ("upgrade", "h2c"),
-        ]);
-        assert!(upgrade_request(&h2c).is_none());
-        let not_asked = map(&[("upgrade", "websocket")]);
-        assert!(upgrade_request(&not_asked).is_none());
-        let mut h = ws.clone();
-        rewrite_request(
-            &mut h,
+        let h = |pairs: &[(&'static str, &'static str)]| -> Vec<Header<'static>> {
+            pairs
+                .iter()
+                .map(|(n, v)| Header {
+                    name: n,
+                    value: v.as_bytes(),
+                })
+                .collect()
+        };
+        let ws = h(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(upgrade_request(&ws), Some(&b"websocket"[..]));
+        let h2c = h(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")]);
+        assert_eq!(upgrade_request(&h2c), None);
+        assert_eq!(upgrade_request(&h(&[("upgrade", "websocket")])), None);
+        let f = rewrite(
             &policy(""),
+            &[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")],
             None,
-            &client(),
-            None,
-            upgrade_request(&ws),
+            Some(b"websocket"),
         );
-        assert_eq!(h["connection"], "upgrade");
-        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(all(&f, "connection"), vec!["upgrade"]);
+        assert_eq!(all(&f, "upgrade"), vec!["websocket"]);
     }
 
     #[test]
     fn response_hop_by_hop_is_dropped() {
-        let mut h = map(&[
-            ("connection", "close, x-internal"),
-            ("x-internal", "1"),
-            ("keep-alive", "5"),
-            ("x-app", "ok"),
-        ]);
-        rewrite_response(&mut h, false);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h["x-app"], "ok");
+        let headers = [
+            Header {
+                name: "Connection",
+                value: b"close, x-internal",
+            },
+            Header {
+                name: "X-Internal",
+                value: b"1",
+            },
+            Header {
+                name: "keep-alive",
+                value: b"5",
+            },
+            Header {
+                name: "Content-Length",
+                value: b"5",
+            },
+            Header {
+                name: "X-App",
+                value: b"ok",
+            },
+        ];
+        let kept: Vec<&str> = response_fields(&headers, false).map(|h| h.name).collect();
+        assert_eq!(kept, vec!["X-App"]);
     }
 }

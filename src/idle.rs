@@ -1,9 +1,15 @@
-//! An I/O wrapper that fails a connection on which nothing was read or written for
-//! `server.idle_timeout` while someone was waiting on it: a client that trickles (or stops
-//! sending) a body, a tunnel with no traffic, a keep-alive connection left open. The timer is
-//! re-armed lazily (activity only records a timestamp), so busy connections pay one clock read
-//! per I/O call, not a timer-wheel update.
+//! Timeouts for waits on a peer.
+//!
+//! * [`Deadline`]: one reusable timer per connection for whichever wait is current (a request
+//!   head, an idle keep-alive connection, the upstream's response head, a stalled body). It is
+//!   armed lazily, only when an I/O call is about to wait, so requests whose bytes are already
+//!   there never read the clock for it, and moving it later is an atomic store in Tokio's timer
+//!   wheel, not a re-registration.
+//! * [`IdleIo`]: an I/O wrapper that fails a connection on which nothing was read or written for
+//!   `server.idle_timeout` while someone was waiting on it (HTTP/2 connections, which hyper
+//!   drives).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +17,65 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// A lazily armed deadline (see the module docs).
+#[derive(Debug)]
+pub struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Deadline::new()
+    }
+}
+
+impl Deadline {
+    /// A disarmed deadline.
+    pub fn new() -> Deadline {
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now() + LONG)),
+            armed: None,
+        }
+    }
+
+    /// Arms the deadline at `at` (unless it already is).
+    pub fn arm(&mut self, at: Instant) {
+        if self.armed != Some(at) {
+            self.sleep.as_mut().reset(at);
+            self.armed = Some(at);
+        }
+    }
+
+    /// Arms the deadline `after` from now, unless it is armed already.
+    pub fn arm_after(&mut self, after: Duration) {
+        if self.armed.is_none() {
+            self.arm(Instant::now() + after);
+        }
+    }
+
+    /// Disarms it: the next wait starts a new deadline.
+    pub fn disarm(&mut self) {
+        self.armed = None;
+    }
+
+    /// True when armed.
+    pub fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Ready once the armed deadline has passed; never while disarmed.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.armed {
+            Some(_) => self.sleep.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Far enough not to fire before it is re-armed.
+const LONG: Duration = Duration::from_secs(24 * 3600);
 
 /// `T` with an idle timeout.
 #[derive(Debug)]
@@ -58,8 +123,6 @@ impl<T> IdleIo<T> {
         }
     }
 }
-
-use std::future::Future;
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(

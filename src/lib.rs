@@ -15,19 +15,22 @@
 //! auth.rs      Bearer extraction, Verifier (built once per config), TokenError
 //! path.rs      request-path normalization (what is routed on is what is forwarded)
 //! route.rs     route table and matching
-//! headers.rs   strip, inject, hop-by-hop, X-Forwarded-*
-//! gateway.rs   the request pipeline, top to bottom, and the access log
-//! proxy.rs     upstream client pool, forwarding, timeouts, upgrades
-//! server.rs    listener, HTTP/1 + HTTP/2, connection limit, graceful drain
+//! headers.rs   strip, inject, hop-by-hop, X-Forwarded-* (writes the upstream's request head)
+//! gateway.rs   the request pipeline, top to bottom, the same for both protocols; access log
+//! wire.rs      HTTP/1.1 message syntax: heads, framing, the chunked coding (pure, no I/O)
+//! http1.rs     serving an HTTP/1 client connection: head, pipeline, forward, keep-alive
+//! http2.rs     serving HTTP/2 (h2, h2c) with hyper, through the same pipeline and pools
+//! proxy.rs     upstream HTTP/1.1 client: pools, forwarding, timeouts, upgrades
+//! server.rs    listener, TLS, protocol choice, connection limit, graceful drain
 //! reload.rs    SIGHUP and file-change reload of config and keys
 //! admin.rs     /healthz /readyz /metrics on the admin listener
 //! metrics.rs   the Prometheus metrics
-//! idle.rs      idle timeout for client connections
+//! idle.rs      deadlines for waits on a peer; idle timeout for HTTP/2 connections
 //! tls.rs       rustls server config (listener) and client config (https upstreams)
 //! invariants.rs the contract's invariants as checks (property tests, fuzz targets)
 //! cache.rs     the verified-token cache (bounded, sharded, per key set)
 //! error.rs     the request-level error enum and its single mapping to responses
-//! body.rs      the one body type (streamed or gateway-written)
+//! body.rs      the HTTP/2 body type (streamed from the upstream or gateway-written)
 //! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
 //! ```
 
@@ -43,6 +46,8 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod http1;
+pub mod http2;
 pub mod idle;
 pub mod invariants;
 pub mod keys;
@@ -53,6 +58,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,313 +1,885 @@
-//! Forwarding: the only step of a request that does I/O with the upstream. A pooled keep-alive
-//! HTTP/1.1 client; bodies stream both ways; `Upgrade`s (WebSocket) are tunnelled once the
-//! upstream answers `101`. Failures map to 502 (refused, reset, garbage, connect timeout) and 504
-//! (no response head within `upstream_timeout`).
+//! Forwarding: the only step of a request that does I/O with the upstream. An HTTP/1.1 client
+//! with a keep-alive pool per upstream: it sends the head the pipeline wrote, streams the
+//! request body (re-framed), reads the response head, and hands out the response body as it
+//! arrives; `101 Switching Protocols` hands over the raw connection for a tunnel.
+//!
+//! Failures map to 502 (refused, reset, garbage, connect timeout) and 504 (no response head
+//! within `upstream_timeout` of the request being sent, or of the upstream last taking body
+//! bytes while the gateway had some to give: an upstream that stops reading an upload is slow
+//! too). An upstream that answers before it has read the whole request body gets no more of it,
+//! and its connection is not reused.
+//!
+//! The pool hands out the most recently used connection first, checks that the upstream has not
+//! closed it while it sat idle, and drops connections idle for [`IDLE_FOR`]. A request without
+//! a body whose reused connection turns out closed before any response byte arrived is retried
+//! once on a new connection, if its method is idempotent (RFC 9110 §9.2.2), as nginx and Go's
+//! client do.
 
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, Version};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
-use crate::body::Body;
 use crate::error::GatewayError;
-use crate::headers;
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
-use tokio::time::Instant;
 
-/// The upstream client: one connection pool shared by every route of a configuration.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Tracked>,
-    timeout: Duration,
+use crate::config::Config;
+use crate::idle::Deadline;
+use crate::route::Route;
+use crate::wire::{
+    self, Chunk, ChunkedDecoder, Framing, ResponseFraming, ResponseHead,
+};
+
+/// Idle connections older than this are not reused.
+pub const IDLE_FOR: Duration = Duration::from_secs(60);
+
+/// Most idle connections kept per upstream.
+const MAX_IDLE: usize = 1024;
+
+/// Read buffer of an upstream connection (grown for larger response heads).
+const BUFFER: usize = 16 * 1024;
+
+/// The upstream pools of one configuration: one per distinct upstream (scheme, authority and
+/// TLS settings), shared by the routes that point there.
+#[derive(Debug)]
+pub struct Upstreams {
+    by_route: Vec<Arc<Origin>>,
 }
 
-impl Upstream {
-    /// A client that connects within `connect_timeout` (TLS handshake included for `https://`
-    /// upstreams, verified with `tls`) and waits `upstream_timeout` for a response head.
-    pub fn new(
-        connect_timeout: Duration,
-        upstream_timeout: Duration,
-        tls: Arc<rustls::ClientConfig>,
-    ) -> Upstream {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Upstream {
-            client,
-            timeout: upstream_timeout,
+impl Upstreams {
+    /// Pools for every route of `config`.
+    pub fn new(config: &Config) -> Upstreams {
+        let mut origins: HashMap<(String, usize), Arc<Origin>> = HashMap::new();
+        let mut by_route: Vec<Option<Arc<Origin>>> = Vec::new();
+        for route in config.routes.iter() {
+            let tls = route.tls.clone().unwrap_or_else(crate::tls::default_client_config);
+            let key = (
+                route.upstream.to_string().to_ascii_lowercase(),
+                Arc::as_ptr(&tls) as usize,
+            );
+            let origin = origins
+                .entry(key)
+                .or_insert_with(|| Arc::new(Origin::new(route, tls, config)))
+                .clone();
+            if by_route.len() <= route.id {
+                by_route.resize(route.id + 1, None);
+            }
+            by_route[route.id] = Some(origin);
+        }
+        Upstreams {
+            by_route: by_route.into_iter().map(Option::unwrap_or_default).collect(),
         }
     }
 
-    /// Sends `req` (its URI already absolute, its headers already rewritten) and returns the
-    /// upstream's response head with a streamed body. When `tunnel` is set and the upstream
-    /// switches protocols, the two upgraded connections are joined in a background task that
-    /// ends when either side closes or `tunnel` turns true (the drain deadline).
-    pub async fn forward(
-        &self,
-        mut req: Request<Body>,
-        tunnel: Option<watch::Receiver<bool>>,
-        route: &str,
-        max_body: Option<u64>,
-    ) -> Result<Response<Body>, GatewayError> {
-        let client_upgrade = tunnel.map(|closing| (hyper::upgrade::on(&mut req), closing));
-        *req.version_mut() = Version::HTTP_11;
-        // upstream_timeout measures the upstream, not the client's upload: it runs from the
-        // end of the request body, or from the last moment the upstream took body data while
-        // the gateway had some to give (an upstream that stops reading is slow too).
-        let timeout = self.timeout;
-        // A request without a body (most GETs) needs no progress tracking: the clock starts now.
-        let progress = (!http_body::Body::is_end_stream(req.body())).then(|| {
-            Arc::new(Mutex::new(Progress {
-                done: false,
-                waiting_for_client: false,
-                last: Instant::now(),
-            }))
-        });
-        let req = req.map(|body| Tracked::new(body, progress.clone(), max_body));
-        let deadline = async move {
-            let Some(progress) = progress else {
-                return tokio::time::sleep(timeout).await;
-            };
-            loop {
-                let (stalled_since, now) = {
-                    let p = progress.lock().unwrap_or_else(|e| e.into_inner());
-                    let stalled = p.done || !p.waiting_for_client;
-                    (stalled.then_some(p.last), Instant::now())
-                };
-                match stalled_since {
-                    Some(since) if now >= since + timeout => return,
-                    Some(since) => tokio::time::sleep_until(since + timeout).await,
-                    // The client is slow to send: not the upstream's fault; look again later.
-                    None => tokio::time::sleep(timeout).await,
-                }
+    /// The pool of `route`'s upstream.
+    pub fn for_route(&self, route: &Route) -> &Arc<Origin> {
+        &self.by_route[route.id]
+    }
+}
+
+/// One upstream: where to connect, how, and its idle connections.
+pub struct Origin {
+    /// `host:port`, resolved at each connect.
+    addr: Box<str>,
+    /// For `https://`: the connector and the name to verify.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+    /// Time allowed for the response head.
+    pub upstream_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+    reaper: std::sync::Once,
+}
+
+impl Default for Origin {
+    /// An origin nothing connects to (a route table never has holes; this fills the type).
+    fn default() -> Self {
+        Origin {
+            addr: "127.0.0.1:0".into(),
+            tls: None,
+            connect_timeout: Duration::ZERO,
+            upstream_timeout: Duration::ZERO,
+            idle: Mutex::default(),
+            reaper: std::sync::Once::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Why forwarding failed.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No connection: refused, unreachable, connect timeout, TLS handshake (502).
+    Connect(io::Error),
+    /// The connection closed or failed before any response byte (502; a reused connection
+    /// may be retried).
+    Closed(io::Error),
+    /// The upstream broke off or sent something that is not HTTP/1.1 (502).
+    Protocol(&'static str),
+    /// No response head in time (504).
+    Timeout,
+    /// The client's request body failed.
+    Client(SourceError),
+    /// The client went away while the gateway waited for the upstream.
+    Abandoned,
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::Connect(e) => write!(f, "connect failed: {e}"),
+            ProxyError::Closed(e) => write!(f, "connection closed: {e}"),
+            ProxyError::Protocol(why) => f.write_str(why),
+            ProxyError::Timeout => f.write_str("no response head within upstream_timeout"),
+            ProxyError::Client(e) => write!(f, "request body: {e:?}"),
+            ProxyError::Abandoned => f.write_str("client went away"),
+        }
+    }
+}
+
+impl ProxyError {
+    /// The answer for this failure (logged here, with the route); `None` when the client went
+    /// away and there is nobody to answer.
+    pub fn into_gateway_error(self, route: &str) -> Option<GatewayError> {
+        Some(match self {
+            ProxyError::Abandoned | ProxyError::Client(SourceError::Broken) => {
+                debug!(route, "client went away");
+                return None;
             }
-        };
-        let res = tokio::select! {
-            res = self.client.request(req) => Ok(res),
-            () = deadline => Err(()),
-        };
-        let res = match res {
-            Err(()) => {
-                warn!(
-                    route,
-                    "upstream sent no response head within upstream_timeout"
-                );
-                return Err(GatewayError::UpstreamTimeout);
+            ProxyError::Timeout => {
+                warn!(route, "upstream sent no response head within upstream_timeout");
+                GatewayError::UpstreamTimeout
             }
-            Ok(Err(e)) if caused_by::<BodyTooLarge>(&e) => {
+            ProxyError::Client(SourceError::TooLarge) => {
                 debug!(route, "request body over max_body_bytes");
-                return Err(GatewayError::PayloadTooLarge);
+                GatewayError::PayloadTooLarge
             }
-            Ok(Err(e)) if client_body_failed(&e) => {
-                // The client's body broke off or was malformed (a bad chunk): the client's fault.
-                debug!(route, error = %error_chain(&e), "request body failed");
-                return Err(GatewayError::BadRequest(
-                    "malformed or incomplete request body",
-                ));
+            ProxyError::Client(SourceError::Malformed(why)) => {
+                debug!(route, why, "request body failed");
+                GatewayError::BadRequest("malformed or incomplete request body")
             }
-            Ok(Err(e)) => {
-                warn!(route, error = %error_chain(&e), connect = e.is_connect(), "upstream request failed");
-                return Err(GatewayError::UpstreamUnavailable);
+            e @ (ProxyError::Connect(_) | ProxyError::Closed(_) | ProxyError::Protocol(_)) => {
+                warn!(route, error = %e, "upstream request failed");
+                GatewayError::UpstreamUnavailable
             }
-            Ok(Ok(res)) => res,
+        })
+    }
+}
+
+/// Why a request body from the client could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceError {
+    /// Malformed (a bad chunk) or cut short: the client's fault (400).
+    Malformed(&'static str),
+    /// Over the route's `max_body_bytes` (413).
+    TooLarge,
+    /// The client stopped sending for `idle_timeout`, or its connection failed.
+    Broken,
+}
+
+/// A request body the gateway sends upstream: buffered bytes, given out and then consumed,
+/// like `AsyncBufRead`.
+pub trait BodySource {
+    /// Polls for body bytes: an empty slice once the body is complete.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>>;
+    /// Marks the first `n` bytes of the last fill as sent.
+    fn consume(&mut self, n: usize);
+    /// While waiting for the response: ready when the client has gone away.
+    fn poll_abandoned(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// A request without a body.
+#[derive(Debug)]
+pub struct NoBody;
+
+impl BodySource for NoBody {
+    fn poll_fill(&mut self, _cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
+        Poll::Ready(Ok(&[]))
+    }
+
+    fn consume(&mut self, _n: usize) {}
+}
+
+/// The upstream's answer to [`Origin::exchange`].
+#[derive(Debug)]
+pub struct Answer<R> {
+    /// The connection, positioned at the response body.
+    pub conn: Conn,
+    /// What `on_head` made of the response head.
+    pub head: R,
+    /// The response's framing.
+    pub framing: ResponseFraming,
+    /// The whole request body was sent (false when the upstream answered early).
+    pub request_sent: bool,
+    /// The response status.
+    pub status: u16,
+}
+
+impl Origin {
+    fn new(route: &Route, tls: Arc<rustls::ClientConfig>, config: &Config) -> Origin {
+        let https = route.upstream.scheme_str() == Some("https");
+        let authority = route.upstream.authority().map_or("", |a| a.as_str());
+        let host = route.upstream.host().unwrap_or("");
+        let addr = match route.upstream.port_u16() {
+            Some(_) => authority.to_owned(),
+            None => format!("{authority}:{}", if https { 443 } else { 80 }),
         };
-        let mut res = res;
-        let switching = res.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let Some((client_upgrade, mut closing)) = client_upgrade.filter(|_| switching) else {
-            if switching {
-                // The upstream switched protocols the client did not ask the gateway to tunnel.
-                warn!(
-                    route,
-                    "upstream answered 101 to a request that was not an upgrade"
-                );
-                return Err(GatewayError::UpstreamUnavailable);
-            }
-            let (mut parts, body) = res.into_parts();
-            headers::rewrite_response(&mut parts.headers, false);
-            return Ok(Response::from_parts(parts, Body::from(body)));
+        // IPv6 literals come bracketed in URIs; a server name is the bare address.
+        let name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let tls = https
+            .then(|| Some((TlsConnector::from(tls), ServerName::try_from(name).ok()?)))
+            .flatten();
+        Origin {
+            addr: addr.into_boxed_str(),
+            tls,
+            connect_timeout: config.server.connect_timeout,
+            upstream_timeout: config.server.upstream_timeout,
+            idle: Mutex::default(),
+            reaper: std::sync::Once::new(),
+        }
+    }
+
+    /// Sends a request (`head`, then the body from `body`, framed as `framing`) and waits for
+    /// the response head, which `on_head` sees before its bytes are consumed. `deadline` is
+    /// the caller's upstream deadline, reused across requests; `sent` is when forwarding began.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange<S: BodySource, R>(
+        self: &Arc<Self>,
+        deadline: &mut Deadline,
+        request_head: &[u8],
+        body: &mut S,
+        framing: Framing,
+        request: RequestKind,
+        sent: Instant,
+        mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> R,
+    ) -> Result<Answer<R>, ProxyError> {
+        let mut conn = match self.take_idle(sent) {
+            Some(conn) => conn,
+            None => self.connect().await?,
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut res);
-        let (mut parts, _empty) = res.into_parts();
-        headers::rewrite_response(&mut parts.headers, true);
-        let route = route.to_owned();
-        tokio::spawn(async move {
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((client, upstream)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    tokio::select! {
-                        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                            debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed");
-                        }
-                        _ = closing.wait_for(|closing| *closing) => {
-                            debug!(route, "tunnel closed by the drain deadline");
+        let first = self
+            .send(
+                &mut conn,
+                deadline,
+                request_head,
+                body,
+                framing,
+                request,
+                sent,
+                &mut on_head,
+            )
+            .await;
+        let answered = match first {
+            Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
+                debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
+                conn = self.connect().await?;
+                self.send(
+                    &mut conn,
+                    deadline,
+                    request_head,
+                    body,
+                    framing,
+                    request,
+                    sent,
+                    &mut on_head,
+                )
+                .await?
+            }
+            other => other?,
+        };
+        let (head, response_framing, status, request_sent) = answered;
+        Ok(Answer {
+            conn,
+            head,
+            framing: response_framing,
+            request_sent,
+            status,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send<S: BodySource, R>(
+        &self,
+        conn: &mut Conn,
+        deadline: &mut Deadline,
+        head: &[u8],
+        body: &mut S,
+        framing: Framing,
+        request: RequestKind,
+        sent: Instant,
+        on_head: &mut impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> R,
+    ) -> Result<(R, ResponseFraming, u16, bool), ProxyError> {
+        conn.responded = false;
+        conn.io.write_all(head).await.map_err(ProxyError::Closed)?;
+        let mut upload = (framing != Framing::Empty).then(|| Upload::new(framing));
+        if upload.is_none() {
+            conn.io.flush().await.map_err(ProxyError::Closed)?;
+        }
+        deadline.disarm();
+        let timeout = self.upstream_timeout;
+        poll_fn(|cx| {
+            // An answer (even an early one) ends the exchange.
+            if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
+                return Poll::Ready(r.map(|(h, f, s)| (h, f, s, upload.is_none())));
+            }
+            if let Some(u) = &mut upload {
+                match u.poll(cx, &mut conn.io, body) {
+                    Poll::Ready(Ok(())) => {
+                        upload = None;
+                        // upstream_timeout runs from the end of the body.
+                        deadline.disarm();
+                        deadline.arm_after(timeout);
+                        // The body is out; the answer may already be there.
+                        if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
+                            return Poll::Ready(r.map(|(h, f, s)| (h, f, s, true)));
                         }
                     }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending if u.writer_blocked => deadline.arm_after(timeout),
+                    // Waiting for the client: not the upstream's time.
+                    Poll::Pending => deadline.disarm(),
                 }
-                Err(e) => debug!(route, error = %e, "upgrade failed"),
+            }
+            if upload.is_none() {
+                if body.poll_abandoned(cx).is_ready() {
+                    return Poll::Ready(Err(ProxyError::Abandoned));
+                }
+                if !deadline.is_armed() {
+                    // No body: upstream_timeout runs from when the request was forwarded.
+                    deadline.arm(sent + timeout);
+                }
+            }
+            match deadline.poll_expired(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(ProxyError::Timeout)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn take_idle(&self, now: Instant) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(Idle { conn, since }) = idle.pop() {
+            if now.saturating_duration_since(since) >= IDLE_FOR {
+                // The rest are older still.
+                idle.clear();
+                return None;
+            }
+            if conn.is_usable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange ended cleanly to the pool.
+    pub fn release(self: &Arc<Self>, mut conn: Conn, now: Instant) {
+        if conn.pos != conn.end || !conn.body_done() {
+            // Bytes after the response: not a connection to trust with another request.
+            return;
+        }
+        conn.reused = true;
+        self.reaper.call_once(|| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(reap(Arc::downgrade(self)));
             }
         });
-        Ok(Response::from_parts(parts, Body::empty()))
-    }
-}
-
-/// True when `E` is somewhere in `e`'s chain of sources.
-fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<E>() {
-            return true;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle { conn, since: now });
         }
-        cur = err.source();
     }
-    false
-}
 
-/// True when sending failed because the request body (from the client) failed.
-fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        if let Some(h) = src.downcast_ref::<hyper::Error>() {
-            if h.is_user() {
-                return true;
-            }
-        }
-        cur = src.source();
-    }
-    false
-}
-
-/// An error with its sources, for the log (never contains request data).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}
-
-/// How far the request body has gone, for `upstream_timeout`.
-#[derive(Debug)]
-struct Progress {
-    /// The body has been sent in full (or failed).
-    done: bool,
-    /// The upstream asked for more body and the client has not sent it yet.
-    waiting_for_client: bool,
-    /// When `done` or the last body frame was handed over.
-    last: Instant,
-}
-
-/// A request body that records its progress (see [`Progress`]).
-#[derive(Debug)]
-pub struct Tracked {
-    inner: Body,
-    progress: Option<Arc<Mutex<Progress>>>,
-    limit: Option<u64>,
-    received: u64,
-}
-
-impl Tracked {
-    fn new(inner: Body, progress: Option<Arc<Mutex<Progress>>>, limit: Option<u64>) -> Tracked {
-        let t = Tracked {
-            inner,
-            progress,
-            limit,
-            received: 0,
+    async fn connect(&self) -> Result<Conn, ProxyError> {
+        let connect = async {
+            let tcp = TcpStream::connect(&*self.addr).await?;
+            tcp.set_nodelay(true)?;
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+            socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
+            Ok::<_, io::Error>(match &self.tls {
+                None => Stream::Tcp(tcp),
+                Some((connector, name)) => {
+                    Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                }
+            })
         };
-        if http_body::Body::is_end_stream(&t.inner) {
-            t.update(true, false);
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(io)) => Ok(Conn::new(io)),
+            Ok(Err(e)) => Err(ProxyError::Connect(e)),
+            Err(_) => Err(ProxyError::Connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect_timeout",
+            ))),
         }
-        t
     }
+}
 
-    fn update(&self, done: bool, waiting_for_client: bool) {
-        let Some(progress) = &self.progress else {
+/// Drops expired and closed idle connections every few seconds, so that an upstream's closed
+/// connections do not linger while no request comes; ends with its configuration.
+async fn reap(origin: Weak<Origin>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(origin) = origin.upgrade() else {
             return;
         };
-        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-        if !p.done {
-            p.done = done;
-            p.waiting_for_client = waiting_for_client;
-            p.last = Instant::now();
+        let now = Instant::now();
+        let mut idle = origin.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|i| now.saturating_duration_since(i.since) < IDLE_FOR && i.conn.is_usable());
+    }
+}
+
+/// What the upstream needs to know about the request to read its answer and to retry it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKind {
+    /// A `HEAD` request (its response has no body, whatever it declares).
+    pub head: bool,
+    /// No body and an idempotent method: safe to send again on a new connection.
+    pub retryable: bool,
+}
+
+impl RequestKind {
+    /// The kind of a request with `method` and a body framed as `framing`.
+    pub fn new(method: &str, framing: Framing) -> RequestKind {
+        RequestKind {
+            head: method == "HEAD",
+            retryable: framing == Framing::Empty
+                && matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         }
     }
 }
 
-/// The request body went over the route's `max_body_bytes`.
+/// Writes a body from a [`BodySource`] to `W`, chunk-framed or as it is: the request body to
+/// the upstream, and the response body to an HTTP/1 client.
 #[derive(Debug)]
-pub struct BodyTooLarge;
+pub struct Upload {
+    chunked: bool,
+    /// Framing bytes to write before anything else (a chunk header, a CRLF, the last chunk).
+    frame: [u8; 18],
+    frame_len: u8,
+    frame_pos: u8,
+    /// Bytes of the current piece still to write.
+    left: usize,
+    finished: bool,
+    /// Body bytes written so far.
+    pub written: u64,
+    /// The last `Pending` was the writer not taking bytes (rather than the source not having
+    /// any).
+    pub writer_blocked: bool,
+}
 
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body over max_body_bytes")
+impl Upload {
+    /// Writes the body chunk-framed (`Framing::Chunked`) or as it is (any other framing).
+    pub fn new(framing: Framing) -> Upload {
+        Upload {
+            chunked: framing == Framing::Chunked,
+            frame: [0; 18],
+            frame_len: 0,
+            frame_pos: 0,
+            left: 0,
+            finished: false,
+            written: 0,
+            writer_blocked: false,
+        }
+    }
+
+    fn set_frame(&mut self, bytes: &[u8]) {
+        self.frame[..bytes.len()].copy_from_slice(bytes);
+        self.frame_len = bytes.len() as u8;
+        self.frame_pos = 0;
+    }
+
+    /// Polls the copy forward: ready once the whole body is written and flushed.
+    pub fn poll<S: BodySource, W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+        body: &mut S,
+    ) -> Poll<Result<(), ProxyError>> {
+        let write_failed = ProxyError::Closed;
+        loop {
+            if self.frame_pos < self.frame_len {
+                let bytes = &self.frame[usize::from(self.frame_pos)..usize::from(self.frame_len)];
+                self.writer_blocked = true;
+                let n = ready!(Pin::new(&mut *io).poll_write(cx, bytes)).map_err(write_failed)?;
+                if n == 0 {
+                    return Poll::Ready(Err(ProxyError::Closed(io::ErrorKind::WriteZero.into())));
+                }
+                self.frame_pos += n as u8;
+                continue;
+            }
+            if self.finished {
+                self.writer_blocked = true;
+                ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(write_failed)?;
+                return Poll::Ready(Ok(()));
+            }
+            self.writer_blocked = false;
+            let data = match body.poll_fill(cx) {
+                Poll::Ready(Ok(data)) => data,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ProxyError::Client(e))),
+                Poll::Pending => {
+                    // Push out what was written while the source is slow.
+                    self.writer_blocked = true;
+                    ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(write_failed)?;
+                    self.writer_blocked = false;
+                    return Poll::Pending;
+                }
+            };
+            if self.left == 0 {
+                if data.is_empty() {
+                    self.finished = true;
+                    if self.chunked {
+                        self.set_frame(wire::LAST_CHUNK);
+                    }
+                    continue;
+                }
+                self.left = data.len();
+                if self.chunked {
+                    let mut header = [0u8; 18];
+                    let len = wire::chunk_header(data.len(), &mut header).len();
+                    self.frame = header;
+                    self.frame_len = len as u8;
+                    self.frame_pos = 0;
+                    continue;
+                }
+            }
+            let data = &data[..self.left.min(data.len())];
+            self.writer_blocked = true;
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, data)).map_err(write_failed)?;
+            if n == 0 {
+                return Poll::Ready(Err(ProxyError::Closed(io::ErrorKind::WriteZero.into())));
+            }
+            body.consume(n);
+            self.left -= n;
+            self.written += n as u64;
+            if self.left == 0 && self.chunked {
+                self.set_frame(b"\r\n");
+            }
+        }
     }
 }
 
-impl std::error::Error for BodyTooLarge {}
+/// A response body, read from the upstream connection, as a [`BodySource`].
+#[derive(Debug)]
+pub struct ResponseBody<'a>(pub &'a mut Conn);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+impl BodySource for ResponseBody<'_> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
+        self.0
+            .poll_body(cx)
+            .map_err(|_| SourceError::Broken)
+    }
 
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = BoxError;
+    fn consume(&mut self, n: usize) {
+        self.0.consume(n);
+    }
+}
 
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match polled {
-            Poll::Ready(None) => {
-                self.update(true, false);
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.update(true, false);
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                self.received += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if self.limit.is_some_and(|limit| self.received > limit) {
-                    self.update(true, false);
-                    return Poll::Ready(Some(Err(BodyTooLarge.into())));
+/// A connection to an upstream, with what was read from it and not yet used.
+#[derive(Debug)]
+pub struct Conn {
+    io: Stream,
+    buf: Box<[u8]>,
+    /// Unread bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// Body bytes given out and not yet consumed: `buf[data]`.
+    data: Range<usize>,
+    reading: Reading,
+    /// It came from the pool.
+    reused: bool,
+    /// Some response byte arrived for the current request.
+    responded: bool,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+impl Conn {
+    fn new(io: Stream) -> Conn {
+        Conn {
+            io,
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            data: 0..0,
+            reading: Reading::Done,
+            reused: false,
+            responded: false,
+        }
+    }
+
+    /// An idle connection is usable when the upstream has neither closed it nor sent anything
+    /// (an idle HTTP/1.1 connection has nothing to say). Uses the readiness the reactor already
+    /// has; reads only when it says something might be there.
+    fn is_usable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match &self.io {
+            Stream::Tcp(tcp) => match tcp.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                Poll::Ready(Ok(())) => {
+                    matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
                 }
-                let done = http_body::Body::is_end_stream(&self.inner);
-                self.update(done, false);
-                Poll::Ready(Some(Ok(frame)))
+            },
+            Stream::Tls(tls) => tls.get_ref().0.poll_read_ready(&mut cx).is_pending(),
+        }
+    }
+
+    /// Reads more into the buffer; `Ok(0)` at EOF.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            } else {
+                let mut bigger = vec![0; self.buf.len() * 2].into_boxed_slice();
+                bigger[..self.end].copy_from_slice(&self.buf[..self.end]);
+                self.buf = bigger;
             }
-            Poll::Pending => {
-                self.update(false, true);
-                Poll::Pending
+        }
+        let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_head<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        head_request: bool,
+        on_head: &mut impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> R,
+    ) -> Poll<Result<(R, ResponseFraming, u16), ProxyError>> {
+        loop {
+            if self.pos < self.end {
+                let mut slots = wire::header_slots();
+                match wire::parse_response(&self.buf[self.pos..self.end], &mut slots) {
+                    Ok(Some(head)) if head.status < 200 && head.status != 101 => {
+                        // Interim responses (100 Continue, 103 Early Hints) are not relayed:
+                        // the gateway answers `Expect` itself.
+                        self.pos += head.len;
+                        continue;
+                    }
+                    Ok(Some(head)) => {
+                        let framing =
+                            wire::response_framing(&head, head_request).map_err(ProxyError::Protocol)?;
+                        let out = on_head(&head, &framing);
+                        let status = head.status;
+                        self.pos += head.len;
+                        self.reading = match framing.framing {
+                            Framing::Empty => Reading::Done,
+                            Framing::Length(n) => Reading::Length(n),
+                            Framing::Chunked => Reading::Chunked(ChunkedDecoder::new()),
+                            Framing::UntilClose => Reading::UntilClose,
+                        };
+                        return Poll::Ready(Ok((out, framing, status)));
+                    }
+                    Ok(None) => {}
+                    Err(why) => return Poll::Ready(Err(ProxyError::Protocol(why))),
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) if !self.responded => {
+                    return Poll::Ready(Err(ProxyError::Closed(io::ErrorKind::UnexpectedEof.into())))
+                }
+                Ok(0) => return Poll::Ready(Err(ProxyError::Protocol("response head cut short"))),
+                Ok(_) => self.responded = true,
+                Err(e) if !self.responded => return Poll::Ready(Err(ProxyError::Closed(e))),
+                Err(_) => return Poll::Ready(Err(ProxyError::Protocol("response head cut short"))),
             }
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    /// Body bytes already read, without I/O: `None` when more must be read first.
+    pub fn buffered_body(&mut self) -> Result<Option<&[u8]>, ProxyError> {
+        if self.data.is_empty() && !self.decode()? {
+            return Ok(None);
+        }
+        Ok(Some(&self.buf[self.data.clone()]))
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    /// Decodes the next body bytes from the buffer into `data`; false when more must be read.
+    /// At the end of the body, `data` stays empty and this returns true.
+    fn decode(&mut self) -> Result<bool, ProxyError> {
+        let avail = self.end - self.pos;
+        match &mut self.reading {
+            Reading::Done => return Ok(true),
+            Reading::Length(left) => {
+                if avail == 0 {
+                    return Ok(false);
+                }
+                let n = avail.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                if *left == 0 {
+                    self.reading = Reading::Done;
+                }
+                self.data = self.pos..self.pos + n;
+                self.pos += n;
+            }
+            Reading::Chunked(dec) => loop {
+                if self.pos == self.end {
+                    return Ok(false);
+                }
+                let (used, chunk) = dec
+                    .decode(&self.buf[self.pos..self.end])
+                    .map_err(|e| ProxyError::Protocol(e.0))?;
+                let at = self.pos;
+                self.pos += used;
+                match chunk {
+                    Chunk::Data(r) => {
+                        self.data = at + r.start..at + r.end;
+                        break;
+                    }
+                    Chunk::End => {
+                        self.reading = Reading::Done;
+                        return Ok(true);
+                    }
+                    Chunk::More => {}
+                }
+            },
+            Reading::UntilClose => {
+                if avail == 0 {
+                    return Ok(false);
+                }
+                self.data = self.pos..self.end;
+                self.pos = self.end;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Polls the next response body bytes: an empty slice at the end of the body. They stay
+    /// given out until [`Conn::consume`].
+    pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], ProxyError>> {
+        loop {
+            if !self.data.is_empty() || self.decode()? {
+                return Poll::Ready(Ok(&self.buf[self.data.clone()]));
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) if matches!(self.reading, Reading::UntilClose) => {
+                    self.reading = Reading::Done
+                }
+                Ok(0) => return Poll::Ready(Err(ProxyError::Protocol("response body cut short"))),
+                Ok(_) => {}
+                Err(_) => return Poll::Ready(Err(ProxyError::Protocol("response body cut short"))),
+            }
+        }
+    }
+
+    /// Marks `n` body bytes as passed on.
+    pub fn consume(&mut self, n: usize) {
+        self.data.start += n;
+    }
+
+    /// True once the whole response body was read and passed on.
+    pub fn body_done(&self) -> bool {
+        self.data.is_empty() && matches!(self.reading, Reading::Done)
+    }
+
+    /// The connection for a tunnel, and what the upstream sent after its `101` head.
+    pub fn into_tunnel(self) -> (Stream, Vec<u8>) {
+        (self.io, self.buf[self.pos..self.end].to_vec())
+    }
+}
+
+/// A connection to an upstream: plain TCP or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// `http://`.
+    Tcp(TcpStream),
+    /// `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

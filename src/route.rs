@@ -54,6 +54,8 @@ impl ClaimValue {
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Position in the config (`[[route]]` order, among the valid ones): indexes per-route state.
+    pub id: usize,
     /// A stable name for logs and metrics: host (if any) followed by the path prefix.
     pub name: std::sync::Arc<str>,
     /// Normalized path prefix, without a trailing `/` (except the root `/`).
@@ -208,6 +210,7 @@ mod tests {
 
     fn route(host: Option<&str>, path: &str) -> Route {
         Route {
+            id: 0,
             name: format!("{}{}", host.unwrap_or(""), path).into(),
             path: path.into(),
             host: host.map(Into::into),

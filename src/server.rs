@@ -1,24 +1,49 @@
 //! The public listener: accepts connections (at most `server.max_connections` at once), serves
-//! HTTP/1.1 and HTTP/2 (prior knowledge, "h2c") on the same port, and drains on shutdown: stop
-//! accepting, let in-flight requests finish within `server.drain_timeout`, then return.
+//! HTTP/1.1 (`http1.rs`) and HTTP/2 (`http2.rs`: by prior knowledge, "h2c", or by ALPN over
+//! TLS) on the same port, and drains on shutdown: stop accepting, close idle connections, let
+//! in-flight requests finish within `server.drain_timeout`, then return.
 
-use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::gateway::Gateway;
 use crate::headers::ClientInfo;
-use crate::idle::IdleIo;
+use crate::http1::{self, Ending};
+use crate::http2;
+
+/// The drain signal connections watch: set once, when the gateway starts draining.
+#[derive(Debug, Default)]
+pub struct Closing {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Closing {
+    /// True once draining.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Starts the drain: wakes every connection waiting for a request.
+    pub fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Completes when the drain starts (if created before it does; check [`Closing::is_set`]
+    /// after creating it).
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
 
 /// Serves `listener` until `shutdown` completes, then drains. Returns when every connection has
 /// finished or `drain_timeout` (read from the config current at shutdown) has passed.
@@ -27,26 +52,10 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let server = gateway.current().config.server.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Both protocols on one port: HTTP/2 by prior knowledge (h2c) or by ALPN over TLS.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_headers(server.max_headers)
-        .max_buf_size(server.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        // No server-initiated keep-alive pings: they would count as activity and keep idle
-        // HTTP/2 connections open past idle_timeout.
-        .max_header_list_size(server.max_header_bytes as u32);
-    // Shared, not cloned per connection: every connection borrows the one builder.
-    let builder = Arc::new(builder);
-    let limit = Arc::new(Semaphore::new(server.max_connections));
-    let graceful = GracefulShutdown::new();
+    let max = gateway.current().config.server.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
+    let closing = Arc::new(Closing::default());
+    let h2 = Arc::new(http2::builder(&gateway.current().config.server));
     let local = listener.local_addr()?;
     info!(listen = %local, "listening");
     gateway.set_ready(true);
@@ -74,60 +83,58 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let rt = gateway.current();
         // The TLS settings current now: a reload with a renewed certificate applies to new
         // connections.
-        let tls = gateway
-            .current()
-            .config
-            .server
-            .tls
-            .as_ref()
-            .map(|t| t.config.clone());
+        let tls = rt.config.server.tls.as_ref().map(|t| t.config.clone());
+        let handshake_timeout = rt.config.server.header_read_timeout;
+        drop(rt);
         let client = ClientInfo::new(peer.ip(), if tls.is_some() { "https" } else { "http" });
-        let (gw, builder, watcher) = (gateway.clone(), builder.clone(), graceful.watcher());
-        let open = gateway.metrics.open_connections.clone();
-        let handshake_timeout = server.header_read_timeout;
-        let stream = IdleIo::new(stream, server.idle_timeout);
-        open.inc();
+        let (gw, closing, h2) = (gateway.clone(), closing.clone(), h2.clone());
+        gateway.metrics.open_connections.inc();
         tokio::spawn(async move {
-            let served = match tls {
-                None => serve_connection(&builder, watcher, stream, gw, client).await,
+            match tls {
+                None => serve_plain(stream, gw.clone(), client, closing, &h2).await,
                 Some(config) => {
                     let accept = TlsAcceptor::from(config).accept(stream);
                     match tokio::time::timeout(handshake_timeout, accept).await {
-                        Ok(Ok(tls)) => serve_connection(&builder, watcher, tls, gw, client).await,
-                        Ok(Err(e)) => Err(e.into()),
-                        Err(_) => Err("TLS handshake timed out".into()),
+                        Ok(Ok(tls)) => {
+                            let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            if h2_alpn {
+                                http2::serve(tls, gw.clone(), client, closing, &h2).await;
+                            } else if let Ending::Http2(..) =
+                                http1::serve(tls, gw.clone(), client, closing).await
+                            {
+                                debug!(peer = %peer, "h2 preface over TLS without ALPN h2");
+                            }
+                        }
+                        Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
                     }
                 }
-            };
-            if let Err(e) = served {
-                debug!(peer = %peer, error = %e, "connection ended with an error");
             }
-            open.dec();
+            gw.metrics.open_connections.dec();
             drop(permit);
         });
     }
 
     gateway.set_ready(false);
     drop(listener);
+    closing.set();
     let drain = gateway.current().config.server.drain_timeout;
     info!(
-        connections = graceful.count(),
+        connections = max - limit.available_permits(),
         tunnels = gateway.open_tunnels(),
         drain_timeout = ?drain,
         "draining"
     );
-    let tunnels_done = async {
-        while gateway.open_tunnels() > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let all_done = async { tokio::join!(graceful.shutdown(), tunnels_done) };
+    // Every connection holds a permit: all of them back means all connections are done.
+    let all_done = limit.acquire_many(u32::try_from(max).unwrap_or(u32::MAX));
     match tokio::time::timeout(drain, all_done).await {
         Ok(_) => info!("drained"),
         Err(_) => {
             error!(
+                connections = max - limit.available_permits(),
                 tunnels = gateway.open_tunnels(),
                 "drain_timeout passed with connections still open; closing them"
             );
@@ -137,25 +144,17 @@ pub async fn serve(
     Ok(())
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    io: I,
+async fn serve_plain(
+    stream: TcpStream,
     gateway: Arc<Gateway>,
     client: ClientInfo,
-) -> Result<(), BoxError>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let gw = gateway.clone();
-        // Boxed: hyper keeps one slot per connection for the service future, sized for it, for
-        // the connection's whole life; a box keeps idle connections small (README: memory).
-        let client = client.clone();
-        Box::pin(async move { Ok::<_, Infallible>(gw.handle(req, client).await) })
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    watcher.watch(conn).await
+    closing: Arc<Closing>,
+    h2: &http2::Builder,
+) {
+    if let Ending::Http2(stream, read) =
+        http1::serve(stream, gateway.clone(), client.clone(), closing.clone()).await
+    {
+        let io = http2::Rewind::new(read, stream);
+        http2::serve(io, gateway, client, closing, h2).await;
+    }
 }

@@ -75,5 +75,8 @@ fn client_with_roots(roots: RootCertStore) -> Arc<ClientConfig> {
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    // The upstream client speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }

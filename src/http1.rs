@@ -1,0 +1,1047 @@
+//! Serving one HTTP/1.x client connection, request after request:
+//!
+//! 1. wait for a request head (`header_read_timeout` for the first; `idle_timeout` between
+//!    keep-alive requests, then `header_read_timeout` once a head has begun); an idle
+//!    connection holds no buffer, and a drain closes it;
+//! 2. parse it (`wire.rs`) and run the pipeline (`gateway.rs`) on it, synchronously: the
+//!    upstream's request head comes out, or a refusal;
+//! 3. forward (`proxy.rs`): the request body is decoded and re-framed for the upstream, the
+//!    response head is rewritten for the client, the response body streams back (small ones go
+//!    out with the head in one write);
+//! 4. keep the connection for the next request, or close it (`Connection: close`, HTTP/1.0, a
+//!    refused or half-sent body, a drain, an upstream that broke off).
+//!
+//! `101 Switching Protocols` turns the connection into a tunnel. A connection that starts with
+//! the HTTP/2 preface is handed to `http2.rs` (h2c by prior knowledge).
+//!
+//! The gateway writes its own framing on both sides and never forwards a client's framing
+//! bytes, so a body is never parsed as a request by either side (request smuggling).
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::GatewayError;
+use crate::gateway::{Forward, Gateway, Inbound, Protocol, Record, Runtime};
+use crate::headers::{self, ClientInfo};
+use crate::idle::{Deadline, IdleIo};
+use crate::proxy::{
+    Answer, BodySource, ProxyError, RequestKind, ResponseBody, SourceError, Upload,
+};
+use crate::server::Closing;
+use crate::wire::{self, ChunkedDecoder, Framing, HeadError, ResponseFraming, ResponseHead, Version};
+
+/// What a client connection can be read from and written to.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready when there may be something to read, without a read buffer (an idle connection
+    /// holds none). The default says "maybe" at once.
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ending<T> {
+    /// Closed (by either side, a timeout, or a drain).
+    Closed,
+    /// It began with the HTTP/2 preface: serve it as HTTP/2, with what was read so far.
+    Http2(T, Vec<u8>),
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A response body up to this size that is already read goes out with the head, in one write.
+const COALESCE: usize = 16 * 1024;
+
+/// Serves `io` until the connection closes (or turns out to be HTTP/2).
+pub async fn serve<T: Transport>(
+    io: T,
+    gateway: Arc<Gateway>,
+    client: ClientInfo,
+    closing: Arc<Closing>,
+) -> Ending<T> {
+    let mut conn = Connection {
+        io,
+        gateway,
+        client,
+        closing,
+        input: Input::default(),
+        out: Vec::new(),
+        client_deadline: Deadline::new(),
+        upstream_deadline: Deadline::new(),
+    };
+    let ending = conn.run().await;
+    conn.input.release();
+    buffers::give_out(std::mem::take(&mut conn.out));
+    match ending {
+        Run::Closed => Ending::Closed,
+        Run::Http2 => {
+            let read = conn.input.take_all();
+            Ending::Http2(conn.io, read)
+        }
+    }
+}
+
+enum Run {
+    Closed,
+    Http2,
+}
+
+/// What waiting for a head gave.
+enum Wait {
+    /// The buffer may hold a complete head.
+    Head,
+    /// Close quietly: EOF, timeout, drain, an I/O error.
+    Close,
+    /// The head is larger than `max_header_bytes`.
+    TooLarge,
+    /// The HTTP/2 preface.
+    Http2,
+}
+
+/// Whether the connection carries another request.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close, after letting the client finish sending what it was sending (a refused body).
+    Linger,
+}
+
+struct Connection<T> {
+    io: T,
+    gateway: Arc<Gateway>,
+    client: ClientInfo,
+    closing: Arc<Closing>,
+    input: Input,
+    /// Heads the gateway writes (to the upstream, then to the client).
+    out: Vec<u8>,
+    client_deadline: Deadline,
+    upstream_deadline: Deadline,
+}
+
+/// A parsed, checked request: what the exchange needs after the head's bytes are gone.
+struct Planned<'r> {
+    result: Result<Forward<'r>, GatewayError>,
+    record: Record,
+    head_len: usize,
+    framing: Framing,
+    version: Version,
+    keep_alive: bool,
+    expect_continue: bool,
+    kind: RequestKind,
+}
+
+#[allow(clippy::large_enum_variant)] // lives on the stack for one request, never boxed
+enum Step<'r> {
+    /// The head is not complete yet.
+    More,
+    /// Not a request the gateway can read (400/431); the connection closes.
+    Unreadable(GatewayError),
+    Planned(Planned<'r>),
+}
+
+impl<T: Transport> Connection<T> {
+    async fn run(&mut self) -> Run {
+        let mut first = true;
+        loop {
+            let rt = self.gateway.current();
+            let server = &rt.config.server;
+            let limit = server.max_header_bytes;
+            match self.wait_head(first, limit, server).await {
+                Wait::Head => {}
+                Wait::Close => return Run::Closed,
+                Wait::Http2 => return Run::Http2,
+                Wait::TooLarge => {
+                    self.refuse(GatewayError::HeadersTooLarge, Record::new("-"))
+                        .await;
+                    return Run::Closed;
+                }
+            }
+            if self.out.capacity() == 0 {
+                self.out = buffers::take_out();
+            }
+            self.out.clear();
+            let step = plan(&rt, self.input.data(), &self.client, &mut self.out);
+            let planned = match step {
+                Step::More if self.input.len() >= limit => {
+                    self.refuse(GatewayError::HeadersTooLarge, Record::new("-"))
+                        .await;
+                    return Run::Closed;
+                }
+                Step::More => {
+                    self.input.scanned = self.input.len();
+                    continue;
+                }
+                Step::Unreadable(e) => {
+                    self.refuse(e, Record::new("-")).await;
+                    return Run::Closed;
+                }
+                Step::Planned(p) => p,
+            };
+            first = false;
+            self.input.consume(planned.head_len);
+            self.input.scanned = 0;
+            self.client_deadline.disarm();
+            let Planned {
+                result,
+                mut record,
+                head_len: _,
+                framing,
+                version,
+                keep_alive,
+                expect_continue,
+                kind,
+            } = planned;
+            let next = match result {
+                Ok(forward) => {
+                    let request = Request {
+                        forward,
+                        record,
+                        framing,
+                        version,
+                        keep_alive,
+                        expect_continue,
+                        kind,
+                    };
+                    self.forward(&rt, request).await
+                }
+                Err(e) => {
+                    self.gateway.count_refusal(&e, &mut record);
+                    let close = framing != Framing::Empty || !keep_alive;
+                    self.respond_error(&e, record, close).await;
+                    match (framing, close) {
+                        // A refused request's unread body must never be parsed as the next
+                        // request.
+                        (Framing::Empty, false) => Next::KeepAlive,
+                        (Framing::Empty, true) => Next::Close,
+                        _ => Next::Linger,
+                    }
+                }
+            };
+            match next {
+                Next::KeepAlive if !self.closing.is_set() => {
+                    if self.input.is_empty() {
+                        // Idle until the next request: hold no buffers.
+                        self.input.release();
+                        buffers::give_out(std::mem::take(&mut self.out));
+                    }
+                }
+                Next::KeepAlive | Next::Close => {
+                    let _ = self.io.shutdown().await;
+                    return Run::Closed;
+                }
+                Next::Linger => {
+                    self.linger().await;
+                    return Run::Closed;
+                }
+            }
+        }
+    }
+
+    /// Waits until the buffer may hold a complete head.
+    async fn wait_head(
+        &mut self,
+        first: bool,
+        limit: usize,
+        server: &crate::config::ServerConfig,
+    ) -> Wait {
+        let (idle_timeout, head_timeout) = (server.idle_timeout, server.header_read_timeout);
+        let mut closing = pin!(self.closing.notified());
+        let mut head_started = !self.input.is_empty();
+        poll_fn(|cx| loop {
+            if !self.input.is_empty() {
+                if first && PREFACE.starts_with(&self.input.data()[..self.input.len().min(PREFACE.len())]) {
+                    if self.input.len() >= PREFACE.len() {
+                        return Poll::Ready(Wait::Http2);
+                    }
+                } else if wire::may_be_complete(self.input.data(), self.input.scanned) {
+                    return Poll::Ready(Wait::Head);
+                }
+                if self.input.len() >= limit {
+                    return Poll::Ready(Wait::TooLarge);
+                }
+            } else {
+                // Idle: a drain closes the connection; nothing is buffered while waiting.
+                if self.closing.is_set() {
+                    return Poll::Ready(Wait::Close);
+                }
+                match self.io.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
+                    Poll::Pending => {
+                        if closing.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wait::Close);
+                        }
+                        self.client_deadline
+                            .arm_after(if first { head_timeout } else { idle_timeout });
+                        return match self.client_deadline.poll_expired(cx) {
+                            Poll::Ready(()) => Poll::Ready(Wait::Close),
+                            Poll::Pending => Poll::Pending,
+                        };
+                    }
+                }
+            }
+            match self.input.poll_read(&mut self.io, cx, limit) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
+                Poll::Ready(Ok(_)) => {
+                    if !head_started && !first {
+                        // A head began: from now on it has header_read_timeout to complete.
+                        head_started = true;
+                        self.client_deadline.disarm();
+                    }
+                }
+                Poll::Pending => {
+                    if self.input.is_empty() {
+                        self.input.release();
+                        if closing.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wait::Close);
+                        }
+                        self.client_deadline
+                            .arm_after(if first { head_timeout } else { idle_timeout });
+                    } else {
+                        self.client_deadline.arm_after(head_timeout);
+                    }
+                    return match self.client_deadline.poll_expired(cx) {
+                        Poll::Ready(()) => Poll::Ready(Wait::Close),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        })
+        .await
+    }
+
+    /// Answers a request the gateway cannot read (400/431) and closes.
+    async fn refuse(&mut self, e: GatewayError, mut record: Record) {
+        self.gateway.count_refusal(&e, &mut record);
+        self.respond_error(&e, record, true).await;
+        self.linger().await;
+    }
+
+    /// Writes the gateway's own answer for `e`.
+    async fn respond_error(&mut self, e: &GatewayError, mut record: Record, close: bool) {
+        let status = e.status().as_u16();
+        record.status = status;
+        self.gateway.count(&record, status);
+        let mut out = buffers::take_out();
+        let body = e.write_http1(&mut out, close);
+        let idle = self.gateway.current().config.server.idle_timeout;
+        let written = write_all(&mut self.io, &out, &mut self.client_deadline, idle).await;
+        buffers::give_out(out);
+        record.log(body as u64, written.is_ok());
+    }
+
+    /// After a refusal with a body still coming: stop writing, then read and drop what the
+    /// client still sends for a moment, so that it sees the answer instead of a reset (as
+    /// nginx's lingering close).
+    async fn linger(&mut self) {
+        let _ = self.io.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let drained = async {
+            let mut total = 0usize;
+            while total < LINGER_BYTES {
+                match tokio::io::AsyncReadExt::read(&mut self.io, &mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drained).await;
+    }
+
+    async fn forward(&mut self, rt: &Runtime, req: Request<'_>) -> Next {
+        let Request {
+            forward,
+            mut record,
+            framing,
+            version,
+            keep_alive,
+            expect_continue,
+            kind,
+        } = req;
+        let server = &rt.config.server;
+        let origin = rt.origin(forward.route);
+        let sent = Instant::now();
+        // The upstream's head is in `out`; the client's head is written into `reply`.
+        let mut reply = buffers::take_out();
+        let mut source = ClientBody {
+            io: &mut self.io,
+            input: &mut self.input,
+            reading: match framing {
+                Framing::Length(n) => Reading::Length(n),
+                Framing::Chunked => Reading::Chunked(ChunkedDecoder::new()),
+                Framing::Empty | Framing::UntilClose => Reading::Done,
+            },
+            data: 0..0,
+            limit: forward.route.max_body,
+            received: 0,
+            deadline: &mut self.client_deadline,
+            idle_timeout: server.idle_timeout,
+            continue_at: (expect_continue && framing != Framing::Empty && version == Version::Http11)
+                .then_some(0),
+            max_pipelined: server.max_header_bytes,
+        };
+        let tunnel = forward.tunnel;
+        let answer = origin
+            .exchange(
+                &mut self.upstream_deadline,
+                &self.out,
+                &mut source,
+                framing,
+                kind,
+                sent,
+                |head, framing| response_head(&mut reply, head, framing, kind, version, tunnel),
+            )
+            .await;
+        let body_read = source.is_done();
+        self.client_deadline.disarm();
+        let Answer {
+            mut conn,
+            head: client_framing,
+            framing: upstream_framing,
+            request_sent,
+            status,
+        } = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                buffers::give_out(reply);
+                return self
+                    .forward_failed(e, record, forward, keep_alive && body_read)
+                    .await;
+            }
+        };
+        record.upstream = Some(sent.elapsed());
+        if status == 101 && client_framing != ClientFraming::Tunnel {
+            // The upstream switched protocols the client did not ask the gateway to tunnel.
+            tracing::warn!(route = %forward.route.name, "upstream answered 101 to a request that was not an upgrade");
+            buffers::give_out(reply);
+            return self
+                .forward_failed(
+                    ProxyError::Protocol("unexpected 101"),
+                    record,
+                    forward,
+                    false,
+                )
+                .await;
+        }
+        record.status = status;
+        self.gateway.count(&record, status);
+
+        let mut next = if keep_alive && request_sent && client_framing != ClientFraming::UntilClose {
+            Next::KeepAlive
+        } else if request_sent {
+            Next::Close
+        } else {
+            // The upstream answered before the body was all sent: the rest is unread.
+            Next::Linger
+        };
+        if self.closing.is_set() && next == Next::KeepAlive {
+            next = Next::Close;
+        }
+        match (&next, client_framing) {
+            (_, ClientFraming::Tunnel) => {}
+            (Next::KeepAlive, _) if version == Version::Http10 => {
+                reply.extend_from_slice(b"connection: keep-alive\r\n")
+            }
+            (Next::KeepAlive, _) => {}
+            _ => reply.extend_from_slice(b"connection: close\r\n"),
+        }
+        reply.extend_from_slice(b"\r\n");
+
+        if client_framing == ClientFraming::Tunnel {
+            let written = write_all(&mut self.io, &reply, &mut self.client_deadline, server.idle_timeout).await;
+            buffers::give_out(reply);
+            record.log(0, written.is_ok());
+            if written.is_ok() {
+                self.tunnel(conn, server.idle_timeout, &forward.route.name).await;
+            }
+            return Next::Close;
+        }
+
+        // What is already read of the body goes out with the head.
+        let chunked = client_framing == ClientFraming::Chunked;
+        let mut bytes = 0u64;
+        let mut coalesce_failed = false;
+        loop {
+            match conn.buffered_body() {
+                Ok(Some([])) => {
+                    if chunked {
+                        reply.extend_from_slice(wire::LAST_CHUNK);
+                    }
+                    break;
+                }
+                Ok(Some(data)) if reply.len() + data.len() <= COALESCE => {
+                    let n = data.len();
+                    if chunked {
+                        let mut header = [0u8; 18];
+                        reply.extend_from_slice(wire::chunk_header(n, &mut header));
+                        reply.extend_from_slice(data);
+                        reply.extend_from_slice(b"\r\n");
+                    } else {
+                        reply.extend_from_slice(data);
+                    }
+                    conn.consume(n);
+                    bytes += n as u64;
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    coalesce_failed = true;
+                    break;
+                }
+            }
+        }
+        let mut complete = conn.body_done();
+        let mut written = write_all(&mut self.io, &reply, &mut self.client_deadline, server.idle_timeout).await.is_ok();
+        buffers::give_out(reply);
+        if written && !complete && !coalesce_failed {
+            let mut upload = Upload::new(if chunked { Framing::Chunked } else { Framing::UntilClose });
+            let idle = server.idle_timeout;
+            let mut body = ResponseBody(&mut conn);
+            let mut progress = 0;
+            let io = &mut self.io;
+            let deadline = &mut self.client_deadline;
+            let streamed = poll_fn(|cx| {
+                let polled = upload.poll(cx, io, &mut body);
+                if polled.is_pending() {
+                    if upload.written != progress {
+                        progress = upload.written;
+                        deadline.disarm();
+                    }
+                    deadline.arm_after(idle);
+                    if deadline.poll_expired(cx).is_ready() {
+                        return Poll::Ready(Err(ProxyError::Timeout));
+                    }
+                }
+                polled
+            })
+            .await;
+            self.client_deadline.disarm();
+            bytes += upload.written;
+            complete = streamed.is_ok();
+            written = streamed.is_ok();
+            if let Err(e) = streamed {
+                debug!(route = %forward.route.name, error = %e, "response body not completed");
+            }
+        }
+        record.log(bytes, complete && written);
+        if !(complete && written) {
+            // A response cut short can only be signalled by closing.
+            return Next::Close;
+        }
+        if upstream_framing.reusable && request_sent {
+            origin.release(conn, sent);
+        }
+        next
+    }
+
+    /// Answers 502/504/400/413 for a failed exchange, or logs a client that went away.
+    async fn forward_failed(
+        &mut self,
+        e: ProxyError,
+        record: Record,
+        forward: Forward<'_>,
+        reusable: bool,
+    ) -> Next {
+        let client_side = matches!(e, ProxyError::Client(_));
+        let Some(error) = e.into_gateway_error(&forward.route.name) else {
+            // 499: counted and logged, nobody to answer.
+            self.gateway.count(&record, 499);
+            record.log(0, false);
+            return Next::Close;
+        };
+        // A request whose body was not all read cannot be followed by another one.
+        let reusable = reusable && !client_side;
+        self.respond_error(&error, record, !reusable).await;
+        if reusable {
+            Next::KeepAlive
+        } else {
+            Next::Linger
+        }
+    }
+
+    /// Joins the client and the upstream after `101 Switching Protocols`, until either side
+    /// closes, nothing moves for `idle_timeout`, or the drain deadline passes.
+    async fn tunnel(&mut self, conn: crate::proxy::Conn, idle: Duration, route: &str) {
+        let (mut upstream, early) = conn.into_tunnel();
+        let mut closing = self.gateway.tunnel_handle();
+        let pending = self.input.take_all();
+        let result = async {
+            upstream.write_all(&pending).await?;
+            self.io.write_all(&early).await?;
+            let mut client = IdleIo::new(&mut self.io, idle);
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+        };
+        tokio::select! {
+            r = result => debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed"),
+            _ = closing.wait_for(|closing| *closing) => debug!(route, "tunnel closed by the drain deadline"),
+        }
+    }
+}
+
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// What the exchange needs about a checked request.
+struct Request<'r> {
+    forward: Forward<'r>,
+    record: Record,
+    framing: Framing,
+    version: Version,
+    keep_alive: bool,
+    expect_continue: bool,
+    kind: RequestKind,
+}
+
+/// Parses the head at the start of `data` and runs the pipeline on it, writing the upstream's
+/// request head into `out`.
+fn plan<'r>(rt: &'r Runtime, data: &[u8], client: &ClientInfo, out: &mut Vec<u8>) -> Step<'r> {
+    let server = &rt.config.server;
+    let mut slots = wire::header_slots();
+    let head = match wire::parse_request(data, &mut slots[..server.max_headers]) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Step::More,
+        Err(HeadError::TooLarge) => return Step::Unreadable(GatewayError::HeadersTooLarge),
+        Err(HeadError::Malformed(why)) => return Step::Unreadable(GatewayError::BadRequest(why)),
+    };
+    if head.len > server.max_header_bytes {
+        return Step::Unreadable(GatewayError::HeadersTooLarge);
+    }
+    let mut record = Record::new(head.method);
+    let protocol = match head.version {
+        Version::Http10 => Protocol::Http10,
+        Version::Http11 => Protocol::Http11,
+    };
+    let inbound = Inbound {
+        method: head.method,
+        target: head.target,
+        authority: None,
+        protocol,
+        headers: head.headers,
+        body: head.framing,
+    };
+    let result = rt.prepare(&inbound, client, out, &mut record);
+    Step::Planned(Planned {
+        result,
+        record,
+        head_len: head.len,
+        framing: head.framing,
+        version: head.version,
+        keep_alive: head.keep_alive,
+        expect_continue: head.expect_continue,
+        kind: RequestKind::new(head.method, head.framing),
+    })
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientFraming {
+    /// No body, or a body of known length: the bytes as they are.
+    Plain,
+    /// Re-chunked (length unknown, HTTP/1.1 client).
+    Chunked,
+    /// Until the gateway closes the connection (length unknown, HTTP/1.0 client).
+    UntilClose,
+    /// `101`: the connection becomes a tunnel.
+    Tunnel,
+}
+
+/// Writes the client's response head for the upstream's `head` into `out`, all but the
+/// `Connection` field and the final empty line, and says how the body goes.
+fn response_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead<'_, '_>,
+    framing: &ResponseFraming,
+    kind: RequestKind,
+    version: Version,
+    tunnel: bool,
+) -> ClientFraming {
+    let switching = head.status == 101 && tunnel;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    wire::push_decimal(out, u64::from(head.status));
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for f in headers::response_fields(head.headers, switching) {
+        out.extend_from_slice(f.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let length = |out: &mut Vec<u8>, n: u64| {
+        out.extend_from_slice(b"content-length: ");
+        wire::push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    };
+    if switching {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        return ClientFraming::Tunnel;
+    }
+    match framing.framing {
+        Framing::Empty => {
+            // HEAD and 304 say how long the body would be.
+            if let (Some(n), true) = (framing.declared, kind.head || head.status == 304) {
+                length(out, n);
+            } else if head.status >= 200 && head.status != 204 && head.status != 304 {
+                length(out, 0);
+            }
+            ClientFraming::Plain
+        }
+        Framing::Length(n) => {
+            length(out, n);
+            ClientFraming::Plain
+        }
+        Framing::Chunked | Framing::UntilClose if version == Version::Http11 => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            ClientFraming::Chunked
+        }
+        Framing::Chunked | Framing::UntilClose => ClientFraming::UntilClose,
+    }
+}
+
+/// Writes all of `bytes`, failing after `idle` without progress.
+async fn write_all<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    bytes: &[u8],
+    deadline: &mut Deadline,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut pos = 0;
+    let result = poll_fn(|cx| {
+        while pos < bytes.len() {
+            match Pin::new(&mut *io).poll_write(cx, &bytes[pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    pos += n;
+                    deadline.disarm();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    deadline.arm_after(idle);
+                    ready!(deadline.poll_expired(cx));
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+            }
+        }
+        match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Pending => {
+                deadline.arm_after(idle);
+                ready!(deadline.poll_expired(cx));
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+            }
+            ready => ready,
+        }
+    })
+    .await;
+    deadline.disarm();
+    result
+}
+
+/// How much of the request body is left to read.
+#[derive(Debug)]
+enum Reading {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Done,
+}
+
+/// The client's request body, decoded from its framing, as a [`BodySource`]; it answers
+/// `Expect: 100-continue` when the upstream first wants body bytes, and once the body is sent
+/// it watches for the client going away.
+struct ClientBody<'a, T> {
+    io: &'a mut T,
+    input: &'a mut Input,
+    reading: Reading,
+    /// Decoded bytes given out and not yet consumed: `input` buffer positions.
+    data: std::ops::Range<usize>,
+    limit: Option<u64>,
+    received: u64,
+    deadline: &'a mut Deadline,
+    idle_timeout: Duration,
+    /// `Some(n)`: `100 Continue` is owed, `n` bytes of it written.
+    continue_at: Option<usize>,
+    /// Pipelined bytes read while waiting stop here.
+    max_pipelined: usize,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl<T: Transport> ClientBody<'_, T> {
+    /// True once the whole body was read and passed on.
+    fn is_done(&self) -> bool {
+        self.data.is_empty() && matches!(self.reading, Reading::Done)
+    }
+
+    /// Decodes buffered bytes into `data`; false when more must be read.
+    fn decode(&mut self) -> Result<bool, SourceError> {
+        let avail = self.input.data();
+        match &mut self.reading {
+            Reading::Done => return Ok(true),
+            Reading::Length(left) => {
+                if avail.is_empty() {
+                    return Ok(false);
+                }
+                let n = avail.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                if *left == 0 {
+                    self.reading = Reading::Done;
+                }
+                self.data = self.input.take(n);
+            }
+            Reading::Chunked(dec) => loop {
+                if self.input.is_empty() {
+                    return Ok(false);
+                }
+                let (used, chunk) = dec
+                    .decode(self.input.data())
+                    .map_err(|e| SourceError::Malformed(e.0))?;
+                let taken = self.input.take(used);
+                match chunk {
+                    wire::Chunk::Data(r) => {
+                        self.data = taken.start + r.start..taken.start + r.end;
+                        break;
+                    }
+                    wire::Chunk::End => {
+                        self.reading = Reading::Done;
+                        return Ok(true);
+                    }
+                    wire::Chunk::More => {}
+                }
+            },
+        }
+        self.received += self.data.len() as u64;
+        if self.limit.is_some_and(|limit| self.received > limit) {
+            return Err(SourceError::TooLarge);
+        }
+        Ok(true)
+    }
+}
+
+impl<T: Transport> BodySource for ClientBody<'_, T> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
+        if let Some(at) = self.continue_at {
+            if self.input.is_empty() {
+                let mut at = at;
+                while at < CONTINUE.len() {
+                    match Pin::new(&mut *self.io).poll_write(cx, &CONTINUE[at..]) {
+                        Poll::Ready(Ok(n)) if n > 0 => at += n,
+                        Poll::Ready(_) => return Poll::Ready(Err(SourceError::Broken)),
+                        Poll::Pending => {
+                            self.continue_at = Some(at);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                if ready!(Pin::new(&mut *self.io).poll_flush(cx)).is_err() {
+                    return Poll::Ready(Err(SourceError::Broken));
+                }
+            }
+            self.continue_at = None;
+        }
+        loop {
+            if !self.data.is_empty() || self.decode()? {
+                return Poll::Ready(Ok(self.input.slice(self.data.clone())));
+            }
+            match self.input.poll_read(&mut *self.io, cx, usize::MAX) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(SourceError::Malformed("request body cut short")))
+                }
+                Poll::Ready(Ok(_)) => self.deadline.disarm(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(SourceError::Broken)),
+                Poll::Pending => {
+                    self.deadline.arm_after(self.idle_timeout);
+                    ready!(self.deadline.poll_expired(cx));
+                    return Poll::Ready(Err(SourceError::Broken));
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.data.start += n;
+    }
+
+    fn poll_abandoned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Reads ahead (pipelined requests are kept) to see an EOF, the way a client says it
+        // has gone.
+        loop {
+            if self.input.len() >= self.max_pipelined {
+                return Poll::Pending;
+            }
+            if self.input.is_empty() && self.io.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.input.poll_read(&mut *self.io, cx, self.max_pipelined) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    if self.input.is_empty() {
+                        self.input.release();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// A connection's read buffer: taken from a per-thread pool when bytes arrive, given back when
+/// it is empty, so idle connections hold none.
+#[derive(Debug, Default)]
+struct Input {
+    buf: Option<Box<[u8]>>,
+    pos: usize,
+    end: usize,
+    /// Bytes of the pending head already searched for its end.
+    scanned: usize,
+}
+
+impl Input {
+    fn data(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => &b[self.pos..self.end],
+            None => &[],
+        }
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
+        match &self.buf {
+            Some(b) => &b[range],
+            None => &[],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.pos
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos == self.end
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// Consumes `n` bytes and returns where they are in the buffer (valid until the next read).
+    fn take(&mut self, n: usize) -> std::ops::Range<usize> {
+        let at = self.pos;
+        self.pos += n;
+        at..at + n
+    }
+
+    fn take_all(&mut self) -> Vec<u8> {
+        let all = self.data().to_vec();
+        self.pos = self.end;
+        self.release();
+        all
+    }
+
+    fn release(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            buffers::give_in(buf);
+        }
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    /// Reads more, keeping what is unread, growing the buffer up to `limit` bytes of unread
+    /// data (more room than that is not needed to find a head's end).
+    fn poll_read<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        limit: usize,
+    ) -> Poll<io::Result<usize>> {
+        let buf = self.buf.get_or_insert_with(buffers::take_in);
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.end == buf.len() {
+            if self.pos > 0 {
+                buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            } else if buf.len() < limit.saturating_add(1) {
+                let mut bigger = vec![0; (buf.len() * 2).min(limit.saturating_add(1).max(buf.len() + 1))]
+                    .into_boxed_slice();
+                bigger[..self.end].copy_from_slice(&buf[..self.end]);
+                *buf = bigger;
+            } else {
+                return Poll::Ready(Err(io::Error::other("request head too large")));
+            }
+        }
+        let mut rb = ReadBuf::new(&mut buf[self.end..]);
+        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Per-thread pools of buffers, so that a request allocates none in the steady state.
+mod buffers {
+    use super::RefCell;
+
+    /// Size of a connection's read buffer.
+    pub const INPUT: usize = 8 * 1024;
+    const KEEP: usize = 256;
+
+    thread_local! {
+        static INPUTS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+        static OUTS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn take_in() -> Box<[u8]> {
+        INPUTS
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0; INPUT].into_boxed_slice())
+    }
+
+    pub fn give_in(buf: Box<[u8]>) {
+        if buf.len() == INPUT {
+            INPUTS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < KEEP {
+                    p.push(buf);
+                }
+            });
+        }
+    }
+
+    pub fn take_out() -> Vec<u8> {
+        OUTS.with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(1024))
+    }
+
+    pub fn give_out(mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= 64 * 1024 {
+            buf.clear();
+            OUTS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < KEEP {
+                    p.push(buf);
+                }
+            });
+        }
+    }
+}
