@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::gateway::Record;
 use crate::idle::Deadline;
-use crate::proxy::{Conn, Origin};
+use crate::proxy::{BodySource, Conn, Origin, SourceError, Upload};
 
 /// A response body.
 #[derive(Debug)]
@@ -75,6 +76,9 @@ pub struct UpstreamBody {
     conn: Option<Conn>,
     origin: Arc<Origin>,
     reusable: bool,
+    /// The rest of a request body the upstream answered early: it goes on being sent while the
+    /// response streams (with the request head it follows).
+    upload: Option<(Upload, Vec<u8>, IncomingBody)>,
     idle: Duration,
     deadline: Option<Deadline>,
     sent: Instant,
@@ -88,6 +92,7 @@ impl UpstreamBody {
         conn: Conn,
         origin: Arc<Origin>,
         reusable: bool,
+        upload: Option<(Upload, Vec<u8>, IncomingBody)>,
         idle: Duration,
         sent: Instant,
         record: Record,
@@ -96,6 +101,7 @@ impl UpstreamBody {
             conn: Some(conn),
             origin,
             reusable,
+            upload,
             idle,
             deadline: None,
             sent,
@@ -113,6 +119,15 @@ impl UpstreamBody {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(None);
         };
+        if let Some((upload, head, source)) = &mut self.upload {
+            match conn.poll_upload(cx, upload, head, source) {
+                Poll::Ready(Ok(())) => self.upload = None,
+                // The upstream stopped taking the body: the response still comes; the
+                // connection is not reused.
+                Poll::Ready(Err(_)) => upload.stop(),
+                Poll::Pending => {}
+            }
+        }
         match conn.poll_body(cx) {
             Poll::Ready(Ok([])) => Poll::Ready(None),
             Poll::Ready(Ok(data)) => {
@@ -150,9 +165,64 @@ impl Drop for UpstreamBody {
             record.log(self.bytes, complete);
         }
         if let Some(conn) = self.conn.take() {
-            if complete && self.reusable {
+            if complete && self.reusable && self.upload.is_none() {
                 self.origin.release(conn, self.sent);
             }
         }
+    }
+}
+
+/// An HTTP/2 client's request body (hyper's stream of DATA frames) as a [`BodySource`],
+/// counted against the route's `max_body_bytes`.
+#[derive(Debug)]
+pub struct IncomingBody {
+    body: Incoming,
+    chunk: Bytes,
+    limit: Option<u64>,
+    received: u64,
+    done: bool,
+}
+
+impl IncomingBody {
+    /// `body`, limited to `limit` bytes.
+    pub fn new(body: Incoming, limit: Option<u64>) -> IncomingBody {
+        IncomingBody {
+            body,
+            chunk: Bytes::new(),
+            limit,
+            received: 0,
+            done: false,
+        }
+    }
+}
+
+impl BodySource for IncomingBody {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
+        loop {
+            if !self.chunk.is_empty() || self.done {
+                return Poll::Ready(Ok(&self.chunk));
+            }
+            match http_body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not forwarded.
+                    if let Ok(data) = frame.into_data() {
+                        self.received += data.len() as u64;
+                        if self.limit.is_some_and(|limit| self.received > limit) {
+                            return Poll::Ready(Err(SourceError::TooLarge));
+                        }
+                        self.chunk = data;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    return Poll::Ready(Err(SourceError::Malformed("request body failed")))
+                }
+                Poll::Ready(None) => self.done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.chunk.advance(n);
     }
 }

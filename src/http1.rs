@@ -90,14 +90,11 @@ pub async fn serve<T: Transport>(
         upstream_deadline: Deadline::new(),
     };
     let ending = conn.run().await;
-    conn.input.release();
+    let read = conn.input.take_all();
     buffers::give_out(std::mem::take(&mut conn.out));
     match ending {
         Run::Closed => Ending::Closed,
-        Run::Http2 => {
-            let read = conn.input.take_all();
-            Ending::Http2(conn.io, read)
-        }
+        Run::Http2 => Ending::Http2(conn.io, read),
     }
 }
 
@@ -414,12 +411,12 @@ impl<T: Transport> Connection<T> {
             )
             .await;
         let body_read = source.is_done();
-        self.client_deadline.disarm();
+        source.deadline.disarm();
         let Answer {
             mut conn,
             head: client_framing,
             framing: upstream_framing,
-            request_sent,
+            mut upload,
             status,
         } = match answer {
             Ok(a) => a,
@@ -436,44 +433,33 @@ impl<T: Transport> Connection<T> {
             tracing::warn!(route = %forward.route.name, "upstream answered 101 to a request that was not an upgrade");
             buffers::give_out(reply);
             return self
-                .forward_failed(
-                    ProxyError::Protocol("unexpected 101"),
-                    record,
-                    forward,
-                    false,
-                )
+                .forward_failed(ProxyError::Protocol("unexpected 101"), record, forward, false)
                 .await;
         }
         record.status = status;
         self.gateway.count(&record, status);
 
-        let mut next = if keep_alive && request_sent && client_framing != ClientFraming::UntilClose {
-            Next::KeepAlive
-        } else if request_sent {
-            Next::Close
-        } else {
-            // The upstream answered before the body was all sent: the rest is unread.
-            Next::Linger
-        };
-        if self.closing.is_set() && next == Next::KeepAlive {
-            next = Next::Close;
-        }
-        match (&next, client_framing) {
-            (_, ClientFraming::Tunnel) => {}
-            (Next::KeepAlive, _) if version == Version::Http10 => {
+        let keep = keep_alive
+            && client_framing != ClientFraming::UntilClose
+            && !self.closing.is_set();
+        match client_framing {
+            ClientFraming::Tunnel => {}
+            // Announced when known now; a body still being sent may close it later anyway.
+            _ if !keep => reply.extend_from_slice(b"connection: close\r\n"),
+            _ if version == Version::Http10 => {
                 reply.extend_from_slice(b"connection: keep-alive\r\n")
             }
-            (Next::KeepAlive, _) => {}
-            _ => reply.extend_from_slice(b"connection: close\r\n"),
+            _ => {}
         }
         reply.extend_from_slice(b"\r\n");
+        let idle = server.idle_timeout;
 
         if client_framing == ClientFraming::Tunnel {
-            let written = write_all(&mut self.io, &reply, &mut self.client_deadline, server.idle_timeout).await;
+            let written = write_all(source.io, &reply, &mut self.upstream_deadline, idle).await;
             buffers::give_out(reply);
             record.log(0, written.is_ok());
             if written.is_ok() {
-                self.tunnel(conn, server.idle_timeout, &forward.route.name).await;
+                self.tunnel(conn, idle, &forward.route.name).await;
             }
             return Next::Close;
         }
@@ -481,7 +467,7 @@ impl<T: Transport> Connection<T> {
         // What is already read of the body goes out with the head.
         let chunked = client_framing == ClientFraming::Chunked;
         let mut bytes = 0u64;
-        let mut coalesce_failed = false;
+        let mut broken = false;
         loop {
             match conn.buffered_body() {
                 Ok(Some([])) => {
@@ -505,26 +491,36 @@ impl<T: Transport> Connection<T> {
                 }
                 Ok(_) => break,
                 Err(_) => {
-                    coalesce_failed = true;
+                    broken = true;
                     break;
                 }
             }
         }
-        let mut complete = conn.body_done();
-        let mut written = write_all(&mut self.io, &reply, &mut self.client_deadline, server.idle_timeout).await.is_ok();
+        let written = write_all(&mut *source.io, &reply, &mut self.upstream_deadline, idle).await;
         buffers::give_out(reply);
-        if written && !complete && !coalesce_failed {
-            let mut upload = Upload::new(if chunked { Framing::Chunked } else { Framing::UntilClose });
-            let idle = server.idle_timeout;
-            let mut body = ResponseBody(&mut conn);
-            let mut progress = 0;
-            let io = &mut self.io;
-            let deadline = &mut self.client_deadline;
+        broken |= written.is_err();
+        if !broken && !conn.body_done() {
+            // The rest of the response streams as it comes, while the rest of the request body
+            // (if the upstream answered early) keeps going up.
+            let mut relay = Upload::new(if chunked { Framing::Chunked } else { Framing::UntilClose });
+            let mut progress = (0, 0);
+            let deadline = &mut self.upstream_deadline;
+            let head = &self.out;
             let streamed = poll_fn(|cx| {
-                let polled = upload.poll(cx, io, &mut body);
+                if let Some(u) = &mut upload {
+                    match conn.poll_upload(cx, u, head, &mut source) {
+                        Poll::Ready(Ok(())) => upload = None,
+                        // The upstream stopped taking the body (or the client broke it off):
+                        // the response still goes out; the connections close afterwards.
+                        Poll::Ready(Err(_)) => broken_upload(&mut upload),
+                        Poll::Pending => {}
+                    }
+                }
+                let polled = relay.poll(cx, &mut *source.io, &[], &mut ResponseBody(&mut conn));
                 if polled.is_pending() {
-                    if upload.written != progress {
-                        progress = upload.written;
+                    let now = (relay.written, upload.as_ref().map_or(0, |u| u.written));
+                    if now != progress {
+                        progress = now;
                         deadline.disarm();
                     }
                     deadline.arm_after(idle);
@@ -535,23 +531,30 @@ impl<T: Transport> Connection<T> {
                 polled
             })
             .await;
-            self.client_deadline.disarm();
-            bytes += upload.written;
-            complete = streamed.is_ok();
-            written = streamed.is_ok();
+            self.upstream_deadline.disarm();
+            bytes += relay.written;
             if let Err(e) = streamed {
                 debug!(route = %forward.route.name, error = %e, "response body not completed");
+                broken = true;
             }
         }
-        record.log(bytes, complete && written);
-        if !(complete && written) {
+        record.log(bytes, !broken);
+        if broken {
             // A response cut short can only be signalled by closing.
             return Next::Close;
         }
-        if upstream_framing.reusable && request_sent {
+        if upload.is_some() {
+            // The upstream answered without reading the whole body: the rest is unread.
+            return Next::Linger;
+        }
+        if upstream_framing.reusable {
             origin.release(conn, sent);
         }
-        next
+        if keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
     }
 
     /// Answers 502/504/400/413 for a failed exchange, or logs a client that went away.
@@ -595,6 +598,14 @@ impl<T: Transport> Connection<T> {
             r = result => debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed"),
             _ = closing.wait_for(|closing| *closing) => debug!(route, "tunnel closed by the drain deadline"),
         }
+    }
+}
+
+/// Marks an upload that failed while the response was relayed: it stays `Some` (the request
+/// was not all sent) but is never polled again.
+fn broken_upload(upload: &mut Option<Upload>) {
+    if let Some(u) = upload {
+        u.stop();
     }
 }
 

@@ -18,13 +18,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use crate::body::{Body, UpstreamBody};
+use crate::body::{Body, IncomingBody, UpstreamBody};
 use crate::config::ServerConfig;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Inbound, Protocol, Record};
 use crate::headers::{self, ClientInfo};
 use crate::idle::{Deadline, IdleIo};
-use crate::proxy::{BodySource, RequestKind, SourceError};
+use crate::proxy::RequestKind;
 use crate::server::Closing;
 use crate::wire::{self, Framing, Header, ResponseFraming, ResponseHead};
 
@@ -142,13 +142,7 @@ async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, client: ClientInf
         }
     };
     let origin = rt.origin(forward.route).clone();
-    let mut source = RequestBody {
-        body,
-        chunk: Bytes::new(),
-        limit: forward.route.max_body,
-        received: 0,
-        done: false,
-    };
+    let mut source = IncomingBody::new(body, forward.route.max_body);
     let mut deadline = Deadline::new();
     let sent = Instant::now();
     let answer = origin
@@ -183,9 +177,17 @@ async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, client: ClientInf
     record.upstream = Some(sent.elapsed());
     record.status = answer.status;
     gateway.count(&record, answer.status);
-    let reusable = answer.framing.reusable && answer.request_sent;
     let idle = rt.config.server.idle_timeout;
-    let body = UpstreamBody::new(answer.conn, origin, reusable, idle, sent, record);
+    let upload = answer.upload.map(|u| (u, out, source));
+    let body = UpstreamBody::new(
+        answer.conn,
+        origin,
+        answer.framing.reusable,
+        upload,
+        idle,
+        sent,
+        record,
+    );
     let mut res = answer.head;
     *res.body_mut() = Body::Upstream(Box::new(body));
     res
@@ -240,46 +242,6 @@ fn response_head(
         h.insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
     res
-}
-
-/// The client's request body (hyper's stream of DATA frames) as a [`BodySource`].
-struct RequestBody {
-    body: Incoming,
-    chunk: Bytes,
-    limit: Option<u64>,
-    received: u64,
-    done: bool,
-}
-
-impl BodySource for RequestBody {
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
-        loop {
-            if !self.chunk.is_empty() || self.done {
-                return Poll::Ready(Ok(&self.chunk));
-            }
-            match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers are not forwarded.
-                    if let Ok(data) = frame.into_data() {
-                        self.received += data.len() as u64;
-                        if self.limit.is_some_and(|limit| self.received > limit) {
-                            return Poll::Ready(Err(SourceError::TooLarge));
-                        }
-                        self.chunk = data;
-                    }
-                }
-                Poll::Ready(Some(Err(_))) => {
-                    return Poll::Ready(Err(SourceError::Malformed("request body failed")))
-                }
-                Poll::Ready(None) => self.done = true,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.chunk.advance(n);
-    }
 }
 
 /// Bytes already read (the preface sniffed on a plain connection), then the connection.

@@ -25,7 +25,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
@@ -234,8 +234,10 @@ pub struct Answer<R> {
     pub head: R,
     /// The response's framing.
     pub framing: ResponseFraming,
-    /// The whole request body was sent (false when the upstream answered early).
-    pub request_sent: bool,
+    /// The rest of the request body, when the upstream answered before it was all sent: the
+    /// caller goes on sending it (with the same head and source) while it relays the response;
+    /// an upstream that streams its answer to a streamed request needs both at once.
+    pub upload: Option<Upload>,
     /// The response status.
     pub status: u16,
 }
@@ -312,12 +314,12 @@ impl Origin {
             }
             other => other?,
         };
-        let (head, response_framing, status, request_sent) = answered;
+        let (head, response_framing, status, upload) = answered;
         Ok(Answer {
             conn,
             head,
             framing: response_framing,
-            request_sent,
+            upload,
             status,
         })
     }
@@ -333,30 +335,20 @@ impl Origin {
         request: RequestKind,
         sent: Instant,
         on_head: &mut impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> R,
-    ) -> Result<(R, ResponseFraming, u16, bool), ProxyError> {
+    ) -> Result<(R, ResponseFraming, u16, Option<Upload>), ProxyError> {
         conn.responded = false;
-        conn.io.write_all(head).await.map_err(ProxyError::Closed)?;
-        let mut upload = (framing != Framing::Empty).then(|| Upload::new(framing));
-        if upload.is_none() {
-            conn.io.flush().await.map_err(ProxyError::Closed)?;
-        }
+        let mut upload = Some(Upload::new(framing));
         deadline.disarm();
         let timeout = self.upstream_timeout;
         poll_fn(|cx| {
-            // An answer (even an early one) ends the exchange.
-            if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
-                return Poll::Ready(r.map(|(h, f, s)| (h, f, s, upload.is_none())));
-            }
             if let Some(u) = &mut upload {
-                match u.poll(cx, &mut conn.io, body) {
+                match u.poll(cx, &mut conn.io, head, body) {
                     Poll::Ready(Ok(())) => {
                         upload = None;
-                        // upstream_timeout runs from the end of the body.
                         deadline.disarm();
-                        deadline.arm_after(timeout);
-                        // The body is out; the answer may already be there.
-                        if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
-                            return Poll::Ready(r.map(|(h, f, s)| (h, f, s, true)));
+                        if framing != Framing::Empty {
+                            // upstream_timeout runs from the end of the body.
+                            deadline.arm_after(timeout);
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -364,6 +356,10 @@ impl Origin {
                     // Waiting for the client: not the upstream's time.
                     Poll::Pending => deadline.disarm(),
                 }
+            }
+            // An answer (even an early one) ends the exchange.
+            if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
+                return Poll::Ready(r.map(|(h, f, s)| (h, f, s, upload.take())));
             }
             if upload.is_none() {
                 if body.poll_abandoned(cx).is_ready() {
@@ -479,6 +475,8 @@ impl RequestKind {
 #[derive(Debug)]
 pub struct Upload {
     chunked: bool,
+    /// Bytes of the prefix (the request head) written.
+    prefix_pos: usize,
     /// Framing bytes to write before anything else (a chunk header, a CRLF, the last chunk).
     frame: [u8; 18],
     frame_len: u8,
@@ -488,24 +486,33 @@ pub struct Upload {
     finished: bool,
     /// Body bytes written so far.
     pub written: u64,
+    stopped: bool,
     /// The last `Pending` was the writer not taking bytes (rather than the source not having
     /// any).
     pub writer_blocked: bool,
 }
 
 impl Upload {
-    /// Writes the body chunk-framed (`Framing::Chunked`) or as it is (any other framing).
+    /// Writes the body chunk-framed (`Framing::Chunked`), as it is (`Length`, `UntilClose`),
+    /// or not at all (`Empty`).
     pub fn new(framing: Framing) -> Upload {
         Upload {
             chunked: framing == Framing::Chunked,
+            prefix_pos: 0,
             frame: [0; 18],
             frame_len: 0,
             frame_pos: 0,
             left: 0,
-            finished: false,
+            finished: framing == Framing::Empty,
             written: 0,
+            stopped: false,
             writer_blocked: false,
         }
+    }
+
+    /// Stops the upload for good: every later poll stays pending.
+    pub fn stop(&mut self) {
+        self.stopped = true;
     }
 
     fn set_frame(&mut self, bytes: &[u8]) {
@@ -514,15 +521,54 @@ impl Upload {
         self.frame_pos = 0;
     }
 
-    /// Polls the copy forward: ready once the whole body is written and flushed.
+    /// Polls the copy forward: ready once `prefix` (a request head, or nothing) and the whole
+    /// body are written and flushed.
     pub fn poll<S: BodySource, W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut W,
+        prefix: &[u8],
         body: &mut S,
     ) -> Poll<Result<(), ProxyError>> {
         let write_failed = ProxyError::Closed;
+        if self.stopped {
+            return Poll::Pending;
+        }
         loop {
+            if self.prefix_pos < prefix.len() {
+                // The source is asked first: a body refused at once (over the limit, malformed)
+                // leaves the upstream with nothing, and body bytes already there go out with
+                // the head in one write.
+                let first = if self.finished {
+                    None
+                } else {
+                    match body.poll_fill(cx) {
+                        Poll::Ready(Ok(data)) => Some(data),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(ProxyError::Client(e))),
+                        Poll::Pending => None,
+                    }
+                };
+                let rest = &prefix[self.prefix_pos..];
+                self.writer_blocked = true;
+                let n = match first {
+                    Some(data) if !data.is_empty() && !self.chunked => {
+                        let bufs = [io::IoSlice::new(rest), io::IoSlice::new(data)];
+                        ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))
+                            .map_err(write_failed)?
+                    }
+                    _ => ready!(Pin::new(&mut *io).poll_write(cx, rest)).map_err(write_failed)?,
+                };
+                if n == 0 {
+                    return Poll::Ready(Err(ProxyError::Closed(io::ErrorKind::WriteZero.into())));
+                }
+                let from_prefix = n.min(rest.len());
+                self.prefix_pos += from_prefix;
+                if n > from_prefix {
+                    body.consume(n - from_prefix);
+                    self.written += (n - from_prefix) as u64;
+                }
+                continue;
+            }
             if self.frame_pos < self.frame_len {
                 let bytes = &self.frame[usize::from(self.frame_pos)..usize::from(self.frame_len)];
                 self.writer_blocked = true;
@@ -723,6 +769,17 @@ impl Conn {
                 Err(_) => return Poll::Ready(Err(ProxyError::Protocol("response head cut short"))),
             }
         }
+    }
+
+    /// Goes on with a request body the upstream answered early (see [`Answer::upload`]).
+    pub fn poll_upload<S: BodySource>(
+        &mut self,
+        cx: &mut Context<'_>,
+        upload: &mut Upload,
+        head: &[u8],
+        body: &mut S,
+    ) -> Poll<Result<(), ProxyError>> {
+        upload.poll(cx, &mut self.io, head, body)
     }
 
     /// Body bytes already read, without I/O: `None` when more must be read first.
