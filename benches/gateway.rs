@@ -175,16 +175,22 @@ fn pipeline(c: &mut Criterion) {
     let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
     let mut raw = String::from("GET /api/v1/orders/42?page=2 HTTP/1.1\r\n");
     for (n, v) in request_fields() {
-        let v = if n == "authorization" { format!("Bearer {t}") } else { v.to_owned() };
+        let v = if n == "authorization" {
+            format!("Bearer {t}")
+        } else {
+            v.to_owned()
+        };
         raw.push_str(&format!("{n}: {v}\r\n"));
     }
     raw.push_str("\r\n");
-    let bench_request = format!(
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:9004\r\nAuthorization: Bearer {t}\r\n\r\n"
-    );
+    let bench_request =
+        format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:9004\r\nAuthorization: Bearer {t}\r\n\r\n");
     let mut out = Vec::with_capacity(2048);
     let mut g = c.benchmark_group("pipeline");
-    for (name, raw) in [("wrk_request", &bench_request), ("browser_request_12_headers", &raw)] {
+    for (name, raw) in [
+        ("wrk_request", &bench_request),
+        ("browser_request_12_headers", &raw),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut slots = wire::header_slots();
@@ -201,7 +207,8 @@ fn pipeline(c: &mut Criterion) {
                 };
                 let mut record = Record::new(head.method);
                 out.clear();
-                rt.prepare(&inbound, &client, &mut out, &mut record).unwrap();
+                rt.prepare(&inbound, &client, &mut out, &mut record)
+                    .unwrap();
                 out.len()
             })
         });

@@ -86,6 +86,8 @@ impl Runtime {
         out: &mut Vec<u8>,
         record: &mut Record,
     ) -> Result<Forward<'r>, GatewayError> {
+        // Until the path is normalized, the log shows it as sent (never the query).
+        record.set_path(req.target.split('?').next().unwrap_or(""));
         let target = target(req, self.config.routes.has_host_routes())?;
         record.set_path(&target.path);
         let route = self
@@ -262,7 +264,9 @@ impl Gateway {
             record.auth = error.outcome();
             self.metrics
                 .auth_failures
-                .get_or_create(&ReasonLabels { reason: record.auth })
+                .get_or_create(&ReasonLabels {
+                    reason: record.auth,
+                })
                 .inc();
         }
     }
@@ -515,7 +519,10 @@ mod tests {
         ] {
             assert!(target(&inbound(bad, &host), false).is_err(), "{bad}");
         }
-        assert!(target(&inbound("/", &[]), false).is_err(), "HTTP/1.1 needs Host");
+        assert!(
+            target(&inbound("/", &[]), false).is_err(),
+            "HTTP/1.1 needs Host"
+        );
         let two = [host[0], host[0]];
         assert!(target(&inbound("/", &two), false).is_err());
         for h in ["a/b", "u@a", "a b", ""] {

@@ -146,7 +146,13 @@ impl HeaderPolicy {
         let Some(candidates) = self.by_len.get(name.len()) else {
             return Class::Plain;
         };
-        let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+        let fold = |b: u8| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        };
         for (key, class) in candidates {
             if key.iter().zip(name).all(|(&k, &n)| k == fold(n)) {
                 // A `_` spelling of a special name is never legitimate: drop it, whatever the
@@ -234,12 +240,13 @@ pub fn rewrite_request(
         *class = policy.classify(h.name);
         nominating |= *class == Class::Connection;
     }
-    let nominated = |name: &str| {
-        nominating
-            && req.headers.iter().zip(&classes).any(|(h, c)| {
-                *c == Class::Connection && wire::has_token(h.value, name.as_bytes())
-            })
-    };
+    let nominated =
+        |name: &str| {
+            nominating
+                && req.headers.iter().zip(&classes).any(|(h, c)| {
+                    *c == Class::Connection && wire::has_token(h.value, name.as_bytes())
+                })
+        };
     let mut forwarded_for = false;
     let mut cookies = 0;
     for (h, class) in req.headers.iter().zip(&classes) {
@@ -299,7 +306,11 @@ pub fn rewrite_request(
         field(out, b"upgrade", upgrade);
     }
     if let Some(id) = req.identity {
-        field(out, policy.user_header.as_str().as_bytes(), id.user.as_bytes());
+        field(
+            out,
+            policy.user_header.as_str().as_bytes(),
+            id.user.as_bytes(),
+        );
         for (name, value) in policy.claim_headers.iter().zip(&id.claim_values) {
             if let Some(v) = value {
                 field(out, name.as_str().as_bytes(), v.as_bytes());
@@ -355,8 +366,7 @@ pub fn response_fields<'a, 'h>(
         .filter(|h| h.name.eq_ignore_ascii_case("connection"));
     headers.iter().filter(move |h| {
         let name = h.name;
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length")
-        {
+        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length") {
             return false;
         }
         if switching && name.eq_ignore_ascii_case("upgrade") {
@@ -534,14 +544,23 @@ mod tests {
                 })
                 .collect()
         };
-        let ws = h(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let ws = h(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(upgrade_request(&ws), Some(&b"websocket"[..]));
-        let h2c = h(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")]);
+        let h2c = h(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
         assert_eq!(upgrade_request(&h2c), None);
         assert_eq!(upgrade_request(&h(&[("upgrade", "websocket")])), None);
         let f = rewrite(
             &policy(""),
-            &[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")],
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket"),
+            ],
             None,
             Some(b"websocket"),
         );

@@ -38,7 +38,9 @@ use crate::proxy::{
     Answer, BodySource, ProxyError, RequestKind, ResponseBody, SourceError, Upload,
 };
 use crate::server::Closing;
-use crate::wire::{self, ChunkedDecoder, Framing, HeadError, ResponseFraming, ResponseHead, Version};
+use crate::wire::{
+    self, ChunkedDecoder, Framing, HeadError, ResponseFraming, ResponseHead, Version,
+};
 
 /// What a client connection can be read from and written to.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -267,7 +269,10 @@ impl<T: Transport> Connection<T> {
         let mut head_started = !self.input.is_empty();
         poll_fn(|cx| loop {
             if !self.input.is_empty() {
-                if first && PREFACE.starts_with(&self.input.data()[..self.input.len().min(PREFACE.len())]) {
+                if first
+                    && PREFACE
+                        .starts_with(&self.input.data()[..self.input.len().min(PREFACE.len())])
+                {
                     if self.input.len() >= PREFACE.len() {
                         return Poll::Ready(Wait::Http2);
                     }
@@ -289,8 +294,11 @@ impl<T: Transport> Connection<T> {
                         if closing.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Wait::Close);
                         }
-                        self.client_deadline
-                            .arm_after(if first { head_timeout } else { idle_timeout });
+                        self.client_deadline.arm_after(if first {
+                            head_timeout
+                        } else {
+                            idle_timeout
+                        });
                         return match self.client_deadline.poll_expired(cx) {
                             Poll::Ready(()) => Poll::Ready(Wait::Close),
                             Poll::Pending => Poll::Pending,
@@ -313,8 +321,11 @@ impl<T: Transport> Connection<T> {
                         if closing.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Wait::Close);
                         }
-                        self.client_deadline
-                            .arm_after(if first { head_timeout } else { idle_timeout });
+                        self.client_deadline.arm_after(if first {
+                            head_timeout
+                        } else {
+                            idle_timeout
+                        });
                     } else {
                         self.client_deadline.arm_after(head_timeout);
                     }
@@ -394,7 +405,9 @@ impl<T: Transport> Connection<T> {
             received: 0,
             deadline: &mut self.client_deadline,
             idle_timeout: server.idle_timeout,
-            continue_at: (expect_continue && framing != Framing::Empty && version == Version::Http11)
+            continue_at: (expect_continue
+                && framing != Framing::Empty
+                && version == Version::Http11)
                 .then_some(0),
             max_pipelined: server.max_header_bytes,
         };
@@ -433,18 +446,25 @@ impl<T: Transport> Connection<T> {
             tracing::warn!(route = %forward.route.name, "upstream answered 101 to a request that was not an upgrade");
             buffers::give_out(reply);
             return self
-                .forward_failed(ProxyError::Protocol("unexpected 101"), record, forward, false)
+                .forward_failed(
+                    ProxyError::Protocol("unexpected 101"),
+                    record,
+                    forward,
+                    false,
+                )
                 .await;
         }
         record.status = status;
         self.gateway.count(&record, status);
 
+        // An answer that came before the whole request body closes the connection (RFC 9112
+        // §9.6): the rest of the body may never be read.
         let keep = keep_alive
+            && upload.is_none()
             && client_framing != ClientFraming::UntilClose
             && !self.closing.is_set();
         match client_framing {
             ClientFraming::Tunnel => {}
-            // Announced when known now; a body still being sent may close it later anyway.
             _ if !keep => reply.extend_from_slice(b"connection: close\r\n"),
             _ if version == Version::Http10 => {
                 reply.extend_from_slice(b"connection: keep-alive\r\n")
@@ -502,7 +522,11 @@ impl<T: Transport> Connection<T> {
         if !broken && !conn.body_done() {
             // The rest of the response streams as it comes, while the rest of the request body
             // (if the upstream answered early) keeps going up.
-            let mut relay = Upload::new(if chunked { Framing::Chunked } else { Framing::UntilClose });
+            let mut relay = Upload::new(if chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            });
             let mut progress = (0, 0);
             let deadline = &mut self.upstream_deadline;
             let head = &self.out;
@@ -709,10 +733,12 @@ fn response_head(
     }
     match framing.framing {
         Framing::Empty => {
-            // HEAD and 304 say how long the body would be.
-            if let (Some(n), true) = (framing.declared, kind.head || head.status == 304) {
-                length(out, n);
-            } else if head.status >= 200 && head.status != 204 && head.status != 304 {
+            if kind.head || head.status == 304 {
+                // HEAD and 304 say how long the body would be, when the upstream did.
+                if let Some(n) = framing.declared {
+                    length(out, n);
+                }
+            } else if head.status != 204 {
                 length(out, 0);
             }
             ClientFraming::Plain
@@ -811,7 +837,9 @@ impl<T: Transport> ClientBody<'_, T> {
                 if avail.is_empty() {
                     return Ok(false);
                 }
-                let n = avail.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let n = avail
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
                 *left -= n as u64;
                 if *left == 0 {
                     self.reading = Reading::Done;
@@ -993,8 +1021,9 @@ impl Input {
                 self.end -= self.pos;
                 self.pos = 0;
             } else if buf.len() < limit.saturating_add(1) {
-                let mut bigger = vec![0; (buf.len() * 2).min(limit.saturating_add(1).max(buf.len() + 1))]
-                    .into_boxed_slice();
+                let mut bigger =
+                    vec![0; (buf.len() * 2).min(limit.saturating_add(1).max(buf.len() + 1))]
+                        .into_boxed_slice();
                 bigger[..self.end].copy_from_slice(&buf[..self.end]);
                 *buf = bigger;
             } else {

@@ -96,7 +96,11 @@ impl Drop for Unanswered<'_> {
     }
 }
 
-async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+async fn handle(
+    gateway: Arc<Gateway>,
+    req: Request<Incoming>,
+    client: ClientInfo,
+) -> Response<Body> {
     let rt = gateway.current();
     let (parts, body) = req.into_parts();
     let mut guard = Unanswered {

@@ -275,7 +275,9 @@ pub fn check_rewrite(
             };
             if !written.contains(&name.as_str()) {
                 assert!(
-                    head.headers.iter().all(|h| !h.name.eq_ignore_ascii_case(name.as_str())),
+                    head.headers
+                        .iter()
+                        .all(|h| !h.name.eq_ignore_ascii_case(name.as_str())),
                     "nominated {name} forwarded, sent {sent:?}"
                 );
             }

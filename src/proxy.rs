@@ -37,9 +37,7 @@ use crate::error::GatewayError;
 use crate::config::Config;
 use crate::idle::Deadline;
 use crate::route::Route;
-use crate::wire::{
-    self, Chunk, ChunkedDecoder, Framing, ResponseFraming, ResponseHead,
-};
+use crate::wire::{self, Chunk, ChunkedDecoder, Framing, ResponseFraming, ResponseHead};
 
 /// Idle connections older than this are not reused.
 pub const IDLE_FOR: Duration = Duration::from_secs(60);
@@ -63,7 +61,10 @@ impl Upstreams {
         let mut origins: HashMap<(String, usize), Arc<Origin>> = HashMap::new();
         let mut by_route: Vec<Option<Arc<Origin>>> = Vec::new();
         for route in config.routes.iter() {
-            let tls = route.tls.clone().unwrap_or_else(crate::tls::default_client_config);
+            let tls = route
+                .tls
+                .clone()
+                .unwrap_or_else(crate::tls::default_client_config);
             let key = (
                 route.upstream.to_string().to_ascii_lowercase(),
                 Arc::as_ptr(&tls) as usize,
@@ -78,7 +79,10 @@ impl Upstreams {
             by_route[route.id] = Some(origin);
         }
         Upstreams {
-            by_route: by_route.into_iter().map(Option::unwrap_or_default).collect(),
+            by_route: by_route
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
         }
     }
 
@@ -170,7 +174,10 @@ impl ProxyError {
                 return None;
             }
             ProxyError::Timeout => {
-                warn!(route, "upstream sent no response head within upstream_timeout");
+                warn!(
+                    route,
+                    "upstream sent no response head within upstream_timeout"
+                );
                 GatewayError::UpstreamTimeout
             }
             ProxyError::Client(SourceError::TooLarge) => {
@@ -252,7 +259,10 @@ impl Origin {
             None => format!("{authority}:{}", if https { 443 } else { 80 }),
         };
         // IPv6 literals come bracketed in URIs; a server name is the bare address.
-        let name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let tls = https
             .then(|| Some((TlsConnector::from(tls), ServerName::try_from(name).ok()?)))
             .flatten();
@@ -465,7 +475,10 @@ impl RequestKind {
         RequestKind {
             head: method == "HEAD",
             retryable: framing == Framing::Empty
-                && matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+                && matches!(
+                    method,
+                    "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+                ),
         }
     }
 }
@@ -636,9 +649,7 @@ pub struct ResponseBody<'a>(pub &'a mut Conn);
 
 impl BodySource for ResponseBody<'_> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
-        self.0
-            .poll_body(cx)
-            .map_err(|_| SourceError::Broken)
+        self.0.poll_body(cx).map_err(|_| SourceError::Broken)
     }
 
     fn consume(&mut self, n: usize) {
@@ -742,8 +753,8 @@ impl Conn {
                         continue;
                     }
                     Ok(Some(head)) => {
-                        let framing =
-                            wire::response_framing(&head, head_request).map_err(ProxyError::Protocol)?;
+                        let framing = wire::response_framing(&head, head_request)
+                            .map_err(ProxyError::Protocol)?;
                         let out = on_head(&head, &framing);
                         let status = head.status;
                         self.pos += head.len;
@@ -761,7 +772,9 @@ impl Conn {
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) if !self.responded => {
-                    return Poll::Ready(Err(ProxyError::Closed(io::ErrorKind::UnexpectedEof.into())))
+                    return Poll::Ready(Err(ProxyError::Closed(
+                        io::ErrorKind::UnexpectedEof.into(),
+                    )))
                 }
                 Ok(0) => return Poll::Ready(Err(ProxyError::Protocol("response head cut short"))),
                 Ok(_) => self.responded = true,

@@ -134,7 +134,10 @@ pub fn parse_request<'b, 'h>(
     };
     // httparse lets bytes >= 0x80 through; a request target is ASCII (RFC 9112 §3.2), and a
     // fragment is never sent.
-    if !target.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#') {
+    if !target
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && b != b'#')
+    {
         return Err(HeadError::Malformed("invalid character in request target"));
     }
     let version = if minor == 0 {
@@ -154,9 +157,7 @@ pub fn parse_request<'b, 'h>(
             return Err(HeadError::Malformed("Transfer-Encoding on HTTP/1.0"))
         }
         (Some(false), None) => {
-            return Err(HeadError::Malformed(
-                "Transfer-Encoding other than chunked",
-            ))
+            return Err(HeadError::Malformed("Transfer-Encoding other than chunked"))
         }
         (Some(true), None) => Framing::Chunked,
         (None, Some(n)) => Framing::length(n),
@@ -201,8 +202,7 @@ fn framing_facts(headers: &[Header<'_>]) -> Result<FramingFacts, HeadError> {
     for h in headers {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(h.value)
-                .ok_or(HeadError::Malformed("invalid Content-Length"))?;
+            let n = parse_length(h.value).ok_or(HeadError::Malformed("invalid Content-Length"))?;
             if f.length.is_some_and(|m| m != n) {
                 return Err(HeadError::Malformed("conflicting Content-Length"));
             }
@@ -300,7 +300,8 @@ pub fn parse_response<'b, 'h>(
     }))
 }
 
-/// How a response body is delimited (RFC 9112 §6.3), whether the connection can carry another
+/// How a response body is delimited (RFC 9112 §6.3; a transfer coding other than `chunked` is
+/// refused), whether the connection can carry another
 /// request afterwards, and the `Content-Length` it declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseFraming {
@@ -319,8 +320,7 @@ pub fn response_framing(
 ) -> Result<ResponseFraming, &'static str> {
     let f = framing_facts(head.headers).map_err(|_| "invalid Content-Length in response")?;
     let mut reusable = head.version == Version::Http11 && !f.close;
-    let bodiless =
-        head_request || head.status < 200 || head.status == 204 || head.status == 304;
+    let bodiless = head_request || head.status < 200 || head.status == 204 || head.status == 304;
     let framing = if bodiless {
         Framing::Empty
     } else {
@@ -330,7 +330,10 @@ pub fn response_framing(
                 reusable &= length.is_none();
                 Framing::Chunked
             }
-            (Some(false), _) | (None, None) => {
+            // A transfer coding other than chunked alone (gzip, ...) would reach the client
+            // undecoded, under a framing the gateway rewrites: refuse it.
+            (Some(false), _) => return Err("unsupported transfer coding in response"),
+            (None, None) => {
                 reusable = false;
                 Framing::UntilClose
             }
@@ -668,8 +671,12 @@ mod tests {
         assert_eq!((r.framing, r.reusable), (Framing::Chunked, false));
         let r = f("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!((r.framing, r.reusable), (Framing::UntilClose, false));
-        let r = f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
-        assert_eq!((r.framing, r.reusable), (Framing::UntilClose, false));
+        assert!(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).is_err());
+        assert!(response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false
+        )
+        .is_err());
         let r = f("HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n");
         assert_eq!((r.framing, r.reusable), (Framing::Length(3), false));
         let r = f("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\n");
@@ -680,7 +687,11 @@ mod tests {
         assert_eq!((r.framing, r.declared), (Framing::Empty, Some(30)));
         let r = response("HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n", true).unwrap();
         assert_eq!((r.framing, r.declared), (Framing::Empty, Some(30)));
-        assert!(response("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", false).is_err());
+        assert!(response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(response("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
         assert!(response("HTTP/1.1 099 Odd\r\n\r\n", false).is_err());
         assert!(response("garbage\r\n\r\n", false).is_err());
@@ -734,7 +745,11 @@ mod tests {
             b"0\r\n\r\r\n",
             b"3;\x00\r\nabc\r\n0\r\n\r\n",
         ] {
-            assert!(dechunk(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                dechunk(bad, 1).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let mut dec = ChunkedDecoder::new();
         // Bytes after the end are not consumed: they belong to the next message.
