@@ -148,11 +148,12 @@ pub struct ServerConfig {
     pub upstream_timeout: Duration,
     /// Time in-flight requests get to finish on SIGTERM/SIGINT. Default 30s.
     pub drain_timeout: Duration,
-    /// Time a client gets to send a complete request head; on HTTP/1 it also bounds how long an
-    /// idle keep-alive connection waits for its next request. Default 10s.
+    /// Time a client gets to send a complete request head: from the connection's start for its
+    /// first request, from the head's first byte for later ones. Default 10s.
     pub header_read_timeout: Duration,
     /// A client connection with nothing read or written for this long, while the gateway waits
-    /// on it, is closed (trickled bodies, silent tunnels). Default 60s.
+    /// on it, is closed (idle keep-alive connections, trickled bodies, silent tunnels).
+    /// Default 60s.
     pub idle_timeout: Duration,
     /// Default largest request body, in bytes, for routes without their own; larger gets 413.
     /// 0 means no limit. Default 64 MiB.

@@ -284,3 +284,87 @@ pub fn check_rewrite(
         }
     }
 }
+
+/// Request framing: whatever the bytes, a head that parses is self-delimiting and its framing
+/// is the one unambiguous reading of its fields: `Transfer-Encoding: chunked` alone (HTTP/1.1,
+/// no `Content-Length`), or at most one all-digit `Content-Length`, or no body.
+pub fn check_request_head(input: &[u8]) {
+    let mut slots = wire::header_slots();
+    let Ok(Some(head)) = wire::parse_request(input, &mut slots[..100]) else {
+        return;
+    };
+    assert!(head.len <= input.len());
+    let mut again = wire::header_slots();
+    let reparsed = wire::parse_request(&input[..head.len], &mut again[..100])
+        .expect("a head parses again on its own")
+        .expect("a head is complete on its own");
+    assert_eq!(reparsed.len, head.len, "{input:?}");
+    let named = |name: &str| {
+        head.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .collect::<Vec<_>>()
+    };
+    let (te, cl) = (named("transfer-encoding"), named("content-length"));
+    match head.framing {
+        Framing::Chunked => {
+            assert!(cl.is_empty() && head.version == wire::Version::Http11, "{input:?}");
+            let codings: Vec<&[u8]> = te.iter().flat_map(|h| wire::tokens(h.value)).collect();
+            assert_eq!(codings.len(), 1, "{input:?}");
+            assert!(codings[0].eq_ignore_ascii_case(b"chunked"), "{input:?}");
+        }
+        Framing::Length(n) => {
+            assert!(te.is_empty() && cl.len() == 1, "{input:?}");
+            assert_eq!(wire::parse_length(cl[0].value), Some(n), "{input:?}");
+        }
+        Framing::Empty => {
+            assert!(te.is_empty() && cl.len() <= 1, "{input:?}");
+            assert!(cl.iter().all(|h| wire::parse_length(h.value) == Some(0)), "{input:?}");
+        }
+        Framing::UntilClose => panic!("a request read until close: {input:?}"),
+    }
+}
+
+/// The chunked decoder: fed the same bytes in two pieces split anywhere, it decodes the same
+/// body, stops at the same byte and fails the same way; a body it decoded, framed anew by the
+/// gateway, decodes to the same bytes.
+pub fn check_chunked(input: &[u8], split: usize) {
+    let whole = dechunk(&[input]);
+    let split = split.min(input.len());
+    let pieces = dechunk(&[&input[..split], &input[split..]]);
+    assert_eq!(whole, pieces, "{input:?} split at {split}");
+    if let Ok((body, used)) = whole {
+        assert!(used <= input.len());
+        let mut framed = Vec::new();
+        for piece in body.chunks(7) {
+            let mut header = [0u8; 18];
+            framed.extend_from_slice(wire::chunk_header(piece.len(), &mut header));
+            framed.extend_from_slice(piece);
+            framed.extend_from_slice(b"\r\n");
+        }
+        framed.extend_from_slice(wire::LAST_CHUNK);
+        assert_eq!(dechunk(&[&framed]), Ok((body, framed.len())));
+    }
+}
+
+/// Decodes a chunked body arriving in `pieces`: the body and the bytes used, or the error
+/// (`None` when the input ended first).
+fn dechunk(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), Option<wire::ChunkError>> {
+    let mut dec = wire::ChunkedDecoder::new();
+    let mut body = Vec::new();
+    let mut used = 0;
+    for piece in pieces {
+        let mut at = 0;
+        while at < piece.len() {
+            let (n, chunk) = dec.decode(&piece[at..]).map_err(Some)?;
+            match chunk {
+                wire::Chunk::Data(r) => body.extend_from_slice(&piece[at..][r]),
+                wire::Chunk::End => return Ok((body, used + at + n)),
+                wire::Chunk::More => {}
+            }
+            at += n;
+        }
+        used += piece.len();
+    }
+    Err(None)
+}

@@ -153,3 +153,75 @@ proptest! {
         invariants::check_rewrite(&policy, &sent, user);
     }
 }
+
+fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let field = prop_oneof![
+        Just("Content-Length: 5".to_owned()),
+        Just("Content-Length: 05".to_owned()),
+        Just("Content-Length: 0".to_owned()),
+        Just("content-length:3".to_owned()),
+        Just("Content-Length: 3, 3".to_owned()),
+        Just("Content-Length: +3".to_owned()),
+        Just("Transfer-Encoding: chunked".to_owned()),
+        Just("transfer-encoding: CHUNKED".to_owned()),
+        Just("Transfer-Encoding: chunked, identity".to_owned()),
+        Just("Transfer-Encoding: gzip, chunked".to_owned()),
+        Just("Transfer-Encoding:".to_owned()),
+        Just("Transfer_Encoding: chunked".to_owned()),
+        Just("Connection: close".to_owned()),
+        Just("Expect: 100-continue".to_owned()),
+        Just("X-A: b\r\n c".to_owned()),
+        Just("Host: a".to_owned()),
+        "[A-Za-z-]{1,8}: [ -~]{0,8}",
+    ];
+    let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2.0")];
+    let newline = prop_oneof![Just("\r\n"), Just("\n")];
+    (version, proptest::collection::vec((field, newline), 0..6), "[ -~]{0,6}").prop_map(
+        |(v, fields, tail)| {
+            let mut s = format!("POST /x {v}\r\n");
+            for (f, nl) in fields {
+                s.push_str(&f);
+                s.push_str(nl);
+            }
+            s.push_str("\r\n");
+            s.push_str(&tail);
+            s.into_bytes()
+        },
+    )
+}
+
+fn chunked_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just("5\r\nhello\r\n".to_owned()),
+        Just("0\r\n\r\n".to_owned()),
+        Just("0\r\nX-T: 1\r\n\r\n".to_owned()),
+        Just("3;ext=v\r\nabc\r\n".to_owned()),
+        Just("A \r\n0123456789\r\n".to_owned()),
+        Just("ffffffffffffffffff\r\n".to_owned()),
+        Just("3\nabc\n".to_owned()),
+        Just("\r\n".to_owned()),
+        Just("GET / HTTP/1.1\r\n\r\n".to_owned()),
+        "[0-9a-fA-F]{1,3}\r\n[ -~]{0,12}\r\n",
+        "[ -~\r\n]{0,6}",
+    ];
+    proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat().into_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn request_heads_have_one_unambiguous_framing(input in head_strategy()) {
+        invariants::check_request_head(&input);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_break_head_parsing(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+        invariants::check_request_head(&input);
+    }
+
+    #[test]
+    fn chunked_decoding_does_not_depend_on_how_bytes_arrive(input in chunked_strategy(), split in 0usize..200) {
+        invariants::check_chunked(&input, split);
+    }
+}
