@@ -154,6 +154,7 @@ fn rewrite(c: &mut Criterion) {
                     path: "/api/v1/orders/42",
                     query: Some("page=2"),
                     host: Some(b"api.example.com"),
+                    upstream_host: "127.0.0.1:8000",
                     headers: black_box(&fields),
                     identity: Some(&identity),
                     upgrade: None,

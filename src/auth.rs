@@ -177,10 +177,16 @@ pub fn bearer<'a>(headers: &[Header<'a>]) -> Result<Option<&'a str>, TokenError>
     if values.next().is_some() {
         return Err(TokenError::BadCredentials);
     }
-    let Some(value) = std::str::from_utf8(value)
-        .ok()
-        .filter(|v| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)))
-    else {
+    // Visible ASCII, space and tab only (what a credential can be): anything else is refused
+    // before it is treated as text.
+    // (Branch-free, so the check over a whole token is vectorized.)
+    let visible = value.iter().fold(true, |ok, &b| {
+        ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\t'))
+    });
+    if !visible {
+        return Err(TokenError::BadCredentials);
+    }
+    let Ok(value) = std::str::from_utf8(value) else {
         return Err(TokenError::BadCredentials);
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::Instant;
 
 use crate::gateway::Record;
 use crate::idle::Deadline;
@@ -81,7 +80,6 @@ pub struct UpstreamBody {
     upload: Option<(Upload, Vec<u8>, IncomingBody)>,
     idle: Duration,
     deadline: Option<Deadline>,
-    sent: Instant,
     record: Option<Record>,
     bytes: u64,
 }
@@ -94,7 +92,6 @@ impl UpstreamBody {
         reusable: bool,
         upload: Option<(Upload, Vec<u8>, IncomingBody)>,
         idle: Duration,
-        sent: Instant,
         record: Record,
     ) -> UpstreamBody {
         UpstreamBody {
@@ -104,7 +101,6 @@ impl UpstreamBody {
             upload,
             idle,
             deadline: None,
-            sent,
             record: Some(record),
             bytes: 0,
         }
@@ -165,8 +161,8 @@ impl Drop for UpstreamBody {
             record.log(self.bytes, complete);
         }
         if let Some(conn) = self.conn.take() {
-            if complete && self.reusable && self.upload.is_none() {
-                self.origin.release(conn, self.sent);
+            if complete && self.reusable {
+                self.origin.release(conn);
             }
         }
     }

@@ -827,6 +827,12 @@ fn upstream_uri(raw: &str) -> Result<Uri, String> {
     if authority.as_str().contains('@') {
         return Err(format!("{raw:?} must not carry credentials"));
     }
+    if uri.scheme_str() == Some("https") && crate::proxy::server_name(authority.host()).is_none() {
+        return Err(format!(
+            "{raw:?}: {:?} cannot be verified as a TLS server name",
+            authority.host()
+        ));
+    }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!(
             "{raw:?} must not have a path or query: the request path is forwarded as it is"

@@ -149,9 +149,9 @@ impl GatewayError {
     }
 
     /// The same response as HTTP/1.1 bytes, appended to `out`; `close` announces that the
-    /// connection closes after it.
-    /// Returns the body's length.
-    pub fn write_http1(&self, out: &mut Vec<u8>, close: bool) -> usize {
+    /// connection closes after it; `head_only` (the answer to `HEAD`) leaves out the body, not
+    /// its length. Returns the length of the body written.
+    pub fn write_http1(&self, out: &mut Vec<u8>, close: bool, head_only: bool) -> usize {
         let (status, code, description, challenge) = self.parts();
         let body = json(code, &description);
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -177,6 +177,9 @@ impl GatewayError {
         out.extend_from_slice(b"content-length: ");
         crate::wire::push_decimal(out, body.len() as u64);
         out.extend_from_slice(b"\r\n\r\n");
+        if head_only {
+            return 0;
+        }
         out.extend_from_slice(body.as_bytes());
         body.len()
     }
@@ -271,7 +274,26 @@ mod tests {
             assert!(body["error_description"].is_string());
             // The HTTP/1.1 rendering says the same.
             let mut raw = Vec::new();
-            err.write_http1(&mut raw, true);
+            let mut head_only = Vec::new();
+            err.write_http1(&mut head_only, true, true);
+            err.write_http1(&mut raw, true, false);
+            // The answer to HEAD is the same head (the date aside) without the body.
+            let undated = |b: &[u8]| -> String {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .filter(|l| !l.starts_with("date: "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let (raw_head, _) = String::from_utf8_lossy(&raw)
+                .split_once("\r\n\r\n")
+                .map(|(h, b)| (h.to_owned(), b.to_owned()))
+                .unwrap();
+            assert_eq!(
+                undated(raw_head.as_bytes()),
+                undated(&head_only[..head_only.len() - 4]),
+                "{err:?}"
+            );
             let mut fields = [httparse::EMPTY_HEADER; 16];
             let mut res = httparse::Response::new(&mut fields);
             let head = res.parse(&raw).unwrap().unwrap();

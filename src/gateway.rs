@@ -86,8 +86,11 @@ impl Runtime {
         out: &mut Vec<u8>,
         record: &mut Record,
     ) -> Result<Forward<'r>, GatewayError> {
-        // Until the path is normalized, the log shows it as sent (never the query).
-        record.set_path(req.target.split('?').next().unwrap_or(""));
+        // Until the path is normalized, the log shows an origin-form path as sent (never the
+        // query, nor an absolute-form target, which may carry credentials).
+        if req.target.starts_with('/') {
+            record.set_path(req.target.split('?').next().unwrap_or(""));
+        }
         let target = target(req, self.config.routes.has_host_routes())?;
         record.set_path(&target.path);
         let route = self
@@ -123,6 +126,7 @@ impl Runtime {
                 path: &target.path,
                 query: target.query,
                 host: target.host_header,
+                upstream_host: route.upstream.authority().map_or("", |a| a.as_str()),
                 headers: req.headers,
                 identity: identity.as_deref(),
                 upgrade,

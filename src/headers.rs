@@ -202,6 +202,8 @@ pub struct Outgoing<'a> {
     pub query: Option<&'a str>,
     /// The authority the client asked for: the upstream's `Host` and `X-Forwarded-Host`.
     pub host: Option<&'a [u8]>,
+    /// The upstream's own authority: its `Host` when the client sent none (HTTP/1.0).
+    pub upstream_host: &'a str,
     /// The client's header fields.
     pub headers: &'a [Header<'a>],
     /// The verified caller, if any.
@@ -230,9 +232,11 @@ pub fn rewrite_request(
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(host) = req.host {
-        field(out, b"host", host);
-    }
+    field(
+        out,
+        b"host",
+        req.host.unwrap_or(req.upstream_host.as_bytes()),
+    );
 
     let mut classes = [Class::Plain; wire::MAX_HEADERS];
     let mut nominating = false;
@@ -249,7 +253,9 @@ pub fn rewrite_request(
         };
     let mut forwarded_for = false;
     let mut cookies = 0;
+    let mut declared_length = false;
     for (h, class) in req.headers.iter().zip(&classes) {
+        declared_length |= *class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
         match class {
             Class::Plain if !nominated(h.name) => field(out, h.name.as_bytes(), h.value),
             Class::Authorization if policy.forward_token && !nominated(h.name) => {
@@ -325,6 +331,11 @@ pub fn rewrite_request(
         }
         Framing::Chunked | Framing::UntilClose => {
             field(out, b"transfer-encoding", b"chunked");
+        }
+        // RFC 9110 §8.6: a request whose method gives content a meaning says it has none
+        // (some servers answer 411 otherwise), as does one whose client said so.
+        Framing::Empty if declared_length || matches!(req.method, "POST" | "PUT" | "PATCH") => {
+            field(out, b"content-length", b"0");
         }
         Framing::Empty => {}
     }
@@ -434,6 +445,7 @@ mod tests {
                 path: "/p",
                 query: Some("q=1"),
                 host: Some(b"app.example"),
+                upstream_host: "10.0.0.1:8000",
                 headers: &headers,
                 identity,
                 upgrade,
@@ -526,7 +538,9 @@ mod tests {
             None,
             None,
         );
-        assert!(all(&f, "content-length").is_empty());
+        // The client's "3" is never passed on: the gateway writes the length it frames (here
+        // none, said as 0 since the client declared one).
+        assert_eq!(all(&f, "content-length"), vec!["0"]);
         assert!(all(&f, "expect").is_empty());
         assert!(all(&f, "x-private").is_empty());
         assert_eq!(all(&f, "x-public"), vec!["2"]);

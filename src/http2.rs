@@ -109,6 +109,9 @@ async fn handle(
     };
     let record = guard.record.as_mut().expect("set just above");
     let framing = match declared_length(&parts.headers) {
+        _ if parts.headers.len() > rt.config.server.max_headers => {
+            Err(GatewayError::HeadersTooLarge)
+        }
         _ if body.is_end_stream() => Ok(Framing::Empty),
         Ok(Some(n)) => Ok(Framing::length(n)),
         Ok(None) => Ok(Framing::Chunked),
@@ -182,16 +185,10 @@ async fn handle(
     record.status = answer.status;
     gateway.count(&record, answer.status);
     let idle = rt.config.server.idle_timeout;
+    // An upstream that answered before it had the whole body may not have read it: never reused.
+    let reusable = answer.framing.reusable && answer.upload.is_none();
     let upload = answer.upload.map(|u| (u, out, source));
-    let body = UpstreamBody::new(
-        answer.conn,
-        origin,
-        answer.framing.reusable,
-        upload,
-        idle,
-        sent,
-        record,
-    );
+    let body = UpstreamBody::new(answer.conn, origin, reusable, upload, idle, record);
     let mut res = answer.head;
     *res.body_mut() = Body::Upstream(Box::new(body));
     res

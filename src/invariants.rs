@@ -188,6 +188,7 @@ pub fn check_rewrite(
             path: "/",
             query: None,
             host: Some(b"app.example"),
+            upstream_host: "127.0.0.1:1",
             headers: &fields,
             identity: identity.as_ref(),
             upgrade: None,
@@ -308,7 +309,10 @@ pub fn check_request_head(input: &[u8]) {
     let (te, cl) = (named("transfer-encoding"), named("content-length"));
     match head.framing {
         Framing::Chunked => {
-            assert!(cl.is_empty() && head.version == wire::Version::Http11, "{input:?}");
+            assert!(
+                cl.is_empty() && head.version == wire::Version::Http11,
+                "{input:?}"
+            );
             let codings: Vec<&[u8]> = te.iter().flat_map(|h| wire::tokens(h.value)).collect();
             assert_eq!(codings.len(), 1, "{input:?}");
             assert!(codings[0].eq_ignore_ascii_case(b"chunked"), "{input:?}");
@@ -319,7 +323,10 @@ pub fn check_request_head(input: &[u8]) {
         }
         Framing::Empty => {
             assert!(te.is_empty() && cl.len() <= 1, "{input:?}");
-            assert!(cl.iter().all(|h| wire::parse_length(h.value) == Some(0)), "{input:?}");
+            assert!(
+                cl.iter().all(|h| wire::parse_length(h.value) == Some(0)),
+                "{input:?}"
+            );
         }
         Framing::UntilClose => panic!("a request read until close: {input:?}"),
     }

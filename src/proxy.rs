@@ -96,8 +96,9 @@ impl Upstreams {
 pub struct Origin {
     /// `host:port`, resolved at each connect.
     addr: Box<str>,
-    /// For `https://`: the connector and the name to verify.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// For `https://`: the connector and the name to verify (`None`: not a valid server name,
+    /// which config validation refuses; connecting fails rather than fall back to plain TCP).
+    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     connect_timeout: Duration,
     /// Time allowed for the response head.
     pub upstream_timeout: Duration,
@@ -258,14 +259,7 @@ impl Origin {
             Some(_) => authority.to_owned(),
             None => format!("{authority}:{}", if https { 443 } else { 80 }),
         };
-        // IPv6 literals come bracketed in URIs; a server name is the bare address.
-        let name = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let tls = https
-            .then(|| Some((TlsConnector::from(tls), ServerName::try_from(name).ok()?)))
-            .flatten();
+        let tls = https.then(|| (TlsConnector::from(tls), server_name(host)));
         Origin {
             addr: addr.into_boxed_str(),
             tls,
@@ -292,7 +286,8 @@ impl Origin {
     ) -> Result<Answer<R>, ProxyError> {
         let mut conn = match self.take_idle(sent) {
             Some(conn) => conn,
-            None => self.connect().await?,
+            // Boxed: a TLS handshake's state is large, and new connections are rare.
+            None => Box::pin(self.connect()).await?,
         };
         let first = self
             .send(
@@ -309,7 +304,7 @@ impl Origin {
         let answered = match first {
             Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
                 debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
-                conn = self.connect().await?;
+                conn = Box::pin(self.connect()).await?;
                 self.send(
                     &mut conn,
                     deadline,
@@ -350,9 +345,16 @@ impl Origin {
         let mut upload = Some(Upload::new(framing));
         deadline.disarm();
         let timeout = self.upstream_timeout;
+        let mut progress = 0;
         poll_fn(|cx| {
             if let Some(u) = &mut upload {
-                match u.poll(cx, &mut conn.io, head, body) {
+                let polled = u.poll(cx, &mut conn.io, head, body);
+                if u.progress() != progress {
+                    // The upstream took bytes: its upstream_timeout starts again.
+                    progress = u.progress();
+                    deadline.disarm();
+                }
+                match polled {
                     Poll::Ready(Ok(())) => {
                         upload = None;
                         deadline.disarm();
@@ -390,13 +392,8 @@ impl Origin {
 
     fn take_idle(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(Idle { conn, since }) = idle.pop() {
-            if now.saturating_duration_since(since) >= IDLE_FOR {
-                // The rest are older still.
-                idle.clear();
-                return None;
-            }
-            if conn.is_usable() {
+        while let Some(Idle { mut conn, since }) = idle.pop() {
+            if now.saturating_duration_since(since) < IDLE_FOR && conn.is_usable() {
                 return Some(conn);
             }
         }
@@ -404,7 +401,7 @@ impl Origin {
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.
-    pub fn release(self: &Arc<Self>, mut conn: Conn, now: Instant) {
+    pub fn release(self: &Arc<Self>, mut conn: Conn) {
         if conn.pos != conn.end || !conn.body_done() {
             // Bytes after the response: not a connection to trust with another request.
             return;
@@ -415,9 +412,10 @@ impl Origin {
                 rt.spawn(reap(Arc::downgrade(self)));
             }
         });
+        let since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since: now });
+            idle.push(Idle { conn, since });
         }
     }
 
@@ -429,8 +427,14 @@ impl Origin {
             socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
             Ok::<_, io::Error>(match &self.tls {
                 None => Stream::Tcp(tcp),
-                Some((connector, name)) => {
+                Some((connector, Some(name))) => {
                     Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                }
+                Some((_, None)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "upstream host is not a valid TLS server name",
+                    ))
                 }
             })
         };
@@ -445,6 +449,13 @@ impl Origin {
     }
 }
 
+/// The name an `https://` upstream's certificate is verified against: its URL's host (an IPv6
+/// literal without brackets). `None` when rustls cannot use it.
+pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).ok()
+}
+
 /// Drops expired and closed idle connections every few seconds, so that an upstream's closed
 /// connections do not linger while no request comes; ends with its configuration.
 async fn reap(origin: Weak<Origin>) {
@@ -456,7 +467,9 @@ async fn reap(origin: Weak<Origin>) {
         };
         let now = Instant::now();
         let mut idle = origin.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|i| now.saturating_duration_since(i.since) < IDLE_FOR && i.conn.is_usable());
+        idle.retain_mut(|i| {
+            now.saturating_duration_since(i.since) < IDLE_FOR && i.conn.is_usable()
+        });
     }
 }
 
@@ -488,6 +501,8 @@ impl RequestKind {
 #[derive(Debug)]
 pub struct Upload {
     chunked: bool,
+    /// The declared length, enforced: the source may give neither more nor less.
+    length: Option<u64>,
     /// Bytes of the prefix (the request head) written.
     prefix_pos: usize,
     /// Framing bytes to write before anything else (a chunk header, a CRLF, the last chunk).
@@ -511,6 +526,10 @@ impl Upload {
     pub fn new(framing: Framing) -> Upload {
         Upload {
             chunked: framing == Framing::Chunked,
+            length: match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
             prefix_pos: 0,
             frame: [0; 18],
             frame_len: 0,
@@ -521,6 +540,11 @@ impl Upload {
             stopped: false,
             writer_blocked: false,
         }
+    }
+
+    /// Bytes written so far, head and framing included.
+    pub fn progress(&self) -> u64 {
+        self.prefix_pos as u64 + self.written + u64::from(self.frame_pos)
     }
 
     /// Stops the upload for good: every later poll stays pending.
@@ -564,7 +588,11 @@ impl Upload {
                 let rest = &prefix[self.prefix_pos..];
                 self.writer_blocked = true;
                 let n = match first {
-                    Some(data) if !data.is_empty() && !self.chunked => {
+                    Some(data)
+                        if !data.is_empty()
+                            && !self.chunked
+                            && self.length.is_none_or(|n| data.len() as u64 <= n) =>
+                    {
                         let bufs = [io::IoSlice::new(rest), io::IoSlice::new(data)];
                         ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))
                             .map_err(write_failed)?
@@ -609,8 +637,21 @@ impl Upload {
                     return Poll::Pending;
                 }
             };
+            if self
+                .length
+                .is_some_and(|n| self.written + data.len() as u64 > n)
+            {
+                return Poll::Ready(Err(ProxyError::Client(SourceError::Malformed(
+                    "body longer than its Content-Length",
+                ))));
+            }
             if self.left == 0 {
                 if data.is_empty() {
+                    if self.length.is_some_and(|n| self.written != n) {
+                        return Poll::Ready(Err(ProxyError::Client(SourceError::Malformed(
+                            "body shorter than its Content-Length",
+                        ))));
+                    }
                     self.finished = true;
                     if self.chunked {
                         self.set_frame(wire::LAST_CHUNK);
@@ -699,9 +740,9 @@ impl Conn {
     /// An idle connection is usable when the upstream has neither closed it nor sent anything
     /// (an idle HTTP/1.1 connection has nothing to say). Uses the readiness the reactor already
     /// has; reads only when it says something might be there.
-    fn is_usable(&self) -> bool {
+    fn is_usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match &self.io {
+        match &mut self.io {
             Stream::Tcp(tcp) => match tcp.poll_read_ready(&mut cx) {
                 Poll::Pending => true,
                 Poll::Ready(Err(_)) => false,
@@ -709,7 +750,13 @@ impl Conn {
                     matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
                 }
             },
-            Stream::Tls(tls) => tls.get_ref().0.poll_read_ready(&mut cx).is_pending(),
+            // Through TLS: what rustls holds counts too (plaintext, a close_notify).
+            Stream::Tls(tls) => {
+                let mut byte = [0u8; 1];
+                Pin::new(tls)
+                    .poll_read(&mut cx, &mut ReadBuf::new(&mut byte))
+                    .is_pending()
+            }
         }
     }
 

@@ -98,13 +98,17 @@ pub fn header_slots<'b>() -> HeaderSlots<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
-/// True when `buf` may hold a complete head: it has an empty line (after at least one line).
-/// Cheap; lets a reader skip re-parsing a head that trickles in a few bytes at a time.
+/// True when `buf` may hold a complete head: an empty line ends a line, and some of it is new
+/// since `from` (the bytes already found incomplete). Cheap; lets a reader skip re-parsing a
+/// head that trickles in a few bytes at a time, and never re-parse without new bytes.
 pub fn may_be_complete(buf: &[u8], from: usize) -> bool {
-    let start = from.saturating_sub(3);
+    if buf.len() <= from {
+        return false;
+    }
+    let start = from.saturating_sub(2);
     buf[start..]
-        .windows(2)
-        .any(|w| w == b"\n\n" || w == b"\n\r")
+        .windows(3)
+        .any(|w| w == b"\n\r\n" || w[..2] == *b"\n\n" || w[1..] == *b"\n\n")
 }
 
 /// Parses a request head at the start of `buf` with at most `slots.len()` fields. `Ok(None)`:
@@ -650,8 +654,15 @@ mod tests {
         let raw = "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next";
         assert_eq!(req(raw).unwrap().unwrap().3, raw.find("GET /next").unwrap());
         assert!(may_be_complete(b"GET / HTTP/1.1\r\n\r\n", 17));
+        assert!(may_be_complete(b"GET / HTTP/1.1\r\n\r\n", 0));
         assert!(may_be_complete(b"GET / HTTP/1.1\n\n", 15));
+        assert!(may_be_complete(b"GET / HTTP/1.1\n\r\n", 14));
         assert!(!may_be_complete(b"GET / HTTP/1.1\r\nHost: a\r\n", 10));
+        // A head cut between its last CR and LF is not complete...
+        assert!(!may_be_complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0));
+        // ...and without new bytes nothing is worth parsing again.
+        let blank = b"\r\n\r\n";
+        assert!(may_be_complete(blank, 0) && !may_be_complete(blank, blank.len()));
     }
 
     fn response(raw: &str, head_request: bool) -> Result<ResponseFraming, &'static str> {

@@ -500,3 +500,193 @@ async fn a_drain_closes_idle_keep_alive_connections_at_once() {
         "the drain waited for an idle connection"
     );
 }
+
+#[tokio::test]
+async fn a_head_split_anywhere_is_read_and_empty_lines_are_bounded() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    // Split between the last CR and LF (and a leading empty line, which is tolerated).
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"\r\nGET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile the gateway serves others (a connection spinning on its half head would
+    // starve this single-threaded test runtime).
+    let out = raw(
+        gw.addr,
+        b"GET /public/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200], "{out}");
+    s.write_all(b"\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert_eq!(statuses(&out), vec![200], "{out}");
+    // A flood of empty lines is not a request.
+    let out = raw(gw.addr, "\r\n".repeat(100).as_bytes()).await;
+    assert_eq!(statuses(&out), vec![400], "{out}");
+    let uris: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, vec!["/public/y", "/public/x"]);
+}
+
+#[tokio::test]
+async fn an_upstream_that_answered_before_reading_the_body_is_not_reused() {
+    // Answers each request as soon as its head is in, keep-alive, and records what else
+    // arrives on that connection: the body it never read must not be followed by a request.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let later: Log = Arc::default();
+    let seen = later.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let mut rest = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&rest).into_owned());
+            });
+        }
+    });
+    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: a\r\nX-Auth-User: admin\r\n\r\n";
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let head = authorized(
+        "/upload",
+        &format!("Content-Length: {}\r\n", smuggled.len()),
+    )
+    .replace("GET", "POST");
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(smuggled.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out)).await;
+    assert_eq!(statuses(&out), vec![200], "{out}");
+    // The next request must go over another connection.
+    let out = raw(
+        gw.addr,
+        authorized("/next", "Connection: close\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200], "{out}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for after in later.lock().unwrap().iter() {
+        assert!(
+            !after.contains("GET /next"),
+            "a request followed an unread body: {after:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upload_the_upstream_reads_slowly_is_not_timed_out_while_it_moves() {
+    // The upstream takes 8 MB/s with a small receive buffer: 16 MB keep the gateway's writes
+    // blocked for well over upstream_timeout (1 s), but the upstream keeps taking bytes.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(16).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let l = TcpListener::from_std(socket.into()).unwrap();
+    let addr = l.local_addr().unwrap();
+    const SIZE: usize = 16 * 1024 * 1024;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let (mut total, started) = (0, Instant::now());
+                // The head, then the body, at 8 MB/s.
+                while total < SIZE {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => total += n,
+                        _ => return,
+                    }
+                    let due = Duration::from_secs_f64(total as f64 / 8e6);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let head = authorized(
+        "/upload",
+        &format!("Content-Length: {SIZE}\r\nConnection: close\r\n"),
+    )
+    .replace("GET", "POST");
+    let writer = tokio::spawn(async move {
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..SIZE / chunk.len() {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    });
+    let out = writer.await.unwrap();
+    assert_eq!(statuses(&out), vec![200], "{}", &out[..out.len().min(300)]);
+}
+
+#[tokio::test]
+async fn the_gateways_own_answers_to_head_have_no_body() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let out = raw(
+        gw.addr,
+        b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /public/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![401, 200], "{out}");
+    let (first, _) = out.split_once("HTTP/1.1 200").unwrap();
+    assert!(
+        first.ends_with("\r\n\r\n"),
+        "a body after the head of a HEAD answer: {first}"
+    );
+    assert!(
+        first.to_ascii_lowercase().contains("content-length: "),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn empty_bodies_and_missing_hosts_still_reach_the_upstream_well_formed() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let out = raw(
+        gw.addr,
+        b"POST /public/a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\nPUT /public/b HTTP/1.1\r\nHost: a\r\n\r\nGET /public/c HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200, 200, 200], "{out}");
+    let seen = up.seen();
+    assert_eq!(seen[0].all("content-length"), vec!["0"]);
+    assert_eq!(seen[1].all("content-length"), vec!["0"]);
+    // HTTP/1.0 without Host: the upstream (HTTP/1.1) gets its own authority, and no
+    // X-Forwarded-Host, since the client named none.
+    assert_eq!(seen[2].all("host"), vec![up.addr.to_string()]);
+    assert!(seen[2].all("x-forwarded-host").is_empty());
+}

@@ -176,8 +176,12 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
     ];
     let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2.0")];
     let newline = prop_oneof![Just("\r\n"), Just("\n")];
-    (version, proptest::collection::vec((field, newline), 0..6), "[ -~]{0,6}").prop_map(
-        |(v, fields, tail)| {
+    (
+        version,
+        proptest::collection::vec((field, newline), 0..6),
+        "[ -~]{0,6}",
+    )
+        .prop_map(|(v, fields, tail)| {
             let mut s = format!("POST /x {v}\r\n");
             for (f, nl) in fields {
                 s.push_str(&f);
@@ -186,8 +190,7 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
             s.push_str("\r\n");
             s.push_str(&tail);
             s.into_bytes()
-        },
-    )
+        })
 }
 
 fn chunked_strategy() -> impl Strategy<Value = Vec<u8>> {
