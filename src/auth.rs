@@ -177,30 +177,47 @@ pub fn bearer<'a>(headers: &[Header<'a>]) -> Result<Option<&'a str>, TokenError>
     if values.next().is_some() {
         return Err(TokenError::BadCredentials);
     }
-    // Visible ASCII, space and tab only (what a credential can be): anything else is refused
-    // before it is treated as text.
-    // (Branch-free, so the check over a whole token is vectorized.)
-    let visible = value.iter().fold(true, |ok, &b| {
-        ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\t'))
-    });
-    if !visible {
-        return Err(TokenError::BadCredentials);
-    }
-    let Ok(value) = std::str::from_utf8(value) else {
-        return Err(TokenError::BadCredentials);
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &[][..]),
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Not a Bearer credential: no token, unless the value is not text at all.
+        return match value
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            true => Ok(None),
+            false => Err(TokenError::BadCredentials),
+        };
     }
-    let token = rest.trim_matches(' ');
+    // Only spaces pad a credential.
+    let token = trim_spaces(rest);
     if token.is_empty() {
         return Ok(None);
     }
-    if token.contains([' ', '\t']) {
+    // A token is visible ASCII without spaces or tabs (checked without early exits, so that
+    // the loop over a whole token is vectorized).
+    if !token
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
+    {
         return Err(TokenError::BadCredentials);
     }
-    Ok(Some(token))
+    // Visible ASCII, so this cannot fail.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| TokenError::BadCredentials)
+}
+
+fn trim_spaces(mut b: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' '] = b {
+        b = rest;
+    }
+    b
 }
 
 /// What a verified token says: the caller and the claims passed on.
@@ -822,6 +839,10 @@ mod tests {
         assert_eq!(one("Bearer "), Ok(None));
         assert_eq!(one("bearer abc.def.ghi"), Ok(Some("abc.def.ghi")));
         assert_eq!(one("Bearer a b"), Err(TokenError::BadCredentials));
+        assert_eq!(one("Bearer a\tb"), Err(TokenError::BadCredentials));
+        assert_eq!(one("Bearer \t"), Err(TokenError::BadCredentials));
+        assert_eq!(one("Bearer   tok  "), Ok(Some("tok")));
+        assert_eq!(one("Basic \u{e9}"), Err(TokenError::BadCredentials));
         assert_eq!(one("Bearer a\u{e9}"), Err(TokenError::BadCredentials));
         let two = [
             Header {

@@ -1,7 +1,12 @@
 //! The verified-token cache: skips HMAC and JSON work for a token already verified.
 //!
-//! * Keyed by the whole token (exact string comparison, SipHash with a per-process random key,
-//!   so no collision can map one token onto another's identity).
+//! * Keyed by the whole token: an entry is used only when its token equals the request's, byte
+//!   for byte, so no collision can map one token onto another's identity. Entries are found by
+//!   a keyed hash (SipHash, per-process random key) of the token's signature segment only: it
+//!   is the part that differs between tokens, and hashing 43 bytes instead of the whole token
+//!   (once, for both the shard and the slot) is most of a hit's cost. Tokens forged to share a
+//!   cached token's signature find its slot and miss on the comparison; they can never be
+//!   inserted, since only verified tokens are.
 //! * Only tokens that verified are inserted: a flood of distinct bad tokens never evicts a good
 //!   one and never grows memory.
 //! * An entry is used only while the token is unexpired (`now < exp + leeway`, checked on every
@@ -11,7 +16,7 @@
 //!   one lock each, so threads rarely contend and there is no global lock on the hot path.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use crate::auth::Identity;
@@ -23,6 +28,7 @@ const SHARDS: usize = 32;
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
 struct Entry {
+    token: Box<str>,
     identity: Arc<Identity>,
     /// Unix seconds after which the entry is dead (`exp + leeway`).
     until: f64,
@@ -31,8 +37,30 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<str>, Entry>,
+    /// By the keyed hash of the token's signature (already random: used as it is).
+    map: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
     bytes: usize,
+}
+
+/// A `Hasher` for keys that are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in rather than ignore it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// A bounded, sharded map from token to verified identity.
@@ -63,20 +91,24 @@ impl TokenCache {
         })
     }
 
-    fn shard(&self, token: &str) -> &Mutex<Shard> {
-        let h = self.hasher.hash_one(token) as usize;
-        &self.shards[h % SHARDS]
+    /// The token's slot: the keyed hash of its signature segment, and its shard.
+    fn slot(&self, token: &str) -> (u64, &Mutex<Shard>) {
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        let h = self.hasher.hash_one(signature);
+        // The shard from the high bits, the map slot from all of them.
+        (h, &self.shards[(h >> 59) as usize % SHARDS])
     }
 
     /// The identity for `token` if it is cached and still valid at `now`.
     pub fn get(&self, token: &str, now: f64) -> Option<Arc<Identity>> {
-        let mut shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.map.get(token)?;
+        let (h, shard) = self.slot(token);
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.map.get(&h).filter(|e| *e.token == *token)?;
         if now < entry.until {
             return Some(entry.identity.clone());
         }
         let cost = entry.cost;
-        shard.map.remove(token);
+        shard.map.remove(&h);
         shard.bytes -= cost;
         None
     }
@@ -85,7 +117,8 @@ impl TokenCache {
     pub fn insert(&self, token: &str, identity: Arc<Identity>, until: f64, now: f64) {
         // Token, claims (at most about the token's size again) and bookkeeping.
         let cost = 2 * token.len() + 256;
-        let mut shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
+        let (h, shard) = self.slot(token);
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if cost > self.bytes_per_shard {
             return;
         }
@@ -112,9 +145,11 @@ impl TokenCache {
                 }
             }
         }
+        // A slot holds one token: a (2^-64) collision of two verified tokens keeps the newer.
         let old = shard.map.insert(
-            token.into(),
+            h,
             Entry {
+                token: token.into(),
                 identity,
                 until,
                 cost,
@@ -197,6 +232,16 @@ mod tests {
             c.insert(&format!("new-{i}"), id("new"), 1e12, 20.0);
         }
         assert!(c.get("old", 20.0).is_none());
+    }
+
+    #[test]
+    fn a_token_sharing_a_cached_signature_misses() {
+        let c = TokenCache::new(100).unwrap();
+        c.insert("h.alice.sig", id("alice"), 1e12, 0.0);
+        // Same signature segment, other header and claims: same slot, never a hit.
+        assert!(c.get("h.admin.sig", 0.0).is_none());
+        assert!(c.get("x.alice.sig", 0.0).is_none());
+        assert_eq!(c.get("h.alice.sig", 0.0).unwrap().user, "alice");
     }
 
     #[test]

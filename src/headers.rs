@@ -238,31 +238,30 @@ pub fn rewrite_request(
         req.host.unwrap_or(req.upstream_host.as_bytes()),
     );
 
-    let mut classes = [Class::Plain; wire::MAX_HEADERS];
-    let mut nominating = false;
+    // Classes of the first fields, kept for the second pass (more are classified again).
+    let mut classes = [Class::Plain; 64];
     for (h, class) in req.headers.iter().zip(classes.iter_mut()) {
         *class = policy.classify(h.name);
-        nominating |= *class == Class::Connection;
     }
-    let nominated =
-        |name: &str| {
-            nominating
-                && req.headers.iter().zip(&classes).any(|(h, c)| {
-                    *c == Class::Connection && wire::has_token(h.value, name.as_bytes())
-                })
-        };
+    let class_of = |i: usize, h: &Header<'_>| match classes.get(i) {
+        Some(c) => *c,
+        None => policy.classify(h.name),
+    };
+    let nominating = nominates(req.headers);
+    let dropped = |h: &Header<'_>| nominating && nominated(req.headers, h.name);
     let mut forwarded_for = false;
     let mut cookies = 0;
     let mut declared_length = false;
-    for (h, class) in req.headers.iter().zip(&classes) {
-        declared_length |= *class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
+    for (i, h) in req.headers.iter().enumerate() {
+        let class = class_of(i, h);
+        declared_length |= class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
         match class {
-            Class::Plain if !nominated(h.name) => field(out, h.name.as_bytes(), h.value),
-            Class::Authorization if policy.forward_token && !nominated(h.name) => {
+            Class::Plain if !dropped(h) => field(out, h.name.as_bytes(), h.value),
+            Class::Authorization if policy.forward_token && !dropped(h) => {
                 field(out, h.name.as_bytes(), h.value);
             }
             Class::Cookie if req.join_cookies => cookies += 1,
-            Class::Cookie if !nominated(h.name) => field(out, h.name.as_bytes(), h.value),
+            Class::Cookie if !dropped(h) => field(out, h.name.as_bytes(), h.value),
             Class::ForwardedFor => forwarded_for = true,
             Class::Identity => {
                 debug!(header = h.name, "removed client-sent identity header");
@@ -275,9 +274,9 @@ pub fn rewrite_request(
         let values = req
             .headers
             .iter()
-            .zip(&classes)
-            .filter(|(_, c)| **c == Class::Cookie);
-        for (i, (h, _)) in values.enumerate() {
+            .enumerate()
+            .filter(|(i, h)| class_of(*i, h) == Class::Cookie);
+        for (i, (_, h)) in values.enumerate() {
             if i > 0 {
                 out.extend_from_slice(b"; ");
             }
@@ -372,22 +371,55 @@ pub fn response_fields<'a, 'h>(
     headers: &'h [Header<'a>],
     switching: bool,
 ) -> impl Iterator<Item = &'h Header<'a>> {
-    let connection = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"));
+    let nominating = nominates(headers);
     headers.iter().filter(move |h| {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length") {
-            return false;
-        }
-        if switching && name.eq_ignore_ascii_case("upgrade") {
+        if switching && h.name.eq_ignore_ascii_case("upgrade") {
             return true;
         }
-        !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
-            && !connection
-                .clone()
-                .any(|c| wire::has_token(c.value, name.as_bytes()))
+        let hop = match h.name.len() {
+            14 => h.name.eq_ignore_ascii_case("content-length"),
+            _ => is_hop_by_hop(h.name),
+        };
+        !(hop || nominating && nominated(headers, h.name))
     })
+}
+
+/// `Connection` and the hop-by-hop fields (RFC 9110 §7.6.1, and the old ones proxies still
+/// see), by length first.
+fn is_hop_by_hop(name: &str) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
+
+/// True when a `Connection` field names a field beyond the ones every message handles anyway
+/// (`close`, `keep-alive`, `upgrade`): only then must each field be checked against it.
+fn nominates(headers: &[Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| wire::tokens(h.value))
+        .any(|t| {
+            !(t.eq_ignore_ascii_case(b"close")
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+/// True when a `Connection` field of `headers` names `name`.
+fn nominated(headers: &[Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|c| wire::has_token(c.value, name.as_bytes()))
 }
 
 /// A header value from bytes the gateway checked (identity values, upstream fields).

@@ -105,10 +105,24 @@ pub fn may_be_complete(buf: &[u8], from: usize) -> bool {
     if buf.len() <= from {
         return false;
     }
+    let empty_line_at = |i: usize| match &buf[i..] {
+        [b'\n', b'\n', ..] | [b'\n', b'\r', b'\n', ..] => true,
+        _ => false,
+    };
+    // Most heads arrive whole and alone: their end is the buffer's end.
+    if buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") {
+        return true;
+    }
+    // Otherwise look at each new line end (pipelined requests, a body after the head).
     let start = from.saturating_sub(2);
-    buf[start..]
-        .windows(3)
-        .any(|w| w == b"\n\r\n" || w[..2] == *b"\n\n" || w[1..] == *b"\n\n")
+    let mut at = start;
+    while let Some(i) = buf[at..].iter().position(|&b| b == b'\n') {
+        if empty_line_at(at + i) {
+            return true;
+        }
+        at += i + 1;
+    }
+    false
 }
 
 /// Parses a request head at the start of `buf` with at most `slots.len()` fields. `Ok(None)`:
@@ -205,28 +219,36 @@ fn framing_facts(headers: &[Header<'_>]) -> Result<FramingFacts, HeadError> {
     let mut codings = 0;
     for h in headers {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(h.value).ok_or(HeadError::Malformed("invalid Content-Length"))?;
-            if f.length.is_some_and(|m| m != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length"));
+        // By length first: most fields are none of these four.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n =
+                    parse_length(h.value).ok_or(HeadError::Malformed("invalid Content-Length"))?;
+                if f.length.is_some_and(|m| m != n) {
+                    return Err(HeadError::Malformed("conflicting Content-Length"));
+                }
+                f.length = Some(n);
+                f.lengths += 1;
             }
-            f.length = Some(n);
-            f.lengths += 1;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for t in tokens(h.value) {
-                codings += 1;
-                f.chunked = Some(codings == 1 && t.eq_ignore_ascii_case(b"chunked"));
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                for t in tokens(h.value) {
+                    codings += 1;
+                    f.chunked = Some(codings == 1 && t.eq_ignore_ascii_case(b"chunked"));
+                }
+                if codings == 0 {
+                    f.chunked = Some(false);
+                }
             }
-            if codings == 0 {
-                f.chunked = Some(false);
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for t in tokens(h.value) {
+                    f.close |= t.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for t in tokens(h.value) {
-                f.close |= t.eq_ignore_ascii_case(b"close");
-                f.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+            _ => {}
         }
     }
     Ok(f)
