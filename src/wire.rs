@@ -105,10 +105,8 @@ pub fn may_be_complete(buf: &[u8], from: usize) -> bool {
     if buf.len() <= from {
         return false;
     }
-    let empty_line_at = |i: usize| match &buf[i..] {
-        [b'\n', b'\n', ..] | [b'\n', b'\r', b'\n', ..] => true,
-        _ => false,
-    };
+    let empty_line_at =
+        |i: usize| matches!(&buf[i..], [b'\n', b'\n', ..] | [b'\n', b'\r', b'\n', ..]);
     // Most heads arrive whole and alone: their end is the buffer's end.
     if buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") {
         return true;
