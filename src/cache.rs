@@ -95,8 +95,8 @@ impl TokenCache {
     fn slot(&self, token: &str) -> (u64, &Mutex<Shard>) {
         let signature = token.rsplit('.').next().unwrap_or(token);
         let h = self.hasher.hash_one(signature);
-        // The shard from the high bits, the map slot from all of them.
-        (h, &self.shards[(h >> 59) as usize % SHARDS])
+        // The shard from the low bits (the map takes its control bytes from the high ones).
+        (h, &self.shards[h as usize % SHARDS])
     }
 
     /// The identity for `token` if it is cached and still valid at `now`.

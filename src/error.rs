@@ -3,7 +3,9 @@
 //! `{"error": "...", "error_description": "..."}`. No description ever contains request data.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use crate::auth::TokenError;
@@ -131,10 +133,16 @@ impl GatewayError {
         }
     }
 
-    /// The response for this error (HTTP/2).
-    pub fn into_response(self) -> Response<Body> {
+    /// The response for this error (HTTP/2); `head_only` (the answer to `HEAD`) leaves out the
+    /// body, not its length.
+    pub fn into_response(self, head_only: bool) -> Response<Body> {
         let (status, code, description, challenge) = self.parts();
-        let mut res = Response::new(Body::full(Bytes::from(json(code, &description))));
+        let body = json(code, &description);
+        let length = body.len();
+        let mut res = Response::new(match head_only {
+            true => Body::empty(),
+            false => Body::full(Bytes::from(body)),
+        });
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -145,6 +153,7 @@ impl GatewayError {
         if status == StatusCode::METHOD_NOT_ALLOWED {
             h.insert(ALLOW, HeaderValue::from_static(ALLOWED));
         }
+        h.insert(CONTENT_LENGTH, HeaderValue::from(length));
         res
     }
 
@@ -205,7 +214,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     async fn render(e: GatewayError) -> (StatusCode, Option<String>, serde_json::Value) {
-        let res = e.into_response();
+        let res = e.into_response(false);
         let status = res.status();
         let www = res
             .headers()

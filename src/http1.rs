@@ -105,6 +105,24 @@ enum Run {
     Http2,
 }
 
+/// The settings a wait for a request head needs (copied, so that the wait holds no config).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_header_bytes: usize,
+    idle_timeout: Duration,
+    header_read_timeout: Duration,
+}
+
+impl Limits {
+    fn of(server: &crate::config::ServerConfig) -> Limits {
+        Limits {
+            max_header_bytes: server.max_header_bytes,
+            idle_timeout: server.idle_timeout,
+            header_read_timeout: server.header_read_timeout,
+        }
+    }
+}
+
 /// What waiting for a head gave.
 enum Wait {
     /// The buffer may hold a complete head.
@@ -172,10 +190,12 @@ impl<T: Transport> Connection<T> {
     async fn run(&mut self) -> Run {
         let mut first = true;
         loop {
-            let rt = self.gateway.current();
-            let server = &rt.config.server;
-            let limit = server.max_header_bytes;
-            match self.wait_head(first, limit, server).await {
+            // While waiting, only the limits of the config current now are needed; the request
+            // itself runs on the config current when its head is in (a reload during a long
+            // keep-alive wait applies to the next request).
+            let limits = Limits::of(&self.gateway.current().config.server);
+            let limit = limits.max_header_bytes;
+            match self.wait_head(first, limits).await {
                 Wait::Head => {}
                 Wait::Close => return Run::Closed,
                 Wait::Http2 => return Run::Http2,
@@ -193,6 +213,7 @@ impl<T: Transport> Connection<T> {
                 self.out = buffers::take_out();
             }
             self.out.clear();
+            let rt = self.gateway.current();
             let step = plan(&rt, self.input.data(), &self.client, &mut self.out);
             let planned = match step {
                 Step::More if self.input.len() >= limit => {
@@ -270,16 +291,17 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Waits until the buffer may hold a complete head.
-    async fn wait_head(
-        &mut self,
-        first: bool,
-        limit: usize,
-        server: &crate::config::ServerConfig,
-    ) -> Wait {
-        let (idle_timeout, head_timeout) = (server.idle_timeout, server.header_read_timeout);
+    async fn wait_head(&mut self, first: bool, limits: Limits) -> Wait {
+        let (idle_timeout, head_timeout) = (limits.idle_timeout, limits.header_read_timeout);
+        let limit = limits.max_header_bytes;
         let mut closing = pin!(self.closing.notified());
+        // Empty lines left after the last request (an old client's CRLF after a body) do not
+        // start a head.
+        let mut blank = self.input.skip_blank_lines();
+        if self.input.is_empty() {
+            self.input.release();
+        }
         let mut head_started = !self.input.is_empty();
-        let mut blank = 0;
         poll_fn(|cx| loop {
             if !self.input.is_empty() {
                 if first
@@ -291,6 +313,9 @@ impl<T: Transport> Connection<T> {
                     }
                 } else if wire::may_be_complete(self.input.data(), self.input.scanned) {
                     return Poll::Ready(Wait::Head);
+                } else {
+                    // Searched: the next search starts here (it looks back two bytes).
+                    self.input.scanned = self.input.len();
                 }
                 if self.input.len() >= limit {
                     return Poll::Ready(Wait::TooLarge);
@@ -455,6 +480,8 @@ impl<T: Transport> Connection<T> {
             .await;
         let body_read = source.is_done();
         source.deadline.disarm();
+        // The upstream's deadline is done with; the client's writes get their own.
+        self.upstream_deadline.disarm();
         let Answer {
             mut conn,
             head: client_framing,
@@ -794,6 +821,7 @@ async fn write_all<T: AsyncWrite + Unpin>(
     idle: Duration,
 ) -> io::Result<()> {
     let mut pos = 0;
+    deadline.disarm();
     let result = poll_fn(|cx| {
         while pos < bytes.len() {
             match Pin::new(&mut *io).poll_write(cx, &bytes[pos..]) {

@@ -145,7 +145,7 @@ async fn handle(
         Ok(p) => p,
         Err(e) => {
             gateway.count_refusal(&e, record);
-            return refuse(&gateway, e, guard.record.take());
+            return refuse(&gateway, e, guard.record.take(), kind.head);
         }
     };
     let origin = rt.origin(forward.route).clone();
@@ -174,7 +174,7 @@ async fn handle(
         Ok(answer) => answer,
         Err(e) => {
             return match e.into_gateway_error(&forward.route.name) {
-                Some(error) => refuse(&gateway, error, guard.record.take()),
+                Some(error) => refuse(&gateway, error, guard.record.take(), kind.head),
                 // The client went away: the guard counts and logs it.
                 None => Response::new(Body::empty()),
             };
@@ -194,9 +194,14 @@ async fn handle(
     res
 }
 
-/// The response for a refused request, counted and logged.
-fn refuse(gateway: &Gateway, error: GatewayError, record: Option<Record>) -> Response<Body> {
-    let res = error.into_response();
+/// The response for a refused request, counted and logged (without a body for `HEAD`).
+fn refuse(
+    gateway: &Gateway,
+    error: GatewayError,
+    record: Option<Record>,
+    head: bool,
+) -> Response<Body> {
+    let res = error.into_response(head);
     if let Some(mut record) = record {
         record.status = res.status().as_u16();
         gateway.count(&record, record.status);

@@ -438,6 +438,38 @@ async fn upstream_connections_are_pooled_and_kept_alive() {
 }
 
 #[tokio::test]
+async fn http2_answers_to_head_have_no_body() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    for (path, auth, status) in [
+        ("/x", None, 401),
+        ("/public/x", None, 200),
+        ("/x", Some(bearer(&token("a"))), 200),
+    ] {
+        let mut req = Request::head(gw.url(path));
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let res = client
+            .request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        // A body (DATA frames) on a HEAD answer is a protocol error for h2 clients.
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("a clean HEAD answer")
+            .to_bytes();
+        assert!(body.is_empty(), "{path}: {body:?}");
+    }
+}
+
+#[tokio::test]
 async fn http2_cookies_are_joined_for_the_http1_upstream() {
     let up = Upstream::start().await;
     let gw = Gateway::start(CONFIG, &up.url()).await;

@@ -690,3 +690,56 @@ async fn empty_bodies_and_missing_hosts_still_reach_the_upstream_well_formed() {
     assert_eq!(seen[2].all("host"), vec![up.addr.to_string()]);
     assert!(seen[2].all("x-forwarded-host").is_empty());
 }
+
+#[tokio::test]
+async fn a_reload_applies_to_the_next_request_of_an_idle_keep_alive_connection() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let t = token("alice");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n");
+    s.write_all(get("/before").as_bytes()).await.unwrap();
+    assert_eq!(statuses(&read_response(&mut s).await), vec![200]);
+    // While the connection waits for its next request: a new key set without the key that
+    // signed `t` (a leaked key rotated out), and a renamed identity header.
+    let config = jwtgate::Config::from_toml(
+        &CONFIG
+            .replace("{upstream}", &up.url())
+            .replace("[auth]", "[auth]\nuser_header = \"X-User\""),
+    )
+    .unwrap();
+    let keys = jwtgate::Keys::from_secrets(OLD_KEY, None);
+    gw.gateway.swap(jwtgate::Runtime::new(config, &keys));
+    s.write_all(get("/after").as_bytes()).await.unwrap();
+    let out = read_response(&mut s).await;
+    assert_eq!(statuses(&out), vec![401], "the old key still passed: {out}");
+    // And a public request on the same connection is cleaned by the new header rules.
+    let spoof = "GET /public/x HTTP/1.1\r\nHost: a\r\nX-User: admin\r\n\r\n";
+    s.write_all(spoof.as_bytes()).await.unwrap();
+    assert_eq!(statuses(&read_response(&mut s).await), vec![200]);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(
+        seen[1].all("x-user").is_empty(),
+        "a spoofed X-User reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_line_after_a_request_does_not_shorten_the_idle_timeout() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(TIMEOUTS, &up.url()).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // An old client's extra CRLF after a body.
+    s.write_all(b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok\r\n")
+        .await
+        .unwrap();
+    assert_eq!(statuses(&read_response(&mut s).await), vec![200]);
+    // Longer than header_read_timeout (1 s), shorter than idle_timeout (2 s): still open.
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    s.write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(statuses(&read_response(&mut s).await), vec![200]);
+}
