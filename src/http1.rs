@@ -105,6 +105,23 @@ enum Run {
     Http2,
 }
 
+/// Waiting on a connection with nothing read: a drain closes it, and so does `timeout`.
+fn idle(
+    cx: &mut Context<'_>,
+    deadline: &mut Deadline,
+    closing: Pin<&mut tokio::sync::futures::Notified<'_>>,
+    timeout: Duration,
+) -> Poll<Wait> {
+    if closing.poll(cx).is_ready() {
+        return Poll::Ready(Wait::Close);
+    }
+    deadline.arm_after(timeout);
+    match deadline.poll_expired(cx) {
+        Poll::Ready(()) => Poll::Ready(Wait::Close),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
 /// The settings a wait for a request head needs (copied, so that the wait holds no config).
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -302,6 +319,9 @@ impl<T: Transport> Connection<T> {
             self.input.release();
         }
         let mut head_started = !self.input.is_empty();
+        // Waiting with nothing read: header_read_timeout for a new connection, idle_timeout
+        // between requests.
+        let wait_idle = if first { head_timeout } else { idle_timeout };
         poll_fn(|cx| loop {
             if !self.input.is_empty() {
                 if first
@@ -329,18 +349,7 @@ impl<T: Transport> Connection<T> {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
                     Poll::Pending => {
-                        if closing.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Wait::Close);
-                        }
-                        self.client_deadline.arm_after(if first {
-                            head_timeout
-                        } else {
-                            idle_timeout
-                        });
-                        return match self.client_deadline.poll_expired(cx) {
-                            Poll::Ready(()) => Poll::Ready(Wait::Close),
-                            Poll::Pending => Poll::Pending,
-                        };
+                        return idle(cx, &mut self.client_deadline, closing.as_mut(), wait_idle)
                     }
                 }
             }
@@ -357,20 +366,12 @@ impl<T: Transport> Connection<T> {
                         self.client_deadline.disarm();
                     }
                 }
+                Poll::Pending if self.input.is_empty() => {
+                    self.input.release();
+                    return idle(cx, &mut self.client_deadline, closing.as_mut(), wait_idle);
+                }
                 Poll::Pending => {
-                    if self.input.is_empty() {
-                        self.input.release();
-                        if closing.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Wait::Close);
-                        }
-                        self.client_deadline.arm_after(if first {
-                            head_timeout
-                        } else {
-                            idle_timeout
-                        });
-                    } else {
-                        self.client_deadline.arm_after(head_timeout);
-                    }
+                    self.client_deadline.arm_after(head_timeout);
                     return match self.client_deadline.poll_expired(cx) {
                         Poll::Ready(()) => Poll::Ready(Wait::Close),
                         Poll::Pending => Poll::Pending,

@@ -231,7 +231,6 @@ pub fn check_rewrite(
         "proxy-connection",
         "proxy-authorization",
         "transfer-encoding",
-        "content-length",
         "te",
         "trailer",
         "upgrade",
@@ -239,6 +238,13 @@ pub fn check_rewrite(
     ] {
         assert!(got(hop).is_empty(), "{hop} forwarded, sent {sent:?}");
     }
+    // The length is the gateway's (no body here: none, or 0 when the client declared one),
+    // never the client's.
+    let lengths = got("content-length");
+    assert!(
+        lengths.is_empty() || lengths == [b"0"],
+        "content-length {lengths:?}, sent {sent:?}"
+    );
     // Client-controlled facts and routing overrides never survive, in any spelling; the
     // X-Forwarded-* the gateway writes and Host are exactly one each.
     for banned in [

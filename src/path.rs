@@ -15,6 +15,8 @@
 
 use std::borrow::Cow;
 
+use crate::wire::hex;
+
 /// Why a path was refused (the text goes into the 400's `error_description`).
 pub type Refusal = &'static str;
 
@@ -61,15 +63,6 @@ fn has_double_encoding(bytes: &[u8]) -> bool {
     bytes.windows(5).any(|w| {
         w[0] == b'%' && w[1] == b'2' && w[2] == b'5' && hex(w[3]).is_some() && hex(w[4]).is_some()
     })
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn is_unreserved(b: u8) -> bool {

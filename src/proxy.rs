@@ -289,23 +289,9 @@ impl Origin {
             // Boxed: a TLS handshake's state is large, and new connections are rare.
             None => Box::pin(self.connect()).await?,
         };
-        let first = self
-            .send(
-                &mut conn,
-                deadline,
-                request_head,
-                body,
-                framing,
-                request,
-                sent,
-                &mut on_head,
-            )
-            .await;
-        let answered = match first {
-            Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
-                debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
-                conn = Box::pin(self.connect()).await?;
-                self.send(
+        loop {
+            let sent_on = self
+                .send(
                     &mut conn,
                     deadline,
                     request_head,
@@ -315,18 +301,25 @@ impl Origin {
                     sent,
                     &mut on_head,
                 )
-                .await?
-            }
-            other => other?,
-        };
-        let (head, response_framing, status, upload) = answered;
-        Ok(Answer {
-            conn,
-            head,
-            framing: response_framing,
-            upload,
-            status,
-        })
+                .await;
+            let answered = match sent_on {
+                // Once, on a new connection (which is not `reused`, so not a second time).
+                Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
+                    debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
+                    conn = Box::pin(self.connect()).await?;
+                    continue;
+                }
+                other => other?,
+            };
+            let (head, response_framing, status, upload) = answered;
+            return Ok(Answer {
+                conn,
+                head,
+                framing: response_framing,
+                upload,
+                status,
+            });
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -554,7 +554,8 @@ impl ChunkedDecoder {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
+/// The value of a hex digit.
+pub fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

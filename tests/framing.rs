@@ -82,6 +82,17 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     Some(request)
 }
 
+/// What a client gets for `GET /x` through the gateway from an upstream that answers `reply`.
+async fn relayed(reply: &'static [u8]) -> String {
+    let (addr, _) = scripted(vec![Some(reply)]).await;
+    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
+    raw(
+        gw.addr,
+        authorized("/x", "Connection: close\r\n").as_bytes(),
+    )
+    .await
+}
+
 fn authorized(path: &str, extra: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\n{extra}\r\n",
@@ -152,14 +163,8 @@ async fn close_delimited_upstream_bodies_are_chunked_for_http11_and_closed_for_h
 
 #[tokio::test]
 async fn chunked_upstream_bodies_lose_their_extensions_and_trailers() {
-    let (addr, _) = scripted(vec![Some(
+    let out = relayed(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Secret\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Secret: 1\r\n\r\n",
-    )])
-    .await;
-    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
-    let out = raw(
-        gw.addr,
-        authorized("/x", "Connection: close\r\n").as_bytes(),
     )
     .await;
     assert_eq!(statuses(&out), vec![200], "{out}");
@@ -173,30 +178,17 @@ async fn chunked_upstream_bodies_lose_their_extensions_and_trailers() {
 
 #[tokio::test]
 async fn interim_responses_are_not_relayed_and_transfer_codings_are_refused() {
-    let (addr, _) = scripted(vec![Some(
+    let out = relayed(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    )])
-    .await;
-    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
-    let out = raw(
-        gw.addr,
-        authorized("/x", "Connection: close\r\n").as_bytes(),
     )
     .await;
     assert_eq!(statuses(&out), vec![200], "{out}");
     assert_eq!(body_of(&out), "ok");
 
     // gzip as a transfer coding would reach the client undecoded under the gateway's framing.
-    let (addr, _) = scripted(vec![Some(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-    )])
-    .await;
-    let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
-    let out = raw(
-        gw.addr,
-        authorized("/x", "Connection: close\r\n").as_bytes(),
-    )
-    .await;
+    let out =
+        relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+            .await;
     assert_eq!(statuses(&out), vec![502], "{out}");
 }
 

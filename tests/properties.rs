@@ -123,6 +123,13 @@ fn header_name() -> impl Strategy<Value = HeaderName> {
         "transfer-encoding",
         "x-forwarded-for",
         "content-type",
+        "content-length",
+        "content_length",
+        "host",
+        "expect",
+        "forwarded",
+        "x-original-url",
+        "cookie",
     ])
     .prop_map(str::to_owned);
     prop_oneof![known, "[a-z][a-z_-]{0,10}"]
