@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 cargo build --release --locked --bin jwtgate >/dev/null 2>&1
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 # A tiny upstream: answers every request with 200 "ok".

@@ -25,6 +25,7 @@
 //! reload.rs    SIGHUP and file-change reload of config and keys
 //! admin.rs     /healthz /readyz /metrics on the admin listener
 //! metrics.rs   the Prometheus metrics
+//! logs.rs      log output: buffered standard output, written out every 100 ms and at exit
 //! idle.rs      deadlines for waits on a peer; idle timeout for HTTP/2 connections
 //! tls.rs       rustls server config (listener) and client config (https upstreams)
 //! invariants.rs the contract's invariants as checks (property tests, fuzz targets)
@@ -51,6 +52,7 @@ pub mod http2;
 pub mod idle;
 pub mod invariants;
 pub mod keys;
+pub mod logs;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

@@ -61,7 +61,13 @@ enum Command {
 const BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = run(Cli::parse());
+    // The log buffer (logs.rs) goes out before the process ends.
+    jwtgate::logs::flush();
+    code
+}
+
+fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Secret) => {
             println!("{}", keys::generate());
@@ -239,6 +245,7 @@ impl Stop {
         tokio::spawn(async move {
             self.next().await;
             warn!("second shutdown signal: exiting without finishing the drain");
+            jwtgate::logs::flush();
             std::process::exit(1);
         });
     }
@@ -268,7 +275,10 @@ fn init_logging() {
         Ok("text") => false,
         _ => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let terminal = std::io::stdout().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(jwtgate::logs::Output::stdout(terminal));
     if json {
         builder.json().flatten_event(true).init();
     } else {
