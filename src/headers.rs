@@ -20,7 +20,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use tracing::debug;
 
 use crate::auth::Identity;
@@ -422,15 +422,11 @@ fn nominated(headers: &[Header<'_>], name: &str) -> bool {
         .any(|c| wire::has_token(c.value, name.as_bytes()))
 }
 
-/// A header value from bytes the gateway checked (identity values, upstream fields).
-pub fn value(bytes: &[u8]) -> Option<HeaderValue> {
-    HeaderValue::from_bytes(bytes).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use http::header::HeaderValue;
 
     fn policy(auth: &str) -> HeaderPolicy {
         let c = Config::from_toml(&format!(

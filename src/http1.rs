@@ -553,10 +553,7 @@ impl<T: Transport> Connection<T> {
                 Ok(Some(data)) if reply.len() + data.len() <= COALESCE => {
                     let n = data.len();
                     if chunked {
-                        let mut header = [0u8; 18];
-                        reply.extend_from_slice(wire::chunk_header(n, &mut header));
-                        reply.extend_from_slice(data);
-                        reply.extend_from_slice(b"\r\n");
+                        wire::push_chunk(&mut reply, data);
                     } else {
                         reply.extend_from_slice(data);
                     }

@@ -232,9 +232,9 @@ fn response_head(
     *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = res.headers_mut();
     for f in headers::response_fields(head.headers, false) {
-        if let (Ok(name), Some(value)) = (
+        if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(f.name.as_bytes()),
-            headers::value(f.value),
+            HeaderValue::from_bytes(f.value),
         ) {
             h.append(name, value);
         }

@@ -350,10 +350,7 @@ pub fn check_chunked(input: &[u8], split: usize) {
         assert!(used <= input.len());
         let mut framed = Vec::new();
         for piece in body.chunks(7) {
-            let mut header = [0u8; 18];
-            framed.extend_from_slice(wire::chunk_header(piece.len(), &mut header));
-            framed.extend_from_slice(piece);
-            framed.extend_from_slice(b"\r\n");
+            wire::push_chunk(&mut framed, piece);
         }
         framed.extend_from_slice(wire::LAST_CHUNK);
         assert_eq!(dechunk(&[&framed]), Ok((body, framed.len())));

@@ -59,7 +59,7 @@ impl Upstreams {
     /// Pools for every route of `config`.
     pub fn new(config: &Config) -> Upstreams {
         let mut origins: HashMap<(String, usize), Arc<Origin>> = HashMap::new();
-        let mut by_route: Vec<Option<Arc<Origin>>> = Vec::new();
+        let mut by_route: Vec<(usize, Arc<Origin>)> = Vec::new();
         for route in config.routes.iter() {
             let tls = route
                 .tls
@@ -73,16 +73,12 @@ impl Upstreams {
                 .entry(key)
                 .or_insert_with(|| Arc::new(Origin::new(route, tls, config)))
                 .clone();
-            if by_route.len() <= route.id {
-                by_route.resize(route.id + 1, None);
-            }
-            by_route[route.id] = Some(origin);
+            by_route.push((route.id, origin));
         }
+        // Route ids are the positions 0..n of the routes: sorted, they index the pools.
+        by_route.sort_unstable_by_key(|(id, _)| *id);
         Upstreams {
-            by_route: by_route
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
+            by_route: by_route.into_iter().map(|(_, origin)| origin).collect(),
         }
     }
 
@@ -104,20 +100,6 @@ pub struct Origin {
     pub upstream_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
     reaper: std::sync::Once,
-}
-
-impl Default for Origin {
-    /// An origin nothing connects to (a route table never has holes; this fills the type).
-    fn default() -> Self {
-        Origin {
-            addr: "127.0.0.1:0".into(),
-            tls: None,
-            connect_timeout: Duration::ZERO,
-            upstream_timeout: Duration::ZERO,
-            idle: Mutex::default(),
-            reaper: std::sync::Once::new(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Origin {
@@ -654,10 +636,7 @@ impl Upload {
                 self.left = data.len();
                 if self.chunked {
                     let mut header = [0u8; 18];
-                    let len = wire::chunk_header(data.len(), &mut header).len();
-                    self.frame = header;
-                    self.frame_len = len as u8;
-                    self.frame_pos = 0;
+                    self.set_frame(wire::chunk_header(data.len(), &mut header));
                     continue;
                 }
             }

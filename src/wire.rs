@@ -470,9 +470,7 @@ impl ChunkedDecoder {
                     }
                 }
                 State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("chunk size line not ended by CRLF"));
-                    }
+                    expect(b, b'\n', "chunk size line not ended by CRLF")?;
                     self.digits = 0;
                     self.state = if self.size == 0 {
                         State::TrailerStart
@@ -489,15 +487,11 @@ impl ChunkedDecoder {
                     return Ok((i + n, Chunk::Data(i..i + n)));
                 }
                 State::DataCr => {
-                    if b != b'\r' {
-                        return Err(ChunkError("chunk data not followed by CRLF"));
-                    }
+                    expect(b, b'\r', "chunk data not followed by CRLF")?;
                     self.state = State::DataLf;
                 }
                 State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("chunk data not followed by CRLF"));
-                    }
+                    expect(b, b'\n', "chunk data not followed by CRLF")?;
                     self.state = State::SizeStart;
                 }
                 State::TrailerStart => {
@@ -516,15 +510,11 @@ impl ChunkedDecoder {
                     }
                 }
                 State::TrailerLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("trailer line not ended by CRLF"));
-                    }
+                    expect(b, b'\n', "trailer line not ended by CRLF")?;
                     self.state = State::TrailerStart;
                 }
                 State::EndLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("chunked body not ended by CRLF"));
-                    }
+                    expect(b, b'\n', "chunked body not ended by CRLF")?;
                     self.state = State::Done;
                     return Ok((i + 1, Chunk::End));
                 }
@@ -554,6 +544,15 @@ impl ChunkedDecoder {
     }
 }
 
+/// `b` must be `want` (the CR or LF of a chunked body's line ends).
+fn expect(b: u8, want: u8, why: &'static str) -> Result<(), ChunkError> {
+    if b == want {
+        Ok(())
+    } else {
+        Err(ChunkError(why))
+    }
+}
+
 /// The value of a hex digit.
 pub fn hex(b: u8) -> Option<u8> {
     match b {
@@ -573,6 +572,14 @@ pub fn chunk_header(len: usize, out: &mut [u8; 18]) -> &[u8] {
     out[digits] = b'\r';
     out[digits + 1] = b'\n';
     &out[..digits + 2]
+}
+
+/// Appends `data` as one chunk to `out`.
+pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let mut header = [0u8; 18];
+    out.extend_from_slice(chunk_header(data.len(), &mut header));
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The end of a chunked body (last chunk, no trailers).
