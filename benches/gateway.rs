@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::header::HeaderValue;
 use jwtgate::auth::{Identity, Verifier};
-use jwtgate::gateway::{Inbound, Protocol, Record};
-use jwtgate::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
+use jwtgate::pipeline::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
+use jwtgate::pipeline::{Inbound, Protocol, Record};
 use jwtgate::wire::{self, Framing, Header};
 use jwtgate::{Config, Keys, Runtime};
 
@@ -91,10 +91,12 @@ fn routing(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("path_normalize");
     g.bench_function("plain", |b| {
-        b.iter(|| jwtgate::path::normalize(black_box("/api/v1/orders/42/items")).unwrap())
+        b.iter(|| jwtgate::policy::path::normalize(black_box("/api/v1/orders/42/items")).unwrap())
     });
     g.bench_function("dot_segments", |b| {
-        b.iter(|| jwtgate::path::normalize(black_box("/api/./v1//orders/%34%32/../42")).unwrap())
+        b.iter(|| {
+            jwtgate::policy::path::normalize(black_box("/api/./v1//orders/%34%32/../42")).unwrap()
+        })
     });
     g.finish();
 }

@@ -14,9 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::body::Body;
+use crate::auth::keys::{self, Keys};
 use crate::config::Config;
-use crate::keys::{self, Keys};
+use crate::http::body::Body;
 
 /// The demo's configuration; `{upstream}` and `{listen}` are filled in at start.
 const DEMO_CONFIG: &str = r#"

@@ -8,12 +8,12 @@ use hmac::{Hmac, Mac};
 use http::header::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
+use crate::auth::keys::Keys;
 use crate::auth::Verifier;
 use crate::config::{spoof_key, Config};
-use crate::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
-use crate::keys::Keys;
-use crate::path;
-use crate::route::RouteTable;
+use crate::pipeline::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
+use crate::policy::path;
+use crate::policy::routes::RouteTable;
 use crate::wire::{self, Framing, Header};
 
 /// The key the checks' verifier uses.

@@ -38,28 +38,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin;
 pub mod auth;
-pub mod body;
-pub mod cache;
 pub mod config;
 pub mod demo;
-pub mod error;
-pub mod gateway;
-pub mod headers;
-pub mod http1;
-pub mod http2;
-pub mod idle;
+pub mod http;
 pub mod invariants;
-pub mod keys;
-pub mod logs;
-pub mod metrics;
-pub mod path;
-pub mod proxy;
-pub mod reload;
-pub mod route;
+pub mod net;
+pub mod ops;
+pub mod pipeline;
+pub mod policy;
+pub mod runtime;
 pub mod server;
-pub mod tls;
+pub mod upstream;
 pub mod wire;
 
 use std::future::Future;
@@ -67,9 +57,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use auth::keys::Keys;
 pub use config::Config;
-pub use gateway::{Gateway, Runtime};
-pub use keys::Keys;
+pub use pipeline::{Gateway, Runtime};
 
 /// Serves the gateway for `config` and `keys` on `listener` until `shutdown` completes, then
 /// drains in-flight requests (at most `server.drain_timeout`).

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use jwtgate::auth::keys::{self, Env, Keys};
 use jwtgate::config::{parse_duration, Config};
-use jwtgate::keys::{self, Env, Keys};
-use jwtgate::reload::{EnvSource, Reloader};
+use jwtgate::runtime::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -63,7 +63,7 @@ const BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let code = run(Cli::parse());
     // The log buffer (logs.rs) goes out before the process ends.
-    jwtgate::logs::flush();
+    jwtgate::ops::logs::flush();
     code
 }
 
@@ -186,7 +186,7 @@ fn serve(path: &Path) -> ExitCode {
         let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
         if let Some(admin) = admin {
             // Runs until the process exits, so probes see /readyz = 503 during the drain.
-            tokio::spawn(jwtgate::admin::serve(
+            tokio::spawn(jwtgate::server::admin::serve(
                 admin,
                 gateway.clone(),
                 std::future::pending(),
@@ -245,7 +245,7 @@ impl Stop {
         tokio::spawn(async move {
             self.next().await;
             warn!("second shutdown signal: exiting without finishing the drain");
-            jwtgate::logs::flush();
+            jwtgate::ops::logs::flush();
             std::process::exit(1);
         });
     }
@@ -278,7 +278,7 @@ fn init_logging() {
     let terminal = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(jwtgate::logs::Output::stdout(terminal));
+        .with_writer(jwtgate::ops::logs::Output::stdout(terminal));
     if json {
         builder.json().flatten_event(true).init();
     } else {

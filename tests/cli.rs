@@ -215,7 +215,7 @@ fn secret_prints_a_fresh_strong_url_safe_secret() {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
         "{a}"
     );
-    assert!(jwtgate::keys::strength(a.as_bytes()).is_ok());
+    assert!(jwtgate::auth::keys::strength(a.as_bytes()).is_ok());
 }
 
 fn verifier(toml: &str) -> jwtgate::auth::Verifier {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jsonwebtoken::Algorithm::HS256;
-use jwtgate::keys::Env;
-use jwtgate::reload::Reloader;
+use jwtgate::auth::keys::Env;
+use jwtgate::runtime::reload::Reloader;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn admin(gw: &Gateway) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(jwtgate::admin::serve(
+    tokio::spawn(jwtgate::server::admin::serve(
         l,
         gw.gateway.clone(),
         std::future::pending(),
@@ -160,7 +160,7 @@ async fn readyz_is_503_until_the_listener_is_up() {
     )));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
-    tokio::spawn(jwtgate::admin::serve(
+    tokio::spawn(jwtgate::server::admin::serve(
         l,
         gateway.clone(),
         std::future::pending(),

@@ -156,7 +156,7 @@ proptest! {
         user in prop_oneof![Just(None), Just(Some("alice")), Just(Some("bob@example.com"))],
     ) {
         let config = invariants::config();
-        let policy = jwtgate::headers::HeaderPolicy::new(&config.auth);
+        let policy = jwtgate::pipeline::headers::HeaderPolicy::new(&config.auth);
         invariants::check_rewrite(&policy, &sent, user);
     }
 }

@@ -146,9 +146,9 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         &cfg.replace("{upstream}", &up.url()),
     );
     let gw = Gateway::start(&cfg, &up.url()).await;
-    let env: jwtgate::reload::EnvSource =
-        Arc::new(|| jwtgate::keys::Env::from_pairs([("JWT_SECRET_KEY", KEY)]));
-    let reloader = Arc::new(jwtgate::reload::Reloader::new(
+    let env: jwtgate::runtime::reload::EnvSource =
+        Arc::new(|| jwtgate::auth::keys::Env::from_pairs([("JWT_SECRET_KEY", KEY)]));
+    let reloader = Arc::new(jwtgate::runtime::reload::Reloader::new(
         gw.gateway.clone(),
         cfg_path.into(),
         env,

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use http::header::{HeaderName, HeaderValue};
-use jwtgate::headers::HeaderPolicy;
+use jwtgate::pipeline::headers::HeaderPolicy;
 use jwtgate::invariants;
 use libfuzzer_sys::fuzz_target;
 

@@ -31,9 +31,9 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::cache::TokenCache;
+use crate::auth::cache::TokenCache;
+use crate::auth::keys::Keys;
 use crate::config::AuthConfig;
-use crate::keys::Keys;
 use crate::wire::Header;
 
 /// The algorithms jwtgate verifies.

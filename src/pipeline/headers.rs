@@ -196,7 +196,7 @@ impl ClientInfo {
 pub struct Outgoing<'a> {
     /// The method, as the client sent it.
     pub method: &'a str,
-    /// The normalized path (see [`crate::path`]).
+    /// The normalized path (see [`crate::policy::path`]).
     pub path: &'a str,
     /// The query, as the client sent it.
     pub query: Option<&'a str>,

@@ -3,6 +3,8 @@
 //! TLS) on the same port, and drains on shutdown: stop accepting, close idle connections, let
 //! in-flight requests finish within `server.drain_timeout`, then return.
 
+pub mod admin;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
-use crate::gateway::Gateway;
-use crate::headers::ClientInfo;
-use crate::http1::{self, Ending};
-use crate::http2;
+use crate::http::h1::{self as http1, Ending};
+use crate::http::h2 as http2;
+use crate::pipeline::headers::ClientInfo;
+use crate::pipeline::Gateway;
 
 /// The drain signal connections watch: set once, when the gateway starts draining.
 #[derive(Debug, Default)]

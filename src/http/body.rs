@@ -12,9 +12,9 @@ use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::gateway::Record;
-use crate::idle::Deadline;
-use crate::proxy::{BodySource, Conn, Origin, SourceError, Upload};
+use crate::net::Deadline;
+use crate::pipeline::Record;
+use crate::upstream::{BodySource, Conn, Origin, SourceError, Upload};
 
 /// A response body.
 #[derive(Debug)]

@@ -15,8 +15,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::body::Body;
-use crate::gateway::Gateway;
+use crate::http::body::Body;
+use crate::pipeline::Gateway;
 
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 pub async fn serve(

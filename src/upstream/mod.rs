@@ -32,11 +32,11 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
-use crate::error::GatewayError;
+use crate::pipeline::rejection::GatewayError;
 
 use crate::config::Config;
-use crate::idle::Deadline;
-use crate::route::Route;
+use crate::net::Deadline;
+use crate::policy::routes::Route;
 use crate::wire::{self, Chunk, ChunkedDecoder, Framing, ResponseFraming, ResponseHead};
 
 /// Idle connections older than this are not reused.
@@ -64,7 +64,7 @@ impl Upstreams {
             let tls = route
                 .tls
                 .clone()
-                .unwrap_or_else(crate::tls::default_client_config);
+                .unwrap_or_else(crate::runtime::tls::default_client_config);
             let key = (
                 route.upstream.to_string().to_ascii_lowercase(),
                 Arc::as_ptr(&tls) as usize,

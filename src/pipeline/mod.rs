@@ -1,7 +1,7 @@
 //! The request pipeline, top to bottom in [`Runtime::prepare`], the same for HTTP/1 and HTTP/2:
 //!
 //! 1. [`target`]: method, Host and path checks; the path is normalized once (see
-//!    [`crate::path`]) and that exact path is both routed on and forwarded;
+//!    [`crate::policy::path`]) and that exact path is both routed on and forwarded;
 //! 2. `routes.select` picks the route (or 404);
 //! 3. [`authenticate`]: `auth::bearer`, `verifier.verify`, the route's `require` (401/403);
 //! 4. the route's body limit (413);
@@ -14,6 +14,9 @@
 //! Each request runs on the [`Runtime`] (config, verifier, header policy, upstream pools) that
 //! was current when it arrived; a reload swaps in a new one for the requests after it.
 
+pub mod headers;
+pub mod rejection;
+
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,15 +27,15 @@ use http::header::HeaderValue;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::auth::keys::Keys;
 use crate::auth::{self, Identity, Verifier};
 use crate::config::Config;
-use crate::error::GatewayError;
-use crate::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
-use crate::keys::Keys;
-use crate::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
-use crate::path;
-use crate::proxy::{Origin, Upstreams};
-use crate::route::{normalize_host, AuthMode, Route};
+use crate::ops::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
+use crate::pipeline::headers::{ClientInfo, HeaderPolicy, Outgoing};
+use crate::pipeline::rejection::GatewayError;
+use crate::policy::path;
+use crate::policy::routes::{normalize_host, AuthMode, Route};
+use crate::upstream::{Origin, Upstreams};
 use crate::wire::{Framing, Header};
 
 /// Everything built from one config + key set.

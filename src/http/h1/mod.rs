@@ -30,14 +30,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::error::GatewayError;
-use crate::gateway::{Forward, Gateway, Inbound, Protocol, Record, Runtime};
-use crate::headers::{self, ClientInfo};
-use crate::idle::{Deadline, IdleIo};
-use crate::proxy::{
+use crate::net::{Deadline, IdleIo};
+use crate::pipeline::headers::{self, ClientInfo};
+use crate::pipeline::rejection::GatewayError;
+use crate::pipeline::{Forward, Gateway, Inbound, Protocol, Record, Runtime};
+use crate::server::Closing;
+use crate::upstream::{
     Answer, BodySource, ProxyError, RequestKind, ResponseBody, SourceError, Upload,
 };
-use crate::server::Closing;
 use crate::wire::{
     self, ChunkedDecoder, Framing, HeadError, ResponseFraming, ResponseHead, Version,
 };
@@ -661,7 +661,7 @@ impl<T: Transport> Connection<T> {
 
     /// Joins the client and the upstream after `101 Switching Protocols`, until either side
     /// closes, nothing moves for `idle_timeout`, or the drain deadline passes.
-    async fn tunnel(&mut self, conn: crate::proxy::Conn, idle: Duration, route: &str) {
+    async fn tunnel(&mut self, conn: crate::upstream::Conn, idle: Duration, route: &str) {
         let (upstream, early) = conn.into_tunnel();
         let mut closing = self.gateway.tunnel_handle();
         let pending = self.input.take_all();

@@ -18,14 +18,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use crate::body::{Body, IncomingBody, UpstreamBody};
 use crate::config::ServerConfig;
-use crate::error::GatewayError;
-use crate::gateway::{Gateway, Inbound, Protocol, Record};
-use crate::headers::{self, ClientInfo};
-use crate::idle::{Deadline, IdleIo};
-use crate::proxy::RequestKind;
+use crate::http::body::{Body, IncomingBody, UpstreamBody};
+use crate::net::{Deadline, IdleIo};
+use crate::pipeline::headers::{self, ClientInfo};
+use crate::pipeline::rejection::GatewayError;
+use crate::pipeline::{Gateway, Inbound, Protocol, Record};
 use crate::server::Closing;
+use crate::upstream::RequestKind;
 use crate::wire::{self, Framing, Header, ResponseFraming, ResponseHead};
 
 /// hyper's HTTP/2 connection builder, set up once per listener.
@@ -166,7 +166,7 @@ async fn handle(
     let answer = match answer {
         Ok(a) if a.status == 101 => {
             tracing::warn!(route = %forward.route.name, "upstream answered 101 to an HTTP/2 request");
-            Err(crate::proxy::ProxyError::Protocol("unexpected 101"))
+            Err(crate::upstream::ProxyError::Protocol("unexpected 101"))
         }
         other => other,
     };

@@ -15,7 +15,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::auth::Algorithm;
-use crate::route::{AuthMode, ClaimValue, Route, RouteTable};
+use crate::policy::routes::{AuthMode, ClaimValue, Route, RouteTable};
 
 /// One thing wrong with a configuration: where (a dotted key such as `route[2].upstream`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,7 +559,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         .map(|n| bounded("server.workers", Some(n), n, 1, 1024));
     let tls = raw.tls.and_then(|t| {
         let (cert, key) = (PathBuf::from(t.cert), PathBuf::from(t.key));
-        match crate::tls::server_config(&cert, &key) {
+        match crate::runtime::tls::server_config(&cert, &key) {
             Ok(config) => Some(TlsSettings { cert, key, config }),
             Err(m) => {
                 p.add("server.tls", m);
@@ -713,7 +713,7 @@ fn validate_routes(
     for (i, r) in raw {
         let Some(r) = r else { continue };
         let key = format!("route[{i}]");
-        let path = match crate::path::normalize_route_prefix(&r.path) {
+        let path = match crate::policy::path::normalize_route_prefix(&r.path) {
             Ok(path) => Some(path),
             Err(m) => {
                 p.add(format!("{key}.path"), m);
@@ -724,7 +724,7 @@ fn validate_routes(
         let ca_file = r.ca_file.map(PathBuf::from);
         let tls = match (&upstream, &ca_file) {
             (Ok(u), Some(ca)) if u.scheme_str() == Some("https") => {
-                match crate::tls::client_config_with_ca(ca) {
+                match crate::runtime::tls::client_config_with_ca(ca) {
                     Ok(c) => Some(c),
                     Err(m) => {
                         p.add(format!("{key}.ca_file"), m);
@@ -744,7 +744,7 @@ fn validate_routes(
         let host = match r.host.as_deref() {
             None => None,
             Some(h) => {
-                let h = crate::route::normalize_host(h);
+                let h = crate::policy::routes::normalize_host(h);
                 if h.is_empty() || h.contains(['/', ' ', '@']) {
                     p.add(
                         format!("{key}.host"),
@@ -827,7 +827,8 @@ fn upstream_uri(raw: &str) -> Result<Uri, String> {
     if authority.as_str().contains('@') {
         return Err(format!("{raw:?} must not carry credentials"));
     }
-    if uri.scheme_str() == Some("https") && crate::proxy::server_name(authority.host()).is_none() {
+    if uri.scheme_str() == Some("https") && crate::upstream::server_name(authority.host()).is_none()
+    {
         return Err(format!(
             "{raw:?}: {:?} cannot be verified as a TLS server name",
             authority.host()

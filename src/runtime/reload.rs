@@ -14,10 +14,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
+use crate::auth::keys::{Env, Keys};
 use crate::config::Config;
-use crate::gateway::{Gateway, Runtime};
-use crate::keys::{Env, Keys};
-use crate::metrics::ResultLabels;
+use crate::ops::metrics::ResultLabels;
+use crate::pipeline::{Gateway, Runtime};
 
 /// Where the environment for keys comes from at each reload (the process environment and
 /// `./.env` in production; a fixed set in tests).

@@ -9,7 +9,7 @@ use http::header::{
 use http::{Response, StatusCode};
 
 use crate::auth::TokenError;
-use crate::body::Body;
+use crate::http::body::Body;
 
 /// Everything that stops a request before (or instead of) the upstream's response.
 #[derive(Debug, Clone, PartialEq, Eq)]

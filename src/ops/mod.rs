@@ -1,0 +1,4 @@
+//! What operators see: metrics and log output.
+
+pub mod logs;
+pub mod metrics;
