@@ -13,8 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::header::HeaderValue;
 use jwtgate::auth::{Identity, Verifier};
-use jwtgate::pipeline::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
-use jwtgate::pipeline::{Inbound, Protocol, Record};
+use jwtgate::ops::access::Record;
+use jwtgate::pipeline::{
+    ClientInfo, Decision, HeaderPolicy, Protocol, RequestView, UpstreamRequest,
+};
+use jwtgate::policy::RouteTable;
 use jwtgate::wire::{self, Framing, Header};
 use jwtgate::{Config, Keys, Runtime};
 
@@ -76,10 +79,10 @@ fn verification(c: &mut Criterion) {
 fn routing(c: &mut Criterion) {
     let mut g = c.benchmark_group("route_select");
     for n in [1, 10, 1000] {
-        let cfg = config("", n);
-        g.bench_with_input(BenchmarkId::from_parameter(n), &cfg, |b, cfg| {
+        let table = RouteTable::build(&config("", n).routes);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &table, |b, table| {
             b.iter(|| {
-                cfg.routes
+                table
                     .select(
                         black_box(Some("app3.example.com")),
                         black_box("/svc998/api/v3/orders/42"),
@@ -91,11 +94,11 @@ fn routing(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("path_normalize");
     g.bench_function("plain", |b| {
-        b.iter(|| jwtgate::policy::path::normalize(black_box("/api/v1/orders/42/items")).unwrap())
+        b.iter(|| jwtgate::wire::uri::normalize(black_box("/api/v1/orders/42/items")).unwrap())
     });
     g.bench_function("dot_segments", |b| {
         b.iter(|| {
-            jwtgate::policy::path::normalize(black_box("/api/./v1//orders/%34%32/../42")).unwrap()
+            jwtgate::wire::uri::normalize(black_box("/api/./v1//orders/%34%32/../42")).unwrap()
         })
     });
     g.finish();
@@ -136,34 +139,32 @@ fn rewrite(c: &mut Criterion) {
             value: v.as_bytes(),
         })
         .collect();
-    let identity = Identity {
+    let identity = std::sync::Arc::new(Identity {
         user: HeaderValue::from_static("alice@example.com"),
         claim_values: vec![Some(HeaderValue::from_static("user"))],
         claims: Default::default(),
         exp: 0.0,
-    };
+    });
     let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
     let mut out = Vec::with_capacity(2048);
     c.bench_function("rewrite_request_12_headers", |b| {
         b.iter(|| {
             out.clear();
-            headers::rewrite_request(
-                &mut out,
-                &policy,
-                &client,
-                &Outgoing {
-                    method: "GET",
-                    path: "/api/v1/orders/42",
-                    query: Some("page=2"),
-                    host: Some(b"api.example.com"),
-                    upstream_host: "127.0.0.1:8000",
-                    headers: black_box(&fields),
-                    identity: Some(&identity),
-                    upgrade: None,
-                    framing: Framing::Empty,
-                    join_cookies: false,
-                },
-            );
+            let req = UpstreamRequest {
+                method: "GET",
+                path: "/api/v1/orders/42".into(),
+                query: Some("page=2"),
+                host: Some(b"api.example.com"),
+                upstream_host: "127.0.0.1:8000",
+                headers: black_box(&fields),
+                identity: Some(identity.clone()),
+                upgrade: None,
+                framing: Framing::Empty,
+                join_cookies: false,
+                policy: &policy,
+                client: &client,
+            };
+            jwtgate::upstream::h1::write_request(&req, &mut out);
             out.len()
         })
     });
@@ -174,7 +175,7 @@ fn rewrite(c: &mut Criterion) {
 fn pipeline(c: &mut Criterion) {
     let t = token();
     let cfg = config("", 1);
-    let rt = Runtime::new(cfg, &Keys::from_secrets(KEY, None));
+    let rt = Runtime::build(cfg, &Keys::from_secrets(KEY, None), None).unwrap();
     let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
     let mut raw = String::from("GET /api/v1/orders/42?page=2 HTTP/1.1\r\n");
     for (n, v) in request_fields() {
@@ -197,21 +198,27 @@ fn pipeline(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut slots = wire::header_slots();
-                let head = wire::parse_request(black_box(raw.as_bytes()), &mut slots[..100])
-                    .unwrap()
-                    .unwrap();
-                let inbound = Inbound {
+                let head =
+                    wire::parse_head(black_box(raw.as_bytes()), &mut slots, rt.head_limits())
+                        .unwrap()
+                        .unwrap();
+                let view = RequestView {
                     method: head.method,
                     target: head.target,
                     authority: None,
                     protocol: Protocol::Http11,
                     headers: head.headers,
                     body: head.framing,
+                    client: &client,
                 };
                 let mut record = Record::new(head.method);
                 out.clear();
-                rt.prepare(&inbound, &client, &mut out, &mut record)
-                    .unwrap();
+                match rt.pipeline().decide(&view, &mut record) {
+                    Decision::Forward(f) => {
+                        jwtgate::upstream::h1::write_request(&f.request, &mut out)
+                    }
+                    other => panic!("{other:?}"),
+                }
                 out.len()
             })
         });

@@ -67,7 +67,8 @@ pub async fn run(listen: SocketAddr, shutdown: impl Future<Output = ()>) -> std:
     println!("The upstream echoes what it received: with the token it saw X-Auth-User: demo,");
     println!("written by the gateway (a client-sent X-Auth-User is always removed). Ctrl-C stops.");
 
-    crate::run(listener, config, keys, shutdown).await
+    let runtime = crate::Runtime::build(config, &keys, None).map_err(std::io::Error::other)?;
+    crate::run(listener, runtime, shutdown).await
 }
 
 fn mint(secret: &str, sub: &str, ttl: Duration) -> std::io::Result<String> {

@@ -11,10 +11,9 @@ use sha2::Sha256;
 use crate::auth::keys::Keys;
 use crate::auth::Verifier;
 use crate::config::{spoof_key, Config};
-use crate::pipeline::headers::{self, ClientInfo, HeaderPolicy, Outgoing};
-use crate::policy::path;
-use crate::policy::routes::RouteTable;
-use crate::wire::{self, Framing, Header};
+use crate::pipeline::{ClientInfo, HeaderPolicy, UpstreamRequest};
+use crate::policy::RouteTable;
+use crate::wire::{self, uri as path, Framing, Header};
 
 /// The key the checks' verifier uses.
 pub const KEY: &str = "invariants-key-0123456789abcdef0123456789";
@@ -171,30 +170,32 @@ pub fn check_rewrite(
             value: v.as_bytes(),
         })
         .collect();
-    let identity = user.map(|u| crate::auth::Identity {
-        user: HeaderValue::from_str(u).expect("test users are header values"),
-        claim_values: vec![Some(HeaderValue::from_static("viewer"))],
-        claims: Default::default(),
-        exp: 0.0,
+    let identity = user.map(|u| {
+        std::sync::Arc::new(crate::auth::Identity {
+            user: HeaderValue::from_str(u).expect("test users are header values"),
+            claim_values: vec![Some(HeaderValue::from_static("viewer"))],
+            claims: Default::default(),
+            exp: 0.0,
+        })
     });
     let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
     let mut out = Vec::new();
-    headers::rewrite_request(
-        &mut out,
-        policy,
-        &client,
-        &Outgoing {
+    crate::upstream::h1::write_request(
+        &UpstreamRequest {
             method: "GET",
-            path: "/",
+            path: "/".into(),
             query: None,
             host: Some(b"app.example"),
             upstream_host: "127.0.0.1:1",
             headers: &fields,
-            identity: identity.as_ref(),
+            identity,
             upgrade: None,
             framing: Framing::Empty,
             join_cookies: false,
+            policy,
+            client: &client,
         },
+        &mut out,
     );
     // What the upstream reads: exactly one request, nothing after it.
     let mut slots = wire::header_slots();

@@ -59,16 +59,15 @@ use tokio::net::TcpListener;
 
 pub use auth::keys::Keys;
 pub use config::Config;
-pub use pipeline::{Gateway, Runtime};
+pub use runtime::{Gateway, Runtime};
 
-/// Serves the gateway for `config` and `keys` on `listener` until `shutdown` completes, then
-/// drains in-flight requests (at most `server.drain_timeout`).
+/// Serves `runtime` on `listener` until `shutdown` completes, then drains in-flight requests
+/// (at most `server.drain_timeout`).
 pub async fn run(
     listener: TcpListener,
-    config: Config,
-    keys: Keys,
+    runtime: Runtime,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
+    let gateway = Arc::new(Gateway::new(runtime));
     server::serve(listener, gateway, shutdown).await
 }

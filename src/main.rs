@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use jwtgate::auth::keys::{self, Env, Keys};
 use jwtgate::config::{parse_duration, Config};
+use jwtgate::runtime::reload::Watcher;
 use jwtgate::runtime::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
 use tokio::net::TcpListener;
@@ -77,11 +78,11 @@ fn run(cli: Cli) -> ExitCode {
         Some(Command::Check) => match cli.config {
             None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
             Some(path) => match load(&path) {
-                Ok((config, _)) => {
+                Ok(runtime) => {
                     println!(
                         "{}: OK ({} routes, keys loaded)",
                         path.display(),
-                        config.routes.iter().count()
+                        runtime.config.routes.len()
                     );
                     ExitCode::SUCCESS
                 }
@@ -116,12 +117,16 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(BAD_CONFIG)
 }
 
-/// Loads config and keys, printing every problem of both to stderr.
-fn load(path: &Path) -> Result<(Config, Keys), ExitCode> {
+/// Loads config and keys and builds the runtime from them (reading the files the config names,
+/// never the network), printing every problem to stderr.
+fn load(path: &Path) -> Result<Runtime, ExitCode> {
     let config = Config::load(path);
     let keys = Keys::from_env();
     match (config, keys) {
-        (Ok(c), Ok(k)) => Ok((c, k)),
+        (Ok(c), Ok(k)) => Runtime::build(c, &k, None).map_err(|e| {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(BAD_CONFIG)
+        }),
         (config, keys) => {
             if let Err(e) = config {
                 eprintln!("{e}");
@@ -162,28 +167,29 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
 }
 
 fn serve(path: &Path) -> ExitCode {
-    let (config, keys) = match load(path) {
+    let built = match load(path) {
         Ok(x) => x,
         Err(code) => return code,
     };
     init_logging();
-    let rt = match runtime(config.server.workers) {
+    let rt = match runtime(built.config.server.workers) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let result = rt.block_on(async {
         // Signal handlers first, so that a signal during start-up is not fatal.
         let signals = Signals::register()?;
-        let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
-            error!(listen = %config.server.listen, error = %e, "cannot listen");
+        let server = &built.config.server;
+        let listener = TcpListener::bind(server.listen).await.map_err(|e| {
+            error!(listen = %server.listen, error = %e, "cannot listen");
         })?;
-        let admin = match config.server.admin_listen {
+        let admin = match server.admin_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
                 error!(admin_listen = %addr, error = %e, "cannot listen");
             })?),
             None => None,
         };
-        let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
+        let gateway = Arc::new(Gateway::new(built));
         if let Some(admin) = admin {
             // Runs until the process exits, so probes see /readyz = 503 during the drain.
             tokio::spawn(jwtgate::server::admin::serve(
@@ -193,10 +199,11 @@ fn serve(path: &Path) -> ExitCode {
             ));
         }
         let env: EnvSource = Arc::new(Env::from_process);
+        // Reloads run on a thread of their own, never on a request worker.
         let reloader = Arc::new(Reloader::new(gateway.clone(), path.to_owned(), env));
-        tokio::spawn(reloader.clone().watch(Duration::from_secs(1)));
+        let watcher = Arc::new(reloader.watch(Duration::from_secs(1)));
         let Signals { hup, stop } = signals;
-        tokio::spawn(reload_on_sighup(hup, reloader));
+        tokio::spawn(reload_on_sighup(hup, watcher));
         jwtgate::server::serve(listener, gateway, stop.first())
             .await
             .map_err(|e| error!(error = %e, "server failed"))
@@ -258,12 +265,12 @@ impl Stop {
     }
 }
 
-/// SIGHUP re-reads the config file and keys; a bad new config or key is logged and ignored.
-async fn reload_on_sighup(mut hup: Signal, reloader: Arc<Reloader>) {
+/// SIGHUP re-reads the config file and keys (on the reload thread); a bad new config or key is
+/// logged and ignored.
+async fn reload_on_sighup(mut hup: Signal, watcher: Arc<Watcher>) {
     while hup.recv().await.is_some() {
         info!("SIGHUP: reloading");
-        let r = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        watcher.reload();
     }
 }
 
@@ -275,10 +282,9 @@ fn init_logging() {
         Ok("text") => false,
         _ => !std::io::stdout().is_terminal(),
     };
-    let terminal = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(jwtgate::ops::logs::Output::stdout(terminal));
+        .with_writer(jwtgate::ops::logs::stdout());
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -310,7 +316,7 @@ fn token(config: Option<&Path>, sub: &str, ttl: &str, claims: &[String]) -> Exit
         ),
         Some(path) => match Config::load(path) {
             Ok(c) => (
-                c.auth.algorithms[0].to_jsonwebtoken(),
+                jwtgate::auth::to_jsonwebtoken(c.auth.algorithms[0]),
                 c.auth.user_claim,
                 c.auth.issuer,
                 c.auth.audience,

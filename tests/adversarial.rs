@@ -475,7 +475,7 @@ async fn identity_spoofing_on_websocket_upgrades_and_h2() {
     let gw = Gateway::start(CONFIG, &up.url()).await;
     let t = token("alice");
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(format!("GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Auth-User\r\nUpgrade: websocket\r\n{}X-Auth-User: admin\r\nX_Auth_User: root\r\n\r\n", auth(&t)).as_bytes()).await.unwrap();
+    s.write_all(format!("GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Auth-User\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{}X-Auth-User: admin\r\nX_Auth_User: root\r\n\r\n", auth(&t)).as_bytes()).await.unwrap();
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
@@ -606,23 +606,32 @@ async fn request_target_forms() {
     let up = Upstream::start().await;
     let gw = Gateway::start(CONFIG, &up.url()).await;
     let t = token("alice");
-    // absolute-form: the target's authority must agree with Host; the path is routed as usual.
-    let out = raw(gw.addr, b"GET http://app.example/public/x HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n").await;
-    assert_eq!(statuses(&out), vec![200], "{out}");
-    assert_eq!(up.one().uri, "/public/x");
-    up.clear();
+    // absolute-form: the path is routed as usual, and the target's authority is the host
+    // (RFC 9112 §3.2.2: a Host field, checked, is otherwise ignored). It is passed on as Host
+    // and X-Forwarded-Host; the upstream stays the route's: never an open proxy.
+    for (target, host) in [
+        ("http://app.example/public/x", "app.example"),
+        ("http://a:80/public/x", "b"),
+        ("HTTP://internal.example/public/./x", "app.example"),
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let out = raw(gw.addr, req.as_bytes()).await;
+        assert_eq!(statuses(&out), vec![200], "{target}: {out}");
+        let seen = up.one();
+        assert_eq!(seen.uri, "/public/x");
+        let authority = target.split('/').nth(2).unwrap();
+        assert_eq!(seen.all("host"), vec![authority]);
+        assert_eq!(seen.all("x-forwarded-host"), vec![authority]);
+        up.clear();
+    }
     for (name, raw_req) in [
-        (
-            "absolute-form to another host",
-            "GET http://internal.example/public/x HTTP/1.1\r\nHost: app.example\r\n\r\n".to_owned(),
-        ),
         (
             "absolute-form with userinfo",
             "GET http://user@app.example/public/x HTTP/1.1\r\nHost: app.example\r\n\r\n".to_owned(),
         ),
         (
-            "OPTIONS *",
-            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n".to_owned(),
+            "asterisk form with GET",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n".to_owned(),
         ),
         (
             "CONNECT",

@@ -707,7 +707,8 @@ async fn a_reload_applies_to_the_next_request_of_an_idle_keep_alive_connection()
     )
     .unwrap();
     let keys = jwtgate::Keys::from_secrets(OLD_KEY, None);
-    gw.gateway.swap(jwtgate::Runtime::new(config, &keys));
+    gw.gateway
+        .swap(jwtgate::Runtime::build(config, &keys, Some(&gw.gateway.current())).unwrap());
     s.write_all(get("/after").as_bytes()).await.unwrap();
     let out = read_response(&mut s).await;
     assert_eq!(statuses(&out), vec![401], "the old key still passed: {out}");

@@ -190,13 +190,13 @@ async fn malformed_http_is_400_and_nothing_is_forwarded() {
     let cases: Vec<(&str, String)> = vec![
         ("two Host headers", format!("GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: Bearer {t}\r\n\r\n")),
         ("no Host on 1.1", "GET /public/x HTTP/1.1\r\n\r\n".to_owned()),
-        ("absolute-form with another Host", "GET http://a.example/public/x HTTP/1.1\r\nHost: b.example\r\n\r\n".to_owned()),
+        ("absolute-form with an invalid Host", "GET http://a.example/public/x HTTP/1.1\r\nHost: b/x\r\n\r\n".to_owned()),
         ("duplicate Content-Length", "POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_owned()),
         ("bad Content-Length", "POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc".to_owned()),
         ("obfuscated TE", "POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n".to_owned()),
         ("obs-fold", "GET /public/x HTTP/1.1\r\nHost: a\r\nX-Long: a\r\n b\r\n\r\n".to_owned()),
         ("bad chunk size", "POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_owned()),
-        ("asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n".to_owned()),
+        ("asterisk-form GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n".to_owned()),
     ];
     for (name, req) in cases {
         up.clear();
@@ -254,6 +254,25 @@ async fn connect_is_refused() {
     )
     .await;
     assert_eq!(statuses(&out), vec![405], "{out}");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn options_asterisk_is_answered_by_the_gateway() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(CONFIG, &up.url()).await;
+    let out = raw(
+        gw.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200], "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("allow: get, head, post, put, patch, delete, options\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("content-length: 0\r\n"), "{out}");
     assert_eq!(up.count(), 0);
 }
 

@@ -154,10 +154,9 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
 async fn readyz_is_503_until_the_listener_is_up() {
     let up = Upstream::start().await;
     let config = jwtgate::Config::from_toml(&CONFIG.replace("{upstream}", &up.url())).unwrap();
-    let gateway = Arc::new(jwtgate::Gateway::new(jwtgate::Runtime::new(
-        config,
-        &jwtgate::Keys::from_secrets(KEY, None),
-    )));
+    let gateway = Arc::new(jwtgate::Gateway::new(
+        jwtgate::Runtime::build(config, &jwtgate::Keys::from_secrets(KEY, None), None).unwrap(),
+    ));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(jwtgate::server::admin::serve(
@@ -290,7 +289,7 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
     let gw = Gateway::start_with_keys(CONFIG, &up.url(), Keys_from(&vol)).await;
     let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
-    let watcher = tokio::spawn(r.clone().watch(Duration::from_millis(100)));
+    let watcher = r.clone().watch(Duration::from_millis(100));
     let a = admin(&gw).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -403,7 +402,7 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
         metric(&m, r#"jwtgate_config_reloads_total{result="ok"}"#).unwrap() >= 2.0,
         "{m}"
     );
-    watcher.abort();
+    drop(watcher);
 }
 
 #[allow(non_snake_case)]
@@ -428,7 +427,7 @@ async fn config_changes_are_picked_up_and_bad_ones_ignored() {
     std::fs::write(&cfg_path, &base).unwrap();
     let gw = Gateway::start_with_keys(&base, "", Keys_from(&vol)).await;
     let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
-    let watcher = tokio::spawn(r.clone().watch(Duration::from_millis(100)));
+    let watcher = r.clone().watch(Duration::from_millis(100));
     let a = admin(&gw).await;
     assert_eq!(get(&gw, "/open", &[]).await.status, 401);
 
@@ -482,7 +481,7 @@ async fn config_changes_are_picked_up_and_bad_ones_ignored() {
             .status,
         200
     );
-    watcher.abort();
+    drop(watcher);
 }
 
 #[tokio::test]
@@ -527,7 +526,7 @@ async fn websockets_are_closed_at_the_drain_deadline() {
     let gw = Gateway::start(&cfg, &up.url()).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let t = token("alice");
-    s.write_all(format!("GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: Bearer {t}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {t}\r\n\r\n").as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 1024];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));

@@ -153,7 +153,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         cfg_path.into(),
         env,
     ));
-    let watcher = tokio::spawn(reloader.watch(Duration::from_millis(100)));
+    let watcher = reloader.watch(Duration::from_millis(100));
 
     let der_a = CertificateDer::from_pem_slice(cert_a.as_bytes())
         .unwrap()
@@ -174,7 +174,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    watcher.abort();
+    drop(watcher);
 }
 
 /// An HTTPS upstream: the recording upstream behind a TLS terminator with `cert`/`key`.
@@ -240,17 +240,31 @@ async fn https_upstreams_are_verified_with_the_route_ca_file() {
 }
 
 #[test]
-fn bad_tls_files_are_config_problems() {
+fn bad_tls_files_are_build_problems_and_misplaced_ca_files_config_problems() {
     let dir = tempfile::tempdir().unwrap();
     let junk = write(dir.path(), "junk.pem", "not a pem");
-    let cfg = format!(
-        "[server]\ntls = {{ cert = {junk:?}, key = \"/nonexistent/key.pem\" }}\n[[route]]\npath = \"/\"\nupstream = \"https://a\"\nca_file = \"/nonexistent/ca.pem\"\n[[route]]\npath = \"/b\"\nupstream = \"http://a\"\nca_file = {junk:?}\n"
+    // Validation reads no file: a CA file on an http upstream is its problem.
+    let misplaced =
+        format!("[[route]]\npath = \"/b\"\nupstream = \"http://a\"\nca_file = {junk:?}\n");
+    let err = jwtgate::Config::from_toml(&misplaced)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("route[0].ca_file: only applies to an https:// upstream"),
+        "{err}"
     );
-    let err = jwtgate::Config::from_toml(&cfg).unwrap_err().to_string();
+    // The build step reads the files, and names every one that does not do.
+    let cfg = format!(
+        "[server]\ntls = {{ cert = {junk:?}, key = \"/nonexistent/key.pem\" }}\n[[route]]\npath = \"/\"\nupstream = \"https://a\"\nca_file = \"/nonexistent/ca.pem\"\n[[route]]\npath = \"/b\"\nupstream = \"https://b\"\nca_file = {junk:?}\n"
+    );
+    let config = jwtgate::Config::from_toml(&cfg).unwrap();
+    let err = jwtgate::Runtime::build(config, &jwtgate::Keys::from_secrets(KEY, None), None)
+        .unwrap_err()
+        .to_string();
     for needle in [
-        "server.tls",
-        "route[0].ca_file",
-        "route[1].ca_file: only applies to an https:// upstream",
+        "server.tls.key: cannot read /nonexistent/key.pem",
+        "route[0].ca_file: cannot read /nonexistent/ca.pem",
+        "route[1].ca_file",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }

@@ -1,49 +1,60 @@
-//! The verified-token cache: skips HMAC and JSON work for a token already verified.
+//! The verified-token cache: skips HMAC and JSON work for a token already verified. Built on
+//! `quick_cache` (S3-FIFO: real recency and frequency, scan resistant, sharded locks).
 //!
 //! * Keyed by the whole token: an entry is used only when its token equals the request's, byte
 //!   for byte, so no collision can map one token onto another's identity. Entries are found by
 //!   a keyed hash (SipHash, per-process random key) of the token's signature segment only: it
-//!   is the part that differs between tokens, and hashing 43 bytes instead of the whole token
-//!   (once, for both the shard and the slot) is most of a hit's cost. Tokens forged to share a
-//!   cached token's signature find its slot and miss on the comparison; they can never be
-//!   inserted, since only verified tokens are.
+//!   is the part that differs between tokens, and hashing 43 bytes instead of the whole token is
+//!   most of a hit's cost. Tokens forged to share a cached token's signature find its slot and
+//!   miss on the comparison; they can never be inserted, since only verified tokens are.
 //! * Only tokens that verified are inserted: a flood of distinct bad tokens never evicts a good
 //!   one and never grows memory.
 //! * An entry is used only while the token is unexpired (`now < exp + leeway`, checked on every
-//!   hit), and the cache belongs to one [`crate::auth::Verifier`], so a key rotation or config
-//!   reload starts an empty one.
-//! * Bounded in entries and in bytes (token plus claims, approximated), split over shards with
-//!   one lock each, so threads rarely contend and there is no global lock on the hot path.
+//!   hit) and while the key that verified it is still configured ([`KeyId`], checked by the
+//!   verifier), so a key rotation or removal stops what the old key verified at once.
+//! * Bounded by weight: a token of up to [`UNIT`] bytes of token and claims weighs 1, a larger
+//!   one as many units as it takes; the capacity is `auth.token_cache` units, and at most
+//!   [`MAX_BYTES`] in all.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::auth::Identity;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::Weighter;
 
-const SHARDS: usize = 32;
+use super::Identity;
 
-/// Most bytes the cache holds, whatever `entries` allows: tokens may be up to
+/// What one unit of capacity holds: token, claims and bookkeeping.
+pub const UNIT: usize = 1024;
+
+/// Most bytes the cache holds, whatever `auth.token_cache` says: tokens may be up to
 /// `auth.max_token_bytes` each.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Names the key that verified a cached token (see `verifier::key_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(pub u64);
 
 struct Entry {
     token: Box<str>,
     identity: Arc<Identity>,
     /// Unix seconds after which the entry is dead (`exp + leeway`).
     until: f64,
-    cost: usize,
+    key: KeyId,
 }
 
-#[derive(Default)]
-struct Shard {
-    /// By the keyed hash of the token's signature (already random: used as it is).
-    map: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
-    bytes: usize,
+/// Weighs an entry by its token's size (claims are about as large again).
+#[derive(Clone)]
+struct BySize;
+
+impl Weighter<u64, Arc<Entry>> for BySize {
+    fn weight(&self, _key: &u64, entry: &Arc<Entry>) -> u64 {
+        (2 * entry.token.len() + 256).div_ceil(UNIT) as u64
+    }
 }
 
 /// A `Hasher` for keys that are hashes already.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Prehashed(u64);
 
 impl Hasher for Prehashed {
@@ -63,110 +74,84 @@ impl Hasher for Prehashed {
     }
 }
 
-/// A bounded, sharded map from token to verified identity.
+type Map = Cache<
+    u64,
+    Arc<Entry>,
+    BySize,
+    BuildHasherDefault<Prehashed>,
+    DefaultLifecycle<u64, Arc<Entry>>,
+>;
+
+/// A bounded map from token to verified identity.
 pub struct TokenCache {
-    shards: Box<[Mutex<Shard>]>,
+    map: Map,
     hasher: RandomState,
-    entries_per_shard: usize,
-    bytes_per_shard: usize,
 }
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print tokens.
         f.debug_struct("TokenCache")
-            .field("entries_per_shard", &self.entries_per_shard)
+            .field("capacity", &self.map.capacity())
             .finish_non_exhaustive()
     }
 }
 
 impl TokenCache {
-    /// A cache of at most `entries` tokens (and [`MAX_BYTES`]); `None` when `entries` is 0.
-    pub fn new(entries: usize) -> Option<TokenCache> {
-        (entries > 0).then(|| TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+    /// A cache of `units` (see the module docs); `None` when `units` is 0.
+    pub fn new(units: usize) -> Option<TokenCache> {
+        let units = units.min(MAX_BYTES / UNIT);
+        (units > 0).then(|| TokenCache {
+            map: Cache::with(
+                units,
+                units as u64,
+                BySize,
+                BuildHasherDefault::default(),
+                DefaultLifecycle::default(),
+            ),
             hasher: RandomState::new(),
-            entries_per_shard: entries.div_ceil(SHARDS),
-            bytes_per_shard: MAX_BYTES / SHARDS,
         })
     }
 
-    /// The token's slot: the keyed hash of its signature segment, and its shard.
-    fn slot(&self, token: &str) -> (u64, &Mutex<Shard>) {
+    /// The token's slot: the keyed hash of its signature segment.
+    fn slot(&self, token: &str) -> u64 {
         let signature = token.rsplit('.').next().unwrap_or(token);
-        let h = self.hasher.hash_one(signature);
-        // The shard from the low bits (the map takes its control bytes from the high ones).
-        (h, &self.shards[h as usize % SHARDS])
+        self.hasher.hash_one(signature)
     }
 
-    /// The identity for `token` if it is cached and still valid at `now`.
-    pub fn get(&self, token: &str, now: f64) -> Option<Arc<Identity>> {
-        let (h, shard) = self.slot(token);
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.map.get(&h).filter(|e| *e.token == *token)?;
+    /// The identity for `token` and the key that verified it, if it is cached and still valid
+    /// at `now`.
+    pub fn get(&self, token: &str, now: f64) -> Option<(Arc<Identity>, KeyId)> {
+        let h = self.slot(token);
+        let entry = self.map.get(&h).filter(|e| *e.token == *token)?;
         if now < entry.until {
-            return Some(entry.identity.clone());
+            return Some((entry.identity.clone(), entry.key));
         }
-        let cost = entry.cost;
-        shard.map.remove(&h);
-        shard.bytes -= cost;
+        self.map.remove(&h);
         None
     }
 
-    /// Remembers a verified token until `until` (Unix seconds).
-    pub fn insert(&self, token: &str, identity: Arc<Identity>, until: f64, now: f64) {
-        // Token, claims (at most about the token's size again) and bookkeeping.
-        let cost = 2 * token.len() + 256;
-        let (h, shard) = self.slot(token);
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if cost > self.bytes_per_shard {
-            return;
-        }
-        if shard.map.len() >= self.entries_per_shard || shard.bytes + cost > self.bytes_per_shard {
-            // First drop what has expired; if that is not enough, drop arbitrary entries
-            // (HashMap order is randomized per process, so an attacker cannot aim).
-            let mut freed = 0;
-            shard.map.retain(|_, e| {
-                let keep = now < e.until;
-                if !keep {
-                    freed += e.cost;
-                }
-                keep
-            });
-            shard.bytes -= freed;
-            while shard.map.len() >= self.entries_per_shard
-                || shard.bytes + cost > self.bytes_per_shard
-            {
-                let Some(k) = shard.map.keys().next().cloned() else {
-                    break;
-                };
-                if let Some(e) = shard.map.remove(&k) {
-                    shard.bytes -= e.cost;
-                }
-            }
-        }
+    /// Remembers a token verified by `key`, until `until` (Unix seconds).
+    pub fn insert(&self, token: &str, identity: Arc<Identity>, until: f64, key: KeyId) {
+        let entry = Entry {
+            token: token.into(),
+            identity,
+            until,
+            key,
+        };
         // A slot holds one token: a (2^-64) collision of two verified tokens keeps the newer.
-        let old = shard.map.insert(
-            h,
-            Entry {
-                token: token.into(),
-                identity,
-                until,
-                cost,
-            },
-        );
-        shard.bytes += cost;
-        if let Some(old) = old {
-            shard.bytes -= old.cost;
-        }
+        self.map.insert(self.slot(token), Arc::new(entry));
+    }
+
+    /// Forgets `token`.
+    pub fn remove(&self, token: &str) {
+        let h = self.slot(token);
+        self.map.remove_if(&h, |e| *e.token == *token);
     }
 
     /// Number of cached tokens (tests, metrics).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
-            .sum()
+        self.map.len()
     }
 
     /// True when nothing is cached.
@@ -174,12 +159,9 @@ impl TokenCache {
         self.len() == 0
     }
 
-    /// Bytes accounted to cached entries.
-    pub fn bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).bytes)
-            .sum()
+    /// Units held (see the module docs).
+    pub fn weight(&self) -> u64 {
+        self.map.weight()
     }
 }
 
@@ -187,6 +169,8 @@ impl TokenCache {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    const K: KeyId = KeyId(1);
 
     fn id(user: &'static str) -> Arc<Identity> {
         Arc::new(Identity {
@@ -200,48 +184,58 @@ mod tests {
     #[test]
     fn hits_until_expiry_then_misses() {
         let c = TokenCache::new(100).unwrap();
-        c.insert("t1", id("alice"), 1000.0, 0.0);
-        assert_eq!(c.get("t1", 999.0).unwrap().user, "alice");
+        c.insert("t1", id("alice"), 1000.0, K);
+        let (identity, key) = c.get("t1", 999.0).unwrap();
+        assert_eq!((identity.user.to_str().unwrap(), key), ("alice", K));
         assert!(c.get("t1", 1000.0).is_none());
         assert!(c.is_empty(), "an expired entry is dropped on sight");
-        assert_eq!(c.bytes(), 0);
         assert!(c.get("t2", 0.0).is_none());
     }
 
     #[test]
-    fn bounded_in_entries_and_bytes() {
+    fn bounded_by_weight() {
         let c = TokenCache::new(64).unwrap();
         for i in 0..10_000 {
-            c.insert(&format!("token-{i}"), id("u"), 1e12, 0.0);
+            c.insert(&format!("token-{i}"), id("u"), 1e12, K);
         }
-        assert!(c.len() <= 64 + SHARDS, "{}", c.len());
+        assert!(c.weight() <= 64, "{}", c.weight());
         let big = TokenCache::new(1_000_000).unwrap();
         let token = "x".repeat(8192);
         for i in 0..10_000 {
-            big.insert(&format!("{i}{token}"), id("u"), 1e12, 0.0);
+            big.insert(&format!("{i}{token}"), id("u"), 1e12, K);
         }
-        assert!(big.bytes() <= MAX_BYTES, "{}", big.bytes());
+        assert!(
+            big.weight() as usize * UNIT <= MAX_BYTES,
+            "{} units",
+            big.weight()
+        );
     }
 
     #[test]
-    fn expired_entries_go_first() {
-        let c = TokenCache::new(SHARDS).unwrap(); // one entry per shard
-        c.insert("old", id("old"), 10.0, 0.0);
-        // Same shard or not, inserting at a later time never keeps a dead entry over a live one.
-        for i in 0..200 {
-            c.insert(&format!("new-{i}"), id("new"), 1e12, 20.0);
+    fn recently_used_tokens_survive_a_scan() {
+        let c = TokenCache::new(256).unwrap();
+        c.insert("hot", id("hot"), 1e12, K);
+        for i in 0..5_000 {
+            // The hot token is used between one-off tokens: recency keeps it.
+            assert!(
+                c.get("hot", 0.0).is_some(),
+                "evicted after {i} one-off tokens"
+            );
+            c.insert(&format!("cold-{i}"), id("cold"), 1e12, K);
         }
-        assert!(c.get("old", 20.0).is_none());
     }
 
     #[test]
     fn a_token_sharing_a_cached_signature_misses() {
         let c = TokenCache::new(100).unwrap();
-        c.insert("h.alice.sig", id("alice"), 1e12, 0.0);
+        c.insert("h.alice.sig", id("alice"), 1e12, K);
         // Same signature segment, other header and claims: same slot, never a hit.
         assert!(c.get("h.admin.sig", 0.0).is_none());
         assert!(c.get("x.alice.sig", 0.0).is_none());
-        assert_eq!(c.get("h.alice.sig", 0.0).unwrap().user, "alice");
+        c.remove("h.admin.sig");
+        assert_eq!(c.get("h.alice.sig", 0.0).unwrap().0.user, "alice");
+        c.remove("h.alice.sig");
+        assert!(c.is_empty());
     }
 
     #[test]

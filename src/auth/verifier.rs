@@ -1,79 +1,48 @@
-//! Tokens: finding the Bearer token in a request ([`bearer`]) and verifying it ([`Verifier`]).
-//!
-//! Verification is deliberately strict, because upstreams trust what comes out of it:
+//! Verifying a token ([`Verifier`]): deliberately strict, because upstreams trust what comes out
+//! of it:
 //!
 //! * the token is refused before any decoding when longer than `auth.max_token_bytes`;
-//! * exactly three base64url segments, canonical encoding, no padding;
+//! * exactly three base64url segments, canonical encoding, no padding ([`super::jwt`]);
 //! * the header's `alg` must be one of `auth.algorithms` (never taken from the token alone, so
 //!   `none` and algorithm confusion are impossible); a `crit` header is refused, because the
 //!   gateway understands no extension;
 //! * the HMAC is checked in constant time against the current key, then the previous one;
-//! * header and claims must be JSON objects without duplicate names (parsers disagree on which
-//!   duplicate wins);
+//! * header and claims must be JSON objects without duplicate names;
 //! * `exp` is required and must be a number; `nbf` and `iat`, when present, must be numbers;
 //!   `exp`/`nbf` are checked with `auth.leeway`; `iss`/`aud` when configured;
 //! * the user claim must be a non-empty string that is a safe header value.
 //!
 //! The signature check uses the RustCrypto `hmac`/`sha2` crates directly (the same ones
 //! `jsonwebtoken`'s `rust_crypto` backend uses) so that each key's HMAC state is computed once per
-//! configuration instead of once per request; `jsonwebtoken` signs tokens (`jwtgate token`) and is
+//! key set instead of once per request; `jsonwebtoken` signs tokens (`jwtgate token`) and is
 //! the cross-check in the tests.
+//!
+//! Verified tokens are remembered ([`super::cache`]). The cache outlives a reload when nothing
+//! that shapes an identity changed (leeway, issuer, audience, user and claim names, limits), and
+//! each entry remembers the key that verified it: an entry is used only while that key (and its
+//! algorithm) is still configured, so a key dropped from the set stops every token it verified.
 
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::header::HeaderValue;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::auth::cache::TokenCache;
-use crate::auth::keys::Keys;
-use crate::config::AuthConfig;
-use crate::wire::Header;
+use super::cache::{KeyId, TokenCache};
+use super::jwt;
+use super::keys::Keys;
+use crate::config::{Algorithm, AuthConfig};
 
-/// The algorithms jwtgate verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    /// HMAC with SHA-256.
-    HS256,
-    /// HMAC with SHA-384.
-    HS384,
-    /// HMAC with SHA-512.
-    HS512,
-}
-
-impl Algorithm {
-    /// Parses the exact JOSE name (`HS256`, ...). Case matters, as in RFC 7518.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "HS256" => Some(Algorithm::HS256),
-            "HS384" => Some(Algorithm::HS384),
-            "HS512" => Some(Algorithm::HS512),
-            _ => None,
-        }
-    }
-
-    /// The JOSE name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::HS256 => "HS256",
-            Algorithm::HS384 => "HS384",
-            Algorithm::HS512 => "HS512",
-        }
-    }
-
-    /// The same algorithm as `jsonwebtoken` names it.
-    pub fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
-            Algorithm::HS384 => jsonwebtoken::Algorithm::HS384,
-            Algorithm::HS512 => jsonwebtoken::Algorithm::HS512,
-        }
+/// The same algorithm as `jsonwebtoken` names it (to sign with, in `jwtgate token` and tests).
+pub fn to_jsonwebtoken(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+        Algorithm::HS384 => jsonwebtoken::Algorithm::HS384,
+        Algorithm::HS512 => jsonwebtoken::Algorithm::HS512,
     }
 }
 
@@ -163,63 +132,6 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// Finds the Bearer token. `Ok(None)` when there is none (no `Authorization` header, another
-/// scheme such as `Basic`, or an empty credential). The scheme is case-insensitive (RFC 9110
-/// §11.1). More than one `Authorization` field, or a value that is not visible ASCII, is
-/// refused.
-pub fn bearer<'a>(headers: &[Header<'a>]) -> Result<Option<&'a str>, TokenError> {
-    let mut values = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("authorization"));
-    let Some(value) = values.next().map(|h| h.value) else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(TokenError::BadCredentials);
-    }
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
-        Some(i) => (&value[..i], &value[i + 1..]),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        // Not a Bearer credential: no token, unless the value is not text at all.
-        return match value
-            .iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-        {
-            true => Ok(None),
-            false => Err(TokenError::BadCredentials),
-        };
-    }
-    // Only spaces pad a credential.
-    let token = trim_spaces(rest);
-    if token.is_empty() {
-        return Ok(None);
-    }
-    // A token is visible ASCII without spaces or tabs (checked without early exits, so that
-    // the loop over a whole token is vectorized).
-    if !token
-        .iter()
-        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
-    {
-        return Err(TokenError::BadCredentials);
-    }
-    // Visible ASCII, so this cannot fail.
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| TokenError::BadCredentials)
-}
-
-fn trim_spaces(mut b: &[u8]) -> &[u8] {
-    while let [b' ', rest @ ..] = b {
-        b = rest;
-    }
-    while let [rest @ .., b' '] = b {
-        b = rest;
-    }
-    b
-}
-
 /// What a verified token says: the caller and the claims passed on.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -234,27 +146,37 @@ pub struct Identity {
     pub exp: f64,
 }
 
-enum Key {
+enum HmacState {
     HS256(Hmac<Sha256>),
     HS384(Hmac<Sha384>),
     HS512(Hmac<Sha512>),
+}
+
+/// One key for one algorithm, its HMAC state computed once.
+struct Key {
+    mac: HmacState,
+    id: KeyId,
 }
 
 impl Key {
     fn new(alg: Algorithm, secret: &[u8]) -> Key {
         // `new_from_slice` accepts keys of any length for HMAC, so these cannot fail; the
         // fallback to an empty-keyed MAC is unreachable, and is anyway never a usable key
-        // because keys.rs refuses secrets shorter than 32 bytes.
-        match alg {
-            Algorithm::HS256 => Key::HS256(
+        // because `keys` refuses secrets shorter than 32 bytes.
+        let mac = match alg {
+            Algorithm::HS256 => HmacState::HS256(
                 Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
             ),
-            Algorithm::HS384 => Key::HS384(
+            Algorithm::HS384 => HmacState::HS384(
                 Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
             ),
-            Algorithm::HS512 => Key::HS512(
+            Algorithm::HS512 => HmacState::HS512(
                 Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
             ),
+        };
+        Key {
+            mac,
+            id: key_id(alg, secret),
         }
     }
 
@@ -264,25 +186,46 @@ impl Key {
             mac.update(message);
             mac.verify_slice(signature).is_ok()
         }
-        match self {
-            Key::HS256(m) => check(m, message, signature),
-            Key::HS384(m) => check(m, message, signature),
-            Key::HS512(m) => check(m, message, signature),
+        match &self.mac {
+            HmacState::HS256(m) => check(m, message, signature),
+            HmacState::HS384(m) => check(m, message, signature),
+            HmacState::HS512(m) => check(m, message, signature),
         }
     }
 }
 
-/// Verifies tokens for one configuration and key set. Built once per (re)load.
-pub struct Verifier {
-    /// (algorithm, keys in order current then previous)
-    keys: Vec<(Algorithm, Vec<Key>)>,
+/// A key's identity for the cache: a keyed hash (a per-process random key) of the algorithm and
+/// the secret. It names a key without revealing anything about it, and is never shown anyway.
+fn key_id(alg: Algorithm, secret: &[u8]) -> KeyId {
+    static STATE: OnceLock<std::hash::RandomState> = OnceLock::new();
+    let mut h = STATE
+        .get_or_init(std::hash::RandomState::new)
+        .build_hasher();
+    h.write(alg.name().as_bytes());
+    h.write_u8(0);
+    h.write(secret);
+    KeyId(h.finish())
+}
+
+/// What an identity depends on besides the key: when all of it is unchanged by a reload, the
+/// verified-token cache is kept.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
     leeway: f64,
     issuer: Option<String>,
     audience: Vec<String>,
     user_claim: String,
     claim_names: Vec<String>,
     max_token_bytes: usize,
-    cache: Option<TokenCache>,
+    cache_entries: usize,
+}
+
+/// Verifies tokens for one configuration and key set. Built once per (re)load.
+pub struct Verifier {
+    /// (algorithm, keys in order current then previous)
+    keys: Vec<(Algorithm, Vec<Key>)>,
+    shape: Shape,
+    cache: Option<Arc<TokenCache>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -293,17 +236,20 @@ impl fmt::Debug for Verifier {
                 "algorithms",
                 &self.keys.iter().map(|(a, _)| a.name()).collect::<Vec<_>>(),
             )
-            .field("leeway", &self.leeway)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("user_claim", &self.user_claim)
+            .field("shape", &self.shape)
             .finish_non_exhaustive()
     }
 }
 
 impl Verifier {
-    /// Builds a verifier for `auth` with `keys`.
+    /// Builds a verifier for `auth` with `keys`, with an empty cache.
     pub fn new(auth: &AuthConfig, keys: &Keys) -> Verifier {
+        Verifier::build(auth, keys, None)
+    }
+
+    /// Builds a verifier for `auth` with `keys`, keeping `previous`'s verified-token cache when
+    /// nothing that shapes an identity changed (see the module docs).
+    pub fn build(auth: &AuthConfig, keys: &Keys, previous: Option<&Verifier>) -> Verifier {
         let keys = auth
             .algorithms
             .iter()
@@ -312,16 +258,20 @@ impl Verifier {
                 (alg, ks)
             })
             .collect();
-        Verifier {
-            keys,
+        let shape = Shape {
             leeway: auth.leeway.as_secs_f64(),
             issuer: auth.issuer.clone(),
             audience: auth.audience.clone(),
             user_claim: auth.user_claim.clone(),
             claim_names: auth.claim_headers.iter().map(|(c, _)| c.clone()).collect(),
             max_token_bytes: auth.max_token_bytes,
-            cache: TokenCache::new(auth.token_cache),
-        }
+            cache_entries: auth.token_cache,
+        };
+        let cache = match previous {
+            Some(p) if p.shape == shape => p.cache.clone(),
+            _ => TokenCache::new(auth.token_cache).map(Arc::new),
+        };
+        Verifier { keys, shape, cache }
     }
 
     /// Verifies `token` at the current time, through the verified-token cache.
@@ -330,34 +280,51 @@ impl Verifier {
         let Some(cache) = &self.cache else {
             return self.verify_at(token, now).map(Arc::new);
         };
-        if token.len() > self.max_token_bytes {
+        if token.len() > self.shape.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        if let Some(identity) = cache.get(token, now) {
-            return Ok(identity);
+        if let Some((identity, key)) = cache.get(token, now) {
+            if self.has_key(key) {
+                return Ok(identity);
+            }
+            // Verified by a key that is gone: verify again (and fail, unless another key
+            // that is still here signed the same bytes).
+            cache.remove(token);
         }
-        let identity = Arc::new(self.verify_at(token, now)?);
-        cache.insert(token, identity.clone(), identity.exp + self.leeway, now);
+        let (identity, key) = self.verify_token(token, now)?;
+        let identity = Arc::new(identity);
+        cache.insert(
+            token,
+            identity.clone(),
+            identity.exp + self.shape.leeway,
+            key,
+        );
         Ok(identity)
     }
 
     /// The verified-token cache, if enabled.
     pub fn cache(&self) -> Option<&TokenCache> {
-        self.cache.as_ref()
+        self.cache.as_deref()
     }
 
-    /// Verifies `token` as of `now` (Unix seconds).
+    fn has_key(&self, id: KeyId) -> bool {
+        self.keys
+            .iter()
+            .any(|(_, ks)| ks.iter().any(|k| k.id == id))
+    }
+
+    /// Verifies `token` as of `now` (Unix seconds), without the cache.
     pub fn verify_at(&self, token: &str, now: f64) -> Result<Identity, TokenError> {
-        if token.len() > self.max_token_bytes {
+        self.verify_token(token, now).map(|(identity, _)| identity)
+    }
+
+    /// The identity, and the key that verified it.
+    fn verify_token(&self, token: &str, now: f64) -> Result<(Identity, KeyId), TokenError> {
+        if token.len() > self.shape.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let mut parts = token.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header = decode_object(h64)?;
+        let parts = jwt::segments(token)?;
+        let header = jwt::decode_object(parts.header)?;
         let alg = match header.get("alg") {
             Some(Value::String(name)) => name.as_str(),
             _ => return Err(TokenError::AlgorithmNotAllowed),
@@ -368,19 +335,17 @@ impl Verifier {
         if header.contains_key("crit") {
             return Err(TokenError::UnsupportedCritical);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(s64)
-            .map_err(|_| TokenError::Malformed)?;
-        let signed = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-        if !keys.iter().any(|k| k.verify(signed, &signature)) {
+        let signature = jwt::decode_segment(parts.signature)?;
+        let Some(key) = keys.iter().find(|k| k.verify(parts.signed, &signature)) else {
             return Err(TokenError::BadSignature);
-        }
+        };
         // Only now, with the signature checked, are the claims worth reading.
-        let claims = decode_object(p64)?;
-        self.check_claims(claims, now)
+        let claims = jwt::decode_object(parts.claims)?;
+        Ok((self.check_claims(claims, now)?, key.id))
     }
 
     fn check_claims(&self, claims: Map<String, Value>, now: f64) -> Result<Identity, TokenError> {
+        let shape = &self.shape;
         let time = |name: &str| match claims.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(TokenError::BadTimeClaim),
@@ -390,23 +355,23 @@ impl Verifier {
         let nbf = time("nbf")?;
         time("iat")?;
         // RFC 7519 §4.1.4: the token must not be accepted "on or after" exp.
-        if now >= exp + self.leeway {
+        if now >= exp + shape.leeway {
             return Err(TokenError::Expired);
         }
-        if nbf.is_some_and(|nbf| now + self.leeway < nbf) {
+        if nbf.is_some_and(|nbf| now + shape.leeway < nbf) {
             return Err(TokenError::NotYetValid);
         }
-        if let Some(want) = &self.issuer {
+        if let Some(want) = &shape.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
                 return Err(TokenError::WrongIssuer);
             }
         }
-        if !self.audience.is_empty() {
+        if !shape.audience.is_empty() {
             let ok = match claims.get("aud") {
-                Some(Value::String(a)) => self.audience.iter().any(|w| w == a),
+                Some(Value::String(a)) => shape.audience.iter().any(|w| w == a),
                 Some(Value::Array(list)) => list.iter().any(|a| {
                     a.as_str()
-                        .is_some_and(|a| self.audience.iter().any(|w| w == a))
+                        .is_some_and(|a| shape.audience.iter().any(|w| w == a))
                 }),
                 _ => false,
             };
@@ -414,12 +379,12 @@ impl Verifier {
                 return Err(TokenError::WrongAudience);
             }
         }
-        let user = match claims.get(&self.user_claim) {
+        let user = match claims.get(&shape.user_claim) {
             None | Some(Value::Null) => return Err(TokenError::MissingUser),
             Some(Value::String(s)) => header_value(s).ok_or(TokenError::BadUser)?,
             Some(_) => return Err(TokenError::BadUser),
         };
-        let claim_values = self
+        let claim_values = shape
             .claim_names
             .iter()
             .map(|name| match claims.get(name) {
@@ -459,45 +424,12 @@ fn header_value(s: &str) -> Option<HeaderValue> {
     }
 }
 
-fn decode_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice::<StrictObject>(&bytes) {
-        Ok(StrictObject(Ok(map))) => Ok(map),
-        Ok(StrictObject(Err(()))) => Err(TokenError::DuplicateMember),
-        Err(_) => Err(TokenError::Malformed),
-    }
-}
-
-/// A JSON object whose top-level member names are unique (`Err(())` when one repeats).
-struct StrictObject(Result<Map<String, Value>, ()>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
-                let mut map = Map::new();
-                let mut duplicate = false;
-                while let Some((k, v)) = access.next_entry::<String, Value>()? {
-                    duplicate |= map.insert(k, v).is_some();
-                }
-                Ok(StrictObject(if duplicate { Err(()) } else { Ok(map) }))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
     const OLD: &str = "fedcba9876543210fedcba9876543210-old-key";
@@ -800,6 +732,53 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_survives_a_key_reload_but_never_its_key() {
+        let auth = |extra: &str| {
+            Config::from_toml(&format!(
+                "[auth]\n{extra}\n[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\""
+            ))
+            .unwrap()
+            .auth
+        };
+        let exp = super::now() + 600.0;
+        let alice = hs256(serde_json::json!({"sub": "alice", "exp": exp}));
+        let bob = jwt(
+            serde_json::json!({"sub": "bob", "exp": exp}),
+            jsonwebtoken::Algorithm::HS256,
+            OLD,
+        );
+        let v1 = Verifier::new(&auth(""), &Keys::from_secrets(KEY, Some(OLD)));
+        assert_eq!(v1.verify(&alice).unwrap().user, "alice");
+        assert_eq!(v1.verify(&bob).unwrap().user, "bob");
+        assert_eq!(v1.cache().unwrap().len(), 2);
+        // The rotation ends: the previous key is gone, and so is every token it verified,
+        // although the cache itself is kept.
+        let v2 = Verifier::build(&auth(""), &Keys::from_secrets(KEY, None), Some(&v1));
+        assert!(std::ptr::eq(v1.cache().unwrap(), v2.cache().unwrap()));
+        assert_eq!(v2.verify(&alice).unwrap().user, "alice");
+        assert_eq!(v2.verify(&bob).err(), Some(TokenError::BadSignature));
+        // The same key for another algorithm is another key.
+        let v3 = Verifier::build(
+            &auth("algorithms = [\"HS512\"]"),
+            &Keys::from_secrets(KEY, None),
+            Some(&v2),
+        );
+        assert!(std::ptr::eq(v2.cache().unwrap(), v3.cache().unwrap()));
+        assert_eq!(
+            v3.verify(&alice).err(),
+            Some(TokenError::AlgorithmNotAllowed)
+        );
+        // What shapes an identity changed: a new cache.
+        let v4 = Verifier::build(
+            &auth("user_claim = \"name\""),
+            &Keys::from_secrets(KEY, None),
+            Some(&v2),
+        );
+        assert!(!std::ptr::eq(v2.cache().unwrap(), v4.cache().unwrap()));
+        assert_eq!(v4.verify(&alice).err(), Some(TokenError::MissingUser));
+    }
+
+    #[test]
     fn the_cache_holds_only_verified_tokens_and_honours_expiry() {
         let v = verifier("leeway = \"0s\"");
         let cache = v.cache().expect("on by default");
@@ -824,36 +803,5 @@ mod tests {
             "a cached token outlived its exp"
         );
         assert_eq!(cache.len(), 0);
-    }
-
-    #[test]
-    fn bearer_extraction() {
-        let one = |v: &'static str| {
-            bearer(&[Header {
-                name: "Authorization",
-                value: v.as_bytes(),
-            }])
-        };
-        assert_eq!(bearer(&[]), Ok(None));
-        assert_eq!(one("Basic YWxpY2U6cHc="), Ok(None));
-        assert_eq!(one("Bearer "), Ok(None));
-        assert_eq!(one("bearer abc.def.ghi"), Ok(Some("abc.def.ghi")));
-        assert_eq!(one("Bearer a b"), Err(TokenError::BadCredentials));
-        assert_eq!(one("Bearer a\tb"), Err(TokenError::BadCredentials));
-        assert_eq!(one("Bearer \t"), Err(TokenError::BadCredentials));
-        assert_eq!(one("Bearer   tok  "), Ok(Some("tok")));
-        assert_eq!(one("Basic \u{e9}"), Err(TokenError::BadCredentials));
-        assert_eq!(one("Bearer a\u{e9}"), Err(TokenError::BadCredentials));
-        let two = [
-            Header {
-                name: "authorization",
-                value: b"Bearer abc",
-            },
-            Header {
-                name: "AUTHORIZATION",
-                value: b"Bearer def",
-            },
-        ];
-        assert_eq!(bearer(&two), Err(TokenError::BadCredentials));
     }
 }

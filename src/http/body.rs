@@ -13,7 +13,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::net::Deadline;
-use crate::pipeline::Record;
+use crate::ops::access::Record;
 use crate::upstream::{BodySource, Conn, Origin, SourceError, Upload};
 
 /// A response body.

@@ -1,6 +1,8 @@
-//! HTTP/2 (h2 by ALPN over TLS, h2c by prior knowledge), served by hyper. Each request runs the
-//! same pipeline as HTTP/1 (`gateway.rs`) and is forwarded over the same upstream pools
-//! (`proxy.rs`) as HTTP/1.1; the response body streams back as the upstream sends it.
+//! HTTP/2 (h2 by ALPN over TLS, h2c by prior knowledge), served by hyper. Each request is
+//! decided by the same pipeline as HTTP/1 ([`super::decide`]), forwarded over the same upstream
+//! pools, and answered through the same after-the-upstream path ([`response::plan`]); only the
+//! rendering into hyper's types is HTTP/2's own. The response body streams back as the upstream
+//! sends it.
 
 use std::convert::Infallible;
 use std::io;
@@ -18,15 +20,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::body::{Body, IncomingBody, UpstreamBody};
+use super::{decide, Outcome};
 use crate::config::ServerConfig;
-use crate::http::body::{Body, IncomingBody, UpstreamBody};
 use crate::net::{Deadline, IdleIo};
-use crate::pipeline::headers::{self, ClientInfo};
-use crate::pipeline::rejection::GatewayError;
-use crate::pipeline::{Gateway, Inbound, Protocol, Record};
+use crate::ops::access::Record;
+use crate::pipeline::response::{self, Asked, Plan};
+use crate::pipeline::{ClientInfo, FieldSink, LocalResponse, Protocol, Rejection, RequestView};
+use crate::runtime::Gateway;
 use crate::server::Closing;
 use crate::upstream::RequestKind;
-use crate::wire::{self, Framing, Header, ResponseFraming, ResponseHead};
+use crate::wire::{self, Framing, Header, ResponseHead};
 
 /// hyper's HTTP/2 connection builder, set up once per listener.
 pub type Builder = hyper::server::conn::http2::Builder<TokioExecutor>;
@@ -109,9 +113,7 @@ async fn handle(
     };
     let record = guard.record.as_mut().expect("set just above");
     let framing = match declared_length(&parts.headers) {
-        _ if parts.headers.len() > rt.config.server.max_headers => {
-            Err(GatewayError::HeadersTooLarge)
-        }
+        _ if parts.headers.len() > rt.config.server.max_headers => Err(Rejection::HeadersTooLarge),
         _ if body.is_end_stream() => Ok(Framing::Empty),
         Ok(Some(n)) => Ok(Framing::length(n)),
         Ok(None) => Ok(Framing::Chunked),
@@ -126,32 +128,48 @@ async fn handle(
         })
         .collect();
     let method = parts.method.as_str();
-    let kind = RequestKind::new(method, *framing.as_ref().unwrap_or(&Framing::Empty));
+    let body_framing = *framing.as_ref().unwrap_or(&Framing::Empty);
+    let kind = RequestKind::new(method, body_framing);
     let mut out = Vec::with_capacity(1024);
-    let prepared = framing.and_then(|framing| {
-        let inbound = Inbound {
-            method,
-            target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            authority: parts.uri.authority().map(|a| a.as_str()),
-            protocol: Protocol::Http2,
-            headers: &fields,
-            body: framing,
-        };
-        rt.prepare(&inbound, &client, &mut out, record)
-            .map(|forward| (forward, framing))
-    });
+    let outcome = match framing {
+        Ok(framing) => {
+            let view = RequestView {
+                method,
+                target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                authority: parts.uri.authority().map(|a| a.as_str()),
+                protocol: Protocol::Http2,
+                headers: &fields,
+                body: framing,
+                client: &client,
+            };
+            decide(&rt, &view, record, &mut out)
+        }
+        Err(rejection) => Outcome::Refuse(rejection),
+    };
     drop(fields);
-    let (forward, framing) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            gateway.count_refusal(&e, record);
-            return refuse(&gateway, e, guard.record.take(), kind.head);
+    let route = match outcome {
+        Outcome::Forward { route, upgrade: _ } => route,
+        Outcome::Answer(local) => return answer(&gateway, &local, guard.record.take(), kind.head),
+        Outcome::Refuse(rejection) => {
+            gateway.count_refusal(&rejection, record);
+            return answer(
+                &gateway,
+                &rejection.response(),
+                guard.record.take(),
+                kind.head,
+            );
         }
     };
-    let origin = rt.origin(forward.route).clone();
-    let mut source = IncomingBody::new(body, forward.route.max_body);
+    let framing = body_framing;
+    let origin = rt.origin(route).clone();
+    let mut source = IncomingBody::new(body, route.max_body);
     let mut deadline = Deadline::new();
     let sent = Instant::now();
+    // HTTP/2 requests never switch protocols: a 101 is the upstream's error (502).
+    let asked = Asked {
+        head: kind.head,
+        upgrade: None,
+    };
     let answer = origin
         .exchange(
             &mut deadline,
@@ -160,21 +178,22 @@ async fn handle(
             framing,
             kind,
             sent,
-            |head, framing| response_head(head, framing, kind),
+            |head, framing| {
+                let plan = response::plan(head, framing, asked)?;
+                Ok(response_head(head, &plan))
+            },
         )
         .await;
     let answer = match answer {
-        Ok(a) if a.status == 101 => {
-            tracing::warn!(route = %forward.route.name, "upstream answered 101 to an HTTP/2 request");
-            Err(crate::upstream::ProxyError::Protocol("unexpected 101"))
-        }
-        other => other,
-    };
-    let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
-            return match e.into_gateway_error(&forward.route.name) {
-                Some(error) => refuse(&gateway, error, guard.record.take(), kind.head),
+            return match e.into_rejection(&route.name) {
+                Some(rejection) => self::answer(
+                    &gateway,
+                    &rejection.response(),
+                    guard.record.take(),
+                    kind.head,
+                ),
                 // The client went away: the guard counts and logs it.
                 None => Response::new(Body::empty()),
             };
@@ -185,8 +204,7 @@ async fn handle(
     record.status = answer.status;
     gateway.count(&record, answer.status);
     let idle = rt.config.server.idle_timeout;
-    // An upstream that answered before it had the whole body may not have read it: never reused.
-    let reusable = answer.framing.reusable && answer.upload.is_none();
+    let reusable = answer.reusable();
     let upload = answer.upload.map(|u| (u, out, source));
     let body = UpstreamBody::new(answer.conn, origin, reusable, upload, idle, record);
     let mut res = answer.head;
@@ -194,58 +212,81 @@ async fn handle(
     res
 }
 
-/// The response for a refused request, counted and logged (without a body for `HEAD`).
-fn refuse(
+/// The gateway's own answer, counted and logged (without a body for `HEAD`).
+fn answer(
     gateway: &Gateway,
-    error: GatewayError,
+    local: &LocalResponse,
     record: Option<Record>,
-    head: bool,
+    head_only: bool,
 ) -> Response<Body> {
-    let res = error.into_response(head);
+    let res = local_response(local, head_only);
     if let Some(mut record) = record {
-        record.status = res.status().as_u16();
+        record.status = local.status;
         gateway.count(&record, record.status);
         record.log(0, true);
     }
     res
 }
 
+/// `local` as hyper's response; `head_only` (the answer to `HEAD`) leaves out the body, not its
+/// length.
+pub fn local_response(local: &LocalResponse, head_only: bool) -> Response<Body> {
+    let mut res = Response::new(match head_only {
+        true => Body::empty(),
+        false => Body::full(Bytes::copy_from_slice(&local.body)),
+    });
+    *res.status_mut() =
+        StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut fields = Fields(res.headers_mut());
+    for (name, value) in &local.fields {
+        fields.field(name.as_bytes(), value.as_bytes());
+    }
+    res.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(local.body.len()));
+    res
+}
+
 /// `Content-Length`: `Ok(None)` when absent, an error when invalid or repeated.
-fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, GatewayError> {
+fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, Rejection> {
     let mut values = headers.get_all(CONTENT_LENGTH).iter();
     let Some(v) = values.next() else {
         return Ok(None);
     };
     match (wire::parse_length(v.as_bytes()), values.next()) {
         (Some(n), None) => Ok(Some(n)),
-        _ => Err(GatewayError::BadRequest("invalid Content-Length")),
+        _ => Err(Rejection::BadRequest("invalid Content-Length")),
     }
 }
 
-/// The client's response head (a `Response` with an empty body for now).
-fn response_head(
-    head: &ResponseHead<'_, '_>,
-    framing: &ResponseFraming,
-    kind: RequestKind,
-) -> Response<Body> {
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let h = res.headers_mut();
-    for f in headers::response_fields(head.headers, false) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(f.name.as_bytes()),
-            HeaderValue::from_bytes(f.value),
-        ) {
-            h.append(name, value);
+/// Puts fields into a header map (a field that is not valid in HTTP/2 is left out).
+struct Fields<'h>(&'h mut http::HeaderMap);
+
+impl FieldSink for Fields<'_> {
+    fn begin(&mut self, _name: &[u8]) {
+        // Every field here is given whole.
+    }
+
+    fn value(&mut self, _part: &[u8]) {}
+
+    fn end(&mut self) {}
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            self.0.append(name, value);
         }
     }
-    let length = match framing.framing {
-        Framing::Length(n) => Some(n),
-        Framing::Empty if kind.head || head.status == 304 => framing.declared,
-        _ => None,
-    };
-    if let Some(n) = length {
-        h.insert(CONTENT_LENGTH, HeaderValue::from(n));
+}
+
+/// The client's response head as `plan` says (a `Response` with an empty body for now).
+fn response_head(head: &ResponseHead<'_, '_>, plan: &Plan) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    response::write_fields(head.headers, plan, &mut Fields(res.headers_mut()));
+    if let Some(n) = plan.length {
+        res.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
     res
 }

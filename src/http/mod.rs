@@ -1,5 +1,54 @@
-//! The client-facing protocol front-ends.
+//! The client-facing front-ends: [`h1`] (jwtgate's own HTTP/1.1 engine) and [`h2`] (HTTP/2 on
+//! hyper); forward-auth endpoints go beside them. Each turns its protocol's request head into a
+//! [`RequestView`], lets the pipeline decide ([`decide`], the same for all), and writes the
+//! decision in its own syntax; after the upstream answers, all take the same path
+//! ([`crate::pipeline::response`]).
 
 pub mod body;
 pub mod h1;
 pub mod h2;
+
+use crate::ops::access::Record;
+use crate::pipeline::upgrade::Offer;
+use crate::pipeline::{Decision, LocalResponse, Rejection, RequestView};
+use crate::policy::Route;
+use crate::runtime::Runtime;
+use crate::upstream;
+
+/// What the pipeline decided, without the request head's bytes (what a front-end keeps once
+/// the upstream's request head is written).
+#[derive(Debug)]
+pub enum Outcome<'r> {
+    /// The upstream's request head is in `out`.
+    Forward {
+        /// The route.
+        route: &'r Route,
+        /// The protocol switch offered, to check the upstream's `101` against.
+        upgrade: Option<Offer>,
+    },
+    /// Answer this.
+    Answer(LocalResponse),
+    /// Refuse with this.
+    Refuse(Rejection),
+}
+
+/// Lets `rt`'s pipeline decide `view`; a request that goes upstream gets its head written for
+/// the upstream into `out`.
+pub fn decide<'r>(
+    rt: &'r Runtime,
+    view: &RequestView<'_>,
+    record: &mut Record,
+    out: &mut Vec<u8>,
+) -> Outcome<'r> {
+    match rt.pipeline().decide(view, record) {
+        Decision::Forward(forward) => {
+            upstream::h1::write_request(&forward.request, out);
+            Outcome::Forward {
+                route: forward.route,
+                upgrade: forward.upgrade,
+            }
+        }
+        Decision::Respond(local) => Outcome::Answer(local),
+        Decision::Reject(rejection) => Outcome::Refuse(rejection),
+    }
+}

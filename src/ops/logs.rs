@@ -1,107 +1,62 @@
-//! Where the logs go: standard output through one 64 KiB buffer, written out every 100 ms, when
-//! it fills, and before the process exits (nginx's `access_log ... buffer=64k flush=100ms`).
-//! An access log line per request then costs a copy under an uncontended lock, not a `write`
-//! system call; the price is that a killed process (SIGKILL, a crash) loses at most the last
-//! 100 ms of lines.
+//! Where the logs go: standard output, through tracing-appender's non-blocking writer. A request
+//! thread formats its line and hands it to a queue; one writer thread drains the queue into a
+//! 64 KiB buffer and writes it out whenever the queue is empty (so lines reach stdout at once
+//! when the gateway is quiet, and in large writes when it is busy).
+//!
+//! Loss policy: when nobody reads standard output (a full pipe, a stalled log shipper), the
+//! writer thread blocks, never a request. Up to [`QUEUE_LINES`] lines wait in memory; after
+//! that new lines are dropped, and counted: `jwtgate_log_lines_dropped_total`. Lines still
+//! queued when the process exits are written out first (for at most a second).
 
-use std::io::{self, BufWriter, Write};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::io::{self, BufWriter};
+use std::sync::{Mutex, OnceLock};
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 
-/// How long a line may wait in the buffer.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Most log lines waiting for standard output before new ones are dropped.
+pub const QUEUE_LINES: usize = 16 * 1024;
 
 const BUFFER: usize = 64 * 1024;
 
-/// The process's log output (see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct Output {
-    out: &'static Mutex<BufWriter<Sink>>,
-    /// Each line goes out at once.
-    terminal: bool,
+/// The writer, its drop counter, and its thread's guard (dropping it writes out what is
+/// queued).
+struct Output {
+    writer: NonBlocking,
+    dropped: ErrorCounter,
+    guard: Mutex<Option<WorkerGuard>>,
 }
 
-/// Standard output.
-#[derive(Debug)]
-struct Sink(io::Stdout);
+static OUTPUT: OnceLock<Output> = OnceLock::new();
 
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
+/// The log writer for standard output (see the module docs): one queue and one writer thread
+/// per process.
+pub fn stdout() -> NonBlocking {
+    OUTPUT
+        .get_or_init(|| {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .lossy(true)
+                .buffered_lines_limit(QUEUE_LINES)
+                .thread_name("jwtgate-logs")
+                .finish(BufWriter::with_capacity(BUFFER, io::stdout()));
+            Output {
+                dropped: writer.error_counter(),
+                writer,
+                guard: Mutex::new(Some(guard)),
+            }
+        })
+        .writer
+        .clone()
 }
 
-static OUTPUT: OnceLock<Mutex<BufWriter<Sink>>> = OnceLock::new();
-
-impl Output {
-    /// The buffered standard output, and a thread that writes it out every [`FLUSH_EVERY`].
-    /// On a terminal lines go out at once (a person is reading).
-    pub fn stdout(terminal: bool) -> Output {
-        let mut started = false;
-        let out = OUTPUT.get_or_init(|| {
-            started = true;
-            Mutex::new(BufWriter::with_capacity(BUFFER, Sink(io::stdout())))
-        });
-        if started && !terminal {
-            // Best effort: without the thread, lines still go out when the buffer fills and
-            // at exit.
-            let _ = std::thread::Builder::new()
-                .name("jwtgate-logs".into())
-                .spawn(|| loop {
-                    std::thread::sleep(FLUSH_EVERY);
-                    flush();
-                });
-        }
-        Output { out, terminal }
-    }
+/// Lines dropped because standard output was not taking them fast enough.
+pub fn dropped_lines() -> u64 {
+    OUTPUT.get().map_or(0, |o| o.dropped.dropped_lines() as u64)
 }
 
-/// Writes out what the log buffer holds (call before the process exits).
+/// Writes out what is queued and stops the writer thread (call before the process exits).
 pub fn flush() {
-    if let Some(out) = OUTPUT.get() {
-        let _ = lock(out).flush();
-    }
-}
-
-fn lock(out: &Mutex<BufWriter<Sink>>) -> MutexGuard<'_, BufWriter<Sink>> {
-    // A panic while holding the lock cannot leave the buffer in a state worse than a torn
-    // line; keep logging.
-    out.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One event's write (the formatter writes each event's line in one call).
-#[derive(Debug)]
-pub struct Line<'a>(MutexGuard<'a, BufWriter<Sink>>, bool);
-
-impl Write for Line<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)?;
-        if self.1 {
-            self.0.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        // The buffer is written out by the flusher, not after every line.
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Output {
-    type Writer = Line<'a>;
-
-    fn make_writer(&'a self) -> Line<'a> {
-        Line(lock(self.out), self.terminal)
+    if let Some(Output { guard, .. }) = OUTPUT.get() {
+        let guard = guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(guard);
     }
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics (the `prometheus-client` crate), served as text on the admin listener.
 //! They live for the whole process: a reload swaps the config, not the counters.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -65,6 +65,10 @@ pub struct Metrics {
     pub keys_loaded: Gauge<f64, AtomicU64>,
     /// 1 while ready (config loaded, listener up, not draining).
     pub ready: Gauge,
+    /// Log lines dropped because standard output did not take them (see `ops::logs`).
+    log_lines_dropped: Counter,
+    /// How many of those the counter has been told about.
+    log_lines_reported: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -87,6 +91,7 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let keys_loaded = Gauge::<f64, AtomicU64>::default();
         let ready = Gauge::default();
+        let log_lines_dropped = Counter::default();
         registry.register(
             "requests",
             "Requests by route and response status",
@@ -122,6 +127,11 @@ impl Metrics {
             "1 when the gateway is ready to serve, 0 before start and while draining",
             ready.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output was not taking them",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -131,11 +141,20 @@ impl Metrics {
             reloads,
             keys_loaded,
             ready,
+            log_lines_dropped,
+            log_lines_reported: AtomicU64::new(0),
         }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let dropped = crate::ops::logs::dropped_lines();
+        let reported = self
+            .log_lines_reported
+            .fetch_max(dropped, Ordering::Relaxed);
+        if dropped > reported {
+            self.log_lines_dropped.inc_by(dropped - reported);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -1,4 +1,5 @@
-//! What operators see: metrics and log output.
+//! What operators see: metrics, the access log and where log lines go.
 
+pub mod access;
 pub mod logs;
 pub mod metrics;

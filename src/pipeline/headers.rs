@@ -1,8 +1,9 @@
 //! Header hygiene, request and response side.
 //!
-//! On the way in, [`rewrite_request`] writes the upstream's request head from the client's
-//! fields, in one pass and in this order, so that nothing a client sends can survive into what
-//! the gateway writes:
+//! On the way in, [`UpstreamRequest::write_fields`] gives the upstream client the fields of the
+//! upstream's request, in one pass over the client's and in this order, so that nothing a
+//! client sends can survive into what the gateway writes (it knows nothing of the protocol the
+//! upstream speaks: a [`FieldSink`] does):
 //!
 //! 1. every hop-by-hop field (RFC 9110 §7.6.1) and every field the `Connection` header nominates
 //!    is dropped, and so are the fields the gateway writes itself (`Host`, framing, `Expect`);
@@ -11,14 +12,17 @@
 //!    (`X-Original-URL`, ...) is dropped, in any letter case and with `_` in place of `-`
 //!    (CGI-style servers fold `X_Auth_User` into `X-Auth-User`); a `_` spelling of any field
 //!    named here is dropped too;
-//! 3. `Host`, `X-Forwarded-For` (appended to the client's chain), `X-Forwarded-Proto`,
+//! 3. `X-Forwarded-For` (appended to the client's chain), `X-Forwarded-Proto`,
 //!    `X-Forwarded-Host`, the identity headers from the verified token and the body framing are
-//!    written by the gateway, exactly once each.
+//!    written by the gateway, exactly once each (and `Host`, by the upstream client, from
+//!    [`UpstreamRequest::authority`]).
 //!
 //! On the way out, [`response_fields`] drops the upstream's hop-by-hop fields and its framing
 //! (each side of the gateway frames its own messages).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::HeaderName;
 use tracing::debug;
@@ -191,177 +195,162 @@ impl ClientInfo {
     }
 }
 
-/// The request the upstream gets: everything [`rewrite_request`] needs besides the policy.
+/// Where the upstream request's fields go: an HTTP/1.1 head (`upstream::h1`), later an HTTP/2
+/// header block. A field is given whole ([`FieldSink::field`]) or in parts (a value the gateway
+/// joins: the `X-Forwarded-For` chain, HTTP/2 cookie crumbs).
+pub trait FieldSink {
+    /// Starts a field named `name` (lower case for the fields the gateway writes, as sent for
+    /// the client's).
+    fn begin(&mut self, name: &[u8]);
+    /// Appends to the current field's value.
+    fn value(&mut self, part: &[u8]);
+    /// Ends the current field.
+    fn end(&mut self);
+    /// A whole field.
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.begin(name);
+        self.value(value);
+        self.end();
+    }
+}
+
+/// The request the upstream gets, decided by the pipeline and written by the upstream client
+/// in its protocol: method, path, the authority, and the fields that survive the hygiene rules
+/// plus the ones the gateway writes ([`UpstreamRequest::write_fields`]).
 #[derive(Debug)]
-pub struct Outgoing<'a> {
+pub struct UpstreamRequest<'p, 'a> {
     /// The method, as the client sent it.
     pub method: &'a str,
-    /// The normalized path (see [`crate::policy::path`]).
-    pub path: &'a str,
+    /// The normalized path (see [`crate::wire::uri`]).
+    pub path: Cow<'a, str>,
     /// The query, as the client sent it.
     pub query: Option<&'a str>,
     /// The authority the client asked for: the upstream's `Host` and `X-Forwarded-Host`.
     pub host: Option<&'a [u8]>,
     /// The upstream's own authority: its `Host` when the client sent none (HTTP/1.0).
-    pub upstream_host: &'a str,
+    pub upstream_host: &'p str,
     /// The client's header fields.
     pub headers: &'a [Header<'a>],
     /// The verified caller, if any.
-    pub identity: Option<&'a Identity>,
-    /// The protocol to switch to, for a tunnelled upgrade (WebSocket).
-    pub upgrade: Option<&'a [u8]>,
+    pub identity: Option<Arc<Identity>>,
+    /// The `Upgrade` value to send, for a tunnelled upgrade (see [`super::upgrade`]).
+    pub upgrade: Option<Cow<'a, [u8]>>,
     /// How the body will be sent to the upstream.
     pub framing: Framing,
     /// Join several `Cookie` fields into one (HTTP/2 clients split them; RFC 9113 §8.2.3).
     pub join_cookies: bool,
+    /// The hygiene rules.
+    pub policy: &'p HeaderPolicy,
+    /// Where the request came from.
+    pub client: &'a ClientInfo,
 }
 
-/// Appends the upstream's HTTP/1.1 request head for `req` to `out` (see the module docs for
-/// what is dropped and what is written).
-pub fn rewrite_request(
-    out: &mut Vec<u8>,
-    policy: &HeaderPolicy,
-    client: &ClientInfo,
-    req: &Outgoing<'_>,
-) {
-    out.extend_from_slice(req.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(req.path.as_bytes());
-    if let Some(q) = req.query {
-        out.push(b'?');
-        out.extend_from_slice(q.as_bytes());
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    field(
-        out,
-        b"host",
-        req.host.unwrap_or(req.upstream_host.as_bytes()),
-    );
-
-    // Classes of the first fields, kept for the second pass (more are classified again).
-    let mut classes = [Class::Plain; 64];
-    for (h, class) in req.headers.iter().zip(classes.iter_mut()) {
-        *class = policy.classify(h.name);
-    }
-    let class_of = |i: usize, h: &Header<'_>| match classes.get(i) {
-        Some(c) => *c,
-        None => policy.classify(h.name),
-    };
-    let nominating = nominates(req.headers);
-    let dropped = |h: &Header<'_>| nominating && nominated(req.headers, h.name);
-    let mut forwarded_for = false;
-    let mut cookies = 0;
-    let mut declared_length = false;
-    for (i, h) in req.headers.iter().enumerate() {
-        let class = class_of(i, h);
-        declared_length |= class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
-        match class {
-            Class::Plain if !dropped(h) => field(out, h.name.as_bytes(), h.value),
-            Class::Authorization if policy.forward_token && !dropped(h) => {
-                field(out, h.name.as_bytes(), h.value);
-            }
-            Class::Cookie if req.join_cookies => cookies += 1,
-            Class::Cookie if !dropped(h) => field(out, h.name.as_bytes(), h.value),
-            Class::ForwardedFor => forwarded_for = true,
-            Class::Identity => {
-                debug!(header = h.name, "removed client-sent identity header");
-            }
-            _ => {}
-        }
-    }
-    if cookies > 0 {
-        out.extend_from_slice(b"cookie: ");
-        let values = req
-            .headers
-            .iter()
-            .enumerate()
-            .filter(|(i, h)| class_of(*i, h) == Class::Cookie);
-        for (i, (_, h)) in values.enumerate() {
-            if i > 0 {
-                out.extend_from_slice(b"; ");
-            }
-            out.extend_from_slice(h.value);
-        }
-        out.extend_from_slice(b"\r\n");
+impl UpstreamRequest<'_, '_> {
+    /// The authority the upstream is told (`Host`, or `:authority`).
+    pub fn authority(&self) -> &[u8] {
+        self.host.unwrap_or(self.upstream_host.as_bytes())
     }
 
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if forwarded_for {
-        // The client's chain, then the address the gateway saw (as nginx's
-        // $proxy_add_x_forwarded_for): only the last entry is the gateway's own observation.
-        let chain = req
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
-            .filter(|h| h.value.iter().all(|b| (0x20..0x7f).contains(b)));
-        for h in chain {
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b", ");
+    /// Gives `sink` every field the upstream gets, `Host` aside (see the module docs for what
+    /// is dropped and what is written).
+    pub fn write_fields(&self, sink: &mut impl FieldSink) {
+        let policy = self.policy;
+        let headers = self.headers;
+        // Classes of the first fields, kept for the second pass (more are classified again).
+        let mut classes = [Class::Plain; 64];
+        for (h, class) in headers.iter().zip(classes.iter_mut()) {
+            *class = policy.classify(h.name);
         }
-    }
-    out.extend_from_slice(client.ip_text.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
-    out.extend_from_slice(client.proto.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(host) = req.host {
-        field(out, b"x-forwarded-host", host);
-    }
-    if let Some(upgrade) = req.upgrade {
-        field(out, b"connection", b"upgrade");
-        field(out, b"upgrade", upgrade);
-    }
-    if let Some(id) = req.identity {
-        field(
-            out,
-            policy.user_header.as_str().as_bytes(),
-            id.user.as_bytes(),
-        );
-        for (name, value) in policy.claim_headers.iter().zip(&id.claim_values) {
-            if let Some(v) = value {
-                field(out, name.as_str().as_bytes(), v.as_bytes());
+        let class_of = |i: usize, h: &Header<'_>| match classes.get(i) {
+            Some(c) => *c,
+            None => policy.classify(h.name),
+        };
+        let nominating = nominates(headers);
+        let dropped = |h: &Header<'_>| nominating && nominated(headers, h.name);
+        let mut forwarded_for = false;
+        let mut cookies = 0;
+        let mut declared_length = false;
+        for (i, h) in headers.iter().enumerate() {
+            let class = class_of(i, h);
+            declared_length |=
+                class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
+            match class {
+                Class::Plain if !dropped(h) => sink.field(h.name.as_bytes(), h.value),
+                Class::Authorization if policy.forward_token && !dropped(h) => {
+                    sink.field(h.name.as_bytes(), h.value);
+                }
+                Class::Cookie if self.join_cookies => cookies += 1,
+                Class::Cookie if !dropped(h) => sink.field(h.name.as_bytes(), h.value),
+                Class::ForwardedFor => forwarded_for = true,
+                Class::Identity => {
+                    debug!(header = h.name, "removed client-sent identity header");
+                }
+                _ => {}
             }
         }
-    }
-    match req.framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            wire::push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
+        if cookies > 0 {
+            sink.begin(b"cookie");
+            let values = headers
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| class_of(*i, h) == Class::Cookie);
+            for (i, (_, h)) in values.enumerate() {
+                if i > 0 {
+                    sink.value(b"; ");
+                }
+                sink.value(h.value);
+            }
+            sink.end();
         }
-        Framing::Chunked | Framing::UntilClose => {
-            field(out, b"transfer-encoding", b"chunked");
-        }
-        // RFC 9110 §8.6: a request whose method gives content a meaning says it has none
-        // (some servers answer 411 otherwise), as does one whose client said so.
-        Framing::Empty if declared_length || matches!(req.method, "POST" | "PUT" | "PATCH") => {
-            field(out, b"content-length", b"0");
-        }
-        Framing::Empty => {}
-    }
-    out.extend_from_slice(b"\r\n");
-}
 
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The protocol a request asks to switch to, when the gateway tunnels it (WebSocket and the
-/// like): `Connection: upgrade` and exactly one `Upgrade`. `h2c` is never tunnelled (h2c
-/// smuggling): such a request is served as a plain HTTP/1.1 request.
-pub fn upgrade_request<'a>(headers: &[Header<'a>]) -> Option<&'a [u8]> {
-    let mut upgrades = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"));
-    let upgrade = upgrades.next()?.value;
-    let asked = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .any(|h| wire::has_token(h.value, b"upgrade"));
-    let h2c = wire::has_token(upgrade, b"h2c") || upgrade.is_empty();
-    (asked && !h2c && upgrades.next().is_none()).then_some(upgrade)
+        sink.begin(b"x-forwarded-for");
+        if forwarded_for {
+            // The client's chain, then the address the gateway saw (as nginx's
+            // $proxy_add_x_forwarded_for): only the last entry is the gateway's own observation.
+            let chain = headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .filter(|h| h.value.iter().all(|b| (0x20..0x7f).contains(b)));
+            for h in chain {
+                sink.value(h.value);
+                sink.value(b", ");
+            }
+        }
+        sink.value(self.client.ip_text.as_bytes());
+        sink.end();
+        sink.field(b"x-forwarded-proto", self.client.proto.as_bytes());
+        if let Some(host) = self.host {
+            sink.field(b"x-forwarded-host", host);
+        }
+        if let Some(upgrade) = &self.upgrade {
+            sink.field(b"connection", b"upgrade");
+            sink.field(b"upgrade", upgrade);
+        }
+        if let Some(id) = &self.identity {
+            sink.field(policy.user_header.as_str().as_bytes(), id.user.as_bytes());
+            for (name, value) in policy.claim_headers.iter().zip(&id.claim_values) {
+                if let Some(v) = value {
+                    sink.field(name.as_str().as_bytes(), v.as_bytes());
+                }
+            }
+        }
+        match self.framing {
+            Framing::Length(n) => {
+                sink.field(b"content-length", wire::decimal(n, &mut [0; 20]));
+            }
+            Framing::Chunked | Framing::UntilClose => {
+                sink.field(b"transfer-encoding", b"chunked");
+            }
+            // RFC 9110 §8.6: a request whose method gives content a meaning says it has none
+            // (some servers answer 411 otherwise), as does one whose client said so.
+            Framing::Empty
+                if declared_length || matches!(self.method, "POST" | "PUT" | "PATCH") =>
+            {
+                sink.field(b"content-length", b"0");
+            }
+            Framing::Empty => {}
+        }
+    }
 }
 
 /// The upstream response's fields that reach the client: without hop-by-hop fields, the ones
@@ -449,7 +438,24 @@ mod tests {
         ClientInfo::new("10.1.2.3".parse().unwrap(), "http")
     }
 
-    /// The upstream head for `pairs`, parsed back into (name, value) pairs, lower-case names.
+    /// Collects fields as (lower-case name, value) pairs.
+    #[derive(Default)]
+    struct Fields(Vec<(String, String)>);
+
+    impl FieldSink for Fields {
+        fn begin(&mut self, name: &[u8]) {
+            let name = String::from_utf8(name.to_vec())
+                .unwrap()
+                .to_ascii_lowercase();
+            self.0.push((name, String::new()));
+        }
+        fn value(&mut self, part: &[u8]) {
+            self.0.last_mut().unwrap().1 += std::str::from_utf8(part).unwrap();
+        }
+        fn end(&mut self) {}
+    }
+
+    /// The fields the upstream gets for `pairs`, as (lower-case name, value) pairs.
     fn rewrite(
         policy: &HeaderPolicy,
         pairs: &[(&str, &str)],
@@ -463,35 +469,26 @@ mod tests {
                 value: v.as_bytes(),
             })
             .collect();
-        let mut out = Vec::new();
-        rewrite_request(
-            &mut out,
+        let client = client();
+        let req = UpstreamRequest {
+            method: "GET",
+            path: "/p".into(),
+            query: Some("q=1"),
+            host: Some(b"app.example"),
+            upstream_host: "10.0.0.1:8000",
+            headers: &headers,
+            identity: identity.cloned().map(Arc::new),
+            upgrade: upgrade.map(Cow::Borrowed),
+            framing: Framing::Empty,
+            join_cookies: false,
             policy,
-            &client(),
-            &Outgoing {
-                method: "GET",
-                path: "/p",
-                query: Some("q=1"),
-                host: Some(b"app.example"),
-                upstream_host: "10.0.0.1:8000",
-                headers: &headers,
-                identity,
-                upgrade,
-                framing: Framing::Empty,
-                join_cookies: false,
-            },
-        );
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{text}");
-        assert!(text.ends_with("\r\n\r\n"), "{text}");
-        text.lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(": ").unwrap();
-                (n.to_ascii_lowercase(), v.to_owned())
-            })
-            .collect()
+            client: &client,
+        };
+        assert_eq!(req.authority(), b"app.example");
+        let mut fields = Fields::default();
+        req.write_fields(&mut fields);
+        fields.0.push(("host".into(), "app.example".into()));
+        fields.0
     }
 
     fn all<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -576,27 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn upgrades() {
-        let h = |pairs: &[(&'static str, &'static str)]| -> Vec<Header<'static>> {
-            pairs
-                .iter()
-                .map(|(n, v)| Header {
-                    name: n,
-                    value: v.as_bytes(),
-                })
-                .collect()
-        };
-        let ws = h(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
-        ]);
-        assert_eq!(upgrade_request(&ws), Some(&b"websocket"[..]));
-        let h2c = h(&[
-            ("connection", "Upgrade, HTTP2-Settings"),
-            ("upgrade", "h2c"),
-        ]);
-        assert_eq!(upgrade_request(&h2c), None);
-        assert_eq!(upgrade_request(&h(&[("upgrade", "websocket")])), None);
+    fn upgrades_are_written_by_the_gateway() {
         let f = rewrite(
             &policy(""),
             &[

@@ -1,19 +1,15 @@
-//! What can go wrong with one request, and the single place where that becomes a response:
-//! status, `WWW-Authenticate` (RFC 6750 §3) and a small JSON body
-//! `{"error": "...", "error_description": "..."}`. No description ever contains request data.
+//! What can go wrong with one request ([`Rejection`]), and the single place where that becomes an
+//! answer: status, `WWW-Authenticate` (RFC 6750 §3) and a small JSON body
+//! `{"error": "...", "error_description": "..."}`, as a protocol-neutral [`LocalResponse`] that
+//! each front-end writes in its own syntax. No description ever contains request data.
 
-use bytes::Bytes;
-use http::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
-};
-use http::{Response, StatusCode};
+use std::borrow::Cow;
 
 use crate::auth::TokenError;
-use crate::http::body::Body;
 
 /// Everything that stops a request before (or instead of) the upstream's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayError {
+pub enum Rejection {
     /// The request is malformed or ambiguous (bad path, Host confusion, framing, ...).
     BadRequest(&'static str),
     /// The request head is over `server.max_header_bytes` or `server.max_headers`.
@@ -36,169 +32,140 @@ pub enum GatewayError {
     UpstreamTimeout,
 }
 
-impl GatewayError {
-    /// The status code this error answers with.
-    pub fn status(&self) -> StatusCode {
+/// An answer the gateway writes itself, in no protocol yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// The status code.
+    pub status: u16,
+    /// Fields besides framing (names lower case).
+    pub fields: Vec<(&'static str, Cow<'static, str>)>,
+    /// The body (its length is the framing).
+    pub body: Cow<'static, [u8]>,
+}
+
+/// The methods the gateway proxies (`Allow` of a 405, and of the answer to `OPTIONS *`).
+pub const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+impl Rejection {
+    /// The status code this answers with.
+    pub fn status(&self) -> u16 {
         self.parts().0
     }
 
     /// Short outcome label for logs and metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
-            GatewayError::BadRequest(_) => "bad_request",
-            GatewayError::HeadersTooLarge => "headers_too_large",
-            GatewayError::MethodNotAllowed => "method_not_allowed",
-            GatewayError::NoRoute => "no_route",
-            GatewayError::PayloadTooLarge => "payload_too_large",
-            GatewayError::MissingToken => "missing",
-            GatewayError::InvalidToken(e) => e.reason(),
-            GatewayError::Forbidden(_) => "forbidden",
-            GatewayError::UpstreamUnavailable => "upstream_unavailable",
-            GatewayError::UpstreamTimeout => "upstream_timeout",
+            Rejection::BadRequest(_) => "bad_request",
+            Rejection::HeadersTooLarge => "headers_too_large",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::NoRoute => "no_route",
+            Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::MissingToken => "missing",
+            Rejection::InvalidToken(e) => e.reason(),
+            Rejection::Forbidden(_) => "forbidden",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    /// (status, error code, description, WWW-Authenticate).
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+    /// True for refusals by authentication or authorization (counted by reason).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Rejection::MissingToken | Rejection::InvalidToken(_) | Rejection::Forbidden(_)
+        )
+    }
+
+    /// (status, error code, description, WWW-Authenticate): the one table.
+    fn parts(&self) -> (u16, &'static str, Cow<'static, str>, Option<String>) {
         match self {
-            GatewayError::BadRequest(why) => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                (*why).to_owned(),
-                None,
-            ),
-            GatewayError::HeadersTooLarge => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::BadRequest(why) => (400, "bad_request", Cow::Borrowed(*why), None),
+            Rejection::HeadersTooLarge => (
+                431,
                 "headers_too_large",
-                "request head too large".to_owned(),
+                "request head too large".into(),
                 None,
             ),
-            GatewayError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed".to_owned(),
-                None,
-            ),
-            GatewayError::NoRoute => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no route for this request".to_owned(),
-                None,
-            ),
-            GatewayError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::MethodNotAllowed => {
+                (405, "method_not_allowed", "method not allowed".into(), None)
+            }
+            Rejection::NoRoute => (404, "not_found", "no route for this request".into(), None),
+            Rejection::PayloadTooLarge => (
+                413,
                 "payload_too_large",
-                "request body too large".to_owned(),
+                "request body too large".into(),
                 None,
             ),
-            GatewayError::MissingToken => (
-                StatusCode::UNAUTHORIZED,
+            Rejection::MissingToken => (
+                401,
                 "invalid_request",
-                "bearer token required".to_owned(),
+                "bearer token required".into(),
                 Some(r#"Bearer realm="jwtgate""#.to_owned()),
             ),
-            GatewayError::InvalidToken(e) => (
-                StatusCode::UNAUTHORIZED,
+            Rejection::InvalidToken(e) => (
+                401,
                 "invalid_token",
-                e.description().to_owned(),
+                e.description().into(),
                 Some(format!(
                     r#"Bearer error="invalid_token", error_description="{}""#,
                     e.description()
                 )),
             ),
-            GatewayError::Forbidden(claim) => {
+            Rejection::Forbidden(claim) => {
                 let description = format!("token lacks a required {} claim", printable(claim));
                 let challenge = format!(
                     r#"Bearer error="insufficient_scope", error_description="{description}""#
                 );
                 (
-                    StatusCode::FORBIDDEN,
+                    403,
                     "insufficient_scope",
-                    description,
+                    description.into(),
                     Some(challenge),
                 )
             }
-            GatewayError::UpstreamUnavailable => (
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "upstream unavailable".to_owned(),
-                None,
-            ),
-            GatewayError::UpstreamTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "upstream timed out".to_owned(),
-                None,
-            ),
+            Rejection::UpstreamUnavailable => {
+                (502, "bad_gateway", "upstream unavailable".into(), None)
+            }
+            Rejection::UpstreamTimeout => {
+                (504, "gateway_timeout", "upstream timed out".into(), None)
+            }
         }
     }
 
-    /// The response for this error (HTTP/2); `head_only` (the answer to `HEAD`) leaves out the
-    /// body, not its length.
-    pub fn into_response(self, head_only: bool) -> Response<Body> {
+    /// The answer: the status, `Content-Type: application/json`, `Cache-Control: no-store`,
+    /// the challenge of a 401/403, `Allow` of a 405, and the JSON body.
+    pub fn response(&self) -> LocalResponse {
         let (status, code, description, challenge) = self.parts();
-        let body = json(code, &description);
-        let length = body.len();
-        let mut res = Response::new(match head_only {
-            true => Body::empty(),
-            false => Body::full(Bytes::from(body)),
-        });
-        *res.status_mut() = status;
-        let h = res.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            h.insert(WWW_AUTHENTICATE, challenge);
-        }
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            h.insert(ALLOW, HeaderValue::from_static(ALLOWED));
-        }
-        h.insert(CONTENT_LENGTH, HeaderValue::from(length));
-        res
-    }
-
-    /// The same response as HTTP/1.1 bytes, appended to `out`; `close` announces that the
-    /// connection closes after it; `head_only` (the answer to `HEAD`) leaves out the body, not
-    /// its length. Returns the length of the body written.
-    pub fn write_http1(&self, out: &mut Vec<u8>, close: bool, head_only: bool) -> usize {
-        let (status, code, description, challenge) = self.parts();
-        let body = json(code, &description);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\ndate: ");
-        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-        out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\n");
+        let body = serde_json::json!({ "error": code, "error_description": description })
+            .to_string()
+            .into_bytes();
+        let mut fields = vec![
+            ("content-type", Cow::Borrowed("application/json")),
+            ("cache-control", Cow::Borrowed("no-store")),
+        ];
         if let Some(challenge) = challenge {
-            out.extend_from_slice(b"www-authenticate: ");
-            out.extend_from_slice(challenge.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            fields.push(("www-authenticate", Cow::Owned(challenge)));
         }
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            out.extend_from_slice(b"allow: ");
-            out.extend_from_slice(ALLOWED.as_bytes());
-            out.extend_from_slice(b"\r\n");
+        if status == 405 {
+            fields.push(("allow", Cow::Borrowed(ALLOWED)));
         }
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
+        LocalResponse {
+            status,
+            fields,
+            body: Cow::Owned(body),
         }
-        out.extend_from_slice(b"content-length: ");
-        crate::wire::push_decimal(out, body.len() as u64);
-        out.extend_from_slice(b"\r\n\r\n");
-        if head_only {
-            return 0;
-        }
-        out.extend_from_slice(body.as_bytes());
-        body.len()
     }
 }
 
-/// The methods the gateway proxies (`Allow` of a 405).
-const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-
-fn json(code: &str, description: &str) -> String {
-    serde_json::json!({ "error": code, "error_description": description }).to_string()
+impl LocalResponse {
+    /// The answer to `OPTIONS *`: the gateway's own methods (RFC 9110 §9.3.7).
+    pub fn options() -> LocalResponse {
+        LocalResponse {
+            status: 200,
+            fields: vec![("allow", Cow::Borrowed(ALLOWED))],
+            body: Cow::Borrowed(b""),
+        }
+    }
 }
 
 /// Claim names come from the config, but keep the header safe whatever they hold.
@@ -211,114 +178,72 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
-    async fn render(e: GatewayError) -> (StatusCode, Option<String>, serde_json::Value) {
-        let res = e.into_response(false);
-        let status = res.status();
-        let www = res
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, www, serde_json::from_slice(&body).unwrap())
-    }
-
-    #[tokio::test]
-    async fn the_mapping_table() {
+    #[test]
+    fn the_mapping_table() {
         let table = [
             (
-                GatewayError::BadRequest("encoded '/' in path"),
+                Rejection::BadRequest("encoded '/' in path"),
                 400,
                 None,
                 "bad_request",
             ),
+            (Rejection::HeadersTooLarge, 431, None, "headers_too_large"),
+            (Rejection::MethodNotAllowed, 405, None, "method_not_allowed"),
+            (Rejection::NoRoute, 404, None, "not_found"),
+            (Rejection::PayloadTooLarge, 413, None, "payload_too_large"),
             (
-                GatewayError::HeadersTooLarge,
-                431,
-                None,
-                "headers_too_large",
-            ),
-            (
-                GatewayError::MethodNotAllowed,
-                405,
-                None,
-                "method_not_allowed",
-            ),
-            (GatewayError::NoRoute, 404, None, "not_found"),
-            (
-                GatewayError::PayloadTooLarge,
-                413,
-                None,
-                "payload_too_large",
-            ),
-            (
-                GatewayError::MissingToken,
+                Rejection::MissingToken,
                 401,
                 Some(r#"Bearer realm="jwtgate""#),
                 "invalid_request",
             ),
             (
-                GatewayError::InvalidToken(TokenError::Expired),
+                Rejection::InvalidToken(TokenError::Expired),
                 401,
                 Some(r#"Bearer error="invalid_token", error_description="token expired""#),
                 "invalid_token",
             ),
             (
-                GatewayError::Forbidden("role".into()),
+                Rejection::Forbidden("role".into()),
                 403,
                 Some(
                     r#"Bearer error="insufficient_scope", error_description="token lacks a required role claim""#,
                 ),
                 "insufficient_scope",
             ),
-            (GatewayError::UpstreamUnavailable, 502, None, "bad_gateway"),
-            (GatewayError::UpstreamTimeout, 504, None, "gateway_timeout"),
+            (Rejection::UpstreamUnavailable, 502, None, "bad_gateway"),
+            (Rejection::UpstreamTimeout, 504, None, "gateway_timeout"),
         ];
-        for (err, status, www, code) in table {
-            let (s, w, body) = render(err.clone()).await;
-            assert_eq!(s.as_u16(), status, "{err:?}");
-            assert_eq!(w.as_deref(), www, "{err:?}");
-            assert_eq!(body["error"], code, "{err:?}");
-            assert!(body["error_description"].is_string());
-            // The HTTP/1.1 rendering says the same.
-            let mut raw = Vec::new();
-            let mut head_only = Vec::new();
-            err.write_http1(&mut head_only, true, true);
-            err.write_http1(&mut raw, true, false);
-            // The answer to HEAD is the same head (the date aside) without the body.
-            let undated = |b: &[u8]| -> String {
-                String::from_utf8_lossy(b)
-                    .lines()
-                    .filter(|l| !l.starts_with("date: "))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            let (raw_head, _) = String::from_utf8_lossy(&raw)
-                .split_once("\r\n\r\n")
-                .map(|(h, b)| (h.to_owned(), b.to_owned()))
-                .unwrap();
-            assert_eq!(
-                undated(raw_head.as_bytes()),
-                undated(&head_only[..head_only.len() - 4]),
-                "{err:?}"
-            );
-            let mut fields = [httparse::EMPTY_HEADER; 16];
-            let mut res = httparse::Response::new(&mut fields);
-            let head = res.parse(&raw).unwrap().unwrap();
-            assert_eq!(res.code, Some(status));
+        for (rejection, status, www, code) in table {
+            let r = rejection.response();
+            assert_eq!(r.status, status, "{rejection:?}");
+            assert_eq!(rejection.status(), status);
             let field = |name: &str| {
-                res.headers
+                r.fields
                     .iter()
-                    .find(|h| h.name == name)
-                    .map(|h| std::str::from_utf8(h.value).unwrap())
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_ref())
             };
-            assert_eq!(field("www-authenticate"), www, "{err:?}");
-            assert_eq!(field("connection"), Some("close"));
-            let length: usize = field("content-length").unwrap().parse().unwrap();
-            assert_eq!(length, raw.len() - head);
-            let json: serde_json::Value = serde_json::from_slice(&raw[head..]).unwrap();
-            assert_eq!(json, body, "{err:?}");
+            assert_eq!(field("www-authenticate"), www, "{rejection:?}");
+            assert_eq!(field("content-type"), Some("application/json"));
+            assert_eq!(field("cache-control"), Some("no-store"));
+            assert_eq!(field("allow").is_some(), status == 405);
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["error"], code, "{rejection:?}");
+            assert!(body["error_description"].is_string());
+            assert_eq!(rejection.is_auth(), matches!(status, 401 | 403));
         }
+    }
+
+    #[test]
+    fn descriptions_stay_header_safe() {
+        let r = Rejection::Forbidden("ro\"le\r\n".into()).response();
+        let (_, v) = r
+            .fields
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap();
+        assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
     }
 }

@@ -1,4 +1,6 @@
-//! What a request may do: routes and their matching, path normalization.
+//! What a request may do: the route table and its matching, a route's claim requirements.
+//! CORS, rate limits and revocation go here too.
 
-pub mod path;
 pub mod routes;
+
+pub use routes::{Route, RouteTable};

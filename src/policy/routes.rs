@@ -6,48 +6,24 @@
 //! group the longest matching prefix wins.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::Uri;
 use serde_json::Value;
 
-/// How a route treats tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A valid token is required (the default).
-    Required,
-    /// A token is verified if present (invalid: 401); without one the request goes on anonymously.
-    Optional,
-    /// No token is checked; identity headers are still stripped.
-    Public,
-}
+use crate::config::{AuthMode, ClaimValue, RouteConfig};
 
-/// A value a route's `require` demands of a claim.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClaimValue {
-    /// A JSON string.
-    String(String),
-    /// A JSON boolean.
-    Bool(bool),
-    /// A JSON integer.
-    Integer(i64),
-}
-
-impl ClaimValue {
-    fn matches_scalar(&self, v: &Value) -> bool {
-        match (self, v) {
-            (ClaimValue::String(want), Value::String(got)) => want == got,
-            (ClaimValue::Bool(want), Value::Bool(got)) => want == got,
-            (ClaimValue::Integer(want), Value::Number(got)) => got.as_i64() == Some(*want),
-            _ => false,
-        }
-    }
-
-    /// True when `claim` equals this value, or is an array that contains it.
-    pub fn satisfied_by(&self, claim: &Value) -> bool {
-        match claim {
-            Value::Array(items) => items.iter().any(|v| self.matches_scalar(v)),
-            v => self.matches_scalar(v),
-        }
+/// True when `claim` equals `want`, or is an array that contains it.
+pub fn satisfies(want: &ClaimValue, claim: &Value) -> bool {
+    let scalar = |v: &Value| match (want, v) {
+        (ClaimValue::String(want), Value::String(got)) => want == got,
+        (ClaimValue::Bool(want), Value::Bool(got)) => want == got,
+        (ClaimValue::Integer(want), Value::Number(got)) => got.as_i64() == Some(*want),
+        _ => false,
+    };
+    match claim {
+        Value::Array(items) => items.iter().any(scalar),
+        v => scalar(v),
     }
 }
 
@@ -57,7 +33,7 @@ pub struct Route {
     /// Position in the config (`[[route]]` order, among the valid ones): indexes per-route state.
     pub id: usize,
     /// A stable name for logs and metrics: host (if any) followed by the path prefix.
-    pub name: std::sync::Arc<str>,
+    pub name: Arc<str>,
     /// Normalized path prefix, without a trailing `/` (except the root `/`).
     pub path: String,
     /// Lower-case host without port, if the route is host-specific.
@@ -68,20 +44,33 @@ pub struct Route {
     pub auth: AuthMode,
     /// Claims a token must carry on this route, as (claim, value).
     pub require: Vec<(String, ClaimValue)>,
-    /// Extra CA file for an `https://` upstream.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The TLS client config built with `ca_file`, when set.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Largest request body in bytes (`None`: no limit).
     pub max_body: Option<u64>,
+    /// Upgrade protocols tunnelled (lower case).
+    pub upgrades: Vec<String>,
 }
 
 impl Route {
+    /// The route for `config`, the `id`-th one.
+    pub fn new(id: usize, config: &RouteConfig) -> Route {
+        Route {
+            id,
+            name: config.name().into(),
+            path: config.path.clone(),
+            host: config.host.clone(),
+            upstream: config.upstream.clone(),
+            auth: config.auth,
+            require: config.require.clone(),
+            max_body: config.max_body,
+            upgrades: config.upgrades.clone(),
+        }
+    }
+
     /// The first `require`d claim the token does not satisfy, if any.
     pub fn unmet_requirement(&self, claims: &serde_json::Map<String, Value>) -> Option<&str> {
         self.require
             .iter()
-            .find(|(claim, want)| !claims.get(claim).is_some_and(|v| want.satisfied_by(v)))
+            .find(|(claim, want)| !claims.get(claim).is_some_and(|v| satisfies(want, v)))
             .map(|(claim, _)| claim.as_str())
     }
 
@@ -151,7 +140,19 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the table. Routes are assumed valid (see [`crate::config`]).
+    /// The table of a config's routes (validated, see [`crate::config`]); a route's id is its
+    /// position.
+    pub fn build(routes: &[RouteConfig]) -> Self {
+        RouteTable::new(
+            routes
+                .iter()
+                .enumerate()
+                .map(|(id, r)| Route::new(id, r))
+                .collect(),
+        )
+    }
+
+    /// Builds the table.
     pub fn new(routes: Vec<Route>) -> Self {
         let mut table = RouteTable::default();
         for r in routes {
@@ -186,24 +187,6 @@ impl RouteTable {
     }
 }
 
-/// Lower-cases a host, drops a `:port` and a trailing dot: `API.example.com.:443` ->
-/// `api.example.com`. IPv6 literals keep their brackets.
-pub fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    let without_port = if host.starts_with('[') {
-        match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        }
-    } else {
-        match host.rfind(':') {
-            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-            _ => host,
-        }
-    };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,9 +200,8 @@ mod tests {
             upstream: "http://127.0.0.1:1".parse().unwrap(),
             auth: AuthMode::Required,
             require: vec![],
-            ca_file: None,
-            tls: None,
             max_body: None,
+            upgrades: vec![],
         }
     }
 
@@ -273,21 +255,20 @@ mod tests {
     }
 
     #[test]
-    fn hosts_are_normalized() {
-        assert_eq!(normalize_host("API.Example.com:8443"), "api.example.com");
-        assert_eq!(normalize_host("api.example.com."), "api.example.com");
-        assert_eq!(normalize_host("[::1]:80"), "[::1]");
-    }
-
-    #[test]
     fn require_matches_strings_arrays_and_scalars() {
         let want = ClaimValue::String("admin".into());
-        assert!(want.satisfied_by(&serde_json::json!("admin")));
-        assert!(want.satisfied_by(&serde_json::json!(["user", "admin"])));
-        assert!(!want.satisfied_by(&serde_json::json!("Admin")));
-        assert!(!want.satisfied_by(&serde_json::json!({"admin": true})));
-        assert!(ClaimValue::Bool(true).satisfied_by(&serde_json::json!(true)));
-        assert!(!ClaimValue::Bool(true).satisfied_by(&serde_json::json!("true")));
-        assert!(ClaimValue::Integer(3).satisfied_by(&serde_json::json!([1, 3])));
+        assert!(satisfies(&want, &serde_json::json!("admin")));
+        assert!(satisfies(&want, &serde_json::json!(["user", "admin"])));
+        assert!(!satisfies(&want, &serde_json::json!("Admin")));
+        assert!(!satisfies(&want, &serde_json::json!({"admin": true})));
+        assert!(satisfies(&ClaimValue::Bool(true), &serde_json::json!(true)));
+        assert!(!satisfies(
+            &ClaimValue::Bool(true),
+            &serde_json::json!("true")
+        ));
+        assert!(satisfies(
+            &ClaimValue::Integer(3),
+            &serde_json::json!([1, 3])
+        ));
     }
 }

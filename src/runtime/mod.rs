@@ -1,4 +1,392 @@
-//! The runtime built from a config and keys, and its reload.
+//! The runtime: everything built from one config and key set ([`Runtime::build`]: the
+//! pipeline's verifier and route table, TLS configs from the files the config names, upstream
+//! pools), the [`Gateway`] that holds the current one for new requests (an `ArcSwap`), and its
+//! reload ([`reload`]), which runs off the request workers.
+//!
+//! A reload builds a new runtime from the previous one and keeps what did not change: the pool
+//! (with its idle connections) of every upstream whose address and TLS setup are the same, the
+//! verified-token cache when nothing that shapes an identity changed (an entry still never
+//! outlives its key), and TLS configs whose files have the same contents.
 
 pub mod reload;
 pub mod tls;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::auth::keys::Keys;
+use crate::auth::{self, Verifier};
+use crate::config::{Config, Problem};
+use crate::ops::access::Record;
+use crate::ops::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
+use crate::pipeline::{HeaderPolicy, Pipeline, Rejection};
+use crate::policy::{Route, RouteTable};
+use crate::upstream::{Origin, Timeouts, UpstreamTls, Upstreams};
+use crate::wire::HeadLimits;
+
+/// Everything built from one config + key set.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// The key files the keys came from (watched for changes).
+    pub key_files: Vec<PathBuf>,
+    pipeline: Pipeline,
+    upstreams: Upstreams,
+    /// The listener's TLS config, and the digests of the files it was built from.
+    listener_tls: Option<(Arc<rustls::ServerConfig>, [u8; 32])>,
+    /// The TLS setups of routes with a CA file, by file, with the file's digest.
+    ca_tls: HashMap<PathBuf, ([u8; 32], UpstreamTls)>,
+    head_limits: HeadLimits,
+}
+
+/// What kept a runtime from being built: every problem with the files the config names.
+#[derive(Debug, Clone)]
+pub struct BuildError {
+    /// The problems, keyed like config problems (`server.tls.cert`, `route[1].ca_file`).
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl Runtime {
+    /// Builds the runtime for `config` and `keys`, reusing from `previous` what did not change
+    /// (see the module docs). Reads the files the config names; never the network.
+    pub fn build(
+        config: Config,
+        keys: &Keys,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, BuildError> {
+        let mut problems = Vec::new();
+        let listener_tls = config.server.tls.as_ref().and_then(|files| {
+            let cert = read(&files.cert, "server.tls.cert", &mut problems);
+            let key = read(&files.key, "server.tls.key", &mut problems);
+            let (cert, key) = (cert?, key?);
+            let digest = Sha256::new()
+                .chain_update(&cert)
+                .chain_update([0])
+                .chain_update(&key)
+                .finalize()
+                .into();
+            if let Some((config, _)) = previous
+                .and_then(|p| p.listener_tls.as_ref())
+                .filter(|(_, d)| *d == digest)
+            {
+                return Some((config.clone(), digest));
+            }
+            match tls::server_config(&cert, &key) {
+                Ok(c) => Some((c, digest)),
+                Err((part, why)) => {
+                    let path = if part == "cert" {
+                        &files.cert
+                    } else {
+                        &files.key
+                    };
+                    problems.push(Problem::new(
+                        format!("server.tls.{part}"),
+                        format!("{}: {why}", path.display()),
+                    ));
+                    None
+                }
+            }
+        });
+        let mut ca_tls: HashMap<PathBuf, ([u8; 32], UpstreamTls)> = HashMap::new();
+        let mut route_upstreams = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let https = route.upstream.scheme_str() == Some("https");
+            let tls = match (&route.ca_file, https) {
+                (_, false) => None,
+                (None, true) => Some(UpstreamTls {
+                    config: tls::default_client_config(),
+                    id: 0,
+                }),
+                (Some(path), true) => match ca_tls.get(path) {
+                    Some((_, t)) => Some(t.clone()),
+                    None => {
+                        let key = format!("route[{i}].ca_file");
+                        read(path, &key, &mut problems).and_then(|pem| {
+                            let digest: [u8; 32] = Sha256::digest(&pem).into();
+                            let reused = previous
+                                .and_then(|p| p.ca_tls.get(path))
+                                .filter(|(d, _)| *d == digest)
+                                .map(|(_, t)| t.clone());
+                            let built = reused.or_else(|| {
+                                match tls::client_config_with_ca(&pem) {
+                                    Ok(config) => Some(UpstreamTls {
+                                        config,
+                                        // Never 0 (the default roots).
+                                        id: u64::from_le_bytes(
+                                            digest[..8].try_into().unwrap_or_default(),
+                                        ) | 1,
+                                    }),
+                                    Err(why) => {
+                                        problems.push(Problem::new(
+                                            key,
+                                            format!("{}: {why}", path.display()),
+                                        ));
+                                        None
+                                    }
+                                }
+                            })?;
+                            ca_tls.insert(path.clone(), (digest, built.clone()));
+                            Some(built)
+                        })
+                    }
+                },
+            };
+            route_upstreams.push((route.upstream.clone(), tls));
+        }
+        if !problems.is_empty() {
+            return Err(BuildError { problems });
+        }
+        let pipeline = Pipeline::new(
+            RouteTable::build(&config.routes),
+            Verifier::build(&config.auth, keys, previous.map(|p| p.pipeline.verifier())),
+            HeaderPolicy::new(&config.auth),
+        );
+        let upstreams = Upstreams::build(
+            &route_upstreams,
+            Timeouts {
+                connect: config.server.connect_timeout,
+                response: config.server.upstream_timeout,
+            },
+            previous.map(|p| &p.upstreams),
+        );
+        Ok(Runtime {
+            head_limits: HeadLimits {
+                max_bytes: config.server.max_header_bytes,
+                max_fields: config.server.max_headers,
+            },
+            key_files: keys.files.clone(),
+            config,
+            pipeline,
+            upstreams,
+            listener_tls,
+            ca_tls,
+        })
+    }
+
+    /// The pipeline requests are decided by.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The upstream of `route`.
+    pub fn origin(&self, route: &Route) -> &Arc<Origin> {
+        self.upstreams.for_route(route.id)
+    }
+
+    /// The listener's TLS config (`server.tls`), for new connections.
+    pub fn listener_tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.listener_tls.as_ref().map(|(c, _)| c)
+    }
+
+    /// The limits request heads are read with.
+    pub fn head_limits(&self) -> HeadLimits {
+        self.head_limits
+    }
+
+    /// Files whose change should trigger a reload besides the config file: key files, the
+    /// listener's certificate and key, and route CA files.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = self.key_files.clone();
+        files.extend(self.config.files());
+        files
+    }
+}
+
+/// A file the runtime is built from; a problem under `key` when it cannot be read.
+fn read(path: &Path, key: &str, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            problems.push(Problem::new(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            None
+        }
+    }
+}
+
+/// The gateway's shared state: the current runtime (swappable on reload), metrics, readiness,
+/// and the tunnels (upgraded connections) that a drain must close at its deadline.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    /// Process-wide metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    tunnels: watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// A gateway serving `runtime`. Not ready until a listener is up ([`Gateway::set_ready`]).
+    pub fn new(runtime: Runtime) -> Gateway {
+        let metrics = Metrics::new();
+        metrics.keys_loaded.set(auth::now());
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(false),
+            tunnels: watch::channel(false).0,
+        }
+    }
+
+    /// The runtime new requests get.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Makes `runtime` the one new requests get; in-flight requests keep theirs.
+    pub fn swap(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+        self.metrics.keys_loaded.set(auth::now());
+    }
+
+    /// True while ready to serve (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the gateway ready (listener up) or not (draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+        self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// Tunnels open now (upgraded connections, e.g. WebSockets).
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.receiver_count()
+    }
+
+    /// A handle a tunnel holds while it is open; it turns true when the drain deadline passes.
+    pub fn tunnel_handle(&self) -> watch::Receiver<bool> {
+        self.tunnels.subscribe()
+    }
+
+    /// Tells every open tunnel to close (the drain deadline has passed).
+    pub fn close_tunnels(&self) {
+        self.tunnels.send_replace(true);
+    }
+
+    /// Counts a response about to be sent: requests by route and status, and the upstream's
+    /// latency.
+    pub fn count(&self, record: &Record, status: u16) {
+        if let Some(upstream) = record.upstream {
+            self.metrics
+                .upstream_seconds
+                .get_or_create(&RouteLabels {
+                    route: record.route.clone(),
+                })
+                .observe(upstream.as_secs_f64());
+        }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: record.route.clone(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts a refusal by authentication or authorization, by reason.
+    pub fn count_refusal(&self, rejection: &Rejection, record: &mut Record) {
+        if rejection.is_auth() {
+            record.auth = rejection.outcome();
+            self.metrics
+                .auth_failures
+                .get_or_create(&ReasonLabels {
+                    reason: record.auth,
+                })
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "runtime-test-key-0123456789abcdef0123456789";
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml(toml).unwrap()
+    }
+
+    fn runtime(toml: &str, previous: Option<&Runtime>) -> Runtime {
+        Runtime::build(config(toml), &Keys::from_secrets(KEY, None), previous).unwrap()
+    }
+
+    const TWO: &str = "[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"\n[[route]]\npath=\"/b\"\nupstream=\"http://127.0.0.1:2\"";
+
+    #[test]
+    fn a_reload_keeps_the_pools_of_unchanged_upstreams() {
+        let first = runtime(TWO, None);
+        let route = |rt: &Runtime, i: usize| {
+            rt.pipeline()
+                .routes()
+                .iter()
+                .find(|r| r.id == i)
+                .cloned()
+                .unwrap()
+        };
+        let same = runtime(TWO, Some(&first));
+        for i in 0..2 {
+            assert!(Arc::ptr_eq(
+                first.origin(&route(&first, i)).pool(),
+                same.origin(&route(&same, i)).pool()
+            ));
+        }
+        // Another route, another timeout: the unchanged upstream keeps its pool.
+        let changed = runtime(
+            "[server]\nconnect_timeout=\"1s\"\n[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"\n[[route]]\npath=\"/c\"\nupstream=\"http://127.0.0.1:3\"",
+            Some(&same),
+        );
+        assert!(Arc::ptr_eq(
+            same.origin(&route(&same, 0)).pool(),
+            changed.origin(&route(&changed, 0)).pool()
+        ));
+        assert!(!Arc::ptr_eq(
+            same.origin(&route(&same, 1)).pool(),
+            changed.origin(&route(&changed, 1)).pool()
+        ));
+        // Without a previous runtime, nothing is shared.
+        let fresh = runtime(TWO, None);
+        assert!(!Arc::ptr_eq(
+            first.origin(&route(&first, 0)).pool(),
+            fresh.origin(&route(&fresh, 0)).pool()
+        ));
+    }
+
+    #[test]
+    fn missing_files_are_build_problems_named_by_key() {
+        let c = config(
+            "[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[[route]]\npath=\"/\"\nupstream=\"https://a.example\"\nca_file=\"/nonexistent/ca.pem\"",
+        );
+        let e = Runtime::build(c, &Keys::from_secrets(KEY, None), None).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["server.tls.cert", "server.tls.key", "route[0].ca_file"]
+        );
+    }
+}

@@ -1,23 +1,28 @@
 //! Reload: SIGHUP (wired in `main.rs`) and any change of the config file or a key file re-read
-//! config and keys, build a new [`Runtime`] and swap it in atomically. A bad new config or key is
-//! logged, counted (`jwtgate_config_reloads_total{result="error"}`) and ignored: the old one keeps
-//! serving. Requests in flight finish on the runtime they started with.
+//! config and keys, build a new [`Runtime`] from the current one (keeping what did not change)
+//! and swap it in atomically. A bad new config or key is logged, counted
+//! (`jwtgate_config_reloads_total{result="error"}`) and ignored: the old one keeps serving.
+//! Requests in flight finish on the runtime they started with.
 //!
-//! Files are watched by polling their contents (once a second by default). That is deliberately
-//! simple: it sees Kubernetes' atomic `..data` symlink swaps of Secret and ConfigMap volumes, editors
-//! that replace files, and files that appear after being missing, with no inotify edge cases.
+//! All of it runs on one thread of its own ([`Reloader::watch`]), never on a request worker:
+//! reading and hashing files, parsing, building TLS configs. Files are watched by polling their
+//! contents (once a second by default). That is deliberately simple: it sees Kubernetes' atomic
+//! `..data` symlink swaps of Secret and ConfigMap volumes, editors that replace files, and files
+//! that appear after being missing, with no inotify edge cases.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
+use super::{Gateway, Runtime};
 use crate::auth::keys::{Env, Keys};
 use crate::config::Config;
 use crate::ops::metrics::ResultLabels;
-use crate::pipeline::{Gateway, Runtime};
 
 /// Where the environment for keys comes from at each reload (the process environment and
 /// `./.env` in production; a fixed set in tests).
@@ -28,8 +33,8 @@ pub struct Reloader {
     gateway: Arc<Gateway>,
     config_path: PathBuf,
     env: EnvSource,
-    /// One reload at a time: SIGHUP and the file watcher must not interleave a read of old
-    /// files with a swap of new ones.
+    /// One reload at a time: a SIGHUP handled elsewhere and the watcher must not interleave a
+    /// read of old files with a swap of new ones.
     lock: std::sync::Mutex<()>,
 }
 
@@ -44,46 +49,11 @@ impl Reloader {
         }
     }
 
-    /// Loads config and keys and swaps them in; on any problem keeps the current ones and
-    /// returns every problem.
+    /// Loads config and keys, builds a runtime and swaps it in, on the calling thread; on any
+    /// problem keeps the current one and returns every problem.
     pub fn reload(&self) -> Result<(), Vec<String>> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let config = Config::load(&self.config_path);
-        let keys = Keys::load(&(self.env)());
-        let result = match (config, keys) {
-            (Ok(config), Ok(_)) if config.server.tls.is_some() != self.gateway.current().config.server.tls.is_some() => {
-                Err(vec![format!(
-                    "{}: server.tls was added or removed: switching the listener between HTTP and HTTPS needs a restart",
-                    self.config_path.display()
-                )])
-            }
-            (Ok(config), Ok(keys)) => {
-                let current = self.gateway.current();
-                if config.server.listen != current.config.server.listen
-                    || config.server.admin_listen != current.config.server.admin_listen
-                {
-                    warn!(
-                        "server.listen / server.admin_listen changed: that takes effect on restart"
-                    );
-                }
-                self.gateway.swap(Runtime::new(config, &keys));
-                Ok(())
-            }
-            (config, keys) => {
-                let mut problems = Vec::new();
-                if let Err(e) = config {
-                    problems.extend(
-                        e.problems
-                            .iter()
-                            .map(|p| format!("{}: {p}", self.config_path.display())),
-                    );
-                }
-                if let Err(k) = keys {
-                    problems.extend(k);
-                }
-                Err(problems)
-            }
-        };
+        let result = self.build().map(|runtime| self.gateway.swap(runtime));
         let label = match &result {
             Ok(()) => {
                 info!(config = %self.config_path.display(), "reloaded config and keys");
@@ -102,6 +72,36 @@ impl Reloader {
         result
     }
 
+    fn build(&self) -> Result<Runtime, Vec<String>> {
+        let file = |p: &dyn std::fmt::Display| format!("{}: {p}", self.config_path.display());
+        let config = Config::load(&self.config_path);
+        let keys = Keys::load(&(self.env)());
+        let (config, keys) = match (config, keys) {
+            (Ok(config), Ok(keys)) => (config, keys),
+            (config, keys) => {
+                let mut problems: Vec<String> = Vec::new();
+                if let Err(e) = config {
+                    problems.extend(e.problems.iter().map(|p| file(p)));
+                }
+                if let Err(k) = keys {
+                    problems.extend(k);
+                }
+                return Err(problems);
+            }
+        };
+        let current = self.gateway.current();
+        if config.server.tls.is_some() != current.config.server.tls.is_some() {
+            return Err(vec![file(&"server.tls was added or removed: switching the listener between HTTP and HTTPS needs a restart")]);
+        }
+        if config.server.listen != current.config.server.listen
+            || config.server.admin_listen != current.config.server.admin_listen
+        {
+            warn!("server.listen / server.admin_listen changed: that takes effect on restart");
+        }
+        Runtime::build(config, &keys, Some(&current))
+            .map_err(|e| e.problems.iter().map(|p| file(p)).collect())
+    }
+
     /// The files whose change triggers a reload: the config file, the key files in use, the
     /// listener's certificate and key, and route CA files.
     pub fn watched_files(&self) -> Vec<PathBuf> {
@@ -110,26 +110,78 @@ impl Reloader {
         files
     }
 
-    /// Polls the watched files every `interval` and reloads when any of them changes. While
-    /// the last reload failed it is retried every [`RETRY_FAILED`] too, since a file the new
-    /// config names (and so is not watched yet) may have appeared. Runs until dropped.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
+    /// Starts the reload thread: it polls the watched files every `interval` and reloads when
+    /// any of them changes, and reloads when asked ([`Watcher::reload`], for SIGHUP). While the
+    /// last reload failed it is retried every [`RETRY_FAILED`] too, since a file the new config
+    /// names (and so is not watched yet) may have appeared. The thread ends when the returned
+    /// [`Watcher`] is dropped.
+    pub fn watch(self: Arc<Self>, interval: Duration) -> Watcher {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("jwtgate-reload".into())
+            .spawn(move || self.run(&rx, interval))
+            .map_err(|e| error!(error = %e, "cannot start the reload thread; reloads are off"))
+            .ok();
+        Watcher { tx, thread }
+    }
+
+    fn run(&self, rx: &mpsc::Receiver<Command>, interval: Duration) {
         let mut seen = fingerprint(&self.watched_files());
-        let mut failed_at: Option<tokio::time::Instant> = None;
+        let mut failed_at: Option<Instant> = None;
+        let mut next = Instant::now() + interval;
         loop {
-            tokio::time::sleep(interval).await;
+            let asked = match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(Command::Reload) => true,
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => false,
+            };
             let now = fingerprint(&self.watched_files());
             let retry = failed_at.is_some_and(|t| t.elapsed() >= RETRY_FAILED);
-            if now != seen || retry {
-                info!(retry, "a watched file changed; reloading");
+            if asked || now != seen || retry {
+                if !asked {
+                    info!(retry, "a watched file changed; reloading");
+                }
                 // What was read is at least as new as `now`: a write landing during the reload
                 // differs from `now` and triggers another one.
                 seen = now;
                 failed_at = match self.reload() {
                     Ok(()) => None,
-                    Err(_) => Some(tokio::time::Instant::now()),
+                    Err(_) => Some(Instant::now()),
                 };
             }
+            if !asked {
+                next = Instant::now() + interval;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Reload,
+    Stop,
+}
+
+/// The reload thread's handle: asks it to reload, and stops it when dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    tx: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Asks the reload thread to reload now (SIGHUP).
+    pub fn reload(&self) {
+        let _ = self.tx.send(Command::Reload);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            // It finishes the reload under way, if any.
+            let _ = thread.join();
         }
     }
 }

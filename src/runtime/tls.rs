@@ -1,9 +1,7 @@
-//! TLS with rustls (ring provider): the public listener's server config, built from PEM files
-//! with ALPN `h2` and `http/1.1`, and the upstream client config (the webpki roots, plus an
-//! optional CA file per route for private upstreams). A reload rebuilds both, so a renewed
-//! certificate is served to new connections without a restart.
+//! TLS with rustls (ring provider), built from PEM bytes the build step read: the public
+//! listener's server config (ALPN `h2`, `http/1.1`), and the upstream client configs (the webpki
+//! roots, plus an optional CA file per route for private upstreams).
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
@@ -15,29 +13,33 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        .map_err(|e| format!("bad PEM: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("{}: no CERTIFICATE in the file", path.display()));
+        return Err("no CERTIFICATE in the file".to_owned());
     }
     Ok(certs)
 }
 
-/// The listener's TLS config from a PEM certificate chain and a PEM private key
-/// (PKCS#8, PKCS#1 or SEC1).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let chain = certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("{}: no usable private key: {e}", key.display()))?;
+/// The listener's TLS config from a PEM certificate chain and a PEM private key (PKCS#8,
+/// PKCS#1 or SEC1). Errors name the part (`cert`, `key`, or the pair).
+pub fn server_config(cert: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, (&'static str, String)> {
+    let chain = certs(cert).map_err(|e| ("cert", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| ("key", format!("no usable private key: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ("cert", e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate and key do not match or are unusable: {e}"))?;
+        .map_err(|e| {
+            (
+                "key",
+                format!("certificate and key do not match or are unusable: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -50,13 +52,13 @@ pub fn default_client_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// The webpki roots plus the CAs in `ca_file`, for an upstream with a private CA.
-pub fn client_config_with_ca(ca_file: &Path) -> Result<Arc<ClientConfig>, String> {
+/// The webpki roots plus the CAs in a PEM CA file, for an upstream with a private CA.
+pub fn client_config_with_ca(pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
     let mut roots = webpki_roots();
-    for cert in certs(ca_file)? {
+    for cert in certs(pem)? {
         roots
             .add(cert)
-            .map_err(|e| format!("{}: unusable CA certificate: {e}", ca_file.display()))?;
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
     }
     Ok(client_with_roots(roots))
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::http::body::Body;
-use crate::pipeline::Gateway;
+use crate::runtime::Gateway;
 
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 pub async fn serve(

@@ -18,8 +18,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::http::h1::{self as http1, Ending};
 use crate::http::h2 as http2;
-use crate::pipeline::headers::ClientInfo;
-use crate::pipeline::Gateway;
+use crate::pipeline::ClientInfo;
+use crate::runtime::Gateway;
 
 /// The drain signal connections watch: set once, when the gateway starts draining.
 #[derive(Debug, Default)]
@@ -88,7 +88,7 @@ pub async fn serve(
         let rt = gateway.current();
         // The TLS settings current now: a reload with a renewed certificate applies to new
         // connections.
-        let tls = rt.config.server.tls.as_ref().map(|t| t.config.clone());
+        let tls = rt.listener_tls().cloned();
         let handshake_timeout = rt.config.server.header_read_timeout;
         drop(rt);
         let client = ClientInfo::new(peer.ip(), if tls.is_some() { "https" } else { "http" });

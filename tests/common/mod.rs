@@ -167,6 +167,12 @@ async fn upstream_handle(
     }
     if path == "/__ws" {
         seen.lock().unwrap().push(record(0, String::new()));
+        // A WebSocket server's answer (RFC 6455 §4.2.2): the accept value for the client's key.
+        let accept = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| websocket_accept(k.as_bytes()))
+            .unwrap_or_default();
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(up) = on.await {
@@ -183,6 +189,7 @@ async fn upstream_handle(
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
+            .header("sec-websocket-accept", accept)
             .body(empty())
             .unwrap();
         return Ok(res);
@@ -311,7 +318,9 @@ impl Gateway {
         let config = jwtgate::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gateway = Arc::new(jwtgate::Gateway::new(jwtgate::Runtime::new(config, &keys)));
+        let gateway = Arc::new(jwtgate::Gateway::new(
+            jwtgate::Runtime::build(config, &keys, None).unwrap_or_else(|e| panic!("{e}")),
+        ));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(jwtgate::server::serve(
             listener,
@@ -541,4 +550,14 @@ impl http_body::Body for ChannelBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2), computed here on its own.
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let mut sha = sha1::Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }

@@ -3,21 +3,31 @@
 //! 1. wait for a request head (`header_read_timeout` for the first; `idle_timeout` between
 //!    keep-alive requests, then `header_read_timeout` once a head has begun); an idle
 //!    connection holds no buffer, and a drain closes it;
-//! 2. parse it (`wire.rs`) and run the pipeline (`gateway.rs`) on it, synchronously: the
-//!    upstream's request head comes out, or a refusal;
-//! 3. forward (`proxy.rs`): the request body is decoded and re-framed for the upstream, the
-//!    response head is rewritten for the client, the response body streams back (small ones go
-//!    out with the head in one write);
+//! 2. parse it ([`wire::parse_head`]) and let the pipeline decide ([`Pipeline::decide`]),
+//!    synchronously, on the bytes where they lie: the upstream's request head comes out, or an
+//!    answer, or a refusal ([`render`] writes those);
+//! 3. forward ([`crate::upstream`]): the request body ([`body`]) is decoded and re-framed for the
+//!    upstream, the response head is rewritten for the client as [`response::plan`] says, the
+//!    response body streams back (small ones go out with the head in one write);
 //! 4. keep the connection for the next request, or close it (`Connection: close`, HTTP/1.0, a
 //!    refused or half-sent body, a drain, an upstream that broke off).
 //!
-//! `101 Switching Protocols` turns the connection into a tunnel. A connection that starts with
-//! the HTTP/2 preface is handed to `http2.rs` (h2c by prior knowledge).
+//! A `101 Switching Protocols` the pipeline accepted turns the connection into a tunnel. A
+//! connection that starts with the HTTP/2 preface is handed to [`super::h2`] (h2c by prior
+//! knowledge).
+//!
+//! An idle keep-alive connection is a task waiting for readiness with no buffer: the rare
+//! paths (refusals, failures, tunnels, lingering) run boxed, so that the task is sized for the
+//! common one, and buffers are lent by per-thread pools ([`crate::net::buffers`]) only while
+//! bytes are in flight.
 //!
 //! The gateway writes its own framing on both sides and never forwards a client's framing
 //! bytes, so a body is never parsed as a request by either side (request smuggling).
 
-use std::cell::RefCell;
+mod body;
+mod input;
+pub mod render;
+
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
@@ -25,22 +35,26 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::net::{Deadline, IdleIo};
-use crate::pipeline::headers::{self, ClientInfo};
-use crate::pipeline::rejection::GatewayError;
-use crate::pipeline::{Forward, Gateway, Inbound, Protocol, Record, Runtime};
+use body::ClientBody;
+use input::Input;
+use render::ClientFraming;
+
+use super::Outcome;
+use crate::net::{buffers, Deadline, IdleIo};
+use crate::ops::access::Record;
+use crate::pipeline::response::{self, Asked};
+use crate::pipeline::upgrade::Offer;
+use crate::pipeline::{ClientInfo, LocalResponse, Protocol, Rejection, RequestView};
+use crate::policy::Route;
+use crate::runtime::{Gateway, Runtime};
 use crate::server::Closing;
-use crate::upstream::{
-    Answer, BodySource, ProxyError, RequestKind, ResponseBody, SourceError, Upload,
-};
-use crate::wire::{
-    self, ChunkedDecoder, Framing, HeadError, ResponseFraming, ResponseHead, Version,
-};
+use crate::upstream::{self as proxy, Answer, ProxyError, RequestKind, ResponseBody, Upload};
+use crate::wire::{self, BodyDecoder, Framing, HeadError, Version};
 
 /// What a client connection can be read from and written to.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -154,10 +168,6 @@ enum Wait {
     Blank,
 }
 
-/// Empty lines tolerated before a request line (RFC 9112 §2.2: at least one; old clients sent an
-/// extra CRLF after a POST body). They are dropped rather than parsed again and again.
-const MAX_BLANK_LINES: usize = 8;
-
 /// Whether the connection carries another request.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -184,7 +194,7 @@ struct Connection<T> {
 
 /// A parsed, checked request: what the exchange needs after the head's bytes are gone.
 struct Planned<'r> {
-    result: Result<Forward<'r>, GatewayError>,
+    outcome: Outcome<'r>,
     record: Record,
     head_len: usize,
     framing: Framing,
@@ -199,7 +209,7 @@ enum Step<'r> {
     /// The head is not complete yet.
     More,
     /// Not a request the gateway can read (400/431); the connection closes.
-    Unreadable(GatewayError),
+    Unreadable(Rejection),
     Planned(Planned<'r>),
 }
 
@@ -211,17 +221,16 @@ impl<T: Transport> Connection<T> {
             // itself runs on the config current when its head is in (a reload during a long
             // keep-alive wait applies to the next request).
             let limits = Limits::of(&self.gateway.current().config.server);
-            let limit = limits.max_header_bytes;
             match self.wait_head(first, limits).await {
                 Wait::Head => {}
                 Wait::Close => return Run::Closed,
                 Wait::Http2 => return Run::Http2,
                 Wait::TooLarge => {
-                    Box::pin(self.refuse(GatewayError::HeadersTooLarge, Record::new("-"))).await;
+                    Box::pin(self.refuse(Rejection::HeadersTooLarge, Record::new("-"))).await;
                     return Run::Closed;
                 }
                 Wait::Blank => {
-                    let e = GatewayError::BadRequest("empty lines instead of a request");
+                    let e = Rejection::BadRequest("empty lines instead of a request");
                     Box::pin(self.refuse(e, Record::new("-"))).await;
                     return Run::Closed;
                 }
@@ -233,10 +242,6 @@ impl<T: Transport> Connection<T> {
             let rt = self.gateway.current();
             let step = plan(&rt, self.input.data(), &self.client, &mut self.out);
             let planned = match step {
-                Step::More if self.input.len() >= limit => {
-                    Box::pin(self.refuse(GatewayError::HeadersTooLarge, Record::new("-"))).await;
-                    return Run::Closed;
-                }
                 Step::More => {
                     self.input.scanned = self.input.len();
                     continue;
@@ -252,7 +257,7 @@ impl<T: Transport> Connection<T> {
             self.input.scanned = 0;
             self.client_deadline.disarm();
             let Planned {
-                result,
+                outcome,
                 mut record,
                 head_len: _,
                 framing,
@@ -261,10 +266,11 @@ impl<T: Transport> Connection<T> {
                 expect_continue,
                 kind,
             } = planned;
-            let next = match result {
-                Ok(forward) => {
+            let next = match outcome {
+                Outcome::Forward { route, upgrade } => {
                     let request = Request {
-                        forward,
+                        route,
+                        upgrade,
                         record,
                         framing,
                         version,
@@ -274,10 +280,17 @@ impl<T: Transport> Connection<T> {
                     };
                     self.forward(&rt, request).await
                 }
-                Err(e) => {
-                    self.gateway.count_refusal(&e, &mut record);
+                local => {
+                    let local = match local {
+                        Outcome::Refuse(e) => {
+                            self.gateway.count_refusal(&e, &mut record);
+                            e.response()
+                        }
+                        Outcome::Answer(local) => local,
+                        Outcome::Forward { .. } => unreachable!("matched above"),
+                    };
                     let close = framing != Framing::Empty || !keep_alive;
-                    Box::pin(self.respond_error(&e, record, close, kind.head)).await;
+                    Box::pin(self.respond(&local, record, close, kind.head)).await;
                     match (framing, close) {
                         // A refused request's unread body must never be parsed as the next
                         // request.
@@ -314,7 +327,7 @@ impl<T: Transport> Connection<T> {
         let mut closing = pin!(self.closing.notified());
         // Empty lines left after the last request (an old client's CRLF after a body) do not
         // start a head.
-        let mut blank = self.input.skip_blank_lines();
+        let mut blank = self.input.skip_empty_lines();
         if self.input.is_empty() {
             self.input.release();
         }
@@ -356,8 +369,8 @@ impl<T: Transport> Connection<T> {
             match self.input.poll_read(&mut self.io, cx, limit) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
                 Poll::Ready(Ok(_)) => {
-                    blank += self.input.skip_blank_lines();
-                    if blank > MAX_BLANK_LINES {
+                    blank += self.input.skip_empty_lines();
+                    if blank > wire::MAX_EMPTY_LINES {
                         return Poll::Ready(Wait::Blank);
                     }
                     if !head_started && !first {
@@ -383,25 +396,25 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Answers a request the gateway cannot read (400/431) and closes.
-    async fn refuse(&mut self, e: GatewayError, mut record: Record) {
+    async fn refuse(&mut self, e: Rejection, mut record: Record) {
         self.gateway.count_refusal(&e, &mut record);
-        self.respond_error(&e, record, true, false).await;
+        self.respond(&e.response(), record, true, false).await;
         self.linger().await;
     }
 
-    /// Writes the gateway's own answer for `e` (its head only, for a `HEAD` request).
-    async fn respond_error(
+    /// Writes the gateway's own answer (its head only, for a `HEAD` request).
+    async fn respond(
         &mut self,
-        e: &GatewayError,
+        local: &LocalResponse,
         mut record: Record,
         close: bool,
         head: bool,
     ) {
-        let status = e.status().as_u16();
+        let status = local.status;
         record.status = status;
         self.gateway.count(&record, status);
         let mut out = buffers::take_out();
-        let body = e.write_http1(&mut out, close, head);
+        let body = render::write_local(&mut out, local, close, head);
         let idle = self.gateway.current().config.server.idle_timeout;
         let written = write_all(&mut self.io, &out, &mut self.client_deadline, idle).await;
         buffers::give_out(out);
@@ -435,7 +448,8 @@ impl<T: Transport> Connection<T> {
 
     async fn forward(&mut self, rt: &Runtime, req: Request<'_>) -> Next {
         let Request {
-            forward,
+            route,
+            upgrade,
             mut record,
             framing,
             version,
@@ -444,20 +458,16 @@ impl<T: Transport> Connection<T> {
             kind,
         } = req;
         let server = &rt.config.server;
-        let origin = rt.origin(forward.route);
+        let origin = rt.origin(route);
         let sent = Instant::now();
         // The upstream's head is in `out`; the client's head is written into `reply`.
         let mut reply = buffers::take_out();
         let mut source = ClientBody {
             io: &mut self.io,
             input: &mut self.input,
-            reading: match framing {
-                Framing::Length(n) => Reading::Length(n),
-                Framing::Chunked => Reading::Chunked(ChunkedDecoder::new()),
-                Framing::Empty | Framing::UntilClose => Reading::Done,
-            },
+            reading: BodyDecoder::new(framing),
             data: 0..0,
-            limit: forward.route.max_body,
+            limit: route.max_body,
             received: 0,
             deadline: &mut self.client_deadline,
             idle_timeout: server.idle_timeout,
@@ -467,7 +477,10 @@ impl<T: Transport> Connection<T> {
                 .then_some(0),
             max_pipelined: server.max_header_bytes,
         };
-        let tunnel = forward.tunnel;
+        let asked = Asked {
+            head: kind.head,
+            upgrade: upgrade.as_ref(),
+        };
         let answer = origin
             .exchange(
                 &mut self.upstream_deadline,
@@ -476,7 +489,10 @@ impl<T: Transport> Connection<T> {
                 framing,
                 kind,
                 sent,
-                |head, framing| response_head(&mut reply, head, framing, kind, version, tunnel),
+                |head, framing| {
+                    let plan = response::plan(head, framing, asked)?;
+                    Ok(render::response_head(&mut reply, head, &plan, version))
+                },
             )
             .await;
         let body_read = source.is_done();
@@ -494,20 +510,11 @@ impl<T: Transport> Connection<T> {
             Err(e) => {
                 buffers::give_out(reply);
                 let reusable = keep_alive && body_read;
-                return Box::pin(self.forward_failed(e, record, forward, kind, reusable)).await;
+                return Box::pin(self.forward_failed(e, record, route, kind, reusable)).await;
             }
         };
         record.upstream = Some(sent.elapsed());
-        // An upstream that answered before it had the whole body may not have read it: its
-        // connection is never reused, whatever happens to the rest of the upload.
-        let reusable = upstream_framing.reusable && upload.is_none();
-        if status == 101 && client_framing != ClientFraming::Tunnel {
-            // The upstream switched protocols the client did not ask the gateway to tunnel.
-            tracing::warn!(route = %forward.route.name, "upstream answered 101 to a request that was not an upgrade");
-            buffers::give_out(reply);
-            let e = ProxyError::Protocol("unexpected 101");
-            return Box::pin(self.forward_failed(e, record, forward, kind, false)).await;
-        }
+        let reusable = proxy::reusable(&upstream_framing, upload.is_some());
         record.status = status;
         self.gateway.count(&record, status);
 
@@ -533,7 +540,7 @@ impl<T: Transport> Connection<T> {
             buffers::give_out(reply);
             record.log(0, written.is_ok());
             if written.is_ok() {
-                Box::pin(self.tunnel(conn, idle, &forward.route.name)).await;
+                Box::pin(self.tunnel(conn, idle, &route.name)).await;
             }
             return Next::Close;
         }
@@ -609,7 +616,7 @@ impl<T: Transport> Connection<T> {
             self.upstream_deadline.disarm();
             bytes += relay.written;
             if let Err(e) = streamed {
-                debug!(route = %forward.route.name, error = %e, "response body not completed");
+                debug!(route = %route.name, error = %e, "response body not completed");
                 broken = true;
             }
         }
@@ -637,12 +644,12 @@ impl<T: Transport> Connection<T> {
         &mut self,
         e: ProxyError,
         record: Record,
-        forward: Forward<'_>,
+        route: &Route,
         kind: RequestKind,
         reusable: bool,
     ) -> Next {
         let client_side = matches!(e, ProxyError::Client(_));
-        let Some(error) = e.into_gateway_error(&forward.route.name) else {
+        let Some(error) = e.into_rejection(&route.name) else {
             // 499: counted and logged, nobody to answer.
             self.gateway.count(&record, 499);
             record.log(0, false);
@@ -650,7 +657,7 @@ impl<T: Transport> Connection<T> {
         };
         // A request whose body was not all read cannot be followed by another one.
         let reusable = reusable && !client_side;
-        self.respond_error(&error, record, !reusable, kind.head)
+        self.respond(&error.response(), record, !reusable, kind.head)
             .await;
         if reusable {
             Next::KeepAlive
@@ -661,7 +668,7 @@ impl<T: Transport> Connection<T> {
 
     /// Joins the client and the upstream after `101 Switching Protocols`, until either side
     /// closes, nothing moves for `idle_timeout`, or the drain deadline passes.
-    async fn tunnel(&mut self, conn: crate::upstream::Conn, idle: Duration, route: &str) {
+    async fn tunnel(&mut self, conn: proxy::Conn, idle: Duration, route: &str) {
         let (upstream, early) = conn.into_tunnel();
         let mut closing = self.gateway.tunnel_handle();
         let pending = self.input.take_all();
@@ -694,7 +701,8 @@ const LINGER_BYTES: usize = 1024 * 1024;
 
 /// What the exchange needs about a checked request.
 struct Request<'r> {
-    forward: Forward<'r>,
+    route: &'r Route,
+    upgrade: Option<Offer>,
     record: Record,
     framing: Framing,
     version: Version,
@@ -703,36 +711,32 @@ struct Request<'r> {
     kind: RequestKind,
 }
 
-/// Parses the head at the start of `data` and runs the pipeline on it, writing the upstream's
-/// request head into `out`.
+/// Parses the head at the start of `data` and lets the pipeline decide, writing the upstream's
+/// request head into `out` for a request that goes there.
 fn plan<'r>(rt: &'r Runtime, data: &[u8], client: &ClientInfo, out: &mut Vec<u8>) -> Step<'r> {
-    let server = &rt.config.server;
     let mut slots = wire::header_slots();
-    let head = match wire::parse_request(data, &mut slots[..server.max_headers]) {
+    let head = match wire::parse_head(data, &mut slots, rt.head_limits()) {
         Ok(Some(head)) => head,
         Ok(None) => return Step::More,
-        Err(HeadError::TooLarge) => return Step::Unreadable(GatewayError::HeadersTooLarge),
-        Err(HeadError::Malformed(why)) => return Step::Unreadable(GatewayError::BadRequest(why)),
+        Err(HeadError::TooLarge) => return Step::Unreadable(Rejection::HeadersTooLarge),
+        Err(HeadError::Malformed(why)) => return Step::Unreadable(Rejection::BadRequest(why)),
     };
-    if head.len > server.max_header_bytes {
-        return Step::Unreadable(GatewayError::HeadersTooLarge);
-    }
     let mut record = Record::new(head.method);
-    let protocol = match head.version {
-        Version::Http10 => Protocol::Http10,
-        Version::Http11 => Protocol::Http11,
-    };
-    let inbound = Inbound {
+    let view = RequestView {
         method: head.method,
         target: head.target,
         authority: None,
-        protocol,
+        protocol: match head.version {
+            Version::Http10 => Protocol::Http10,
+            Version::Http11 => Protocol::Http11,
+        },
         headers: head.headers,
         body: head.framing,
+        client,
     };
-    let result = rt.prepare(&inbound, client, out, &mut record);
+    let outcome = super::decide(rt, &view, &mut record, out);
     Step::Planned(Planned {
-        result,
+        outcome,
         record,
         head_len: head.len,
         framing: head.framing,
@@ -741,74 +745,6 @@ fn plan<'r>(rt: &'r Runtime, data: &[u8], client: &ClientInfo, out: &mut Vec<u8>
         expect_continue: head.expect_continue,
         kind: RequestKind::new(head.method, head.framing),
     })
-}
-
-/// How the response body goes to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientFraming {
-    /// No body, or a body of known length: the bytes as they are.
-    Plain,
-    /// Re-chunked (length unknown, HTTP/1.1 client).
-    Chunked,
-    /// Until the gateway closes the connection (length unknown, HTTP/1.0 client).
-    UntilClose,
-    /// `101`: the connection becomes a tunnel.
-    Tunnel,
-}
-
-/// Writes the client's response head for the upstream's `head` into `out`, all but the
-/// `Connection` field and the final empty line, and says how the body goes.
-fn response_head(
-    out: &mut Vec<u8>,
-    head: &ResponseHead<'_, '_>,
-    framing: &ResponseFraming,
-    kind: RequestKind,
-    version: Version,
-    tunnel: bool,
-) -> ClientFraming {
-    let switching = head.status == 101 && tunnel;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    wire::push_decimal(out, u64::from(head.status));
-    out.push(b' ');
-    out.extend_from_slice(head.reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for f in headers::response_fields(head.headers, switching) {
-        out.extend_from_slice(f.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(f.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    let length = |out: &mut Vec<u8>, n: u64| {
-        out.extend_from_slice(b"content-length: ");
-        wire::push_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
-    };
-    if switching {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-        return ClientFraming::Tunnel;
-    }
-    match framing.framing {
-        Framing::Empty => {
-            if kind.head || head.status == 304 {
-                // HEAD and 304 say how long the body would be, when the upstream did.
-                if let Some(n) = framing.declared {
-                    length(out, n);
-                }
-            } else if head.status != 204 {
-                length(out, 0);
-            }
-            ClientFraming::Plain
-        }
-        Framing::Length(n) => {
-            length(out, n);
-            ClientFraming::Plain
-        }
-        Framing::Chunked | Framing::UntilClose if version == Version::Http11 => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            ClientFraming::Chunked
-        }
-        Framing::Chunked | Framing::UntilClose => ClientFraming::UntilClose,
-    }
 }
 
 /// Writes all of `bytes`, failing after `idle` without progress.
@@ -850,318 +786,6 @@ async fn write_all<T: AsyncWrite + Unpin>(
     result
 }
 
-/// How much of the request body is left to read.
-#[derive(Debug)]
-enum Reading {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    Done,
-}
-
-/// The client's request body, decoded from its framing, as a [`BodySource`]; it answers
-/// `Expect: 100-continue` when the upstream first wants body bytes, and once the body is sent
-/// it watches for the client going away.
-struct ClientBody<'a, T> {
-    io: &'a mut T,
-    input: &'a mut Input,
-    reading: Reading,
-    /// Decoded bytes given out and not yet consumed: `input` buffer positions.
-    data: std::ops::Range<usize>,
-    limit: Option<u64>,
-    received: u64,
-    deadline: &'a mut Deadline,
-    idle_timeout: Duration,
-    /// `Some(n)`: `100 Continue` is owed, `n` bytes of it written.
-    continue_at: Option<usize>,
-    /// Pipelined bytes read while waiting stop here.
-    max_pipelined: usize,
-}
-
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-impl<T: Transport> ClientBody<'_, T> {
-    /// True once the whole body was read and passed on.
-    fn is_done(&self) -> bool {
-        self.data.is_empty() && matches!(self.reading, Reading::Done)
-    }
-
-    /// Decodes buffered bytes into `data`; false when more must be read.
-    fn decode(&mut self) -> Result<bool, SourceError> {
-        let avail = self.input.data();
-        match &mut self.reading {
-            Reading::Done => return Ok(true),
-            Reading::Length(left) => {
-                if avail.is_empty() {
-                    return Ok(false);
-                }
-                let n = avail
-                    .len()
-                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= n as u64;
-                if *left == 0 {
-                    self.reading = Reading::Done;
-                }
-                self.data = self.input.take(n);
-            }
-            Reading::Chunked(dec) => loop {
-                if self.input.is_empty() {
-                    return Ok(false);
-                }
-                let (used, chunk) = dec
-                    .decode(self.input.data())
-                    .map_err(|e| SourceError::Malformed(e.0))?;
-                let taken = self.input.take(used);
-                match chunk {
-                    wire::Chunk::Data(r) => {
-                        self.data = taken.start + r.start..taken.start + r.end;
-                        break;
-                    }
-                    wire::Chunk::End => {
-                        self.reading = Reading::Done;
-                        return Ok(true);
-                    }
-                    wire::Chunk::More => {}
-                }
-            },
-        }
-        self.received += self.data.len() as u64;
-        if self.limit.is_some_and(|limit| self.received > limit) {
-            return Err(SourceError::TooLarge);
-        }
-        Ok(true)
-    }
-}
-
-impl<T: Transport> BodySource for ClientBody<'_, T> {
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
-        if let Some(at) = self.continue_at {
-            if self.input.is_empty() {
-                let mut at = at;
-                while at < CONTINUE.len() {
-                    match Pin::new(&mut *self.io).poll_write(cx, &CONTINUE[at..]) {
-                        Poll::Ready(Ok(n)) if n > 0 => at += n,
-                        Poll::Ready(_) => return Poll::Ready(Err(SourceError::Broken)),
-                        Poll::Pending => {
-                            self.continue_at = Some(at);
-                            return Poll::Pending;
-                        }
-                    }
-                }
-                self.continue_at = Some(at);
-                if ready!(Pin::new(&mut *self.io).poll_flush(cx)).is_err() {
-                    return Poll::Ready(Err(SourceError::Broken));
-                }
-            }
-            self.continue_at = None;
-        }
-        loop {
-            if !self.data.is_empty() || self.decode()? {
-                return Poll::Ready(Ok(self.input.slice(self.data.clone())));
-            }
-            match self.input.poll_read(&mut *self.io, cx, usize::MAX) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(SourceError::Malformed("request body cut short")))
-                }
-                Poll::Ready(Ok(_)) => self.deadline.disarm(),
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(SourceError::Broken)),
-                Poll::Pending => {
-                    self.deadline.arm_after(self.idle_timeout);
-                    ready!(self.deadline.poll_expired(cx));
-                    return Poll::Ready(Err(SourceError::Broken));
-                }
-            }
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.data.start += n;
-    }
-
-    fn poll_abandoned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Reads ahead (pipelined requests are kept) to see an EOF, the way a client says it
-        // has gone.
-        loop {
-            if self.input.len() >= self.max_pipelined {
-                return Poll::Pending;
-            }
-            if self.input.is_empty() && self.io.poll_read_ready(cx).is_pending() {
-                return Poll::Pending;
-            }
-            match self.input.poll_read(&mut *self.io, cx, self.max_pipelined) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => {
-                    if self.input.is_empty() {
-                        self.input.release();
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
-    }
-}
-
-/// A connection's read buffer: taken from a per-thread pool when bytes arrive, given back when
-/// it is empty, so idle connections hold none.
-#[derive(Debug, Default)]
-struct Input {
-    buf: Option<Box<[u8]>>,
-    pos: usize,
-    end: usize,
-    /// Bytes of the pending head already searched for its end.
-    scanned: usize,
-}
-
-impl Input {
-    fn data(&self) -> &[u8] {
-        match &self.buf {
-            Some(b) => &b[self.pos..self.end],
-            None => &[],
-        }
-    }
-
-    fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
-        match &self.buf {
-            Some(b) => &b[range],
-            None => &[],
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.end - self.pos
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pos == self.end
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos += n;
-    }
-
-    /// Consumes `n` bytes and returns where they are in the buffer (valid until the next read).
-    fn take(&mut self, n: usize) -> std::ops::Range<usize> {
-        let at = self.pos;
-        self.pos += n;
-        at..at + n
-    }
-
-    /// Drops empty lines at the start of a head; returns how many.
-    fn skip_blank_lines(&mut self) -> usize {
-        let mut lines = 0;
-        loop {
-            match self.data() {
-                [b'\r', b'\n', ..] => self.pos += 2,
-                [b'\n', ..] => self.pos += 1,
-                _ => {
-                    if lines > 0 {
-                        self.scanned = 0;
-                    }
-                    return lines;
-                }
-            }
-            lines += 1;
-        }
-    }
-
-    fn take_all(&mut self) -> Vec<u8> {
-        let all = self.data().to_vec();
-        self.pos = self.end;
-        self.release();
-        all
-    }
-
-    fn release(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            buffers::give_in(buf);
-        }
-        self.pos = 0;
-        self.end = 0;
-    }
-
-    /// Reads more, keeping what is unread, growing the buffer up to `limit` bytes of unread
-    /// data (more room than that is not needed to find a head's end).
-    fn poll_read<R: AsyncRead + Unpin>(
-        &mut self,
-        io: &mut R,
-        cx: &mut Context<'_>,
-        limit: usize,
-    ) -> Poll<io::Result<usize>> {
-        let buf = self.buf.get_or_insert_with(buffers::take_in);
-        if self.pos == self.end {
-            self.pos = 0;
-            self.end = 0;
-        } else if self.end == buf.len() {
-            if self.pos > 0 {
-                buf.copy_within(self.pos..self.end, 0);
-                self.end -= self.pos;
-                self.pos = 0;
-            } else if buf.len() < limit.saturating_add(1) {
-                let mut bigger =
-                    vec![0; (buf.len() * 2).min(limit.saturating_add(1).max(buf.len() + 1))]
-                        .into_boxed_slice();
-                bigger[..self.end].copy_from_slice(&buf[..self.end]);
-                *buf = bigger;
-            } else {
-                return Poll::Ready(Err(io::Error::other("request head too large")));
-            }
-        }
-        let mut rb = ReadBuf::new(&mut buf[self.end..]);
-        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        self.end += n;
-        Poll::Ready(Ok(n))
-    }
-}
-
-/// Per-thread pools of buffers, so that a request allocates none in the steady state.
-mod buffers {
-    use super::RefCell;
-
-    /// Size of a connection's read buffer.
-    pub const INPUT: usize = 8 * 1024;
-    const KEEP: usize = 256;
-
-    thread_local! {
-        static INPUTS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
-        static OUTS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    pub fn take_in() -> Box<[u8]> {
-        INPUTS
-            .with(|p| p.borrow_mut().pop())
-            .unwrap_or_else(|| vec![0; INPUT].into_boxed_slice())
-    }
-
-    pub fn give_in(buf: Box<[u8]>) {
-        if buf.len() == INPUT {
-            INPUTS.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() < KEEP {
-                    p.push(buf);
-                }
-            });
-        }
-    }
-
-    pub fn take_out() -> Vec<u8> {
-        OUTS.with(|p| p.borrow_mut().pop())
-            .unwrap_or_else(|| Vec::with_capacity(1024))
-    }
-
-    pub fn give_out(mut buf: Vec<u8>) {
-        if buf.capacity() > 0 && buf.capacity() <= 64 * 1024 {
-            buf.clear();
-            OUTS.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() < KEEP {
-                    p.push(buf);
-                }
-            });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1184,7 +808,7 @@ mod tests {
             )
             .unwrap();
             let keys = crate::Keys::from_secrets("a-test-key-that-is-long-enough-0123456789", None);
-            let gateway = Arc::new(Gateway::new(Runtime::new(config, &keys)));
+            let gateway = Arc::new(Gateway::new(Runtime::build(config, &keys, None).unwrap()));
             let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
             let task = serve(stream, gateway, client, Arc::default());
             let size = std::mem::size_of_val(&task);

@@ -1,4 +1,5 @@
-//! Request-path normalization: the one place that decides which path a request *is*.
+//! URI syntax as the gateway routes on it: request-path normalization, the one place that
+//! decides which path a request *is*, and host normalization.
 //!
 //! The contract's invariant is that the route is chosen on exactly the path the upstream receives.
 //! [`normalize`] therefore produces the path that is both routed on and forwarded, and refuses
@@ -15,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use crate::wire::hex;
+use super::hex;
 
 /// Why a path was refused (the text goes into the 400's `error_description`).
 pub type Refusal = &'static str;
@@ -154,6 +155,24 @@ pub fn normalize_route_prefix(prefix: &str) -> Result<String, String> {
     }
 }
 
+/// Lower-cases a host, drops a `:port` and a trailing dot: `API.example.com.:443` ->
+/// `api.example.com`. IPv6 literals keep their brackets.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +253,13 @@ mod tests {
             let once = normalize(p).unwrap().into_owned();
             assert_eq!(normalize(&once).unwrap(), once.as_str());
         }
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("API.Example.com:8443"), "api.example.com");
+        assert_eq!(normalize_host("api.example.com."), "api.example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! The raw TOML shapes, exactly the keys of CONTRACT.md and the README. Unknown keys are
+//! errors: `deny_unknown_fields` on every table, and the key lists below so that validation can
+//! name every unknown key of a table at once (serde stops at the first).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub upstream_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<OneOrMany>,
+    pub user_claim: Option<String>,
+    pub user_header: Option<String>,
+    pub claim_headers: Option<BTreeMap<String, String>>,
+    pub forward_token: Option<bool>,
+    pub max_token_bytes: Option<usize>,
+    pub token_cache: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub path: String,
+    pub upstream: String,
+    pub host: Option<String>,
+    pub auth: Option<String>,
+    pub require: Option<BTreeMap<String, toml::Value>>,
+    pub ca_file: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub upgrades: Option<Vec<String>>,
+}
+
+pub(super) const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "connect_timeout",
+    "upstream_timeout",
+    "drain_timeout",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_body_bytes",
+    "max_header_bytes",
+    "max_headers",
+    "max_connections",
+    "workers",
+    "tls",
+];
+pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];
+pub(super) const AUTH_KEYS: &[&str] = &[
+    "algorithms",
+    "leeway",
+    "issuer",
+    "audience",
+    "user_claim",
+    "user_header",
+    "claim_headers",
+    "forward_token",
+    "max_token_bytes",
+    "token_cache",
+];
+pub(super) const ROUTE_KEYS: &[&str] = &[
+    "path",
+    "upstream",
+    "host",
+    "auth",
+    "require",
+    "ca_file",
+    "max_body_bytes",
+    "upgrades",
+];

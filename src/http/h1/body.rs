@@ -1,0 +1,129 @@
+//! The client's request body, decoded from its framing, as a [`BodySource`] the upstream
+//! exchange reads: it answers `Expect: 100-continue` when the upstream first wants body bytes,
+//! counts the route's body limit, and once the body is sent watches for the client going away.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use super::input::Input;
+use super::Transport;
+use crate::net::Deadline;
+use crate::upstream::{BodySource, SourceError};
+use crate::wire::{BodyDecoder, Piece};
+
+/// The client's request body, decoded from its framing, as a [`BodySource`]; it answers
+/// `Expect: 100-continue` when the upstream first wants body bytes, and once the body is sent
+/// it watches for the client going away.
+pub(super) struct ClientBody<'a, T> {
+    pub(super) io: &'a mut T,
+    pub(super) input: &'a mut Input,
+    pub(super) reading: BodyDecoder,
+    /// Decoded bytes given out and not yet consumed: `input` buffer positions.
+    pub(super) data: std::ops::Range<usize>,
+    pub(super) limit: Option<u64>,
+    pub(super) received: u64,
+    pub(super) deadline: &'a mut Deadline,
+    pub(super) idle_timeout: Duration,
+    /// `Some(n)`: `100 Continue` is owed, `n` bytes of it written.
+    pub(super) continue_at: Option<usize>,
+    /// Pipelined bytes read while waiting stop here.
+    pub(super) max_pipelined: usize,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl<T: Transport> ClientBody<'_, T> {
+    /// True once the whole body was read and passed on.
+    pub(super) fn is_done(&self) -> bool {
+        self.data.is_empty() && self.reading.is_done()
+    }
+
+    /// Decodes buffered bytes into `data`; false when more must be read.
+    fn decode(&mut self) -> Result<bool, SourceError> {
+        let (used, piece) = self
+            .reading
+            .decode(self.input.data())
+            .map_err(|e| SourceError::Malformed(e.0))?;
+        let taken = self.input.take(used);
+        match piece {
+            Piece::Data(r) => self.data = taken.start + r.start..taken.start + r.end,
+            Piece::End => return Ok(true),
+            Piece::More => return Ok(false),
+        }
+        self.received += self.data.len() as u64;
+        if self.limit.is_some_and(|limit| self.received > limit) {
+            return Err(SourceError::TooLarge);
+        }
+        Ok(true)
+    }
+}
+
+impl<T: Transport> BodySource for ClientBody<'_, T> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
+        if let Some(at) = self.continue_at {
+            if self.input.is_empty() {
+                let mut at = at;
+                while at < CONTINUE.len() {
+                    match Pin::new(&mut *self.io).poll_write(cx, &CONTINUE[at..]) {
+                        Poll::Ready(Ok(n)) if n > 0 => at += n,
+                        Poll::Ready(_) => return Poll::Ready(Err(SourceError::Broken)),
+                        Poll::Pending => {
+                            self.continue_at = Some(at);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                self.continue_at = Some(at);
+                if ready!(Pin::new(&mut *self.io).poll_flush(cx)).is_err() {
+                    return Poll::Ready(Err(SourceError::Broken));
+                }
+            }
+            self.continue_at = None;
+        }
+        loop {
+            if !self.data.is_empty() || self.decode()? {
+                return Poll::Ready(Ok(self.input.slice(self.data.clone())));
+            }
+            match self.input.poll_read(&mut *self.io, cx, usize::MAX) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(SourceError::Malformed("request body cut short")))
+                }
+                Poll::Ready(Ok(_)) => self.deadline.disarm(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(SourceError::Broken)),
+                Poll::Pending => {
+                    self.deadline.arm_after(self.idle_timeout);
+                    ready!(self.deadline.poll_expired(cx));
+                    return Poll::Ready(Err(SourceError::Broken));
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.data.start += n;
+    }
+
+    fn poll_abandoned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Reads ahead (pipelined requests are kept) to see an EOF, the way a client says it
+        // has gone.
+        loop {
+            if self.input.len() >= self.max_pipelined {
+                return Poll::Pending;
+            }
+            if self.input.is_empty() && self.io.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.input.poll_read(&mut *self.io, cx, self.max_pipelined) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    if self.input.is_empty() {
+                        self.input.release();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
