@@ -677,3 +677,108 @@ async fn sigterm_drains_in_flight_requests_and_a_second_one_stops_at_once() {
         .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_stdout_nobody_reads_keeps_serving_and_counts_the_lines_it_drops() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_to(
+        dir.path(),
+        &up.url(),
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "",
+    );
+    let mut cmd = jwtgate(dir.path());
+    cmd.args(["--config", &cfg])
+        .env("JWT_SECRET_KEY", KEY)
+        .env("RUST_LOG", "info")
+        .env("JWTGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let token = common::token("alice");
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd.spawn().unwrap();
+        // Read stdout only until both listeners are up, then never again (the pipe stays open:
+        // a log shipper that stalled).
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut listen, mut admin) = (None, None);
+        while listen.is_none() || admin.is_none() {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "stdout closed");
+            if line.contains("\"admin listening\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                admin = Some(v["admin_listen"].as_str().unwrap().to_owned());
+            } else if line.contains("\"listening\"") {
+                listen = Some(listen_addr(&line));
+            }
+        }
+        let (listen, admin) = (listen.unwrap(), admin.unwrap());
+        // 20,000 requests, each an access-log line: far more than the pipe, the writer's
+        // buffer and the queue hold together. Pipelined in batches, on one connection.
+        let mut s = std::net::TcpStream::connect(&listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let one = format!("GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let batch = one.repeat(200);
+        let mut answered = 0;
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..100 {
+            s.write_all(batch.as_bytes()).unwrap();
+            let mut got = 0;
+            while got < 200 {
+                let n = s.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "the gateway closed the connection after {answered} answers"
+                );
+                pending.extend_from_slice(&buf[..n]);
+                // Each answer is "HTTP/1.1 200 OK ... content-length: 2\r\n\r\nok".
+                while let Some(end) = pending.windows(6).position(|w| w == b"\r\n\r\nok") {
+                    assert!(
+                        pending.starts_with(b"HTTP/1.1 200"),
+                        "{}",
+                        String::from_utf8_lossy(&pending)
+                    );
+                    pending.drain(..end + 6);
+                    got += 1;
+                }
+            }
+            answered += got;
+        }
+        assert_eq!(answered, 20_000);
+        let (status, metrics) = http_get(&admin, "/metrics", None);
+        assert_eq!(status, 200);
+        let dropped: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("jwtgate_log_lines_dropped_total "))
+            .unwrap_or_else(|| panic!("no drop counter in:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            dropped > 0,
+            "nothing was dropped: was stdout read after all?"
+        );
+        // A stop still works while stdout is blocked.
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not exit while stdout was blocked"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(out);
+        assert_eq!(code, Some(0));
+    })
+    .await
+    .unwrap();
+}

@@ -280,6 +280,50 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+#[tokio::test]
+async fn reloads_keep_the_pooled_connections_of_an_unchanged_upstream() {
+    let up = Upstream::start().await;
+    let mut vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg_path = cfg_dir.path().join("jwtgate.toml");
+    std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
+    let gw = Gateway::start_with_keys(CONFIG, &up.url(), Keys_from(&vol)).await;
+    let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    let t = token("alice");
+    let ok = |got: Got| assert_eq!(got.status, 200, "{}", got.body);
+    ok(get(&gw, "/a", &[("authorization", &bearer(&t))]).await);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    // Reloads that change nothing, then one that rotates the keys (A stays as the previous
+    // key), then one that changes another route: the upstream's pool survives them all.
+    for _ in 0..3 {
+        r.reload().unwrap();
+    }
+    vol.swap(&[("key", KEY_B), ("previous", KEY)]);
+    r.reload().unwrap();
+    std::fs::write(
+        &cfg_path,
+        CONFIG
+            .replace("{upstream}", &up.url())
+            .replace("path = \"/admin\"", "path = \"/administration\""),
+    )
+    .unwrap();
+    r.reload().unwrap();
+    for path in ["/b", "/c"] {
+        ok(get(&gw, path, &[("authorization", &bearer(&t))]).await);
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "a reload dropped the upstream's pooled connection"
+    );
+    // A change of the upstream itself starts a new pool.
+    let other = Upstream::start().await;
+    std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &other.url())).unwrap();
+    r.reload().unwrap();
+    ok(get(&gw, "/d", &[("authorization", &bearer(&t))]).await);
+    assert_eq!(other.count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     let up = Upstream::start().await;

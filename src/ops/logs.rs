@@ -6,7 +6,7 @@
 //! Loss policy: when nobody reads standard output (a full pipe, a stalled log shipper), the
 //! writer thread blocks, never a request. Up to [`QUEUE_LINES`] lines wait in memory; after
 //! that new lines are dropped, and counted: `jwtgate_log_lines_dropped_total`. Lines still
-//! queued when the process exits are written out first (for at most a second).
+//! queued when the process exits are written out first (for at most [`EXIT_WAIT`]).
 
 use std::io::{self, BufWriter};
 use std::sync::{Mutex, OnceLock};
@@ -53,10 +53,30 @@ pub fn dropped_lines() -> u64 {
     OUTPUT.get().map_or(0, |o| o.dropped.dropped_lines() as u64)
 }
 
-/// Writes out what is queued and stops the writer thread (call before the process exits).
+/// Writes out what is queued and stops the writer thread (call before the process exits),
+/// waiting at most [`EXIT_WAIT`]: when standard output is blocked, the rest is lost rather than
+/// the exit.
 pub fn flush() {
-    if let Some(Output { guard, .. }) = OUTPUT.get() {
-        let guard = guard.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(guard);
+    let Some(Output { guard, .. }) = OUTPUT.get() else {
+        return;
+    };
+    let Some(guard) = guard.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // The guard's drop waits for the writer thread, and prints to standard output itself when
+    // the queue stays full: on a thread of its own, so that a blocked stdout cannot hold the
+    // exit.
+    let (done, wait) = std::sync::mpsc::channel();
+    let dropping = std::thread::Builder::new()
+        .name("jwtgate-logs-exit".into())
+        .spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+    if dropping.is_ok() {
+        let _ = wait.recv_timeout(EXIT_WAIT);
     }
 }
+
+/// How long an exit waits for queued log lines to be written.
+pub const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
