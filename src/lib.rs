@@ -7,33 +7,33 @@
 //!
 //! # Layout
 //!
+//! Folders by concern. Each uses only the folders above it in this list (`tests/layout.rs`
+//! checks it), so a request's path reads downwards: a front-end (`http/`) turns bytes into a
+//! protocol-neutral view, the pipeline decides, the upstream client forwards.
+//!
 //! ```text
-//! main.rs      CLI (clap), logging init, signals: nothing else
-//! lib.rs       this page; `run` ties the pieces together
-//! config.rs    raw serde types -> validated Config, every problem reported at once
-//! keys.rs      JWT_SECRET_KEY / _FILE / _PREVIOUS, .env, strength rules
-//! auth.rs      Bearer extraction, Verifier (built once per config), TokenError
-//! path.rs      request-path normalization (what is routed on is what is forwarded)
-//! route.rs     route table and matching
-//! headers.rs   strip, inject, hop-by-hop, X-Forwarded-* (writes the upstream's request head)
-//! gateway.rs   the request pipeline, top to bottom, the same for both protocols; access log
-//! wire.rs      HTTP/1.1 message syntax: heads, framing, the chunked coding (pure, no I/O)
-//! http1.rs     serving an HTTP/1 client connection: head, pipeline, forward, keep-alive
-//! http2.rs     serving HTTP/2 (h2, h2c) with hyper, through the same pipeline and pools
-//! proxy.rs     upstream HTTP/1.1 client: pools, forwarding, timeouts, upgrades
-//! server.rs    listener, TLS, protocol choice, connection limit, graceful drain
-//! reload.rs    SIGHUP and file-change reload of config and keys
-//! admin.rs     /healthz /readyz /metrics on the admin listener
-//! metrics.rs   the Prometheus metrics
-//! logs.rs      log output: buffered standard output, written out every 100 ms and at exit
-//! idle.rs      deadlines for waits on a peer; idle timeout for HTTP/2 connections
-//! tls.rs       rustls server config (listener) and client config (https upstreams)
-//! invariants.rs the contract's invariants as checks (property tests, fuzz targets)
-//! cache.rs     the verified-token cache (bounded, sharded, per key set)
-//! error.rs     the request-level error enum and its single mapping to responses
-//! body.rs      the HTTP/2 body type (streamed from the upstream or gateway-written)
-//! demo.rs      `jwtgate demo`: gateway + echo upstream on loopback
+//! wire/      HTTP/1.1 syntax, no I/O: request and response heads, framing, the chunked coding,
+//!            a connection's request stream (what the differential tests compare with hyper),
+//!            URI path and host normalization
+//! net/       I/O building blocks: deadlines, idle timeouts, pooled buffers, the drain signal
+//! config/    TOML -> validated plain data (every problem at once); reads no other file
+//! ops/       metrics, the access log record, log output (non-blocking, lossy, counted)
+//! auth/      tokens: Bearer source, strict JWT parse, keys, verifier, verified-token cache
+//!            (identity providers and JWKS go here)
+//! policy/    route table and matching, claim requirements (CORS, rate limits, revocation)
+//! pipeline/  decide(RequestView) -> Forward | Respond | Reject: target checks, routing,
+//!            authentication, limits, upgrades, header hygiene; the one rejection mapping;
+//!            the one after-the-upstream path (101 check, lengths, response fields)
+//! upstream/  pools, connect, the HTTP/1.1 exchange, retries, tunnels (HTTP/2 goes here)
+//! runtime/   Config + keys -> Runtime (reusing what a reload did not change), the Gateway
+//!            that holds the current one, reload and file watching on their own thread
+//! http/      front-ends: h1 (own engine), h2 (hyper); each renders decisions in its syntax
+//!            (forward-auth endpoints go here)
+//! server/    listeners, TLS accept, connection cap, drain; the admin listener
 //! ```
+//!
+//! Besides: `main.rs` (CLI, logging, signals), `demo.rs` (`jwtgate demo`), `invariants.rs`
+//! (the contract's invariants as checks for property tests and fuzz targets).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

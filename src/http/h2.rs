@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use super::body::{Body, IncomingBody, UpstreamBody};
 use super::{decide, Outcome};
 use crate::config::ServerConfig;
+use crate::net::Closing;
 use crate::net::{Deadline, IdleIo};
 use crate::ops::access::Record;
 use crate::pipeline::response::{self, Asked, Plan};
 use crate::pipeline::{ClientInfo, FieldSink, LocalResponse, Protocol, Rejection, RequestView};
 use crate::runtime::Gateway;
-use crate::server::Closing;
 use crate::upstream::RequestKind;
 use crate::wire::{self, Framing, Header, ResponseHead};
 

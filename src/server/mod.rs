@@ -6,46 +6,19 @@
 pub mod admin;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::http::h1::{self as http1, Ending};
 use crate::http::h2 as http2;
+use crate::net::Closing;
 use crate::pipeline::ClientInfo;
 use crate::runtime::Gateway;
-
-/// The drain signal connections watch: set once, when the gateway starts draining.
-#[derive(Debug, Default)]
-pub struct Closing {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl Closing {
-    /// True once draining.
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-
-    /// Starts the drain: wakes every connection waiting for a request.
-    pub fn set(&self) {
-        self.set.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Completes when the drain starts (if created before it does; check [`Closing::is_set`]
-    /// after creating it).
-    pub fn notified(&self) -> Notified<'_> {
-        self.notify.notified()
-    }
-}
 
 /// Serves `listener` until `shutdown` completes, then drains. Returns when every connection has
 /// finished or `drain_timeout` (read from the config current at shutdown) has passed.

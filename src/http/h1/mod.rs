@@ -45,6 +45,7 @@ use input::Input;
 use render::ClientFraming;
 
 use super::Outcome;
+use crate::net::Closing;
 use crate::net::{buffers, Deadline, IdleIo};
 use crate::ops::access::Record;
 use crate::pipeline::response::{self, Asked};
@@ -52,7 +53,6 @@ use crate::pipeline::upgrade::Offer;
 use crate::pipeline::{ClientInfo, LocalResponse, Protocol, Rejection, RequestView};
 use crate::policy::Route;
 use crate::runtime::{Gateway, Runtime};
-use crate::server::Closing;
 use crate::upstream::{self as proxy, Answer, ProxyError, RequestKind, ResponseBody, Upload};
 use crate::wire::{self, BodyDecoder, Framing, HeadError, Version};
 
@@ -803,11 +803,14 @@ mod tests {
             let stream = TcpStream::connect(listener.local_addr().unwrap())
                 .await
                 .unwrap();
-            let config = crate::Config::from_toml(
+            let config = crate::config::Config::from_toml(
                 "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"",
             )
             .unwrap();
-            let keys = crate::Keys::from_secrets("a-test-key-that-is-long-enough-0123456789", None);
+            let keys = crate::auth::keys::Keys::from_secrets(
+                "a-test-key-that-is-long-enough-0123456789",
+                None,
+            );
             let gateway = Arc::new(Gateway::new(Runtime::build(config, &keys, None).unwrap()));
             let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
             let task = serve(stream, gateway, client, Arc::default());
