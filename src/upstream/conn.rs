@@ -134,7 +134,8 @@ impl Conn {
         loop {
             if self.pos < self.end {
                 let mut slots = wire::header_slots();
-                match wire::parse_response(&self.buf[self.pos..self.end], &mut slots) {
+                let slots = &mut slots[..wire::MAX_RESPONSE_FIELDS];
+                match wire::parse_response(&self.buf[self.pos..self.end], slots) {
                     Ok(Some(head)) if head.status < 200 && head.status != 101 => {
                         // Interim responses (100 Continue, 103 Early Hints) are not relayed:
                         // the gateway answers `Expect` itself.

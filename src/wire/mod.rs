@@ -37,7 +37,8 @@ pub use request::{
     RequestHead, MAX_EMPTY_LINES,
 };
 pub use response::{
-    parse_response, response_framing, ResponseFraming, ResponseHead, MAX_RESPONSE_HEAD,
+    parse_response, response_framing, ResponseFraming, ResponseHead, MAX_RESPONSE_FIELDS,
+    MAX_RESPONSE_HEAD,
 };
 
 /// Most header fields a head may have (the ceiling of `server.max_headers`).

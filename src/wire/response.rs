@@ -7,6 +7,9 @@ use super::{framing_facts, Framing, Header, Version};
 /// Largest upstream response head the gateway reads (larger: 502).
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// Most header fields an upstream response may have (more: 502), as hyper's client.
+pub const MAX_RESPONSE_FIELDS: usize = 100;
+
 /// A parsed upstream response head, borrowing the buffer it was read into.
 #[derive(Debug)]
 pub struct ResponseHead<'b, 'h> {

@@ -1,12 +1,13 @@
-//! A whole connection's worth of request bytes, read the way the HTTP/1 front-end reads them
-//! (empty lines before a head, [`parse_head`] with the connection's limits, the body by its
-//! framing with [`BodyDecoder`], and no further request after one that closes the connection),
-//! but without I/O: what the differential tests against hyper, the fuzz targets and the
-//! property tests compare.
+//! A whole connection's worth of bytes, read the way the gateway reads them but without I/O:
+//! requests as the HTTP/1 front-end reads them ([`read_requests`]: empty lines before a head,
+//! [`parse_head`] with the connection's limits, the body by its framing with [`BodyDecoder`],
+//! and no further request after one that closes the connection), and an upstream's answer as
+//! the upstream client reads it ([`read_response`]). What the differential tests against hyper,
+//! the fuzz targets and the property tests compare.
 
 use super::{
-    header_slots, parse_head, skip_empty_lines, BodyDecoder, HeadError, HeadLimits, Piece, Version,
-    MAX_EMPTY_LINES,
+    header_slots, parse_head, parse_response, response_framing, skip_empty_lines, BodyDecoder,
+    HeadError, HeadLimits, Piece, Version, MAX_EMPTY_LINES, MAX_RESPONSE_FIELDS,
 };
 
 /// One request as read, everything owned.
@@ -104,4 +105,64 @@ pub fn read_requests(input: &[u8], limits: HeadLimits) -> Reading {
         }
     };
     Reading { messages, end }
+}
+
+/// An upstream's response as read, everything owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status.
+    pub status: u16,
+    /// The version.
+    pub version: Version,
+    /// The header fields, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The decoded body.
+    pub body: Vec<u8>,
+}
+
+/// Reads the answer to one request (a `HEAD` request when `head_request`) from all the bytes an
+/// upstream sent before closing, the way the upstream client reads it: interim responses
+/// skipped, at most [`MAX_RESPONSE_FIELDS`] fields, the framing of [`response_framing`], the body
+/// by [`BodyDecoder`] (a close-delimited one ends with the bytes). A `101` is refused: the
+/// gateway relays one only as the answer to an upgrade it offered (`pipeline::upgrade`).
+pub fn read_response(input: &[u8], head_request: bool) -> Result<Response, &'static str> {
+    let mut at = 0;
+    let mut slots = header_slots();
+    loop {
+        let head = parse_response(&input[at..], &mut slots[..MAX_RESPONSE_FIELDS])?
+            .ok_or("response head cut short")?;
+        if head.status < 200 && head.status != 101 {
+            at += head.len;
+            continue;
+        }
+        if head.status == 101 {
+            return Err("101 to a request that offered no upgrade");
+        }
+        let framing = response_framing(&head, head_request)?;
+        let mut response = Response {
+            status: head.status,
+            version: head.version,
+            headers: head
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+            body: Vec::new(),
+        };
+        at += head.len;
+        let mut body = BodyDecoder::new(framing.framing);
+        loop {
+            match body.decode(&input[at..]).map_err(|e| e.0)? {
+                (used, Piece::Data(r)) => {
+                    response.body.extend_from_slice(&input[at..][r]);
+                    at += used;
+                }
+                (_, Piece::End) => return Ok(response),
+                (_, Piece::More) => {
+                    body.eof().map_err(|_| "response body cut short")?;
+                    return Ok(response);
+                }
+            }
+        }
+    }
 }
