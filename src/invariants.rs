@@ -293,9 +293,9 @@ pub fn check_rewrite(
     }
 }
 
-/// Request framing: whatever the bytes, a head that parses is self-delimiting and its framing
-/// is the one unambiguous reading of its fields: `Transfer-Encoding: chunked` alone (HTTP/1.1,
-/// no `Content-Length`), or at most one all-digit `Content-Length`, or no body.
+/// Request framing: whatever the bytes, a head that `wire` parses is self-delimiting, and its
+/// framing is the one the independent reading of RFC 9112's grammar ([`reference`]) gives it:
+/// `wire` never accepts a head the reference refuses, nor frames it otherwise.
 pub fn check_request_head(input: &[u8]) {
     let mut slots = wire::header_slots();
     let Ok(Some(head)) = wire::parse_request(input, &mut slots[..100]) else {
@@ -307,40 +307,20 @@ pub fn check_request_head(input: &[u8]) {
         .expect("a head parses again on its own")
         .expect("a head is complete on its own");
     assert_eq!(reparsed.len, head.len, "{input:?}");
-    let named = |name: &str| {
-        head.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .collect::<Vec<_>>()
-    };
-    let (te, cl) = (named("transfer-encoding"), named("content-length"));
-    match head.framing {
-        Framing::Chunked => {
-            assert!(
-                cl.is_empty() && head.version == wire::Version::Http11,
-                "{input:?}"
-            );
-            let codings: Vec<&[u8]> = te.iter().flat_map(|h| wire::tokens(h.value)).collect();
-            assert_eq!(codings.len(), 1, "{input:?}");
-            assert!(codings[0].eq_ignore_ascii_case(b"chunked"), "{input:?}");
-        }
-        Framing::Length(n) => {
-            assert!(te.is_empty() && cl.len() == 1, "{input:?}");
-            assert_eq!(wire::parse_length(cl[0].value), Some(n), "{input:?}");
-        }
-        Framing::Empty => {
-            assert!(te.is_empty() && cl.len() <= 1, "{input:?}");
-            assert!(
-                cl.iter().all(|h| wire::parse_length(h.value) == Some(0)),
-                "{input:?}"
-            );
-        }
+    let want = reference::request_framing(&input[..head.len])
+        .unwrap_or_else(|| panic!("wire accepted a head the reference refuses: {input:?}"));
+    let got = match head.framing {
+        Framing::Empty => reference::Framing::Empty,
+        Framing::Length(n) => reference::Framing::Length(n),
+        Framing::Chunked => reference::Framing::Chunked,
         Framing::UntilClose => panic!("a request read until close: {input:?}"),
-    }
+    };
+    assert_eq!(got, want, "{input:?}");
 }
 
 /// The chunked decoder: fed the same bytes in two pieces split anywhere, it decodes the same
-/// body, stops at the same byte and fails the same way; a body it decoded, framed anew by the
+/// body, stops at the same byte and fails the same way; what it decodes, the independent
+/// reference ([`reference::dechunk`]) decodes the same; a body it decoded, framed anew by the
 /// gateway, decodes to the same bytes.
 pub fn check_chunked(input: &[u8], split: usize) {
     let whole = dechunk(&[input]);
@@ -349,6 +329,11 @@ pub fn check_chunked(input: &[u8], split: usize) {
     assert_eq!(whole, pieces, "{input:?} split at {split}");
     if let Ok((body, used)) = whole {
         assert!(used <= input.len());
+        assert_eq!(
+            reference::dechunk(input),
+            Some((body.clone(), used)),
+            "wire decoded what the reference reads otherwise: {input:?}"
+        );
         let mut framed = Vec::new();
         for piece in body.chunks(7) {
             wire::push_chunk(&mut framed, piece);
@@ -378,4 +363,181 @@ fn dechunk(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), Option<wire::ChunkError
         used += piece.len();
     }
     Err(None)
+}
+
+/// Independent readings of HTTP/1.1 framing, written from RFC 9112's grammar and the limits
+/// the README documents, sharing no code with `wire`: what the checks hold `wire` to.
+pub mod reference {
+    /// How a request body is delimited.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Framing {
+        /// No body.
+        Empty,
+        /// This many bytes.
+        Length(u64),
+        /// Chunked.
+        Chunked,
+    }
+
+    fn tchar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+
+    fn field_value_byte(b: u8) -> bool {
+        b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
+    }
+
+    fn trim(mut v: &[u8]) -> &[u8] {
+        while let [b' ' | b'\t', rest @ ..] = v {
+            v = rest;
+        }
+        while let [rest @ .., b' ' | b'\t'] = v {
+            v = rest;
+        }
+        v
+    }
+
+    /// The framing of a whole request head (request line to empty line) by the rules the README
+    /// states: one `Transfer-Encoding` field that is exactly `chunked` (HTTP/1.1 only, never
+    /// with `Content-Length`), or one `Content-Length` of 1 to 19 digits, or no body. `None`:
+    /// refused (including any field line that is not `token ":" value`).
+    pub fn request_framing(head: &[u8]) -> Option<Framing> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for (i, &b) in head.iter().enumerate() {
+            if b == b'\n' {
+                let line = &head[start..i];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.contains(&b'\r') {
+                    return None;
+                }
+                lines.push(line);
+                start = i + 1;
+            }
+        }
+        if start != head.len() {
+            return None;
+        }
+        let (request_line, rest) = lines.split_first()?;
+        let http10 = if request_line.ends_with(b" HTTP/1.0") {
+            true
+        } else if request_line.ends_with(b" HTTP/1.1") {
+            false
+        } else {
+            return None;
+        };
+        let (empty, fields) = rest.split_last()?;
+        if !empty.is_empty() {
+            return None;
+        }
+        let (mut te, mut cl) = (Vec::new(), Vec::new());
+        for line in fields {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if name.is_empty() || !name.iter().all(|&b| tchar(b)) {
+                return None;
+            }
+            if !value.iter().all(|&b| field_value_byte(b)) {
+                return None;
+            }
+            let value = trim(value);
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                te.push(value);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                cl.push(value);
+            }
+        }
+        match (te.as_slice(), cl.as_slice()) {
+            ([], []) => Some(Framing::Empty),
+            ([te], []) if !http10 && te.eq_ignore_ascii_case(b"chunked") => Some(Framing::Chunked),
+            ([], [cl]) if (1..=19).contains(&cl.len()) && cl.iter().all(u8::is_ascii_digit) => {
+                let n = std::str::from_utf8(cl).ok()?.parse::<u64>().ok()?;
+                Some(if n == 0 {
+                    Framing::Empty
+                } else {
+                    Framing::Length(n)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A chunked body (RFC 9112 §7.1) at the start of `input`: the body and the bytes it takes,
+    /// or `None` (malformed, over the documented limits, or incomplete). Sizes are 1 to 16 hex
+    /// digits, then spaces or tabs; extensions are at most 4096 bytes in all and hold no control
+    /// byte but tab; every line ends in CRLF; trailers are `token ":" value` lines, at most 64
+    /// and 16 KiB.
+    pub fn dechunk(input: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut at = 0;
+        let mut body = Vec::new();
+        let mut extensions = 0;
+        let byte = |at: usize| input.get(at).copied();
+        loop {
+            let digits = input[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if digits == 0 || digits > 16 {
+                return None;
+            }
+            let size =
+                u64::from_str_radix(std::str::from_utf8(&input[at..at + digits]).ok()?, 16).ok()?;
+            at += digits;
+            while matches!(byte(at), Some(b' ' | b'\t')) {
+                at += 1;
+            }
+            if byte(at) == Some(b';') {
+                at += 1;
+                while byte(at)? != b'\r' {
+                    let b = byte(at)?;
+                    if !(b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80) {
+                        return None;
+                    }
+                    extensions += 1;
+                    at += 1;
+                }
+                if extensions > 4096 {
+                    return None;
+                }
+            }
+            if input.get(at..at + 2)? != b"\r\n" {
+                return None;
+            }
+            at += 2;
+            if size == 0 {
+                break;
+            }
+            let end = at.checked_add(usize::try_from(size).ok()?)?;
+            body.extend_from_slice(input.get(at..end)?);
+            at = end;
+            if input.get(at..at + 2)? != b"\r\n" {
+                return None;
+            }
+            at += 2;
+        }
+        let (mut fields, mut bytes) = (0, 0);
+        loop {
+            if input.get(at..at + 2)? == b"\r\n" {
+                return Some((body, at + 2));
+            }
+            let line_end = at + input[at..].iter().position(|&b| b == b'\r')?;
+            let line = &input[at..line_end];
+            let colon = line.iter().position(|&b| b == b':')?;
+            if colon == 0
+                || !line[..colon].iter().all(|&b| tchar(b))
+                || !line[colon + 1..].iter().all(|&b| field_value_byte(b))
+            {
+                return None;
+            }
+            if byte(line_end + 1)? != b'\n' {
+                return None;
+            }
+            fields += 1;
+            bytes += line.len() + 2;
+            if fields > 64 || bytes > 16 * 1024 {
+                return None;
+            }
+            at = line_end + 2;
+        }
+    }
 }

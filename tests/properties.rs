@@ -174,6 +174,10 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
         Just("Transfer-Encoding: chunked, identity".to_owned()),
         Just("Transfer-Encoding: gzip, chunked".to_owned()),
         Just("Transfer-Encoding:".to_owned()),
+        Just("Transfer-Encoding: chunked,".to_owned()),
+        Just("Transfer-Encoding: , chunked".to_owned()),
+        Just("Transfer-Encoding:  chunked\t".to_owned()),
+        Just("Transfer-Encoding: chunked\r\nTransfer-Encoding: ".to_owned()),
         Just("Transfer_Encoding: chunked".to_owned()),
         Just("Connection: close".to_owned()),
         Just("Expect: 100-continue".to_owned()),
@@ -233,5 +237,40 @@ proptest! {
     #[test]
     fn chunked_decoding_does_not_depend_on_how_bytes_arrive(input in chunked_strategy(), split in 0usize..200) {
         invariants::check_chunked(&input, split);
+    }
+}
+
+/// A request built from pieces that stress framing: a head from [`head_strategy`], a body that
+/// may or may not fit it, and a second request after it.
+fn message_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (head_strategy(), chunked_strategy(), any::<bool>()).prop_map(|(head, body, second)| {
+        let mut m = head;
+        m.extend_from_slice(&body);
+        if second {
+            m.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        }
+        m
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// The differential oracle (hyper's server on the same bytes) on generated messages: jwtgate
+    /// refuses, or reads what hyper reads.
+    #[test]
+    fn generated_messages_are_read_as_hyper_reads_them_or_refused(input in message_strategy()) {
+        if let Err(e) = jwtgate::differential::compare_requests(&input) {
+            panic!("{e}\ninput: {:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_are_read_as_hyper_reads_them_or_refused(input in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let mut m = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        m.extend_from_slice(&input);
+        if let Err(e) = jwtgate::differential::compare_requests(&m) {
+            panic!("{e}\ninput: {:?}", String::from_utf8_lossy(&m));
+        }
     }
 }
