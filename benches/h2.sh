@@ -11,6 +11,8 @@ BENCH=$(cd "${BENCH_DIR:-../shared/bench}" && pwd)
 N=${N:-200000} C=${C:-32} M=${M:-10}
 PYTHON=${PYTHON:-python3}
 cargo build --release --locked --bin jwtgate >/dev/null 2>&1
+# Wherever cargo puts it (CARGO_TARGET_DIR, a config's build.target-dir).
+BIN="$(cargo metadata --format-version 1 --no-deps | ${PYTHON:-python3} -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/jwtgate"
 run=$(mktemp -d)
 mkdir -p "$run/tmp"
 pids=()
@@ -26,7 +28,7 @@ sed 's|^    bind .*|    bind 127.0.0.1:9012 proto h2|' "$BENCH/conf/haproxy-jwt.
 PROXY_THREADS=1 taskset -c 0 haproxy -db -f "$run/haproxy-h2.cfg" &
 pids+=($!)
 LISTEN_ADDR=127.0.0.1:9014 UPSTREAM_URL=http://127.0.0.1:9001 TOKIO_WORKER_THREADS=1 \
-    taskset -c 0 "$BENCH/jwtgate.sh" "$PWD/target/release/jwtgate" &
+    taskset -c 0 "$BENCH/jwtgate.sh" "$BIN" &
 pids+=($!)
 sleep 2
 TOKEN=$("$PYTHON" "$BENCH/mint.py")

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 N=${N:-10000}
 PYTHON=${PYTHON:-python3}
 cargo build --release --locked --bin jwtgate >/dev/null 2>&1
+# Wherever cargo puts it (CARGO_TARGET_DIR, a config's build.target-dir).
+BIN="$(cargo metadata --format-version 1 --no-deps | ${PYTHON:-python3} -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/jwtgate"
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -42,7 +44,7 @@ path = "/"
 upstream = "http://127.0.0.1:19081"
 auth = "public"
 TOML
-JWT_SECRET_KEY=$(target/release/jwtgate secret) RUST_LOG=warn target/release/jwtgate --config "$tmp/jwtgate.toml" &
+JWT_SECRET_KEY=$("$BIN" secret) RUST_LOG=warn "$BIN" --config "$tmp/jwtgate.toml" &
 gw=$!
 pids+=($gw)
 sleep 1

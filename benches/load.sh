@@ -10,5 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=$(cd "${BENCH_DIR:-../shared/bench}" && pwd)
 cargo build --release --locked --bin jwtgate
+# Wherever cargo puts it (CARGO_TARGET_DIR, a config's build.target-dir).
+BIN="$(cargo metadata --format-version 1 --no-deps | ${PYTHON:-python3} -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/jwtgate"
 export ROUNDS=${ROUNDS:-5}
-GATEWAY_CMD="$BENCH/jwtgate.sh $PWD/target/release/jwtgate" "$BENCH/run.sh"
+GATEWAY_CMD="$BENCH/jwtgate.sh $BIN" "$BENCH/run.sh"

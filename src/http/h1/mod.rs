@@ -280,24 +280,13 @@ impl<T: Transport> Connection<T> {
                     };
                     self.forward(&rt, request).await
                 }
-                local => {
-                    let local = match local {
-                        Outcome::Refuse(e) => {
-                            self.gateway.count_refusal(&e, &mut record);
-                            e.response()
-                        }
-                        Outcome::Answer(local) => local,
-                        Outcome::Forward { .. } => unreachable!("matched above"),
-                    };
-                    let close = framing != Framing::Empty || !keep_alive;
-                    Box::pin(self.respond(&local, record, close, kind.head)).await;
-                    match (framing, close) {
-                        // A refused request's unread body must never be parsed as the next
-                        // request.
-                        (Framing::Empty, false) => Next::KeepAlive,
-                        (Framing::Empty, true) => Next::Close,
-                        _ => Next::Linger,
-                    }
+                Outcome::Refuse(e) => {
+                    self.gateway.count_refusal(&e, &mut record);
+                    Box::pin(self.answer_here(&e.response(), record, framing, keep_alive, kind))
+                        .await
+                }
+                Outcome::Answer(local) => {
+                    Box::pin(self.answer_here(&local, record, framing, keep_alive, kind)).await
                 }
             };
             match next {
@@ -419,6 +408,25 @@ impl<T: Transport> Connection<T> {
         let written = write_all(&mut self.io, &out, &mut self.client_deadline, idle).await;
         buffers::give_out(out);
         record.log(body as u64, written.is_ok());
+    }
+
+    /// Answers a request the gateway does not forward, and says what becomes of the connection:
+    /// a request's unread body must never be parsed as the next request.
+    async fn answer_here(
+        &mut self,
+        local: &LocalResponse,
+        record: Record,
+        framing: Framing,
+        keep_alive: bool,
+        kind: RequestKind,
+    ) -> Next {
+        let close = framing != Framing::Empty || !keep_alive;
+        self.respond(local, record, close, kind.head).await;
+        match (framing, close) {
+            (Framing::Empty, false) => Next::KeepAlive,
+            (Framing::Empty, true) => Next::Close,
+            _ => Next::Linger,
+        }
     }
 
     /// Closes the write side (a TLS close_notify), giving up on a peer that does not read.
