@@ -155,14 +155,21 @@ pub fn compare_requests_with(
                     failed.unwrap_or_default()
                 ))
             }
-            // hyper stopped reading without an error (it closed after an upgrade request or
-            // CONNECT): whatever jwtgate reads after that, no server behind it reads.
-            None => {
+            // hyper stopped reading without an error: after a CONNECT or an upgrade request it
+            // hands the connection over and reads no more requests, whatever jwtgate reads after
+            // that. Anywhere else the two split the bytes differently.
+            None if i > 0 && hands_over(&theirs[i - 1]) => {
                 return Ok(Verdict::Stricter {
                     agreed: i,
-                    why: "hyper stopped reading".into(),
+                    why: "hyper stopped reading after an upgrade request".into(),
                     hyper_accepted: false,
                 })
+            }
+            None => {
+                return Err(format!(
+                    "message {i}: jwtgate read {} {}, hyper stopped reading before it",
+                    m.method, m.target
+                ))
             }
         }
     }
@@ -178,13 +185,31 @@ pub fn compare_requests_with(
             why: "incomplete".to_owned(),
             hyper_accepted: theirs.len() > agreed,
         }),
-        End::Closed | End::Clean if theirs.len() > agreed => Ok(Verdict::Stricter {
+        // jwtgate closes the connection after this message (it read keep-alive otherwise).
+        End::Closed if theirs.len() > agreed => Ok(Verdict::Stricter {
             agreed,
             why: "closes the connection".to_owned(),
             hyper_accepted: true,
         }),
+        // jwtgate used every byte for these messages, and hyper found another request in them:
+        // the two split the bytes differently (the request-smuggling signature).
+        End::Clean if theirs.len() > agreed => Err(format!(
+            "jwtgate read {agreed} messages from all the bytes, hyper read {}",
+            theirs.len()
+        )),
         End::Closed | End::Clean => Ok(Verdict::Same(agreed)),
     }
+}
+
+/// After this request hyper's server reads no more (it waits for the service to take the
+/// connection over).
+fn hands_over(read: &Read) -> bool {
+    read.method == "CONNECT"
+        || (read.version == Version::Http11
+            && read
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("upgrade")))
 }
 
 fn same_request(ours: &Message, theirs: &Read) -> Result<(), String> {

@@ -121,8 +121,8 @@ fn responses_jwtgate_refuses_or_reads_as_hyper_does() {
     tally.report("responses");
 }
 
-/// The oracle can fail: a reader that takes `Transfer-Encoding: chunked, ` for chunked (as
-/// jwtgate once did) or ignores chunk-size garbage is caught on these inputs.
+/// The oracle can fail: a reader that takes `Transfer-Encoding: chunked,` for chunked (as jwtgate
+/// once did), or one that reads fewer requests from the same bytes, is caught.
 #[test]
 fn the_oracle_catches_a_lenient_reader() {
     let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n";
@@ -133,5 +133,17 @@ fn the_oracle_catches_a_lenient_reader() {
         r
     };
     assert!(compare_requests_with(input, lenient).is_err());
+    assert!(compare_requests(input).is_ok());
+    // A reader that takes a pipelined request for part of the one before (the smuggling
+    // signature: all bytes used, fewer requests than hyper found).
+    let input =
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    let swallowing = |input: &[u8]| -> Reading {
+        let mut r = read_requests(input, jwtgate::differential::LIMITS);
+        r.messages.truncate(1);
+        r.end = End::Clean;
+        r
+    };
+    assert!(compare_requests_with(input, swallowing).is_err());
     assert!(compare_requests(input).is_ok());
 }

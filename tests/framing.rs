@@ -520,11 +520,46 @@ async fn a_head_split_anywhere_is_read_and_empty_lines_are_bounded() {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     assert_eq!(statuses(&out), vec![200], "{out}");
-    // A flood of empty lines is not a request.
+    // A flood of empty lines is not a request, whether it comes alone or after a request in
+    // the same write (8 are tolerated).
     let out = raw(gw.addr, "\r\n".repeat(100).as_bytes()).await;
     assert_eq!(statuses(&out), vec![400], "{out}");
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    let out = raw(
+        gw.addr,
+        format!(
+            "{}{}{}",
+            get("/public/z"),
+            "\r\n".repeat(20),
+            get("/public/flooded")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200, 400], "{out}");
+    let out = raw(
+        gw.addr,
+        format!(
+            "{}{}{}",
+            get("/public/w"),
+            "\r\n".repeat(8),
+            get("/public/eight")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![200, 200], "{out}");
     let uris: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
-    assert_eq!(uris, vec!["/public/y", "/public/x"]);
+    assert_eq!(
+        uris,
+        vec![
+            "/public/y",
+            "/public/x",
+            "/public/z",
+            "/public/w",
+            "/public/eight"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -254,6 +254,18 @@ async fn connect_is_refused() {
     )
     .await;
     assert_eq!(statuses(&out), vec![405], "{out}");
+    // TRACE would echo the request, credentials included, back to the client.
+    let t = token("alice");
+    let out = raw(
+        gw.addr,
+        format!("TRACE / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&out), vec![405], "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("allow: get, head"),
+        "{out}"
+    );
     assert_eq!(up.count(), 0);
 }
 
@@ -273,6 +285,9 @@ async fn options_asterisk_is_answered_by_the_gateway() {
         "{out}"
     );
     assert!(out.contains("content-length: 0\r\n"), "{out}");
+    // An HTTP/1.1 request needs a Host, this one too.
+    let out = raw(gw.addr, b"OPTIONS * HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(statuses(&out), vec![400], "{out}");
     assert_eq!(up.count(), 0);
 }
 

@@ -169,6 +169,17 @@ async fn a_route_tunnels_only_the_upgrades_it_allows() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(last().contains("upgrade: foo/2\r\n"), "{}", last());
 
+    // A request with a body is never upgraded: a tunnel would open before the body was sent.
+    let (_, head) = send(
+        &gw,
+        "/ws",
+        "websocket",
+        &format!("{KEY_HEADER}Content-Length: 5\r\n\r\nhello"),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!last().contains("upgrade"), "{}", last());
+
     // h2c is never offered, whatever the route.
     let (_, head) = send(
         &gw,

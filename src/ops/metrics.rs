@@ -69,6 +69,28 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// How many of those the counter has been told about.
     log_lines_reported: AtomicU64,
+    /// Tells this instance's handles apart in the per-thread cache.
+    id: u64,
+}
+
+/// Handles of the per-request metrics each thread found before, so that counting a request is a
+/// short scan instead of hashing its labels into a family (a family hands out handles to the
+/// same counter every time).
+struct Handles {
+    counters: Vec<(u64, Arc<str>, u16, Counter)>,
+    histograms: Vec<(u64, Arc<str>, Histogram)>,
+}
+
+/// Most handles of each kind a thread keeps (routes times statuses seen); beyond, the family.
+const HANDLES: usize = 64;
+
+thread_local! {
+    static CACHED: std::cell::RefCell<Handles> = const {
+        std::cell::RefCell::new(Handles {
+            counters: Vec::new(),
+            histograms: Vec::new(),
+        })
+    };
 }
 
 impl Default for Metrics {
@@ -143,7 +165,70 @@ impl Metrics {
             ready,
             log_lines_dropped,
             log_lines_reported: AtomicU64::new(0),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
+    }
+
+    /// Counts a request answered with `status` on `route`.
+    pub fn count_request(&self, route: &Arc<str>, status: u16) {
+        let id = self.id;
+        let hit = CACHED.with(|c| {
+            let c = c.borrow();
+            c.counters
+                .iter()
+                .find(|(i, r, s, _)| *i == id && *s == status && Arc::ptr_eq(r, route))
+                .map(|(.., counter)| counter.inc())
+                .is_some()
+        });
+        if hit {
+            return;
+        }
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.counters.len() < HANDLES {
+                c.counters.push((id, route.clone(), status, counter));
+            }
+        });
+    }
+
+    /// Observes an upstream's time to its response head on `route`.
+    pub fn observe_upstream(&self, route: &Arc<str>, seconds: f64) {
+        let id = self.id;
+        let hit = CACHED.with(|c| {
+            let c = c.borrow();
+            c.histograms
+                .iter()
+                .find(|(i, r, _)| *i == id && Arc::ptr_eq(r, route))
+                .map(|(.., h)| h.observe(seconds))
+                .is_some()
+        });
+        if hit {
+            return;
+        }
+        let histogram = self
+            .upstream_seconds
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .clone();
+        histogram.observe(seconds);
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.histograms.len() < HANDLES {
+                c.histograms.push((id, route.clone(), histogram));
+            }
+        });
     }
 
     /// The Prometheus text exposition of every metric.

@@ -167,10 +167,13 @@ impl Pipeline {
                 return Err(Rejection::PayloadTooLarge);
             }
         }
-        // Only HTTP/1.1 switches protocols (HTTP/2 has no Upgrade; RFC 9113 §8.6).
-        let (upgrade_value, offer) = match req.protocol {
-            Protocol::Http11 => upgrade::negotiate(req.headers, &route.upgrades).unzip(),
-            Protocol::Http10 | Protocol::Http2 => (None, None),
+        // Only HTTP/1.1 switches protocols (HTTP/2 has no Upgrade; RFC 9113 §8.6), and only a
+        // request without a body: a tunnel would open before the body was sent.
+        let (upgrade_value, offer) = match (req.protocol, req.body) {
+            (Protocol::Http11, Framing::Empty) => {
+                upgrade::negotiate(req.headers, &route.upgrades).unzip()
+            }
+            _ => (None, None),
         };
         Ok(Some(Forward {
             route,

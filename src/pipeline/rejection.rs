@@ -14,7 +14,7 @@ pub enum Rejection {
     BadRequest(&'static str),
     /// The request head is over `server.max_header_bytes` or `server.max_headers`.
     HeadersTooLarge,
-    /// A method the gateway does not proxy (`CONNECT`).
+    /// A method the gateway does not proxy (`CONNECT`, `TRACE`).
     MethodNotAllowed,
     /// No route matches.
     NoRoute,
@@ -43,7 +43,8 @@ pub struct LocalResponse {
     pub body: Cow<'static, [u8]>,
 }
 
-/// The methods the gateway proxies (`Allow` of a 405, and of the answer to `OPTIONS *`).
+/// The standard methods the gateway proxies (`Allow` of a 405, and of the answer to `OPTIONS *`;
+/// extension methods such as WebDAV's pass too, `CONNECT` and `TRACE` never).
 pub const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 impl Rejection {

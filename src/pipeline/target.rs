@@ -26,7 +26,9 @@ pub fn target<'a>(
     req: &RequestView<'a>,
     has_host_routes: bool,
 ) -> Result<Option<Target<'a>>, Rejection> {
-    if req.method == "CONNECT" {
+    // CONNECT asks for a tunnel to anywhere; TRACE echoes the request (and so the credentials
+    // in it) back to the client (cross-site tracing). nginx refuses both too.
+    if matches!(req.method, "CONNECT" | "TRACE") {
         return Err(Rejection::MethodNotAllowed);
     }
     let mut hosts = req
@@ -41,6 +43,9 @@ pub fn target<'a>(
         return Err(Rejection::BadRequest("invalid Host header"));
     }
     if req.target == "*" {
+        if host_field.is_none() && req.protocol == Protocol::Http11 {
+            return Err(Rejection::BadRequest("missing Host header"));
+        }
         return Ok(None);
     }
     let (authority, path_and_query) = split_target(req)?;

@@ -5,7 +5,8 @@
 //!   The protocols it names that the route allows (`upgrades`, default `["websocket"]`) are
 //!   offered to the upstream; the others are not. With none left the request is forwarded as a
 //!   plain request, without `Upgrade` (a hop-by-hop field). `h2c` is never offered (h2c
-//!   smuggling): a request naming it is forwarded plain.
+//!   smuggling): a request naming it is forwarded plain. Neither is anything for a request with
+//!   a body (the pipeline offers nothing then): a tunnel would open before the body was sent.
 //! * A `101` opens a tunnel only when its `Upgrade` names one protocol that was offered and, for
 //!   WebSocket, its `Sec-WebSocket-Accept` is the one the client's `Sec-WebSocket-Key` calls
 //!   for. Any other `101` is a 502: a tunnel the gateway did not agree to would carry bytes it

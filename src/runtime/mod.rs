@@ -25,7 +25,7 @@ use crate::auth::keys::Keys;
 use crate::auth::{self, Verifier};
 use crate::config::{Config, Problem};
 use crate::ops::access::Record;
-use crate::ops::metrics::{Metrics, ReasonLabels, RequestLabels, RouteLabels};
+use crate::ops::metrics::{Metrics, ReasonLabels};
 use crate::pipeline::{HeaderPolicy, Pipeline, Rejection};
 use crate::policy::{Route, RouteTable};
 use crate::upstream::{Origin, Timeouts, UpstreamTls, Upstreams};
@@ -293,19 +293,9 @@ impl Gateway {
     pub fn count(&self, record: &Record, status: u16) {
         if let Some(upstream) = record.upstream {
             self.metrics
-                .upstream_seconds
-                .get_or_create(&RouteLabels {
-                    route: record.route.clone(),
-                })
-                .observe(upstream.as_secs_f64());
+                .observe_upstream(&record.route, upstream.as_secs_f64());
         }
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: record.route.clone(),
-                status,
-            })
-            .inc();
+        self.metrics.count_request(&record.route, status);
     }
 
     /// Counts a refusal by authentication or authorization, by reason.

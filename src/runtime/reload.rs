@@ -172,17 +172,18 @@ pub struct Watcher {
 impl Watcher {
     /// Asks the reload thread to reload now (SIGHUP).
     pub fn reload(&self) {
-        let _ = self.tx.send(Command::Reload);
+        if self.tx.send(Command::Reload).is_err() {
+            error!("the reload thread is gone: reloads are off until a restart");
+        }
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        // Not joined: a reload stuck on a hung file read (a network mount) must not hold the
+        // process's exit. The thread ends after the reload under way, if any.
         let _ = self.tx.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
-            // It finishes the reload under way, if any.
-            let _ = thread.join();
-        }
+        drop(self.thread.take());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The client's request body, decoded from its framing, as a [`BodySource`] the upstream
-//! exchange reads: it answers `Expect: 100-continue` when the upstream first wants body bytes,
+//! exchange reads: it answers `Expect: 100-continue` when the exchange first asks for body
+//! bytes (the request passed every check and an upstream connection is ready),
 //! counts the route's body limit, and once the body is sent watches for the client going away.
 
 use std::pin::Pin;
@@ -59,10 +60,23 @@ impl<T: Transport> ClientBody<'_, T> {
     }
 }
 
+impl<T> ClientBody<'_, T> {
+    /// The upstream answered: no `100 Continue` may follow the final response. Returns what is
+    /// left to write of one already begun (it goes out before the response).
+    pub(super) fn end_continue(&mut self) -> &'static [u8] {
+        match self.continue_at.take() {
+            Some(at) if at > 0 => &CONTINUE[at..],
+            _ => &[],
+        }
+    }
+}
+
 impl<T: Transport> BodySource for ClientBody<'_, T> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
         if let Some(at) = self.continue_at {
-            if self.input.is_empty() {
+            // Once begun, a `100 Continue` is finished before anything else; it is not begun when
+            // the client sends its body anyway.
+            if at > 0 || self.input.is_empty() {
                 let mut at = at;
                 while at < CONTINUE.len() {
                     match Pin::new(&mut *self.io).poll_write(cx, &CONTINUE[at..]) {

@@ -317,6 +317,9 @@ impl<T: Transport> Connection<T> {
         // Empty lines left after the last request (an old client's CRLF after a body) do not
         // start a head.
         let mut blank = self.input.skip_empty_lines();
+        if blank > wire::MAX_EMPTY_LINES {
+            return Wait::Blank;
+        }
         if self.input.is_empty() {
             self.input.release();
         }
@@ -504,6 +507,8 @@ impl<T: Transport> Connection<T> {
             )
             .await;
         let body_read = source.is_done();
+        // No `100 Continue` after the final response; the rest of one begun goes out first.
+        let continue_rest = source.end_continue();
         source.deadline.disarm();
         // The upstream's deadline is done with; the client's writes get their own.
         self.upstream_deadline.disarm();
@@ -517,10 +522,18 @@ impl<T: Transport> Connection<T> {
             Ok(a) => a,
             Err(e) => {
                 buffers::give_out(reply);
+                let idle = server.idle_timeout;
+                if write_all(&mut self.io, continue_rest, &mut self.client_deadline, idle)
+                    .await
+                    .is_err()
+                {
+                    return Next::Close;
+                }
                 let reusable = keep_alive && body_read;
                 return Box::pin(self.forward_failed(e, record, route, kind, reusable)).await;
             }
         };
+        reply.splice(0..0, continue_rest.iter().copied());
         record.upstream = Some(sent.elapsed());
         let reusable = proxy::reusable(&upstream_framing, upload.is_some());
         record.status = status;
