@@ -33,6 +33,9 @@ upstream = "{upstream}"
 upgrades = ["foo"]
 "#;
 
+/// How a scripted upstream answers a request head.
+type Answer = fn(&str) -> String;
+
 const KEY_HEADER: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
 /// An upstream that answers each request head with what `answer` makes of it, records the head
@@ -194,7 +197,7 @@ async fn a_route_tunnels_only_the_upgrades_it_allows() {
 
 #[tokio::test]
 async fn a_101_that_does_not_answer_the_offer_is_a_502_and_never_a_tunnel() {
-    let cases: [(fn(&str) -> String, &str, &str); 5] = [
+    let cases: [(Answer, &str, &str); 5] = [
         (
             |_| {
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".to_owned()
