@@ -24,9 +24,8 @@ fn corpus(file: &str) -> Vec<(String, Vec<u8>, bool)> {
     if let Ok(extra) = std::env::var("JWTGATE_EXTRA_CORPUS") {
         let extra = read_corpus(&std::path::Path::new(&extra).join(file));
         eprintln!(
-            "{file}: {} more inputs from {extra_dir}",
-            extra.len(),
-            extra_dir = "JWTGATE_EXTRA_CORPUS"
+            "{file}: {} more inputs from JWTGATE_EXTRA_CORPUS",
+            extra.len()
         );
         entries.extend(extra);
     }
