@@ -233,18 +233,26 @@ fn same_request(ours: &Message, theirs: &Read) -> Result<(), String> {
             ours.version, theirs.version
         ));
     }
-    if canonical(&ours.headers) != canonical(&theirs.headers) {
+    same_fields_and_body((&ours.headers, &ours.body), (&theirs.headers, &theirs.body))
+}
+
+/// The header fields (as both sides mean them) and the body bytes are the same.
+fn same_fields_and_body(
+    (ours, our_body): (&[(String, Vec<u8>)], &[u8]),
+    (theirs, their_body): (&[(String, Vec<u8>)], &[u8]),
+) -> Result<(), String> {
+    if canonical(ours) != canonical(theirs) {
         return Err(format!(
             "header fields {:?} vs hyper's {:?}",
-            canonical(&ours.headers),
-            canonical(&theirs.headers)
+            canonical(ours),
+            canonical(theirs)
         ));
     }
-    if ours.body != theirs.body {
+    if our_body != their_body {
         return Err(format!(
             "body {:?} vs hyper's {:?}",
-            String::from_utf8_lossy(&ours.body),
-            String::from_utf8_lossy(&theirs.body)
+            String::from_utf8_lossy(our_body),
+            String::from_utf8_lossy(their_body)
         ));
     }
     Ok(())
@@ -317,20 +325,7 @@ pub fn compare_response(input: &[u8], head_request: bool) -> Result<Verdict, Str
                     ours.status, theirs.status
                 ));
             }
-            if canonical(&ours.headers) != canonical(&theirs.headers) {
-                return Err(format!(
-                    "header fields {:?} vs hyper's {:?}",
-                    canonical(&ours.headers),
-                    canonical(&theirs.headers)
-                ));
-            }
-            if ours.body != theirs.body {
-                return Err(format!(
-                    "body {:?} vs hyper's {:?}",
-                    String::from_utf8_lossy(&ours.body),
-                    String::from_utf8_lossy(&theirs.body)
-                ));
-            }
+            same_fields_and_body((&ours.headers, &ours.body), (&theirs.headers, &theirs.body))?;
             Ok(Verdict::Same(1))
         }
         (Ok(ours), Err(e)) => Err(format!(

@@ -130,19 +130,8 @@ async fn ws_handshake(gw: &Gateway, extra: &str) -> (TcpStream, String) {
         "GET /__ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        if n == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
+    let head = read_head(&mut s).await;
+    (s, head)
 }
 
 #[tokio::test]

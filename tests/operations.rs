@@ -280,15 +280,42 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn reloads_keep_the_pooled_connections_of_an_unchanged_upstream() {
-    let up = Upstream::start().await;
-    let mut vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
+/// A gateway whose keys come from a Secret-style volume (current A, previous the old key) and
+/// whose config is a file, with a reloader for both.
+struct Reloadable {
+    gw: Gateway,
+    vol: Volume,
+    _cfg_dir: tempfile::TempDir,
+    cfg_path: std::path::PathBuf,
+    reloader: Arc<Reloader>,
+}
+
+async fn reloadable(up: &Upstream) -> Reloadable {
+    let vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg_path = cfg_dir.path().join("jwtgate.toml");
     std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
     let gw = Gateway::start_with_keys(CONFIG, &up.url(), Keys_from(&vol)).await;
-    let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    let reloader = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    Reloadable {
+        gw,
+        vol,
+        _cfg_dir: cfg_dir,
+        cfg_path,
+        reloader,
+    }
+}
+
+#[tokio::test]
+async fn reloads_keep_the_pooled_connections_of_an_unchanged_upstream() {
+    let up = Upstream::start().await;
+    let Reloadable {
+        gw,
+        mut vol,
+        _cfg_dir,
+        cfg_path,
+        reloader: r,
+    } = reloadable(&up).await;
     let t = token("alice");
     let ok = |got: Got| assert_eq!(got.status, 200, "{}", got.body);
     ok(get(&gw, "/a", &[("authorization", &bearer(&t))]).await);
@@ -327,12 +354,13 @@ async fn reloads_keep_the_pooled_connections_of_an_unchanged_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     let up = Upstream::start().await;
-    let mut vol = Volume::new(&[("key", KEY), ("previous", OLD_KEY)]);
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg_path = cfg_dir.path().join("jwtgate.toml");
-    std::fs::write(&cfg_path, CONFIG.replace("{upstream}", &up.url())).unwrap();
-    let gw = Gateway::start_with_keys(CONFIG, &up.url(), Keys_from(&vol)).await;
-    let r = reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"));
+    let Reloadable {
+        gw,
+        mut vol,
+        _cfg_dir,
+        cfg_path: _,
+        reloader: r,
+    } = reloadable(&up).await;
     let watcher = r.clone().watch(Duration::from_millis(100));
     let a = admin(&gw).await;
 

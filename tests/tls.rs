@@ -166,7 +166,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     let der_b = CertificateDer::from_pem_slice(cert_b.as_bytes())
         .unwrap()
         .to_vec();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Generous: on a loaded CI machine the reload thread and the handshakes share two cores.
+    let deadline = Instant::now() + Duration::from_secs(15);
     while presented_cert(gw.addr, &ca.pem()).await != der_b {
         assert!(
             Instant::now() < deadline,

@@ -114,19 +114,8 @@ async fn send(gw: &Gateway, path: &str, upgrade: &str, extra: &str) -> (TcpStrea
         token("alice")
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        if n == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
+    let head = read_head(&mut s).await;
+    (s, head)
 }
 
 async fn echoes(s: &mut TcpStream) -> bool {

@@ -3,8 +3,9 @@
 
 use crate::pipeline::{FieldSink, UpstreamRequest};
 
-/// Writes `name: value` lines into a buffer.
-struct Head<'o>(&'o mut Vec<u8>);
+/// Writes fields as HTTP/1.1 `name: value` lines into a buffer (the upstream's request head
+/// here, the client's response head in `http::h1`).
+pub struct Head<'o>(pub &'o mut Vec<u8>);
 
 impl FieldSink for Head<'_> {
     fn begin(&mut self, name: &[u8]) {

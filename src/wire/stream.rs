@@ -7,7 +7,7 @@
 
 use super::{
     header_slots, parse_head, parse_response, response_framing, skip_empty_lines, BodyDecoder,
-    HeadError, HeadLimits, Piece, Version, MAX_EMPTY_LINES, MAX_RESPONSE_FIELDS,
+    HeadError, HeadLimits, Header, Piece, Version, MAX_EMPTY_LINES, MAX_RESPONSE_FIELDS,
 };
 
 /// One request as read, everything owned.
@@ -71,11 +71,7 @@ pub fn read_requests(input: &[u8], limits: HeadLimits) -> Reading {
             method: head.method.to_owned(),
             target: head.target.to_owned(),
             version: head.version,
-            headers: head
-                .headers
-                .iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect(),
+            headers: owned(head.headers),
             body: Vec::new(),
         };
         let keep_alive = head.keep_alive;
@@ -105,6 +101,13 @@ pub fn read_requests(input: &[u8], limits: HeadLimits) -> Reading {
         }
     };
     Reading { messages, end }
+}
+
+fn owned(headers: &[Header<'_>]) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+        .collect()
 }
 
 /// An upstream's response as read, everything owned.
@@ -142,11 +145,7 @@ pub fn read_response(input: &[u8], head_request: bool) -> Result<Response, &'sta
         let mut response = Response {
             status: head.status,
             version: head.version,
-            headers: head
-                .headers
-                .iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect(),
+            headers: owned(head.headers),
             body: Vec::new(),
         };
         at += head.len;

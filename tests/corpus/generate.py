@@ -291,19 +291,26 @@ SEEDS = [
     f"PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc{NEXT}",
 ]
 ALPHABET = ["\r", "\n", " ", "\t", ":", ",", ";", "0", "5", "a", "f", "\x00", "\x80", "-", "_", "\"", "\r\n"]
+
+
+def mutate(seed):
+    """1 to 3 random insertions, deletions or replacements of framing-significant characters."""
+    data = list(seed)
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(data))
+        op = rng.randrange(3)
+        if op == 0:
+            data.insert(at, rng.choice(ALPHABET))
+        elif op == 1 and len(data) > 1:
+            del data[at]
+        else:
+            data[at] = rng.choice(ALPHABET)
+    return "".join(data)
+
+
 for seed_index, seed in enumerate(SEEDS):
     for i in range(400):
-        data = list(seed)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(data))
-            op = rng.randrange(3)
-            if op == 0:
-                data.insert(at, rng.choice(ALPHABET))
-            elif op == 1 and len(data) > 1:
-                del data[at]
-            else:
-                data[at] = rng.choice(ALPHABET)
-        req(f"mutation {seed_index}.{i}", "".join(data))
+        req(f"mutation {seed_index}.{i}", mutate(seed))
 
 # --- responses ---------------------------------------------------------------------------------
 
@@ -356,17 +363,7 @@ RESPONSE_SEEDS = [
 ]
 for seed_index, seed in enumerate(RESPONSE_SEEDS):
     for i in range(250):
-        data = list(seed)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(data))
-            op = rng.randrange(3)
-            if op == 0:
-                data.insert(at, rng.choice(ALPHABET))
-            elif op == 1 and len(data) > 1:
-                del data[at]
-            else:
-                data[at] = rng.choice(ALPHABET)
-        res(f"response mutation {seed_index}.{i}", "".join(data), head=(i % 5 == 0))
+        res(f"response mutation {seed_index}.{i}", mutate(seed), head=(i % 5 == 0))
 
 
 def write(name, entries):

@@ -5,25 +5,8 @@ use http::StatusCode;
 
 use crate::pipeline::response::{self, Body, Plan};
 use crate::pipeline::{FieldSink, LocalResponse};
+use crate::upstream::h1::Head;
 use crate::wire::{self, ResponseHead, Version};
-
-/// Writes `name: value` lines.
-struct Head<'o>(&'o mut Vec<u8>);
-
-impl FieldSink for Head<'_> {
-    fn begin(&mut self, name: &[u8]) {
-        self.0.extend_from_slice(name);
-        self.0.extend_from_slice(b": ");
-    }
-
-    fn value(&mut self, part: &[u8]) {
-        self.0.extend_from_slice(part);
-    }
-
-    fn end(&mut self) {
-        self.0.extend_from_slice(b"\r\n");
-    }
-}
 
 fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
