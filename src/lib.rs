@@ -33,8 +33,8 @@
 //! ```
 //!
 //! Besides: `main.rs` (CLI, logging, signals), `demo.rs` (`jwtgate demo`), `invariants.rs`
-//! (the contract's invariants as checks for property tests and fuzz targets), `differential.rs`
-//! (the oracle that compares `wire` with hyper on the same bytes).
+//! (the contract's invariants as checks for property tests and fuzz targets). The oracle that
+//! compares `wire` with hyper on the same bytes is test code: `tests/oracle/`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,7 +42,6 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
-pub mod differential;
 pub mod http;
 pub mod invariants;
 pub mod net;

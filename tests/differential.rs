@@ -1,12 +1,14 @@
 //! jwtgate's HTTP/1 reading against hyper's on the same bytes (the oracle is
-//! `src/differential.rs`): for every input of the committed corpus (`tests/corpus/`, written by
+//! `tests/oracle/`): for every input of the committed corpus (`tests/corpus/`, written by
 //! `generate.py` there), jwtgate refuses, or reads exactly what hyper reads. Prints how often
 //! each side refused, and every reason jwtgate refused what hyper read (the README lists them).
 
 use std::collections::BTreeMap;
 
-use jwtgate::differential::{compare_requests, compare_requests_with, compare_response, Verdict};
+mod oracle;
+
 use jwtgate::wire::stream::{read_requests, End, Reading};
+use oracle::{compare_requests, compare_requests_with, compare_response, Verdict};
 
 #[derive(serde::Deserialize)]
 struct Entry {
@@ -127,7 +129,7 @@ fn the_oracle_catches_a_lenient_reader() {
     let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n";
     let lenient = |input: &[u8]| -> Reading {
         let fixed = String::from_utf8_lossy(input).replace("chunked,", "chunked");
-        let mut r = read_requests(fixed.as_bytes(), jwtgate::differential::LIMITS);
+        let mut r = read_requests(fixed.as_bytes(), oracle::LIMITS);
         r.end = End::Clean;
         r
     };
@@ -138,7 +140,7 @@ fn the_oracle_catches_a_lenient_reader() {
     let input =
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
     let swallowing = |input: &[u8]| -> Reading {
-        let mut r = read_requests(input, jwtgate::differential::LIMITS);
+        let mut r = read_requests(input, oracle::LIMITS);
         r.messages.truncate(1);
         r.end = End::Clean;
         r

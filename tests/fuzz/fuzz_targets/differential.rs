@@ -1,11 +1,13 @@
-//! jwtgate's HTTP/1 reading against hyper's on the same bytes (`jwtgate::differential`): jwtgate
+//! jwtgate's HTTP/1 reading against hyper's on the same bytes (`tests/oracle/`): jwtgate
 //! refuses, or reads exactly what hyper reads. Input: the first byte picks what the rest is:
 //! even, a client's requests; odd, an upstream's answer (to a `HEAD` request when the second
 //! bit is set).
 #![no_main]
 
-use jwtgate::differential;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../oracle/mod.rs"]
+mod differential;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
