@@ -91,7 +91,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Admin listener for `/healthz`, `/readyz`, `/metrics`. Default: none (disabled).
     pub admin_listen: Option<SocketAddr>,
-    /// Time allowed to connect to an upstream before answering 502. Default 2s.
+    /// Time a request may spend getting an upstream connection (waiting for a connect slot,
+    /// connecting, retrying a refused or timed-out connect) before answering 502. Default 2s.
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response head before answering 504. Default 30s.
     pub upstream_timeout: Duration,
@@ -117,6 +118,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Tokio worker threads. Default: the CPUs this process may use.
     pub workers: Option<usize>,
+    /// Most connects to one upstream in flight at once; other requests wait for a pooled
+    /// connection or a slot. Default 8.
+    pub max_connecting: usize,
     /// `[server.tls]`: serve HTTPS with this PEM certificate chain and key. Default: plain HTTP.
     pub tls: Option<TlsFiles>,
 }

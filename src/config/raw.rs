@@ -21,6 +21,7 @@ pub(super) struct RawServer {
     pub max_headers: Option<usize>,
     pub max_connections: Option<usize>,
     pub workers: Option<usize>,
+    pub max_connecting: Option<usize>,
     pub tls: Option<RawTls>,
 }
 
@@ -79,6 +80,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "max_headers",
     "max_connections",
     "workers",
+    "max_connecting",
     "tls",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];

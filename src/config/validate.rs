@@ -295,6 +295,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
     let workers = raw
         .workers
         .map(|n| bounded("server.workers", Some(n), n, 1, 1024));
+    let max_connecting = bounded("server.max_connecting", raw.max_connecting, 8, 1, 1024);
     let tls = raw.tls.map(|t| TlsFiles {
         cert: PathBuf::from(t.cert),
         key: PathBuf::from(t.key),
@@ -312,6 +313,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         max_headers,
         max_connections,
         workers,
+        max_connecting,
         tls,
     })
 }

@@ -167,6 +167,7 @@ impl Runtime {
             Timeouts {
                 connect: config.server.connect_timeout,
                 response: config.server.upstream_timeout,
+                max_connecting: config.server.max_connecting,
             },
             previous.map(|p| &p.upstreams),
         );

@@ -1,52 +1,20 @@
-//! A connection to an upstream: connecting (TCP, then TLS for `https://`), reading the response
-//! head and then its body by its framing, and handing the raw stream over for a tunnel.
+//! A connection to an upstream: reading the response head and then its body by its framing, and
+//! handing the raw stream over for a tunnel (connecting is `connect.rs`).
 
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{BodySource, Origin, ProxyError, Upload};
+use super::{BodySource, ProxyError, Upload};
 use crate::wire::{self, BodyDecoder, Piece, ResponseFraming, ResponseHead};
 
 /// Read buffer of an upstream connection (grown for larger response heads).
 const BUFFER: usize = 16 * 1024;
-
-impl Origin {
-    pub(super) async fn connect(&self) -> Result<Conn, ProxyError> {
-        let connect = async {
-            let tcp = TcpStream::connect(&*self.addr).await?;
-            tcp.set_nodelay(true)?;
-            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-            socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
-            Ok::<_, io::Error>(match &self.tls {
-                None => Stream::Tcp(tcp),
-                Some((Some(connector), Some(name))) => {
-                    Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
-                }
-                Some(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "upstream host is not a valid TLS server name",
-                    ))
-                }
-            })
-        };
-        match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(io)) => Ok(Conn::new(io)),
-            Ok(Err(e)) => Err(ProxyError::Connect(e)),
-            Err(_) => Err(ProxyError::Connect(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connect_timeout",
-            ))),
-        }
-    }
-}
 
 /// A connection to an upstream, with what was read from it and not yet used.
 #[derive(Debug)]

@@ -36,7 +36,7 @@ impl Origin {
         let mut conn = match self.pool.take(sent) {
             Some(conn) => conn,
             // Boxed: a TLS handshake's state is large, and new connections are rare.
-            None => Box::pin(self.connect()).await?,
+            None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
         };
         loop {
             let sent_on = self
@@ -55,7 +55,7 @@ impl Origin {
                 // Once, on a new connection (which is not `reused`, so not a second time).
                 Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
                     debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
-                    conn = Box::pin(self.connect()).await?;
+                    conn = Box::pin(self.fresh(Instant::now() + self.connect_timeout)).await?;
                     continue;
                 }
                 other => other?,

@@ -18,6 +18,7 @@
 //! connections) of every upstream whose address and TLS settings did not change.
 
 pub mod conn;
+pub mod connect;
 pub mod exchange;
 pub mod h1;
 pub mod pool;
@@ -50,13 +51,15 @@ pub struct UpstreamTls {
     pub id: u64,
 }
 
-/// The timeouts every upstream of a config shares.
+/// The timeouts and limits every upstream of a config shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Time allowed to connect (TCP and TLS).
+    /// Time allowed to get a connection (waiting for one, connecting, retrying, TLS).
     pub connect: Duration,
     /// Time allowed for the response head.
     pub response: Duration,
+    /// Most connects to one upstream in flight at once.
+    pub max_connecting: usize,
 }
 
 /// Identifies a pool: the upstream URL (scheme and authority, lower case) and its TLS setup.
@@ -119,6 +122,8 @@ pub struct Origin {
     /// Time allowed for the response head.
     pub upstream_timeout: Duration,
     pool: Arc<Pool>,
+    /// Connects in flight (`server.max_connecting`).
+    connecting: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Origin {
@@ -154,6 +159,7 @@ impl Origin {
             connect_timeout: timeouts.connect,
             upstream_timeout: timeouts.response,
             pool,
+            connecting: tokio::sync::Semaphore::new(timeouts.max_connecting.max(1)),
         }
     }
 

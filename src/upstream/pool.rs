@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::conn::Conn;
@@ -20,6 +22,8 @@ const MAX_IDLE: usize = 1024;
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     reaper: std::sync::Once,
+    /// Told when a connection comes back (requests waiting for one, see `connect.rs`).
+    released: Notify,
 }
 
 impl Default for Pool {
@@ -27,6 +31,7 @@ impl Default for Pool {
         Pool {
             idle: Mutex::default(),
             reaper: std::sync::Once::new(),
+            released: Notify::new(),
         }
     }
 }
@@ -65,7 +70,15 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(Idle { conn, since });
+            drop(idle);
+            self.released.notify_one();
         }
+    }
+
+    /// Completes when a connection comes back to the pool (or came back since the last one
+    /// was taken without a waiter).
+    pub fn released(&self) -> Notified<'_> {
+        self.released.notified()
     }
 
     /// Idle connections now.

@@ -1,0 +1,189 @@
+//! Getting a connection to an upstream without losing the request: an idle one from the pool,
+//! else a new one, within one budget (`server.connect_timeout`).
+//!
+//! * Nothing has been sent while connecting, so a refused, reset or timed-out connect is retried
+//!   (whatever the method) with a short backoff, a new SYN each time, until the budget is spent:
+//!   an upstream that restarts, or a full listen backlog that drops SYNs, costs a request some
+//!   milliseconds, not a 502.
+//! * At most `server.max_connecting` connects to one upstream are in flight. A request that
+//!   finds no idle connection and no free connect slot waits for whichever comes first: a
+//!   connection another request gives back to the pool, or a slot; and one that is connecting
+//!   takes a connection given back meanwhile. A burst of clients does not become a burst of
+//!   SYNs at a small upstream.
+//! * Errors that another attempt cannot fix (a certificate rustls refuses, a host that is not a
+//!   TLS server name) are not retried.
+
+use std::io;
+use std::pin::pin;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::conn::{Conn, Stream};
+use super::{Origin, ProxyError};
+
+/// How long one connect attempt may take before a new SYN is sent (the kernel itself would
+/// retransmit only after a second).
+const ATTEMPT: Duration = Duration::from_millis(250);
+
+/// The first pause between attempts; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Origin {
+    /// An idle pooled connection, or a new one, before `deadline` (see the module docs).
+    pub(super) async fn checkout(&self, deadline: Instant) -> Result<Conn, ProxyError> {
+        loop {
+            if let Some(conn) = self.pool.take(Instant::now()) {
+                return Ok(conn);
+            }
+            // Listen for a release before the second look, so that one landing in between is
+            // not missed.
+            let mut released = pin!(self.pool.released());
+            released.as_mut().enable();
+            if let Some(conn) = self.pool.take(Instant::now()) {
+                return Ok(conn);
+            }
+            // Biased: a request whose budget is spent does not take a slot that came free at
+            // the same moment only to start a connect it has no time for.
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline) => return Err(slots_busy()),
+                () = &mut released => continue,
+                permit = self.connecting.acquire() => {
+                    // The semaphore is never closed.
+                    let _slot = permit.map_err(|_| slots_busy())?;
+                    return Box::pin(self.connect_or_take(deadline)).await;
+                }
+            }
+        }
+    }
+
+    /// A new connection, or one given back to the pool while connecting (a small upstream's
+    /// full backlog can drop SYN after SYN while other requests' connections come free).
+    async fn connect_or_take(&self, deadline: Instant) -> Result<Conn, ProxyError> {
+        let mut connecting = pin!(self.connect(deadline));
+        loop {
+            let mut released = pin!(self.pool.released());
+            released.as_mut().enable();
+            if let Some(conn) = self.pool.take(Instant::now()) {
+                return Ok(conn);
+            }
+            tokio::select! {
+                connected = &mut connecting => return connected,
+                () = &mut released => {}
+            }
+        }
+    }
+
+    /// A new connection (never a pooled one), once a connect slot is free, before `deadline`.
+    pub(super) async fn fresh(&self, deadline: Instant) -> Result<Conn, ProxyError> {
+        let slot = tokio::time::timeout_at(deadline, self.connecting.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            return Err(slots_busy());
+        };
+        self.connect(deadline).await
+    }
+
+    /// A new connection, retrying until `deadline`.
+    pub(super) async fn connect(&self, deadline: Instant) -> Result<Conn, ProxyError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0u32;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                // Not even a first SYN once the budget is gone (a timeout future polls what it
+                // wraps once even when its deadline has passed).
+                return Err(ProxyError::Connect(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect_timeout spent",
+                )));
+            }
+            attempts += 1;
+            let attempt_ends = deadline.min(now + ATTEMPT);
+            let error = match tokio::time::timeout_at(attempt_ends, self.connect_once()).await {
+                Ok(Ok(stream)) => return Ok(Conn::new(stream)),
+                Ok(Err(e)) if !retryable(&e) => return Err(ProxyError::Connect(e)),
+                Ok(Err(e)) => e,
+                Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect attempt timed out"),
+            };
+            let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+            if pause.is_zero() {
+                debug!(upstream = %self.addr, attempts, error = %error, "connect_timeout spent");
+                return Err(ProxyError::Connect(error));
+            }
+            debug!(upstream = %self.addr, attempts, error = %error, "connect failed; retrying");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One attempt: TCP, then TLS for `https://`.
+    async fn connect_once(&self) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(&*self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
+        match &self.tls {
+            None => Ok(Stream::Tcp(tcp)),
+            Some((Some(connector), Some(name))) => Ok(Stream::Tls(Box::new(
+                connector.connect(name.clone(), tcp).await?,
+            ))),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "upstream host is not a valid TLS server name",
+            )),
+        }
+    }
+}
+
+fn slots_busy() -> ProxyError {
+    ProxyError::Connect(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no connection within connect_timeout (every connect slot busy)",
+    ))
+}
+
+/// A connect failure another attempt may not meet: the upstream was not there or not taking
+/// connections yet, or the exchange broke off. A certificate or name rustls refuses, or a bad
+/// address, is final.
+fn retryable(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+        | TimedOut | UnexpectedEof | Interrupted | WouldBlock => true,
+        // Name resolution fails with `Other` (a DNS server restarting, a Service not yet
+        // published); a TLS alert is `InvalidData`.
+        Other => e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_retried() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(retryable(&kind.into()), "{kind:?}");
+        }
+        for kind in [
+            io::ErrorKind::InvalidInput,
+            io::ErrorKind::InvalidData,
+            io::ErrorKind::PermissionDenied,
+        ] {
+            assert!(!retryable(&kind.into()), "{kind:?}");
+        }
+        let tls = io::Error::other(rustls::Error::General("bad certificate".into()));
+        assert!(!retryable(&tls));
+        assert!(retryable(&io::Error::other("failed to lookup address")));
+    }
+}
