@@ -1,10 +1,11 @@
 //! Timeouts for waits on a peer.
 //!
-//! * [`Deadline`]: one reusable timer per connection for whichever wait is current (a request
-//!   head, an idle keep-alive connection, the upstream's response head, a stalled body). It is
-//!   armed lazily, only when an I/O call is about to wait, so requests whose bytes are already
-//!   there never read the clock for it, and moving it later is an atomic store in Tokio's timer
-//!   wheel, not a re-registration.
+//! * [`Deadline`]: one reusable timer for whichever wait is current (a connection's: a request
+//!   head, an idle keep-alive connection, a stalled body; an exchange's: the upstream's response
+//!   head, a stalled response). It is armed lazily, only when an I/O call is about to wait, so
+//!   requests whose bytes are already there never read the clock for it, and moving it later is
+//!   an atomic store in Tokio's timer wheel, not a re-registration. Its timer is allocated the
+//!   first time it is armed.
 //! * [`IdleIo`]: an I/O wrapper that fails a connection on which nothing was read or written for
 //!   `server.idle_timeout` while someone was waiting on it (HTTP/2 connections, which hyper
 //!   drives).
@@ -21,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 /// A lazily armed deadline (see the module docs).
 #[derive(Debug)]
 pub struct Deadline {
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
 }
 
@@ -32,10 +33,10 @@ impl Default for Deadline {
 }
 
 impl Deadline {
-    /// A disarmed deadline.
-    pub fn new() -> Deadline {
+    /// A disarmed deadline (no timer yet).
+    pub const fn new() -> Deadline {
         Deadline {
-            sleep: Box::pin(tokio::time::sleep_until(Instant::now() + LONG)),
+            sleep: None,
             armed: None,
         }
     }
@@ -43,7 +44,10 @@ impl Deadline {
     /// Arms the deadline at `at` (unless it already is).
     pub fn arm(&mut self, at: Instant) {
         if self.armed != Some(at) {
-            self.sleep.as_mut().reset(at);
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
             self.armed = Some(at);
         }
     }
@@ -67,15 +71,12 @@ impl Deadline {
 
     /// Ready once the armed deadline has passed; never while disarmed.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self.armed {
-            Some(_) => self.sleep.as_mut().poll(cx),
-            None => Poll::Pending,
+        match (self.armed, &mut self.sleep) {
+            (Some(_), Some(sleep)) => sleep.as_mut().poll(cx),
+            _ => Poll::Pending,
         }
     }
 }
-
-/// Far enough not to fire before it is re-armed.
-const LONG: Duration = Duration::from_secs(24 * 3600);
 
 /// `T` with an idle timeout.
 #[derive(Debug)]

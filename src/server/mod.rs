@@ -6,11 +6,13 @@
 pub mod admin;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
@@ -65,32 +67,35 @@ pub async fn serve(
         let handshake_timeout = rt.config.server.header_read_timeout;
         drop(rt);
         let client = ClientInfo::new(peer.ip(), if tls.is_some() { "https" } else { "http" });
-        let (gw, closing, h2) = (gateway.clone(), closing.clone(), h2.clone());
         gateway.metrics.open_connections.inc();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_plain(stream, gw.clone(), client, closing, &h2).await,
-                Some(config) => {
-                    let accept = TlsAcceptor::from(config).accept(stream);
-                    match tokio::time::timeout(handshake_timeout, accept).await {
-                        Ok(Ok(tls)) => {
-                            let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                            if h2_alpn {
-                                http2::serve(tls, gw.clone(), client, closing, &h2).await;
-                            } else if let Ending::Http2(..) =
-                                http1::serve(tls, gw.clone(), client, closing).await
-                            {
-                                debug!(peer = %peer, "h2 preface over TLS without ALPN h2");
-                            }
-                        }
-                        Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
-                    }
-                }
+        let slot = Slot {
+            gateway: gateway.clone(),
+            _permit: permit,
+        };
+        let (gw, closing, h2) = (gateway.clone(), closing.clone(), h2.clone());
+        // Two kinds of task, each sized for itself: a plain connection's is what most idle
+        // connections cost.
+        match tls {
+            None => {
+                tokio::spawn(Plain {
+                    http1: http1::serve(stream, gw, client, closing),
+                    h2,
+                    slot: Some(slot),
+                });
             }
-            gw.metrics.open_connections.dec();
-            drop(permit);
-        });
+            Some(config) => {
+                tokio::spawn(secure(
+                    stream,
+                    config,
+                    handshake_timeout,
+                    client,
+                    gw,
+                    closing,
+                    h2,
+                    slot,
+                ));
+            }
+        }
     }
 
     gateway.set_ready(false);
@@ -119,17 +124,119 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_plain(
-    stream: TcpStream,
+/// A connection's place: counted in `jwtgate_open_connections` and under `max_connections`
+/// until the connection ends.
+struct Slot {
     gateway: Arc<Gateway>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gateway.metrics.open_connections.dec();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A plain connection's task: HTTP/1 until the connection ends, and no more than that
+    /// future (its wait for the next request is what an idle keep-alive connection costs,
+    /// with its socket; a unit test bounds it). A connection that begins with the HTTP/2
+    /// preface continues as a task of its own.
+    struct Plain<F> {
+        #[pin]
+        http1: F,
+        h2: Arc<http2::Builder>,
+        slot: Option<Slot>,
+    }
+}
+
+impl<F: Future<Output = Ending<TcpStream>>> Future for Plain<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Ending::Http2(h) = ready!(this.http1.poll(cx)) {
+            let (h2, slot) = (this.h2.clone(), this.slot.take());
+            tokio::spawn(async move {
+                let io = http2::Rewind::new(h.read, h.io);
+                http2::serve(io, h.gateway, h.client, h.closing, &h2).await;
+                drop(slot);
+            });
+        }
+        Poll::Ready(())
+    }
+}
+
+/// A TLS connection's task: the handshake, then HTTP/2 (ALPN `h2`) or HTTP/1.
+#[allow(clippy::too_many_arguments)]
+async fn secure(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
     client: ClientInfo,
+    gateway: Arc<Gateway>,
     closing: Arc<Closing>,
-    h2: &http2::Builder,
+    h2: Arc<http2::Builder>,
+    slot: Slot,
 ) {
-    if let Ending::Http2(stream, read) =
-        http1::serve(stream, gateway.clone(), client.clone(), closing.clone()).await
-    {
-        let io = http2::Rewind::new(read, stream);
-        http2::serve(io, gateway, client, closing, h2).await;
+    let peer = client.ip;
+    let accept = TlsAcceptor::from(config).accept(stream);
+    match tokio::time::timeout(handshake_timeout, accept).await {
+        Ok(Ok(tls)) => {
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                http2::serve(tls, gateway, client, closing, &h2).await;
+            } else if let Ending::Http2(..) = http1::serve(tls, gateway, client, closing).await {
+                debug!(peer = %peer, "h2 preface over TLS without ALPN h2");
+            }
+        }
+        Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+    }
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Runtime;
+
+    /// What an idle keep-alive connection costs besides its socket registration and its timer:
+    /// its task's future (no buffer is held while idle). `benches/idle-memory.sh` and
+    /// `../shared/bench/peers/idle.py` measure the whole process.
+    #[test]
+    fn an_idle_connection_task_is_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let config = crate::config::Config::from_toml(
+                "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"",
+            )
+            .unwrap();
+            let keys = crate::auth::keys::Keys::from_secrets(
+                "a-test-key-that-is-long-enough-0123456789",
+                None,
+            );
+            let gateway = Arc::new(Gateway::new(Runtime::build(config, &keys, None).unwrap()));
+            let h2 = Arc::new(http2::builder(&gateway.current().config.server));
+            let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
+            let slot = Slot {
+                gateway: gateway.clone(),
+                _permit: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
+            };
+            let task = Plain {
+                http1: http1::serve(stream, gateway, client, Arc::default()),
+                h2,
+                slot: Some(slot),
+            };
+            let size = std::mem::size_of_val(&task);
+            eprintln!("connection task future: {size} bytes");
+            assert!(size <= 640, "the connection task's future is {size} bytes");
+        });
     }
 }

@@ -11,15 +11,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{BodySource, ProxyError, Upload};
+use crate::net::buffers;
 use crate::wire::{self, BodyDecoder, Piece, ResponseFraming, ResponseHead};
-
-/// Read buffer of an upstream connection (grown for larger response heads).
-const BUFFER: usize = 16 * 1024;
 
 /// A connection to an upstream, with what was read from it and not yet used.
 #[derive(Debug)]
 pub struct Conn {
     pub(super) io: Stream,
+    /// Taken from the per-thread pool when a response is read, given back when the connection
+    /// goes back to the pool (empty while idle).
     buf: Box<[u8]>,
     /// Unread bytes are `buf[pos..end]`.
     pos: usize,
@@ -37,7 +37,7 @@ impl Conn {
     pub(super) fn new(io: Stream) -> Conn {
         Conn {
             io,
-            buf: vec![0; BUFFER].into_boxed_slice(),
+            buf: Box::default(),
             pos: 0,
             end: 0,
             data: 0..0,
@@ -72,6 +72,9 @@ impl Conn {
 
     /// Reads more into the buffer; `Ok(0)` at EOF.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() {
+            self.buf = buffers::take_upstream();
+        }
         if self.pos == self.end {
             self.pos = 0;
             self.end = 0;
@@ -207,6 +210,16 @@ impl Conn {
     /// True when the response was read whole and nothing follows it.
     pub(super) fn is_clean(&self) -> bool {
         self.pos == self.end && self.body_done()
+    }
+
+    /// Gives the read buffer back to the per-thread pool (a connection going idle, with
+    /// nothing unread).
+    pub(super) fn shed(&mut self) {
+        debug_assert!(self.pos == self.end && self.data.is_empty());
+        self.pos = 0;
+        self.end = 0;
+        self.data = 0..0;
+        buffers::give_upstream(std::mem::take(&mut self.buf));
     }
 
     /// The connection for a tunnel, and what the upstream sent after its `101` head.

@@ -61,6 +61,7 @@ impl Pool {
             return;
         }
         conn.reused = true;
+        conn.shed();
         self.reaper.call_once(|| {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(reap(Arc::downgrade(self)));

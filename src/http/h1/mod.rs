@@ -78,8 +78,24 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
 pub enum Ending<T> {
     /// Closed (by either side, a timeout, or a drain).
     Closed,
-    /// It began with the HTTP/2 preface: serve it as HTTP/2, with what was read so far.
-    Http2(T, Vec<u8>),
+    /// It began with the HTTP/2 preface: serve it as HTTP/2.
+    Http2(Handoff<T>),
+}
+
+/// A connection that turned out to be HTTP/2, with what was read so far and what serving it
+/// needs.
+#[derive(Debug)]
+pub struct Handoff<T> {
+    /// The connection.
+    pub io: T,
+    /// The bytes read from it so far (the preface, and whatever followed).
+    pub read: Vec<u8>,
+    /// The gateway, the client and the drain signal, as the HTTP/1 side had them.
+    pub gateway: Arc<Gateway>,
+    /// See `gateway`.
+    pub client: ClientInfo,
+    /// See `gateway`.
+    pub closing: Arc<Closing>,
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -89,12 +105,15 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const COALESCE: usize = 16 * 1024;
 
 /// Serves `io` until the connection closes (or turns out to be HTTP/2).
-pub async fn serve<T: Transport>(
+///
+/// Not an `async fn`: the connection is built first and the future holds it once (an async
+/// fn's future keeps its arguments beside the values made of them).
+pub fn serve<T: Transport>(
     io: T,
     gateway: Arc<Gateway>,
     client: ClientInfo,
     closing: Arc<Closing>,
-) -> Ending<T> {
+) -> impl Future<Output = Ending<T>> + Send {
     let mut conn = Connection {
         io,
         gateway,
@@ -103,14 +122,21 @@ pub async fn serve<T: Transport>(
         input: Input::default(),
         out: Vec::new(),
         client_deadline: Deadline::new(),
-        upstream_deadline: Deadline::new(),
     };
-    let ending = conn.run().await;
-    let read = conn.input.take_all();
-    buffers::give_out(std::mem::take(&mut conn.out));
-    match ending {
-        Run::Closed => Ending::Closed,
-        Run::Http2 => Ending::Http2(conn.io, read),
+    async move {
+        let ending = conn.run().await;
+        let read = conn.input.take_all();
+        buffers::give_out(std::mem::take(&mut conn.out));
+        match ending {
+            Run::Closed => Ending::Closed,
+            Run::Http2 => Ending::Http2(Handoff {
+                io: conn.io,
+                read,
+                gateway: conn.gateway,
+                client: conn.client,
+                closing: conn.closing,
+            }),
+        }
     }
 }
 
@@ -189,7 +215,6 @@ struct Connection<T> {
     /// Heads the gateway writes (to the upstream, then to the client).
     out: Vec<u8>,
     client_deadline: Deadline,
-    upstream_deadline: Deadline,
 }
 
 /// A parsed, checked request: what the exchange needs after the head's bytes are gone.
@@ -214,6 +239,9 @@ enum Step<'r> {
 }
 
 impl<T: Transport> Connection<T> {
+    /// Request after request. Only the wait for a head runs inline: it is what an idle
+    /// connection's task holds. A request, once its head is in, runs boxed (the box lives as
+    /// long as the exchange), and so do the endings.
     async fn run(&mut self) -> Run {
         let mut first = true;
         loop {
@@ -221,27 +249,23 @@ impl<T: Transport> Connection<T> {
             // itself runs on the config current when its head is in (a reload during a long
             // keep-alive wait applies to the next request).
             let limits = Limits::of(&self.gateway.current().config.server);
-            match self.wait_head(first, limits).await {
-                Wait::Head => {}
+            let refusal = match self.wait_head(first, limits).await {
+                Wait::Head => None,
                 Wait::Close => return Run::Closed,
                 Wait::Http2 => return Run::Http2,
-                Wait::TooLarge => {
-                    Box::pin(self.refuse(Rejection::HeadersTooLarge, Record::new("-"))).await;
-                    return Run::Closed;
-                }
-                Wait::Blank => {
-                    let e = Rejection::BadRequest("empty lines instead of a request");
-                    Box::pin(self.refuse(e, Record::new("-"))).await;
-                    return Run::Closed;
-                }
+                Wait::TooLarge => Some(Rejection::HeadersTooLarge),
+                Wait::Blank => Some(Rejection::BadRequest("empty lines instead of a request")),
+            };
+            if let Some(e) = refusal {
+                Box::pin(self.refuse(e, Record::new("-"))).await;
+                return Run::Closed;
             }
             if self.out.capacity() == 0 {
                 self.out = buffers::take_out();
             }
             self.out.clear();
             let rt = self.gateway.current();
-            let step = plan(&rt, self.input.data(), &self.client, &mut self.out);
-            let planned = match step {
+            let planned = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
                 Step::More => {
                     self.input.scanned = self.input.len();
                     continue;
@@ -253,58 +277,73 @@ impl<T: Transport> Connection<T> {
                 Step::Planned(p) => p,
             };
             first = false;
-            self.input.consume(planned.head_len);
-            self.input.scanned = 0;
-            self.client_deadline.disarm();
-            let Planned {
-                outcome,
-                mut record,
-                head_len: _,
-                framing,
-                version,
-                keep_alive,
-                expect_continue,
-                kind,
-            } = planned;
-            let next = match outcome {
-                Outcome::Forward { route, upgrade } => {
-                    let request = Request {
-                        route,
-                        upgrade,
-                        record,
-                        framing,
-                        version,
-                        keep_alive,
-                        expect_continue,
-                        kind,
-                    };
-                    self.forward(&rt, request).await
+            if !Box::pin(self.exchange(&rt, planned)).await {
+                return Run::Closed;
+            }
+        }
+    }
+
+    /// Carries out what the pipeline decided for a request whose head is in; true when the
+    /// connection waits for another request.
+    async fn exchange(&mut self, rt: &Runtime, planned: Planned<'_>) -> bool {
+        self.input.consume(planned.head_len);
+        self.input.scanned = 0;
+        if self.input.is_empty() {
+            // Nothing after the head yet: the exchange holds no read buffer while it waits for
+            // the upstream (a body takes one when it arrives).
+            self.input.release();
+        }
+        self.client_deadline.disarm();
+        let Planned {
+            outcome,
+            mut record,
+            head_len: _,
+            framing,
+            version,
+            keep_alive,
+            expect_continue,
+            kind,
+        } = planned;
+        let next = match outcome {
+            Outcome::Forward { route, upgrade } => {
+                let request = Request {
+                    route,
+                    upgrade,
+                    record,
+                    framing,
+                    version,
+                    keep_alive,
+                    expect_continue,
+                    kind,
+                };
+                self.forward(rt, request).await
+            }
+            Outcome::Refuse(e) => {
+                self.gateway.count_refusal(&e, &mut record);
+                self.answer_here(&e.response(), record, framing, keep_alive, kind)
+                    .await
+            }
+            Outcome::Answer(local) => {
+                self.answer_here(&local, record, framing, keep_alive, kind)
+                    .await
+            }
+        };
+        match next {
+            Next::KeepAlive if !self.closing.is_set() => {
+                if self.input.is_empty() {
+                    // Idle until the next request: hold no buffers.
+                    self.input.release();
+                    buffers::give_out(std::mem::take(&mut self.out));
                 }
-                Outcome::Refuse(e) => {
-                    self.gateway.count_refusal(&e, &mut record);
-                    Box::pin(self.answer_here(&e.response(), record, framing, keep_alive, kind))
-                        .await
-                }
-                Outcome::Answer(local) => {
-                    Box::pin(self.answer_here(&local, record, framing, keep_alive, kind)).await
-                }
-            };
-            match next {
-                Next::KeepAlive if !self.closing.is_set() => {
-                    if self.input.is_empty() {
-                        // Idle until the next request: hold no buffers.
-                        self.input.release();
-                        buffers::give_out(std::mem::take(&mut self.out));
-                    }
-                }
-                Next::KeepAlive | Next::Close => {
-                    self.shutdown().await;
-                    return Run::Closed;
-                }
-                Next::Linger => {
-                    Box::pin(self.linger()).await;
-                    return Run::Closed;
-                }
+                true
+            }
+            Next::KeepAlive | Next::Close => {
+                self.shutdown().await;
+                false
+            }
+            Next::Linger => {
+                self.linger().await;
+                false
             }
         }
     }
@@ -471,6 +510,9 @@ impl<T: Transport> Connection<T> {
         let server = &rt.config.server;
         let origin = rt.origin(route);
         let sent = Instant::now();
+        // The exchange's own timer (the response head, then a stalled response or tunnel
+        // write): it lives as long as the exchange, not the connection.
+        let mut upstream_deadline = Deadline::new();
         // The upstream's head is in `out`; the client's head is written into `reply`.
         let mut reply = buffers::take_out();
         let mut source = ClientBody {
@@ -494,7 +536,7 @@ impl<T: Transport> Connection<T> {
         };
         let answer = origin
             .exchange(
-                &mut self.upstream_deadline,
+                &mut upstream_deadline,
                 &self.out,
                 &mut source,
                 framing,
@@ -511,7 +553,7 @@ impl<T: Transport> Connection<T> {
         let continue_rest = source.end_continue();
         source.deadline.disarm();
         // The upstream's deadline is done with; the client's writes get their own.
-        self.upstream_deadline.disarm();
+        upstream_deadline.disarm();
         let Answer {
             mut conn,
             head: client_framing,
@@ -557,7 +599,7 @@ impl<T: Transport> Connection<T> {
         let idle = server.idle_timeout;
 
         if client_framing == ClientFraming::Tunnel {
-            let written = write_all(source.io, &reply, &mut self.upstream_deadline, idle).await;
+            let written = write_all(source.io, &reply, &mut upstream_deadline, idle).await;
             buffers::give_out(reply);
             record.log(0, written.is_ok());
             if written.is_ok() {
@@ -595,7 +637,7 @@ impl<T: Transport> Connection<T> {
                 }
             }
         }
-        let written = write_all(&mut *source.io, &reply, &mut self.upstream_deadline, idle).await;
+        let written = write_all(&mut *source.io, &reply, &mut upstream_deadline, idle).await;
         buffers::give_out(reply);
         broken |= written.is_err();
         if !broken && !conn.body_done() {
@@ -607,7 +649,7 @@ impl<T: Transport> Connection<T> {
                 Framing::UntilClose
             });
             let mut progress = (0, 0);
-            let deadline = &mut self.upstream_deadline;
+            let deadline = &mut upstream_deadline;
             let head = &self.out;
             let streamed = poll_fn(|cx| {
                 if let Some(u) = &mut upload {
@@ -634,7 +676,7 @@ impl<T: Transport> Connection<T> {
                 polled
             })
             .await;
-            self.upstream_deadline.disarm();
+            upstream_deadline.disarm();
             bytes += relay.written;
             if let Err(e) = streamed {
                 debug!(route = %route.name, error = %e, "response body not completed");
@@ -805,40 +847,4 @@ async fn write_all<T: AsyncWrite + Unpin>(
     .await;
     deadline.disarm();
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What an idle keep-alive connection costs besides its socket: the connection task's
-    /// future (no buffers are held while idle). `benches/idle-memory.sh` measures the whole.
-    #[test]
-    fn a_connection_task_is_small() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let stream = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let config = crate::config::Config::from_toml(
-                "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"",
-            )
-            .unwrap();
-            let keys = crate::auth::keys::Keys::from_secrets(
-                "a-test-key-that-is-long-enough-0123456789",
-                None,
-            );
-            let gateway = Arc::new(Gateway::new(Runtime::build(config, &keys, None).unwrap()));
-            let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
-            let task = serve(stream, gateway, client, Arc::default());
-            let size = std::mem::size_of_val(&task);
-            eprintln!("connection future: {size} bytes");
-            // 2.9 KB in a release build, a little more in a debug one.
-            assert!(size <= 4096, "the connection future is {size} bytes");
-        });
-    }
 }
