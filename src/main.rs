@@ -316,7 +316,8 @@ fn init_logging() {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(jwtgate::ops::logs::stdout());
+        .with_writer(jwtgate::ops::logs::Stdout);
+    jwtgate::ops::access::set_json_lines(json);
     if json {
         builder.json().flatten_event(true).init();
     } else {
