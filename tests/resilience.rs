@@ -357,3 +357,96 @@ async fn an_upstream_that_never_comes_back_is_a_502_once_connect_timeout_is_spen
     let gw = Gateway::start(&cfg, &format!("http://{addr}")).await;
     assert_eq!(get(&gw, "/gone").await, 502);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connecting_request_takes_a_connection_given_back_meanwhile() {
+    // One upstream connection, pooled; then the upstream's backlog fills and it accepts no
+    // more: every new SYN is dropped. A request that finds the one connection busy starts
+    // connecting; when the connection comes back to the pool, the request takes it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(1).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (accepted, on_accepted) = tokio::sync::oneshot::channel();
+    let reqs = requests.clone();
+    tokio::spawn(async move {
+        // Exactly one connection is accepted; `/slow` is answered after 600 ms.
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = accepted.send(());
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match s.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            };
+            let slow = buf.starts_with(b"GET /slow");
+            buf.drain(..end);
+            reqs.fetch_add(1, Ordering::SeqCst);
+            if slow {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let cfg = CONFIG.replace("connect_timeout = \"3s\"", "connect_timeout = \"2s\"");
+    let gw = Gateway::start(&cfg, &format!("http://{addr}")).await;
+    assert_eq!(get(&gw, "/warm").await, 200);
+    on_accepted.await.unwrap();
+    // The backlog: two connections nobody accepts.
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        queued.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let slow = tokio::spawn({
+        let addr = gw.addr;
+        async move {
+            statuses(
+                &raw(
+                    addr,
+                    b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                )
+                .await,
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The pooled connection is busy with /slow: this one connects (SYNs dropped) until
+    // /slow's connection is given back, well before connect_timeout.
+    assert_eq!(get(&gw, "/next").await, 200);
+    assert_eq!(slow.await.unwrap(), vec![200]);
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    drop(queued);
+}
+
+#[tokio::test]
+async fn a_failed_name_lookup_is_retried_until_connect_timeout() {
+    // `.invalid` never resolves (RFC 6761). Nothing was sent, so the lookup is tried again
+    // until the budget is spent: the 502 comes after connect_timeout, not at the first
+    // answer from the resolver (a resolver that does not answer at all is an attempt timing
+    // out, and retried as well).
+    let cfg = CONFIG.replace("connect_timeout = \"3s\"", "connect_timeout = \"600ms\"");
+    let gw = Gateway::start(&cfg, "http://upstream.invalid:80").await;
+    let began = std::time::Instant::now();
+    assert_eq!(get(&gw, "/dns").await, 502);
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(550),
+        "the lookup failure was final after {took:?}"
+    );
+}

@@ -180,6 +180,17 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 
 /// An HTTPS upstream: the recording upstream behind a TLS terminator with `cert`/`key`.
 async fn https_upstream(up: &Upstream, cert: &str, key: &str) -> std::net::SocketAddr {
+    https_upstream_after(up, cert, key, Duration::ZERO).await
+}
+
+/// The same, starting each TLS handshake only `delay` after accepting the connection (a far
+/// or a busy upstream).
+async fn https_upstream_after(
+    up: &Upstream,
+    cert: &str,
+    key: &str,
+    delay: Duration,
+) -> std::net::SocketAddr {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
         .map(Result::unwrap)
         .collect();
@@ -200,6 +211,7 @@ async fn https_upstream(up: &Upstream, cert: &str, key: &str) -> std::net::Socke
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
                 if let Ok(mut tls) = acceptor.accept(s).await {
                     let mut back = TcpStream::connect(plain).await.unwrap();
                     let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
@@ -238,6 +250,26 @@ async fn https_upstreams_are_verified_with_the_route_ca_file() {
     .await;
     assert_eq!(got.status, 502);
     assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_tls_handshake_has_the_whole_connect_budget() {
+    // A connect attempt that gets no SYN-ACK is abandoned for a new SYN after 250 ms; a TLS
+    // handshake that takes longer than that (an upstream far away or busy) is not cut short.
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let up = Upstream::start().await;
+    let tls_addr = https_upstream_after(&up, &cert, &key, Duration::from_millis(600)).await;
+    let cfg = format!(
+        "[server]\nconnect_timeout = \"2s\"\n[[route]]\npath = \"/\"\nupstream = \"https://localhost:{port}\"\nca_file = {ca_path:?}\n",
+        port = tls_addr.port()
+    );
+    let gw = Gateway::start(&cfg, "").await;
+    let got = get(&gw, "/slow", &[("authorization", &bearer(&token("alice")))]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["alice"]);
 }
 
 #[test]

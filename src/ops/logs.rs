@@ -6,9 +6,10 @@
 //! a line reaches standard output at most that long after it was logged.
 //!
 //! Loss policy: when nobody reads standard output (a full pipe, a stalled log shipper), the
-//! writer thread blocks, never a request. Up to [`QUEUE_LINES`] lines wait in memory; after
-//! that new lines are dropped, and counted: `jwtgate_log_lines_dropped_total`. Lines still
-//! queued when the process exits are written out first (for at most [`EXIT_WAIT`]).
+//! writer thread blocks, never a request. Up to [`QUEUE_LINES`] lines (and [`QUEUE_BYTES`]),
+//! the batch being written included, wait in memory; after that new lines are dropped, and
+//! counted: `jwtgate_log_lines_dropped_total`. Lines still queued when the process exits are
+//! written out first (for at most [`EXIT_WAIT`]).
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Most log lines waiting for standard output before new ones are dropped.
 pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// Most bytes of log lines in memory (long request paths make long lines).
+pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long the writer waits, after the first line of a batch, for more lines.
 pub const GATHER: Duration = Duration::from_millis(10);
@@ -43,7 +47,11 @@ pub struct Queue {
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<u8>,
+    /// Lines and bytes in memory: pending, and the batch being written.
     lines: usize,
+    bytes: usize,
+    /// The batch being written: its lines and bytes.
+    taken: (usize, usize),
     /// The writer waits on `arrived` (so a line must wake it).
     waiting: bool,
     /// The writer is writing a batch it took.
@@ -60,7 +68,10 @@ impl Queue {
     /// (or closed: the process is exiting).
     pub fn push(&self, bytes: &[u8], lines: usize) {
         let mut state = self.lock();
-        if state.lines + lines > QUEUE_LINES || state.closed {
+        if state.lines + lines > QUEUE_LINES
+            || state.bytes + bytes.len() > QUEUE_BYTES
+            || state.closed
+        {
             drop(state);
             self.dropped.fetch_add(lines as u64, Ordering::Relaxed);
             return;
@@ -68,6 +79,7 @@ impl Queue {
         let first = state.pending.is_empty();
         state.pending.extend_from_slice(bytes);
         state.lines += lines;
+        state.bytes += bytes.len();
         // The writer needs waking for the first line of a batch and when it should stop
         // gathering; otherwise it is awake already, or will look when it is done writing.
         if state.waiting && (first || state.pending.len() >= WRITE_AT) {
@@ -110,7 +122,7 @@ impl Queue {
                     return;
                 }
                 std::mem::swap(&mut batch, &mut state.pending);
-                state.lines = 0;
+                state.taken = (state.lines, state.bytes);
                 state.writing = true;
             }
             // A failed write (stdout closed) loses the batch, as it would lose any later one.
@@ -118,7 +130,13 @@ impl Queue {
             // Keep a batch's worth of capacity, not a burst's.
             batch.clear();
             batch.shrink_to(WRITE_AT * 2);
-            self.lock().writing = false;
+            {
+                let mut state = self.lock();
+                let (lines, bytes) = std::mem::take(&mut state.taken);
+                state.lines -= lines;
+                state.bytes -= bytes;
+                state.writing = false;
+            }
             self.written.notify_all();
         }
     }
@@ -279,10 +297,11 @@ mod tests {
         while !queue.lock().writing {
             std::thread::sleep(Duration::from_millis(1));
         }
+        // The line being written counts: QUEUE_LINES - 1 more fit.
         for _ in 0..QUEUE_LINES + 10 {
             queue.push(b"x\n", 1);
         }
-        assert_eq!(queue.dropped(), 10);
+        assert_eq!(queue.dropped(), 11);
         assert_eq!(queue.lock().lines, QUEUE_LINES);
         // The exit gives up on a blocked output.
         let began = Instant::now();
@@ -292,6 +311,24 @@ mod tests {
         drop(blocked);
         writer.join().unwrap();
         let all = sink.got.lock().unwrap().concat();
-        assert_eq!(all.len(), "first\n".len() + 2 * QUEUE_LINES);
+        assert_eq!(all.len(), "first\n".len() + 2 * (QUEUE_LINES - 1));
+        assert_eq!(queue.lock().bytes, 0);
+    }
+
+    #[test]
+    fn long_lines_are_bounded_by_bytes() {
+        let queue = Arc::new(Queue::default());
+        let sink = Sink::default();
+        let blocked = sink.gate.lock().unwrap();
+        let writer = start(&queue, &sink);
+        let long = vec![b'p'; 1024 * 1024];
+        for _ in 0..40 {
+            queue.push(&long, 1);
+        }
+        assert!(queue.lock().bytes <= QUEUE_BYTES);
+        assert_eq!(queue.dropped(), 40 - (QUEUE_BYTES / long.len()) as u64);
+        drop(blocked);
+        assert!(queue.close(Duration::from_secs(5)));
+        writer.join().unwrap();
     }
 }

@@ -14,6 +14,7 @@
 //!   TLS server name) are not retried.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -35,12 +36,13 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 impl Origin {
     /// An idle pooled connection, or a new one, before `deadline` (see the module docs).
     pub(super) async fn checkout(&self, deadline: Instant) -> Result<Conn, ProxyError> {
-        loop {
+        let _slot = loop {
             if let Some(conn) = self.pool.take(Instant::now()) {
                 return Ok(conn);
             }
             // Listen for a release before the second look, so that one landing in between is
-            // not missed.
+            // not missed. The listener is dropped before connecting (an unpolled listener
+            // would hold on to the next release instead of the connecting request's own).
             let mut released = pin!(self.pool.released());
             released.as_mut().enable();
             if let Some(conn) = self.pool.take(Instant::now()) {
@@ -52,13 +54,11 @@ impl Origin {
                 biased;
                 () = tokio::time::sleep_until(deadline) => return Err(slots_busy()),
                 () = &mut released => continue,
-                permit = self.connecting.acquire() => {
-                    // The semaphore is never closed.
-                    let _slot = permit.map_err(|_| slots_busy())?;
-                    return Box::pin(self.connect_or_take(deadline)).await;
-                }
+                // The semaphore is never closed.
+                permit = self.connecting.acquire() => break permit.map_err(|_| slots_busy())?,
             }
-        }
+        };
+        Box::pin(self.connect_or_take(deadline)).await
     }
 
     /// A new connection, or one given back to the pool while connecting (a small upstream's
@@ -102,12 +102,13 @@ impl Origin {
                 )));
             }
             attempts += 1;
-            let attempt_ends = deadline.min(now + ATTEMPT);
-            let error = match tokio::time::timeout_at(attempt_ends, self.connect_once()).await {
-                Ok(Ok(stream)) => return Ok(Conn::new(stream)),
-                Ok(Err(e)) if !retryable(&e) => return Err(ProxyError::Connect(e)),
-                Ok(Err(e)) => e,
-                Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect attempt timed out"),
+            let error = match self
+                .connect_once(deadline.min(now + ATTEMPT), deadline)
+                .await
+            {
+                Ok(stream) => return Ok(Conn::new(stream)),
+                Err(Failed::Final(e)) => return Err(ProxyError::Connect(e)),
+                Err(Failed::Retry(e)) => e,
             };
             let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
             if pause.is_zero() {
@@ -120,21 +121,71 @@ impl Origin {
         }
     }
 
-    /// One attempt: TCP, then TLS for `https://`.
-    async fn connect_once(&self) -> io::Result<Stream> {
-        let tcp = TcpStream::connect(&*self.addr).await?;
-        tcp.set_nodelay(true)?;
+    /// One attempt: the name, then TCP before `attempt_ends`; then TLS for `https://`, before
+    /// `deadline` (a handshake takes round trips of its own and is not cut short to send
+    /// another SYN).
+    async fn connect_once(
+        &self,
+        attempt_ends: Instant,
+        deadline: Instant,
+    ) -> Result<Stream, Failed> {
+        let timed_out = |what| Failed::Retry(io::Error::new(io::ErrorKind::TimedOut, what));
+        let tcp = tokio::time::timeout_at(attempt_ends, async {
+            // Resolved apart from connecting: a failed lookup (a DNS server restarting, a
+            // Service not published yet) is worth another attempt, whatever error kind the
+            // resolver gave it. An IP address is parsed, not looked up.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&*self.addr)
+                .await
+                .map_err(Failed::Retry)?
+                .collect();
+            if addrs.is_empty() {
+                return Err(Failed::Retry(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the upstream's name resolved to no address",
+                )));
+            }
+            TcpStream::connect(&addrs[..])
+                .await
+                .map_err(Failed::classify)
+        })
+        .await
+        .map_err(|_| timed_out("connect attempt timed out"))??;
+        tcp.set_nodelay(true).map_err(Failed::classify)?;
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
+        socket2::SockRef::from(&tcp)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(Failed::classify)?;
         match &self.tls {
             None => Ok(Stream::Tcp(tcp)),
-            Some((Some(connector), Some(name))) => Ok(Stream::Tls(Box::new(
-                connector.connect(name.clone(), tcp).await?,
-            ))),
-            Some(_) => Err(io::Error::new(
+            Some((Some(connector), Some(name))) => {
+                let handshake = connector.connect(name.clone(), tcp);
+                match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+                    Ok(Err(e)) => Err(Failed::classify(e)),
+                    Err(_) => Err(timed_out("TLS handshake with the upstream timed out")),
+                }
+            }
+            Some(_) => Err(Failed::Final(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "upstream host is not a valid TLS server name",
-            )),
+            ))),
+        }
+    }
+}
+
+/// Why an attempt failed: worth another, or not.
+#[derive(Debug)]
+enum Failed {
+    Retry(io::Error),
+    Final(io::Error),
+}
+
+impl Failed {
+    fn classify(e: io::Error) -> Failed {
+        if retryable(&e) {
+            Failed::Retry(e)
+        } else {
+            Failed::Final(e)
         }
     }
 }
@@ -146,16 +197,15 @@ fn slots_busy() -> ProxyError {
     ))
 }
 
-/// A connect failure another attempt may not meet: the upstream was not there or not taking
-/// connections yet, or the exchange broke off. A certificate or name rustls refuses, or a bad
-/// address, is final.
+/// A connect or handshake failure another attempt may not meet: the upstream was not there or
+/// not taking connections yet, or the exchange broke off. A certificate rustls refuses (a TLS
+/// alert is `InvalidData`), or anything else, is final. (Name lookups are retried where they
+/// are made, in [`Origin::connect_once`].)
 fn retryable(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
-        | TimedOut | UnexpectedEof | Interrupted | WouldBlock => true,
-        // Name resolution fails with `Other` (a DNS server restarting, a Service not yet
-        // published); a TLS alert is `InvalidData`.
+        | TimedOut | UnexpectedEof | Interrupted | WouldBlock | AddrNotAvailable => true,
         Other => e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>()),
         _ => false,
     }
@@ -184,6 +234,5 @@ mod tests {
         }
         let tls = io::Error::other(rustls::Error::General("bad certificate".into()));
         assert!(!retryable(&tls));
-        assert!(retryable(&io::Error::other("failed to lookup address")));
     }
 }
