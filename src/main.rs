@@ -15,7 +15,6 @@ use jwtgate::config::{parse_duration, Config};
 use jwtgate::runtime::reload::Watcher;
 use jwtgate::runtime::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -212,11 +211,11 @@ fn serve(path: &Path) -> ExitCode {
         // Signal handlers first, so that a signal during start-up is not fatal.
         let signals = Signals::register()?;
         let server = &built.config.server;
-        let listener = TcpListener::bind(server.listen).await.map_err(|e| {
+        let listener = jwtgate::net::listen::bind(server.listen).map_err(|e| {
             error!(listen = %server.listen, error = %e, "cannot listen");
         })?;
         let admin = match server.admin_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            Some(addr) => Some(jwtgate::net::listen::bind(addr).map_err(|e| {
                 error!(admin_listen = %addr, error = %e, "cannot listen");
             })?),
             None => None,
