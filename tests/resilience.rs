@@ -47,7 +47,7 @@ impl Blinking {
         let reqs = requests.clone();
         tokio::spawn(async move {
             loop {
-                let (mut s, _) = tokio::select! {
+                let (s, _) = tokio::select! {
                     _ = on_stop.changed() => {
                         // The listener first: a connect from now on is refused, never
                         // accepted by the kernel into a backlog about to be reset.
@@ -60,45 +60,7 @@ impl Blinking {
                         Err(_) => return,
                     },
                 };
-                let (reqs, mut stopped) = (reqs.clone(), stopped.clone());
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // A head, then a Content-Length body.
-                        let end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i + 4;
-                            }
-                            tokio::select! {
-                                _ = stopped.changed() => return,
-                                n = s.read(&mut chunk) => match n {
-                                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                                    _ => return,
-                                },
-                            }
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length: "))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        while buf.len() < end + length {
-                            match s.read(&mut chunk).await {
-                                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                                _ => return,
-                            }
-                        }
-                        buf.drain(..end + length);
-                        reqs.fetch_add(1, Ordering::SeqCst);
-                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
+                tokio::spawn(answer(s, reqs.clone(), stopped.clone(), Duration::ZERO));
                 if !accept_every.is_zero() {
                     tokio::time::sleep(accept_every).await;
                 }
@@ -128,6 +90,67 @@ impl Drop for Blinking {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Answers every request on `s` `200 ok`, keep-alive, counting them in `requests`, until the
+/// client closes or `stopped` changes; requests for `/slow...` after `slow`.
+async fn answer(
+    mut s: TcpStream,
+    requests: Arc<AtomicUsize>,
+    mut stopped: watch::Receiver<bool>,
+    slow: Duration,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // A head, then a Content-Length body.
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            tokio::select! {
+                _ = stopped.changed() => return,
+                n = s.read(&mut chunk) => match n {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                },
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < end + length {
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        buf.drain(..end + length);
+        requests.fetch_add(1, Ordering::SeqCst);
+        if head.starts_with("get /slow") {
+            tokio::time::sleep(slow).await;
+        }
+        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A loopback listener whose kernel queue holds `backlog` (+1) connections nobody accepted;
+/// SYNs beyond that are dropped.
+fn listener_with_backlog(backlog: i32) -> TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(backlog).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap()
 }
 
 /// A loopback port nothing listens on (for now).
@@ -235,13 +258,7 @@ async fn an_upstream_restart_loses_no_request() {
 async fn dropped_syns_are_retried() {
     // Backlog 1, nobody accepting, and two connections already queued: the kernel drops new
     // SYNs until the upstream starts accepting 700 ms later.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(1).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let listener = listener_with_backlog(1);
     let addr = listener.local_addr().unwrap();
     let mut queued = Vec::new();
     for _ in 0..2 {
@@ -261,13 +278,7 @@ async fn dropped_syns_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_waits_for_connect_slots_instead_of_stampeding_a_small_upstream() {
     // The small upstream: backlog 2, 50 accepts a second; connect_timeout 1s.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(2).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let listener = listener_with_backlog(2);
     let up = Blinking::serve(listener, Duration::from_millis(20));
     let cfg = CONFIG.replace("connect_timeout = \"3s\"", "connect_timeout = \"1s\"");
     let gw = Gateway::start(&cfg, &format!("http://{}", up.addr)).await;
@@ -363,46 +374,17 @@ async fn a_connecting_request_takes_a_connection_given_back_meanwhile() {
     // One upstream connection, pooled; then the upstream's backlog fills and it accepts no
     // more: every new SYN is dropped. A request that finds the one connection busy starts
     // connecting; when the connection comes back to the pool, the request takes it.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(1).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let listener = listener_with_backlog(1);
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let (accepted, on_accepted) = tokio::sync::oneshot::channel();
     let reqs = requests.clone();
     tokio::spawn(async move {
         // Exactly one connection is accepted; `/slow` is answered after 600 ms.
-        let (mut s, _) = listener.accept().await.unwrap();
+        let (s, _) = listener.accept().await.unwrap();
         let _ = accepted.send(());
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let end = loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-                match s.read(&mut chunk).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
-            };
-            let slow = buf.starts_with(b"GET /slow");
-            buf.drain(..end);
-            reqs.fetch_add(1, Ordering::SeqCst);
-            if slow {
-                tokio::time::sleep(Duration::from_millis(600)).await;
-            }
-            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
+        let (_running, never) = watch::channel(false);
+        answer(s, reqs, never, Duration::from_millis(600)).await;
     });
     let cfg = CONFIG.replace("connect_timeout = \"3s\"", "connect_timeout = \"2s\"");
     let gw = Gateway::start(&cfg, &format!("http://{addr}")).await;

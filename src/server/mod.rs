@@ -236,6 +236,7 @@ mod tests {
             };
             let size = std::mem::size_of_val(&task);
             eprintln!("connection task future: {size} bytes");
+            eprintln!("idle connection future: {size} bytes");
             assert!(size <= 640, "the connection task's future is {size} bytes");
         });
     }
