@@ -90,66 +90,78 @@ impl Origin {
     /// A new connection, retrying until `deadline`.
     pub(super) async fn connect(&self, deadline: Instant) -> Result<Conn, ProxyError> {
         let mut backoff = FIRST_BACKOFF;
-        let mut attempts = 0u32;
+        let mut attempts = 0usize;
+        // The upstream's addresses, looked up once per connect (again after a failed lookup).
+        let mut addrs = Vec::new();
+        let mut last = None;
         loop {
             let now = Instant::now();
             if now >= deadline {
                 // Not even a first SYN once the budget is gone (a timeout future polls what it
-                // wraps once even when its deadline has passed).
-                return Err(ProxyError::Connect(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect_timeout spent",
-                )));
+                // wraps once even when its deadline has passed). The last attempt's error says
+                // more than the budget running out.
+                return Err(ProxyError::Connect(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::TimedOut, "connect_timeout spent")
+                })));
             }
-            attempts += 1;
             let error = match self
-                .connect_once(deadline.min(now + ATTEMPT), deadline)
+                .connect_once(&mut addrs, attempts, now + ATTEMPT, deadline)
                 .await
             {
                 Ok(stream) => return Ok(Conn::new(stream)),
                 Err(Failed::Final(e)) => return Err(ProxyError::Connect(e)),
                 Err(Failed::Retry(e)) => e,
             };
+            attempts += 1;
             let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
             if pause.is_zero() {
                 debug!(upstream = %self.addr, attempts, error = %error, "connect_timeout spent");
                 return Err(ProxyError::Connect(error));
             }
             debug!(upstream = %self.addr, attempts, error = %error, "connect failed; retrying");
+            last = Some(error);
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    /// One attempt: the name, then TCP before `attempt_ends`; then TLS for `https://`, before
-    /// `deadline` (a handshake takes round trips of its own and is not cut short to send
-    /// another SYN).
+    /// Attempt number `attempt` (from 0): the name is looked up unless `addrs` holds its
+    /// addresses already, then TCP to one of them before `attempt_ends`, then TLS for
+    /// `https://` before `deadline` (a handshake takes round trips of its own and is not cut
+    /// short to send another SYN).
     async fn connect_once(
         &self,
+        addrs: &mut Vec<SocketAddr>,
+        attempt: usize,
         attempt_ends: Instant,
         deadline: Instant,
     ) -> Result<Stream, Failed> {
         let timed_out = |what| Failed::Retry(io::Error::new(io::ErrorKind::TimedOut, what));
-        let tcp = tokio::time::timeout_at(attempt_ends, async {
-            // Resolved apart from connecting: a failed lookup (a DNS server restarting, a
-            // Service not published yet) is worth another attempt, whatever error kind the
-            // resolver gave it. An IP address is parsed, not looked up.
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&*self.addr)
+        if addrs.is_empty() {
+            // Apart from connecting, and within the whole budget: a slow resolver (a first
+            // nameserver down, search domains tried in turn) is not an attempt that timed out,
+            // and a failed lookup (a DNS server restarting, a Service not published yet) is
+            // worth another, whatever error kind the resolver gave it. An IP address is
+            // parsed, not looked up.
+            let found = tokio::time::timeout_at(deadline, tokio::net::lookup_host(&*self.addr))
                 .await
-                .map_err(Failed::Retry)?
-                .collect();
+                .map_err(|_| timed_out("the upstream's name lookup timed out"))?
+                .map_err(Failed::Retry)?;
+            addrs.extend(found);
             if addrs.is_empty() {
                 return Err(Failed::Retry(io::Error::new(
                     io::ErrorKind::NotFound,
                     "the upstream's name resolved to no address",
                 )));
             }
-            TcpStream::connect(&addrs[..])
-                .await
-                .map_err(Failed::classify)
-        })
-        .await
-        .map_err(|_| timed_out("connect attempt timed out"))??;
+        }
+        // One address an attempt, in turn: one that drops SYNs (IPv6 on a dual-stack name
+        // without a route) does not hide the others.
+        let addr = addrs[attempt % addrs.len()];
+        let tcp = tokio::time::timeout_at(attempt_ends.min(deadline), TcpStream::connect(addr))
+            .await
+            .map_err(|_| timed_out("connect attempt timed out"))?
+            .map_err(Failed::classify)?;
         tcp.set_nodelay(true).map_err(Failed::classify)?;
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         socket2::SockRef::from(&tcp)

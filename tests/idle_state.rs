@@ -1,0 +1,165 @@
+//! The whole state an idle keep-alive client connection keeps in the gateway, counted in heap
+//! bytes by a counting allocator: its task and future, its socket's registration, its timers,
+//! whatever buffers and records a request left behind. One request on each of 500 connections,
+//! then nothing: the heap may have grown by at most 2 KiB a connection (issue 11's bound; the
+//! process's RSS per connection, allocator overhead included, is measured by
+//! `../shared/bench/peers/idle.py` and `benches/idle-memory.sh`).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+/// Heap bytes allocated and not yet freed, by anyone in this process.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// SAFETY: every call is passed to the system allocator unchanged; only sizes are counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[[route]]
+path = "/"
+upstream = "{upstream}"
+auth = "public"
+"#;
+
+/// An upstream on plain threads (nothing on the heap per request): `200 ok` to every request,
+/// keep-alive.
+fn upstream() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut have = 0;
+                loop {
+                    match s.read(&mut buf[have..]) {
+                        Ok(n) if n > 0 => have += n,
+                        _ => return,
+                    }
+                    while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.copy_within(end + 4..have, 0);
+                        have -= end + 4;
+                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `n` client connections, each having made one request and been answered, still open
+/// (plain sockets: nothing on this process's heap for them).
+fn idle_clients(gateway: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(gateway).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /idle HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap();
+            let mut got = [0u8; 512];
+            let mut have = 0;
+            while !got[..have].ends_with(b"\r\n\r\nok") {
+                let read = s.read(&mut got[have..]).unwrap();
+                assert!(read > 0, "the gateway closed the connection");
+                have += read;
+            }
+            assert!(got.starts_with(b"HTTP/1.1 200"));
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn an_idle_keep_alive_connection_keeps_at_most_2_kib() {
+    const N: usize = 500;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = upstream();
+    let gw = rt.block_on(common::Gateway::start(CONFIG, &format!("http://{up}")));
+    let addr = gw.addr;
+    // The clients run on a thread of their own while the gateway's runtime runs here.
+    let run = |n: usize, keep: std::sync::mpsc::Receiver<()>| {
+        let (done, clients_done) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let clients = idle_clients(addr, n);
+            let _ = done.send(());
+            // Held open until told.
+            let _ = keep.recv();
+            drop(clients);
+        });
+        rt.block_on(async {
+            clients_done.await.unwrap();
+            // Let the connections settle into their idle wait.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+    };
+    // Warm up what is made once (the upstream connection and its pool, buffer pools, metric
+    // handles, the runtime's structures), then close those connections.
+    let (close_warm, warm_keep) = std::sync::mpsc::channel();
+    run(20, warm_keep);
+    drop(close_warm);
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let (close, keep) = std::sync::mpsc::channel::<()>();
+    run(N, keep);
+    let after = LIVE.load(Ordering::Relaxed);
+    let per_connection = (after - before) / N as isize;
+    eprintln!("an idle keep-alive connection keeps {per_connection} heap bytes");
+    assert!(
+        per_connection <= 2048,
+        "an idle keep-alive connection keeps {per_connection} heap bytes"
+    );
+    // And they are the connections' own: closed, the bytes go back.
+    drop(close);
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+    let closed = LIVE.load(Ordering::Relaxed);
+    assert!(
+        (closed - before) / (N as isize) < 64,
+        "{} bytes per connection stay after the connections closed",
+        (closed - before) / N as isize
+    );
+}
