@@ -59,6 +59,10 @@ enum Command {
         /// boolean, array or object, else a string.
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
+        /// With a key ring (JWT_SECRET_KEY_DIR): the key to sign with, named in the token's
+        /// `kid` (needed when the ring holds more than one).
+        #[arg(long)]
+        kid: Option<String>,
     },
     /// Print a new random secret (256 bits, URL-safe).
     Secret,
@@ -80,7 +84,12 @@ fn run(cli: Cli) -> ExitCode {
             println!("{}", keys::generate());
             ExitCode::SUCCESS
         }
-        Some(Command::Token { sub, ttl, claims }) => token(cli.config.as_deref(), &sub, &ttl, &claims),
+        Some(Command::Token {
+            sub,
+            ttl,
+            claims,
+            kid,
+        }) => token(cli.config.as_deref(), &sub, &ttl, &claims, kid.as_deref()),
         Some(Command::Check) => match cli.config {
             None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
             Some(path) => match load(&path) {
@@ -324,7 +333,13 @@ fn init_logging() {
     }
 }
 
-fn token(config: Option<&Path>, sub: &str, ttl: &str, claims: &[String]) -> ExitCode {
+fn token(
+    config: Option<&Path>,
+    sub: &str,
+    ttl: &str,
+    claims: &[String],
+    kid: Option<&str>,
+) -> ExitCode {
     let ttl = match parse_duration(ttl) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => return usage("--ttl must be greater than zero"),
@@ -388,10 +403,32 @@ fn token(config: Option<&Path>, sub: &str, ttl: &str, claims: &[String]) -> Exit
         };
         body.insert(name.to_owned(), value);
     }
+    // With a key ring, the key named by --kid (or its only key), named in the header.
+    let (secret, kid) = match (kid, keys.ring.as_slice()) {
+        (None, []) => (&keys.current, None),
+        (Some(_), []) => {
+            return usage("--kid needs a key ring (JWT_SECRET_KEY_DIR)");
+        }
+        (None, [(only, secret)]) => (secret, Some(only.as_str())),
+        (None, ring) => {
+            let names: Vec<&str> = ring.iter().map(|(k, _)| k.as_str()).collect();
+            return usage(&format!(
+                "the key ring holds {} keys: pass --kid (one of {})",
+                ring.len(),
+                names.join(", ")
+            ));
+        }
+        (Some(kid), _) => match keys.by_kid(kid) {
+            Some(secret) => (secret, Some(kid)),
+            None => return usage(&format!("--kid {kid:?}: the key ring has no such key")),
+        },
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
     match jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(alg),
+        &header,
         &body,
-        &jsonwebtoken::EncodingKey::from_secret(keys.current.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     ) {
         Ok(t) => {
             println!("{t}");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Upstream, KEY};
+use common::{Upstream, KEY, OLD_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
 
@@ -20,6 +20,7 @@ fn jwtgate(dir: &Path) -> Command {
         .env_remove("JWT_SECRET_KEY_FILE")
         .env_remove("JWT_SECRET_KEY_PREVIOUS")
         .env_remove("JWT_SECRET_KEY_PREVIOUS_FILE")
+        .env_remove("JWT_SECRET_KEY_DIR")
         .env_remove("JWTGATE_CONFIG")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
@@ -221,6 +222,68 @@ fn secret_prints_a_fresh_strong_url_safe_secret() {
 fn verifier(toml: &str) -> jwtgate::auth::Verifier {
     let c = jwtgate::Config::from_toml(toml).unwrap();
     jwtgate::auth::Verifier::new(&c.auth, &jwtgate::Keys::from_secrets(KEY, None))
+}
+
+#[test]
+fn a_key_ring_signs_by_kid_and_refuses_the_single_key_variables_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("keys");
+    std::fs::create_dir(&ring).unwrap();
+    std::fs::write(ring.join("2026-10"), OLD_KEY).unwrap();
+    std::fs::write(ring.join("2026-11"), KEY).unwrap();
+    let config = write_config(dir.path(), GOOD);
+    let run = |args: &[&str], extra: Option<(&str, &str)>| {
+        let mut c = jwtgate(dir.path());
+        c.args(args).env("JWT_SECRET_KEY_DIR", &ring);
+        if let Some((k, v)) = extra {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (o.status.code(), text(&o))
+    };
+    // check accepts the ring; with JWT_SECRET_KEY beside it, exit 2 naming both.
+    assert_eq!(run(&["check", "--config", &config], None).0, Some(0));
+    let (code, (_, err)) = run(
+        &["check", "--config", &config],
+        Some(("JWT_SECRET_KEY", KEY)),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("JWT_SECRET_KEY_DIR") && err.contains("JWT_SECRET_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY), "{err}");
+    // Two keys: token needs --kid, and names it in the header.
+    let (code, (_, err)) = run(&["token", "--sub", "alice"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--kid") && err.contains("2026-10, 2026-11"),
+        "{err}"
+    );
+    let (code, (out, err)) = run(&["token", "--sub", "alice", "--kid", "2026-10"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let token = out.trim_end();
+    assert_eq!(
+        jsonwebtoken::decode_header(token).unwrap().kid.as_deref(),
+        Some("2026-10")
+    );
+    let keys = jwtgate::Keys::load(&jwtgate::auth::keys::Env::from_pairs([(
+        "JWT_SECRET_KEY_DIR",
+        ring.to_str().unwrap(),
+    )]))
+    .unwrap();
+    let c = jwtgate::Config::from_toml(GOOD).unwrap();
+    let v = jwtgate::auth::Verifier::new(&c.auth, &keys);
+    assert_eq!(v.verify(token).unwrap().user, "alice");
+    // Signed with the other key: the same token does not pass as 2026-10's.
+    assert!(
+        jwtgate::auth::Verifier::new(&c.auth, &jwtgate::Keys::from_secrets(KEY, None))
+            .verify(token)
+            .is_err()
+    );
+    let (code, (_, err)) = run(&["token", "--sub", "alice", "--kid", "nope"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no such key"), "{err}");
 }
 
 #[test]

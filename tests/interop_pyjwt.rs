@@ -83,3 +83,48 @@ fn jwtgate_tokens_decode_in_pyjwt() {
     let token = String::from_utf8(out.stdout).unwrap();
     assert_eq!(python(DECODE, Some(&token)).trim(), "carol");
 }
+
+#[tokio::test]
+async fn pyjwt_tokens_with_a_kid_pass_a_key_ring() {
+    // The auth service during a ring rotation: `jwt.encode(..., headers={"kid": ...})`.
+    let ring = tempfile::tempdir().unwrap();
+    std::fs::write(ring.path().join("2026-10"), OLD_KEY).unwrap();
+    std::fs::write(ring.path().join("2026-11"), KEY).unwrap();
+    let mint = r#"
+import datetime, jwt
+now = datetime.datetime.now(tz=datetime.timezone.utc)
+claims = {"sub": "dave", "exp": now + datetime.timedelta(minutes=30)}
+print(jwt.encode(claims, "KEY", algorithm="HS256", headers={"kid": "2026-11"}))
+print(jwt.encode(claims, "OLD", algorithm="HS256", headers={"kid": "2026-10"}))
+print(jwt.encode(claims, "OLD", algorithm="HS256", headers={"kid": "2026-11"}))
+print(jwt.encode(claims, "OLD", algorithm="HS256"))
+"#
+    .replace("\"KEY\"", &format!("{KEY:?}"))
+    .replace("\"OLD\"", &format!("{OLD_KEY:?}"));
+    let tokens = python(&mint, None);
+    let tokens: Vec<&str> = tokens.lines().collect();
+    let keys = jwtgate::Keys::load(&jwtgate::auth::keys::Env::from_pairs([(
+        "JWT_SECRET_KEY_DIR",
+        ring.path().to_str().unwrap(),
+    )]))
+    .unwrap();
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with_keys(CONFIG, &up.url(), keys).await;
+    for (token, status) in [
+        (tokens[0], 200),
+        (tokens[1], 200),
+        // The kid names the key: signed with another, refused.
+        (tokens[2], 401),
+        // No kid: every key of the ring.
+        (tokens[3], 200),
+    ] {
+        up.clear();
+        let got = get(&gw, "/api/me", &[("authorization", &bearer(token))]).await;
+        assert_eq!(got.status, status, "{token}: {}", got.body);
+        if status == 200 {
+            assert_eq!(up.one().all("x-auth-user"), vec!["dave"]);
+        } else {
+            assert_eq!(up.count(), 0);
+        }
+    }
+}

@@ -624,3 +624,74 @@ async fn websockets_are_closed_at_the_drain_deadline() {
         "{took:?}"
     );
 }
+
+/// An HS256 token for `sub` signed with `key`, naming `kid` in its header (or no kid).
+fn kid_token(sub: &str, kid: Option<&str>, key: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(HS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": sub, "exp": now() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_ring_rotates_by_kid_through_a_secret_volume() {
+    // JWT_SECRET_KEY_DIR on a Secret-style volume: one file a key, named by its kid. A key
+    // published later starts verifying without a restart; a key dropped from the volume stops,
+    // cached tokens included.
+    let up = Upstream::start().await;
+    let mut vol = Volume::new(&[("2026-10", KEY)]);
+    let dir = vol.dir.path().to_str().unwrap().to_owned();
+    let ring_env = {
+        let dir = dir.clone();
+        move || Env::from_pairs([("JWT_SECRET_KEY_DIR", dir.as_str())])
+    };
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg_path = cfg_dir.path().join("jwtgate.toml");
+    let base = format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url());
+    std::fs::write(&cfg_path, &base).unwrap();
+    let gw = Gateway::start_with_keys(&base, "", jwtgate::Keys::load(&ring_env()).unwrap()).await;
+    let env: jwtgate::runtime::reload::EnvSource = Arc::new(ring_env);
+    let r = Arc::new(Reloader::new(gw.gateway.clone(), cfg_path.clone(), env));
+    let watcher = r.clone().watch(Duration::from_millis(100));
+    let status = async |t: &str| {
+        get(&gw, "/r", &[("authorization", &bearer(t))])
+            .await
+            .status
+    };
+
+    let old = kid_token("alice", Some("2026-10"), KEY);
+    let new = kid_token("bob", Some("2026-11"), KEY_B);
+    assert_eq!(status(&old).await, 200);
+    assert_eq!(up.seen().last().unwrap().all("x-auth-user"), vec!["alice"]);
+    // Without a kid, every key is tried.
+    assert_eq!(status(&kid_token("carol", None, KEY)).await, 200);
+    // Not published yet: an unknown kid.
+    assert_eq!(status(&new).await, 401);
+
+    // Publish the next key (the kubelet adds the file's link and swaps `..data`).
+    vol.swap(&[("2026-10", KEY), ("2026-11", KEY_B)]);
+    std::os::unix::fs::symlink("..data/2026-11", vol.dir.path().join("2026-11")).unwrap();
+    wait_until("the new key to verify", async || status(&new).await == 200).await;
+    assert_eq!(up.seen().last().unwrap().all("x-auth-user"), vec!["bob"]);
+    assert_eq!(status(&old).await, 200);
+    // A kid names one key: the old kid with the new key's signature is refused.
+    assert_eq!(
+        status(&kid_token("mallory", Some("2026-10"), KEY_B)).await,
+        401
+    );
+
+    // Retire the old key: its link dangles, as in Kubernetes. Its tokens stop verifying,
+    // though the verified-token cache holds them.
+    vol.swap(&[("2026-11", KEY_B)]);
+    wait_until("the retired key to stop verifying", async || {
+        status(&old).await == 401
+    })
+    .await;
+    assert_eq!(status(&kid_token("carol", None, KEY)).await, 401);
+    assert_eq!(status(&new).await, 200);
+    drop(watcher);
+}

@@ -1,6 +1,9 @@
 //! The HMAC keys: `JWT_SECRET_KEY` (or `JWT_SECRET_KEY_FILE`) and the optional
 //! `JWT_SECRET_KEY_PREVIOUS` (or `JWT_SECRET_KEY_PREVIOUS_FILE`) that still verifies during a
-//! rotation. Values come from the real environment first, then from a `.env` file in the working
+//! rotation; or, instead of them, a key ring: `JWT_SECRET_KEY_DIR`, a directory (a Kubernetes
+//! Secret volume) in which each file is one key and its name the key's `kid` (at most
+//! [`MAX_RING_KEYS`]; names beginning with `.`, such as the volume's `..data`, are not keys).
+//! Values come from the real environment first, then from a `.env` file in the working
 //! directory. A key's value is never printed, logged or formatted: [`Secret`]'s `Debug` redacts
 //! it, and every message here names the variable, never the value.
 
@@ -16,6 +19,10 @@ use rand::RngCore;
 pub const CURRENT: &str = "JWT_SECRET_KEY";
 /// The variable that holds the previous key during a rotation.
 pub const PREVIOUS: &str = "JWT_SECRET_KEY_PREVIOUS";
+/// The variable that names the key ring's directory.
+pub const DIR: &str = "JWT_SECRET_KEY_DIR";
+/// Most keys a ring holds.
+pub const MAX_RING_KEYS: usize = 16;
 
 /// Shortest key accepted, in bytes (HS256's output size; RFC 7518 §3.2).
 pub const MIN_KEY_BYTES: usize = 32;
@@ -78,18 +85,38 @@ impl fmt::Debug for Secret {
 /// The keys tokens are verified with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
-    /// Signs (`jwtgate token`) and verifies.
+    /// Signs (`jwtgate token`) and verifies. With a key ring: its first key by name.
     pub current: Secret,
-    /// Only verifies, during a rotation.
+    /// Only verifies, during a rotation (never with a key ring).
     pub previous: Option<Secret>,
-    /// The files the keys were read from, to watch for changes.
+    /// The key ring, by `kid` in name order; empty without `JWT_SECRET_KEY_DIR`.
+    pub ring: Vec<(String, Secret)>,
+    /// The files (and the ring's directory) the keys were read from, to watch for changes.
     pub files: Vec<PathBuf>,
 }
 
 impl Keys {
-    /// The keys to verify with: current first, then previous.
-    pub fn verifying(&self) -> impl Iterator<Item = &[u8]> {
-        std::iter::once(self.current.as_bytes()).chain(self.previous.as_ref().map(Secret::as_bytes))
+    /// The keys to verify with, each with its `kid` when it has one: the ring's keys, or the
+    /// current key, then the previous one.
+    pub fn verifying(&self) -> Box<dyn Iterator<Item = (Option<&str>, &[u8])> + '_> {
+        if self.ring.is_empty() {
+            Box::new(
+                std::iter::once(self.current.as_bytes())
+                    .chain(self.previous.as_ref().map(Secret::as_bytes))
+                    .map(|k| (None, k)),
+            )
+        } else {
+            Box::new(
+                self.ring
+                    .iter()
+                    .map(|(kid, k)| (Some(kid.as_str()), k.as_bytes())),
+            )
+        }
+    }
+
+    /// The ring's key named `kid`.
+    pub fn by_kid(&self, kid: &str) -> Option<&Secret> {
+        self.ring.iter().find(|(k, _)| k == kid).map(|(_, s)| s)
     }
 
     /// Loads the keys from the process environment and `./.env`.
@@ -99,6 +126,20 @@ impl Keys {
 
     /// Loads the keys from `env`. Every problem is reported, named by variable, never by value.
     pub fn load(env: &Env) -> Result<Keys, Vec<String>> {
+        if let Some(dir) = env.get(DIR) {
+            let single: Vec<String> = [CURRENT, PREVIOUS]
+                .iter()
+                .flat_map(|v| [v.to_string(), format!("{v}_FILE")])
+                .filter(|v| env.get(v).is_some())
+                .collect();
+            if !single.is_empty() {
+                return Err(vec![format!(
+                    "{DIR} and {} are both set: the key ring replaces them, keep only one",
+                    single.join(", ")
+                )]);
+            }
+            return load_ring(Path::new(dir));
+        }
         let mut problems = Vec::new();
         let mut files = Vec::new();
         let current = match read_key(env, CURRENT, &mut files) {
@@ -135,6 +176,7 @@ impl Keys {
             Some(current) if problems.is_empty() => Ok(Keys {
                 current,
                 previous,
+                ring: Vec::new(),
                 files,
             }),
             _ => Err(problems),
@@ -147,7 +189,96 @@ impl Keys {
         Keys {
             current: Secret(current.as_bytes().to_vec()),
             previous: previous.map(|p| Secret(p.as_bytes().to_vec())),
+            ring: Vec::new(),
             files: Vec::new(),
+        }
+    }
+}
+
+/// The key ring in `dir`: each regular file (or link to one) whose name does not begin with
+/// `.` is a key, its name the `kid`. Every problem is reported, by file name.
+fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![format!(
+            "{DIR}: cannot read the directory {}: {e}",
+            dir.display()
+        )]
+    })?;
+    let mut names = Vec::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!("{DIR}: cannot list {}: {e}", dir.display()));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            problems.push(format!(
+                "{DIR}: a file name that is not UTF-8 in {} cannot be a kid",
+                dir.display()
+            ));
+            continue;
+        };
+        // A Secret volume's `..data` link and its timestamped directory are not keys.
+        if name.starts_with('.') {
+            continue;
+        }
+        // Follows links: a Secret volume's files are links into `..data`.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    if names.is_empty() && problems.is_empty() {
+        problems.push(format!(
+            "{DIR}: {} holds no key files (one file a key, its name the kid)",
+            dir.display()
+        ));
+    }
+    if names.len() > MAX_RING_KEYS {
+        problems.push(format!(
+            "{DIR}: {} holds {} keys; at most {MAX_RING_KEYS}",
+            dir.display(),
+            names.len()
+        ));
+    }
+    let mut ring = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        match std::fs::read(&path) {
+            Ok(mut bytes) => {
+                trim_newline(&mut bytes);
+                match strength(&bytes) {
+                    Ok(()) => ring.push((name, Secret(bytes))),
+                    Err(rule) => problems.push(format!(
+                        "{DIR}: key {name:?} is too weak: {rule}; generate one with `jwtgate secret`"
+                    )),
+                }
+            }
+            Err(e) => problems.push(format!("{DIR}: cannot read key {name:?}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Keys {
+        current: ring[0].1.clone(),
+        previous: None,
+        ring,
+        // The directory: a key added, changed or removed changes its fingerprint.
+        files: vec![dir.to_path_buf()],
+    })
+}
+
+/// One trailing newline is what `echo` and most editors add; trims exactly that.
+fn trim_newline(bytes: &mut Vec<u8>) {
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
         }
     }
 }
@@ -214,13 +345,7 @@ fn read_key(env: &Env, name: &str, files: &mut Vec<PathBuf>) -> Result<Option<Se
                 Err(e) => return Err(format!("{file_var}: cannot read {}: {e}", path.display())),
             };
             let mut bytes = bytes;
-            // One trailing newline is what `echo` and most editors add; trim exactly that.
-            if bytes.ends_with(b"\n") {
-                bytes.pop();
-                if bytes.ends_with(b"\r") {
-                    bytes.pop();
-                }
-            }
+            trim_newline(&mut bytes);
             if bytes.is_empty() && name == PREVIOUS {
                 tracing::warn!(variable = %file_var, "previous key file is empty: no previous key");
                 return Ok(None);
@@ -263,6 +388,88 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "k7Qm2V9xZp4Rt8Lw1Ns6Hy3Jd5Fb0Gc-AeXoUiEq";
+
+    fn ring(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, key) in files {
+            std::fs::write(dir.path().join(name), key).unwrap();
+        }
+        dir
+    }
+
+    fn load_dir(dir: &Path) -> Result<Keys, Vec<String>> {
+        Keys::load(&Env::from_pairs([(DIR, dir.to_str().unwrap())]))
+    }
+
+    #[test]
+    fn a_key_ring_is_one_key_a_file_named_by_its_kid() {
+        let other = &GOOD[1..];
+        let dir = ring(&[("2026-11", &format!("{GOOD}\n")), ("2026-10", other)]);
+        // A Secret volume's bookkeeping is not a key, nor is a directory or a dangling link.
+        std::fs::create_dir(dir.path().join("..2026_11_30")).unwrap();
+        std::fs::write(dir.path().join("..data"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("gone", dir.path().join("removed")).unwrap();
+        let keys = load_dir(dir.path()).unwrap();
+        let kids: Vec<(Option<&str>, &[u8])> = keys.verifying().collect();
+        assert_eq!(
+            kids,
+            [
+                (Some("2026-10"), other.as_bytes()),
+                (Some("2026-11"), GOOD.as_bytes())
+            ]
+        );
+        assert_eq!(keys.by_kid("2026-11").unwrap().as_bytes(), GOOD.as_bytes());
+        assert_eq!(keys.files, vec![dir.path().to_path_buf()]);
+    }
+
+    #[test]
+    fn a_key_ring_refuses_weak_keys_too_many_none_and_the_single_key_variables() {
+        let dir = ring(&[
+            ("good", GOOD),
+            ("weak", "short"),
+            ("placeholder", "your-secret-key"),
+        ]);
+        let problems = load_dir(dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("\"weak\" is too weak")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("\"placeholder\" is too weak")));
+        assert!(!problems
+            .iter()
+            .any(|p| p.contains("short") || p.contains(GOOD)));
+
+        let names: Vec<String> = (0..=MAX_RING_KEYS).map(|i| format!("k{i:02}")).collect();
+        let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), GOOD)).collect();
+        let many = ring(&files);
+        let problems = load_dir(many.path()).unwrap_err();
+        assert!(problems[0].contains("at most 16"), "{problems:?}");
+
+        let empty = ring(&[]);
+        assert!(load_dir(empty.path()).unwrap_err()[0].contains("holds no key files"));
+        assert!(load_dir(Path::new("/nonexistent/ring")).unwrap_err()[0].contains("cannot read"));
+
+        for single in [
+            CURRENT,
+            "JWT_SECRET_KEY_FILE",
+            PREVIOUS,
+            "JWT_SECRET_KEY_PREVIOUS_FILE",
+        ] {
+            let dir = ring(&[("a", GOOD)]);
+            let problems = Keys::load(&Env::from_pairs([
+                (DIR, dir.path().to_str().unwrap()),
+                (single, GOOD),
+            ]))
+            .unwrap_err();
+            assert_eq!(problems.len(), 1);
+            assert!(
+                problems[0].contains(DIR) && problems[0].contains(single),
+                "{problems:?}"
+            );
+            assert!(!problems[0].contains(GOOD));
+        }
+    }
 
     #[test]
     fn loads_current_and_previous() {

@@ -64,6 +64,8 @@ pub enum TokenError {
     UnsupportedCritical,
     /// The signature does not match any configured key.
     BadSignature,
+    /// The token's `kid` names no key in the key ring.
+    UnknownKey,
     /// No `exp` claim.
     MissingExp,
     /// `exp`, `nbf` or `iat` is not a number.
@@ -93,6 +95,7 @@ impl TokenError {
             TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
             TokenError::UnsupportedCritical => "unsupported_crit",
             TokenError::BadSignature => "bad_signature",
+            TokenError::UnknownKey => "unknown_kid",
             TokenError::MissingExp => "missing_exp",
             TokenError::BadTimeClaim => "bad_time_claim",
             TokenError::Expired => "expired",
@@ -114,6 +117,7 @@ impl TokenError {
             TokenError::AlgorithmNotAllowed => "token algorithm not allowed",
             TokenError::UnsupportedCritical => "unsupported critical header",
             TokenError::BadSignature => "invalid signature",
+            TokenError::UnknownKey => "unknown key id",
             TokenError::MissingExp => "token has no exp claim",
             TokenError::BadTimeClaim => "exp, nbf or iat claim is not a number",
             TokenError::Expired => "token expired",
@@ -156,10 +160,12 @@ enum HmacState {
 struct Key {
     mac: HmacState,
     id: KeyId,
+    /// The key ring's name for it (`JWT_SECRET_KEY_DIR`); `None` for the single keys.
+    kid: Option<Box<str>>,
 }
 
 impl Key {
-    fn new(alg: Algorithm, secret: &[u8]) -> Key {
+    fn new(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> Key {
         // `new_from_slice` accepts keys of any length for HMAC, so these cannot fail; the
         // fallback to an empty-keyed MAC is unreachable, and is anyway never a usable key
         // because `keys` refuses secrets shorter than 32 bytes.
@@ -177,6 +183,7 @@ impl Key {
         Key {
             mac,
             id: key_id(alg, secret),
+            kid: kid.map(Box::from),
         }
     }
 
@@ -254,7 +261,10 @@ impl Verifier {
             .algorithms
             .iter()
             .map(|&alg| {
-                let ks = keys.verifying().map(|k| Key::new(alg, k)).collect();
+                let ks = keys
+                    .verifying()
+                    .map(|(kid, k)| Key::new(alg, kid, k))
+                    .collect();
                 (alg, ks)
             })
             .collect();
@@ -336,7 +346,26 @@ impl Verifier {
             return Err(TokenError::UnsupportedCritical);
         }
         let signature = jwt::decode_segment(parts.signature)?;
-        let Some(key) = keys.iter().find(|k| k.verify(parts.signed, &signature)) else {
+        // With a key ring, a token's `kid` selects its key, and only that one is tried; a
+        // token without one is tried with every key. The single keys have no `kid`: a token's
+        // is not looked at.
+        let ring = keys.first().is_some_and(|k| k.kid.is_some());
+        let kid = match header.get("kid") {
+            _ if !ring => None,
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        if let Some(kid) = kid {
+            if !keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
+                return Err(TokenError::UnknownKey);
+            }
+        }
+        let Some(key) = keys
+            .iter()
+            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+            .find(|k| k.verify(parts.signed, &signature))
+        else {
             return Err(TokenError::BadSignature);
         };
         // Only now, with the signature checked, are the claims worth reading.
@@ -456,6 +485,74 @@ mod tests {
             "{msg}.{}",
             URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
         )
+    }
+
+    #[test]
+    fn a_key_ring_picks_the_key_by_kid_and_tries_every_key_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), KEY).unwrap();
+        std::fs::write(dir.path().join("b"), OLD).unwrap();
+        let keys = Keys::load(&crate::auth::keys::Env::from_pairs([(
+            crate::auth::keys::DIR,
+            dir.path().to_str().unwrap(),
+        )]))
+        .unwrap();
+        let cfg =
+            Config::from_toml("[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"").unwrap();
+        let v = Verifier::new(&cfg.auth, &keys);
+        let claims = r#"{"sub":"alice","exp":1800000000}"#;
+        let user = |t: &str| {
+            v.verify_at(t, NOW)
+                .map(|i| i.user.to_str().unwrap().to_owned())
+        };
+        // The kid names the key: only it is tried.
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256","kid":"a"}"#, claims, KEY)).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256","kid":"b"}"#, claims, OLD)).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256","kid":"b"}"#, claims, KEY)).unwrap_err(),
+            TokenError::BadSignature
+        );
+        // A kid the ring does not have, or one that is not a string.
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256","kid":"c"}"#, claims, KEY)).unwrap_err(),
+            TokenError::UnknownKey
+        );
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256","kid":1}"#, claims, KEY)).unwrap_err(),
+            TokenError::Malformed
+        );
+        // Without a kid, every key of the ring.
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256"}"#, claims, KEY)).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            user(&raw(r#"{"alg":"HS256"}"#, claims, OLD)).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            user(&raw(
+                r#"{"alg":"HS256"}"#,
+                claims,
+                "another-key-0123456789-0123456789"
+            ))
+            .unwrap_err(),
+            TokenError::BadSignature
+        );
+        // The single keys have no kid: a token's is not looked at.
+        let single = verifier("");
+        assert!(single
+            .verify_at(
+                &raw(r#"{"alg":"HS256","kid":"whatever"}"#, claims, KEY),
+                NOW
+            )
+            .is_ok());
     }
 
     fn jwt(claims: serde_json::Value, alg: jsonwebtoken::Algorithm, key: &str) -> String {

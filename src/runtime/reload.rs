@@ -195,6 +195,28 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<[u8; 32]>)> {
     files.iter().map(|p| (p.clone(), read_digest(p))).collect()
 }
 
+/// A file's SHA-256; for a directory (the key ring), one over the names and contents of the
+/// files in it whose names do not begin with `.`, so that a key added, changed or removed
+/// (or a Secret volume's `..data` swapped) changes it.
 fn read_digest(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
+    }
+    let mut names: Vec<_> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut all = Sha256::new();
+    for name in names {
+        all.update(name.as_bytes());
+        all.update([0]);
+        match std::fs::read(path.join(&name)) {
+            Ok(bytes) => all.update(Sha256::digest(&bytes)),
+            Err(_) => all.update([1]),
+        }
+    }
+    Some(all.finalize().into())
 }
