@@ -23,6 +23,8 @@ pub const PREVIOUS: &str = "JWT_SECRET_KEY_PREVIOUS";
 pub const DIR: &str = "JWT_SECRET_KEY_DIR";
 /// Most keys a ring holds.
 pub const MAX_RING_KEYS: usize = 16;
+/// Largest key file a ring reads.
+pub const MAX_KEY_BYTES: u64 = 4096;
 
 /// Shortest key accepted, in bytes (HS256's output size; RFC 7518 §3.2).
 pub const MIN_KEY_BYTES: usize = 32;
@@ -226,9 +228,17 @@ fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
         if name.starts_with('.') {
             continue;
         }
-        // Follows links: a Secret volume's files are links into `..data`.
-        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-            names.push(name);
+        // Follows links: a Secret volume's files are links into `..data`. A dangling link is
+        // a key being removed (the kubelet drops it next); a directory or a device is no key.
+        match std::fs::metadata(entry.path()) {
+            Ok(m) if m.is_file() && m.len() > MAX_KEY_BYTES => problems.push(format!(
+                "{DIR}: {name:?} is {} bytes, too large to be a key (at most {MAX_KEY_BYTES})",
+                m.len()
+            )),
+            Ok(m) if m.is_file() => names.push(name),
+            Ok(_) => tracing::warn!(dir = %dir.display(), entry = %name, "not a file: not a key"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("{DIR}: cannot read key {name:?}: {e}")),
         }
     }
     names.sort();
@@ -424,6 +434,26 @@ mod tests {
     }
 
     #[test]
+    fn a_key_ring_skips_what_is_not_a_file_and_refuses_files_too_large_for_a_key() {
+        let dir = ring(&[("good", GOOD)]);
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // A FIFO is skipped, never opened (opening it would block until a writer came).
+        let keys = load_dir(dir.path()).unwrap();
+        assert_eq!(keys.ring.len(), 1);
+        std::fs::write(dir.path().join("huge"), vec![b'k'; 5000]).unwrap();
+        let problems = load_dir(dir.path()).unwrap_err();
+        assert!(
+            problems[0].contains("\"huge\" is 5000 bytes, too large"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_key_ring_refuses_weak_keys_too_many_none_and_the_single_key_variables() {
         let dir = ring(&[
             ("good", GOOD),
@@ -464,9 +494,11 @@ mod tests {
             .unwrap_err();
             assert_eq!(problems.len(), 1);
             assert!(
-                problems[0].contains(DIR) && problems[0].contains(single),
+                problems[0].contains(&format!("{DIR} and {single}"))
+                    || problems[0].contains(&format!(", {single}")),
                 "{problems:?}"
             );
+            assert!(problems[0].contains("are both set"), "{problems:?}");
             assert!(!problems[0].contains(GOOD));
         }
     }

@@ -182,7 +182,7 @@ impl Key {
         };
         Key {
             mac,
-            id: key_id(alg, secret),
+            id: key_id(alg, kid, secret),
             kid: kid.map(Box::from),
         }
     }
@@ -203,13 +203,23 @@ impl Key {
 
 /// A key's identity for the cache: a keyed hash (a per-process random key) of the algorithm and
 /// the secret. It names a key without revealing anything about it, and is never shown anyway.
-fn key_id(alg: Algorithm, secret: &[u8]) -> KeyId {
+fn key_id(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> KeyId {
     static STATE: OnceLock<std::hash::RandomState> = OnceLock::new();
     let mut h = STATE
         .get_or_init(std::hash::RandomState::new)
         .build_hasher();
     h.write(alg.name().as_bytes());
     h.write_u8(0);
+    // A ring key's name is part of it: a token verified as `kid` "a" is not served from the
+    // cache once "a" is gone, even if another name holds the same secret.
+    match kid {
+        None => h.write_u8(0),
+        Some(kid) => {
+            h.write_u8(1);
+            h.write_usize(kid.len());
+            h.write(kid.as_bytes());
+        }
+    }
     h.write(secret);
     KeyId(h.finish())
 }
@@ -545,6 +555,24 @@ mod tests {
             .unwrap_err(),
             TokenError::BadSignature
         );
+        // A cached token does not outlive its kid: the file renamed (same secret), the token
+        // naming the old name is refused, cache or not.
+        let cached = Verifier::build(&cfg.auth, &keys, None);
+        let later = r#"{"sub":"alice","exp":4000000000}"#;
+        let token = raw(r#"{"alg":"HS256","kid":"a"}"#, later, KEY);
+        assert!(cached.verify(&token).is_ok());
+        std::fs::rename(dir.path().join("a"), dir.path().join("c")).unwrap();
+        let renamed = Keys::load(&crate::auth::keys::Env::from_pairs([(
+            crate::auth::keys::DIR,
+            dir.path().to_str().unwrap(),
+        )]))
+        .unwrap();
+        let after = Verifier::build(&cfg.auth, &renamed, Some(&cached));
+        assert!(
+            after.cache().is_some_and(|c| c.len() == 1),
+            "the cache is kept"
+        );
+        assert_eq!(after.verify(&token).unwrap_err(), TokenError::UnknownKey);
         // The single keys have no kid: a token's is not looked at.
         let single = verifier("");
         assert!(single

@@ -117,16 +117,23 @@ impl Reloader {
     /// [`Watcher`] is dropped.
     pub fn watch(self: Arc<Self>, interval: Duration) -> Watcher {
         let (tx, rx) = mpsc::channel();
+        // The files as they are now, before the thread starts: a change made once this returns
+        // is seen however late the thread gets to run.
+        let seen = fingerprint(&self.watched_files());
         let thread = std::thread::Builder::new()
             .name("jwtgate-reload".into())
-            .spawn(move || self.run(&rx, interval))
+            .spawn(move || self.run(&rx, interval, seen))
             .map_err(|e| error!(error = %e, "cannot start the reload thread; reloads are off"))
             .ok();
         Watcher { tx, thread }
     }
 
-    fn run(&self, rx: &mpsc::Receiver<Command>, interval: Duration) {
-        let mut seen = fingerprint(&self.watched_files());
+    fn run(
+        &self,
+        rx: &mpsc::Receiver<Command>,
+        interval: Duration,
+        mut seen: Vec<(PathBuf, Option<[u8; 32]>)>,
+    ) {
         let mut failed_at: Option<Instant> = None;
         let mut next = Instant::now() + interval;
         loop {
@@ -213,10 +220,51 @@ fn read_digest(path: &Path) -> Option<[u8; 32]> {
     for name in names {
         all.update(name.as_bytes());
         all.update([0]);
-        match std::fs::read(path.join(&name)) {
-            Ok(bytes) => all.update(Sha256::digest(&bytes)),
-            Err(_) => all.update([1]),
+        // Regular files of a key's size only: a FIFO would block the reload thread, a device
+        // or a large stray file would be read every second.
+        let file = path.join(&name);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.is_file() && m.len() <= crate::auth::keys::MAX_KEY_BYTES => {
+                match std::fs::read(&file) {
+                    Ok(bytes) => all.update(Sha256::digest(&bytes)),
+                    Err(_) => all.update([1]),
+                }
+            }
+            Ok(m) => {
+                all.update([2]);
+                all.update(m.len().to_le_bytes());
+            }
+            Err(_) => all.update([3]),
         }
     }
     Some(all.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_ring_directory_changes_its_digest_with_its_keys_and_never_opens_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "key-a").unwrap();
+        let first = read_digest(dir.path()).unwrap();
+        // Bookkeeping (a Secret volume's dot entries) and a FIFO: the digest is read at once
+        // (opening the FIFO would block) and does not move for the dot entry.
+        std::fs::write(dir.path().join("..data"), "x").unwrap();
+        assert_eq!(read_digest(dir.path()).unwrap(), first);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe"))
+            .status()
+            .unwrap()
+            .success());
+        let with_fifo = read_digest(dir.path()).unwrap();
+        std::fs::write(dir.path().join("b"), "key-b").unwrap();
+        let added = read_digest(dir.path()).unwrap();
+        assert_ne!(added, with_fifo);
+        std::fs::write(dir.path().join("b"), "key-b2").unwrap();
+        assert_ne!(read_digest(dir.path()).unwrap(), added);
+        std::fs::remove_file(dir.path().join("b")).unwrap();
+        assert_eq!(read_digest(dir.path()).unwrap(), with_fifo);
+    }
 }
