@@ -322,8 +322,10 @@ fn init_logging() {
         Ok("text") => false,
         _ => !std::io::stdout().is_terminal(),
     };
+    // Colours only for a terminal: text logs redirected to a file or a pipe stay plain.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
         .with_writer(jwtgate::ops::logs::Stdout);
     jwtgate::ops::access::set_json_lines(json);
     if json {

@@ -688,12 +688,14 @@ async fn log_format_follows_the_terminal_and_the_variable() {
         .unwrap();
         assert_eq!(code, Some(0));
         let line = log.iter().find(|l| l.contains("listening")).unwrap();
-        // stdout is a pipe here, not a terminal: JSON unless text is asked for.
+        // stdout is a pipe here, not a terminal: JSON unless text is asked for, and text
+        // without colour codes.
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(line).is_ok(),
             json,
             "{format:?}: {line}"
         );
+        assert!(!line.contains('\u{1b}'), "{format:?}: {line:?}");
     }
 }
 
