@@ -197,10 +197,10 @@ impl Keys {
     }
 }
 
-/// The key ring in `dir`: each regular file (or link to one) whose name does not begin with
-/// `.` is a key, its name the `kid`. Every problem is reported, by file name.
+/// The key ring in `dir`: each key of [`ring_entries`], its name the `kid`. Every problem is
+/// reported, by file name.
 fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+    let entries = ring_entries(dir).map_err(|e| {
         vec![format!(
             "{DIR}: cannot read the directory {}: {e}",
             dir.display()
@@ -208,40 +208,25 @@ fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
     })?;
     let mut names = Vec::new();
     let mut problems = Vec::new();
-    for entry in entries {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                problems.push(format!("{DIR}: cannot list {}: {e}", dir.display()));
-                continue;
+    for (name, entry) in entries {
+        match entry {
+            RingEntry::Key(path) => names.push((name, path)),
+            RingEntry::TooLarge(len) => problems.push(format!(
+                "{DIR}: {name:?} is {len} bytes, too large to be a key (at most {MAX_KEY_BYTES})"
+            )),
+            RingEntry::NotAFile => {
+                tracing::warn!(dir = %dir.display(), entry = %name, "not a file: not a key")
             }
-        };
-        let name = entry.file_name();
-        let Some(name) = name.to_str().map(str::to_owned) else {
-            problems.push(format!(
+            RingEntry::Gone => {}
+            RingEntry::Unreadable(e) => {
+                problems.push(format!("{DIR}: cannot read key {name:?}: {e}"))
+            }
+            RingEntry::NotUtf8 => problems.push(format!(
                 "{DIR}: a file name that is not UTF-8 in {} cannot be a kid",
                 dir.display()
-            ));
-            continue;
-        };
-        // A Secret volume's `..data` link and its timestamped directory are not keys.
-        if name.starts_with('.') {
-            continue;
-        }
-        // Follows links: a Secret volume's files are links into `..data`. A dangling link is
-        // a key being removed (the kubelet drops it next); a directory or a device is no key.
-        match std::fs::metadata(entry.path()) {
-            Ok(m) if m.is_file() && m.len() > MAX_KEY_BYTES => problems.push(format!(
-                "{DIR}: {name:?} is {} bytes, too large to be a key (at most {MAX_KEY_BYTES})",
-                m.len()
             )),
-            Ok(m) if m.is_file() => names.push(name),
-            Ok(_) => tracing::warn!(dir = %dir.display(), entry = %name, "not a file: not a key"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!("{DIR}: cannot read key {name:?}: {e}")),
         }
     }
-    names.sort();
     if names.is_empty() && problems.is_empty() {
         problems.push(format!(
             "{DIR}: {} holds no key files (one file a key, its name the kid)",
@@ -256,8 +241,7 @@ fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
         ));
     }
     let mut ring = Vec::new();
-    for name in names {
-        let path = dir.join(&name);
+    for (name, path) in names {
         match std::fs::read(&path) {
             Ok(mut bytes) => {
                 trim_newline(&mut bytes);
@@ -281,6 +265,52 @@ fn load_ring(dir: &Path) -> Result<Keys, Vec<String>> {
         // The directory: a key added, changed or removed changes its fingerprint.
         files: vec![dir.to_path_buf()],
     })
+}
+
+/// What an entry of a key ring's directory is (see [`ring_entries`]).
+#[derive(Debug)]
+pub enum RingEntry {
+    /// A key: a regular file (or a link to one) of at most [`MAX_KEY_BYTES`].
+    Key(PathBuf),
+    /// A regular file too large to be a key.
+    TooLarge(u64),
+    /// A directory, a FIFO, a device: not a key, and never opened.
+    NotAFile,
+    /// A dangling link: a key being removed (the kubelet drops the link next).
+    Gone,
+    /// Its metadata cannot be read.
+    Unreadable(std::io::Error),
+    /// A name that is not UTF-8 (shown lossily), which cannot be a `kid`.
+    NotUtf8,
+}
+
+/// The entries of the key ring in `dir` that could be keys, by name in order: every name but
+/// those beginning with `.` (a Secret volume's `..data` link and its timestamped directory).
+/// Links are followed: a Secret volume's files are links into `..data`. The one reading of a
+/// ring's directory, for loading it and for watching it.
+pub fn ring_entries(dir: &Path) -> std::io::Result<Vec<(String, RingEntry)>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let utf8 = name.to_str().is_some();
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let kind = match std::fs::metadata(&path) {
+            _ if !utf8 => RingEntry::NotUtf8,
+            Ok(m) if m.is_file() && m.len() > MAX_KEY_BYTES => RingEntry::TooLarge(m.len()),
+            Ok(m) if m.is_file() => RingEntry::Key(path),
+            Ok(_) => RingEntry::NotAFile,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RingEntry::Gone,
+            Err(e) => RingEntry::Unreadable(e),
+        };
+        entries.push((name, kind));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
 }
 
 /// One trailing newline is what `echo` and most editors add; trims exactly that.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::{Gateway, Runtime};
-use crate::auth::keys::{Env, Keys};
+use crate::auth::keys::{Env, Keys, RingEntry};
 use crate::config::Config;
 use crate::ops::metrics::ResultLabels;
 
@@ -210,31 +210,22 @@ fn read_digest(path: &Path) -> Option<[u8; 32]> {
     if !meta.is_dir() {
         return std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
     }
-    let mut names: Vec<_> = std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
+    // Only what could be a key is read: a FIFO would block the reload thread, a device or a
+    // large stray file would be read every second.
     let mut all = Sha256::new();
-    for name in names {
+    for (name, entry) in crate::auth::keys::ring_entries(path).ok()? {
         all.update(name.as_bytes());
         all.update([0]);
-        // Regular files of a key's size only: a FIFO would block the reload thread, a device
-        // or a large stray file would be read every second.
-        let file = path.join(&name);
-        match std::fs::metadata(&file) {
-            Ok(m) if m.is_file() && m.len() <= crate::auth::keys::MAX_KEY_BYTES => {
-                match std::fs::read(&file) {
-                    Ok(bytes) => all.update(Sha256::digest(&bytes)),
-                    Err(_) => all.update([1]),
-                }
-            }
-            Ok(m) => {
+        match entry {
+            RingEntry::Key(file) => match std::fs::read(file) {
+                Ok(bytes) => all.update(Sha256::digest(&bytes)),
+                Err(_) => all.update([1]),
+            },
+            RingEntry::TooLarge(len) => {
                 all.update([2]);
-                all.update(m.len().to_le_bytes());
+                all.update(len.to_le_bytes());
             }
-            Err(_) => all.update([3]),
+            _ => all.update([3]),
         }
     }
     Some(all.finalize().into())
