@@ -47,16 +47,26 @@ pub struct Queue {
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<u8>,
-    /// Lines and bytes in memory: pending, and the batch being written.
+    /// Lines in memory: pending, and the batch being written.
     lines: usize,
-    bytes: usize,
-    /// The batch being written: its lines and bytes.
+    /// The batch being written: its lines and bytes (none while the writer is not writing:
+    /// a batch is never empty).
     taken: (usize, usize),
     /// The writer waits on `arrived` (so a line must wake it).
     waiting: bool,
-    /// The writer is writing a batch it took.
-    writing: bool,
     closed: bool,
+}
+
+impl State {
+    /// Bytes in memory: pending, and the batch being written.
+    fn bytes(&self) -> usize {
+        self.pending.len() + self.taken.1
+    }
+
+    /// The writer is writing a batch it took.
+    fn writing(&self) -> bool {
+        self.taken.1 > 0
+    }
 }
 
 impl Queue {
@@ -69,7 +79,7 @@ impl Queue {
     pub fn push(&self, bytes: &[u8], lines: usize) {
         let mut state = self.lock();
         if state.lines + lines > QUEUE_LINES
-            || state.bytes + bytes.len() > QUEUE_BYTES
+            || state.bytes() + bytes.len() > QUEUE_BYTES
             || state.closed
         {
             drop(state);
@@ -79,7 +89,6 @@ impl Queue {
         let first = state.pending.is_empty();
         state.pending.extend_from_slice(bytes);
         state.lines += lines;
-        state.bytes += bytes.len();
         // The writer needs waking for the first line of a batch and when it should stop
         // gathering; otherwise it is awake already, or will look when it is done writing.
         if state.waiting && (first || state.pending.len() >= WRITE_AT) {
@@ -122,8 +131,7 @@ impl Queue {
                     return;
                 }
                 std::mem::swap(&mut batch, &mut state.pending);
-                state.taken = (state.lines, state.bytes);
-                state.writing = true;
+                state.taken = (state.lines, batch.len());
             }
             // A failed write (stdout closed) loses the batch, as it would lose any later one.
             let _ = out.write_all(&batch).and_then(|()| out.flush());
@@ -132,10 +140,8 @@ impl Queue {
             batch.shrink_to(WRITE_AT * 2);
             {
                 let mut state = self.lock();
-                let (lines, bytes) = std::mem::take(&mut state.taken);
+                let (lines, _) = std::mem::take(&mut state.taken);
                 state.lines -= lines;
-                state.bytes -= bytes;
-                state.writing = false;
             }
             self.written.notify_all();
         }
@@ -148,7 +154,7 @@ impl Queue {
         state.closed = true;
         self.arrived.notify_one();
         let until = Instant::now() + wait;
-        while !state.pending.is_empty() || state.writing {
+        while !state.pending.is_empty() || state.writing() {
             let Some(left) = until.checked_duration_since(Instant::now()) else {
                 return false;
             };
@@ -294,7 +300,7 @@ mod tests {
         let writer = start(&queue, &sink);
         // The writer takes the first line and blocks writing it; then the queue fills.
         queue.push(b"first\n", 1);
-        while !queue.lock().writing {
+        while !queue.lock().writing() {
             std::thread::sleep(Duration::from_millis(1));
         }
         // The line being written counts: QUEUE_LINES - 1 more fit.
@@ -312,7 +318,7 @@ mod tests {
         writer.join().unwrap();
         let all = sink.got.lock().unwrap().concat();
         assert_eq!(all.len(), "first\n".len() + 2 * (QUEUE_LINES - 1));
-        assert_eq!(queue.lock().bytes, 0);
+        assert_eq!(queue.lock().bytes(), 0);
     }
 
     #[test]
@@ -325,7 +331,7 @@ mod tests {
         for _ in 0..40 {
             queue.push(&long, 1);
         }
-        assert!(queue.lock().bytes <= QUEUE_BYTES);
+        assert!(queue.lock().bytes() <= QUEUE_BYTES);
         assert_eq!(queue.dropped(), 40 - (QUEUE_BYTES / long.len()) as u64);
         drop(blocked);
         assert!(queue.close(Duration::from_secs(5)));

@@ -72,13 +72,13 @@ pub async fn serve(
             gateway: gateway.clone(),
             _permit: permit,
         };
-        let (gw, closing, h2) = (gateway.clone(), closing.clone(), h2.clone());
+        let (closing, h2) = (closing.clone(), h2.clone());
         // Two kinds of task, each sized for itself: a plain connection's is what most idle
         // connections cost.
         match tls {
             None => {
                 tokio::spawn(Plain {
-                    http1: http1::serve(stream, gw, client, closing),
+                    http1: http1::serve(stream, gateway.clone(), client, closing),
                     h2,
                     slot: Some(slot),
                 });
@@ -89,7 +89,6 @@ pub async fn serve(
                     config,
                     handshake_timeout,
                     client,
-                    gw,
                     closing,
                     h2,
                     slot,
@@ -168,18 +167,17 @@ impl<F: Future<Output = Ending<TcpStream>>> Future for Plain<F> {
 }
 
 /// A TLS connection's task: the handshake, then HTTP/2 (ALPN `h2`) or HTTP/1.
-#[allow(clippy::too_many_arguments)]
 async fn secure(
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
     handshake_timeout: Duration,
     client: ClientInfo,
-    gateway: Arc<Gateway>,
     closing: Arc<Closing>,
     h2: Arc<http2::Builder>,
     slot: Slot,
 ) {
     let peer = client.ip;
+    let gateway = slot.gateway.clone();
     let accept = TlsAcceptor::from(config).accept(stream);
     match tokio::time::timeout(handshake_timeout, accept).await {
         Ok(Ok(tls)) => {
@@ -235,7 +233,6 @@ mod tests {
                 slot: Some(slot),
             };
             let size = std::mem::size_of_val(&task);
-            eprintln!("connection task future: {size} bytes");
             eprintln!("idle connection future: {size} bytes");
             assert!(size <= 640, "the connection task's future is {size} bytes");
         });

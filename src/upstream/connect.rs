@@ -37,12 +37,9 @@ impl Origin {
     /// An idle pooled connection, or a new one, before `deadline` (see the module docs).
     pub(super) async fn checkout(&self, deadline: Instant) -> Result<Conn, ProxyError> {
         let _slot = loop {
-            if let Some(conn) = self.pool.take(Instant::now()) {
-                return Ok(conn);
-            }
-            // Listen for a release before the second look, so that one landing in between is
-            // not missed. The listener is dropped before connecting (an unpolled listener
-            // would hold on to the next release instead of the connecting request's own).
+            // Listen for a release before looking, so that one landing in between is not
+            // missed. The listener is dropped before connecting (an unpolled listener would
+            // hold on to the next release instead of the connecting request's own).
             let mut released = pin!(self.pool.released());
             released.as_mut().enable();
             if let Some(conn) = self.pool.take(Instant::now()) {

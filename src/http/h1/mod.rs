@@ -515,7 +515,6 @@ impl<T: Transport> Connection<T> {
         let server = &rt.config.server;
         let origin = rt.origin(route);
         let sent = Instant::now();
-        let upstream_deadline = &mut self.upstream_deadline;
         // The upstream's head is in `out`; the client's head is written into `reply`.
         let mut reply = buffers::take_out();
         let mut source = ClientBody {
@@ -539,7 +538,7 @@ impl<T: Transport> Connection<T> {
         };
         let answer = origin
             .exchange(
-                &mut *upstream_deadline,
+                &mut self.upstream_deadline,
                 &self.out,
                 &mut source,
                 framing,
@@ -556,7 +555,7 @@ impl<T: Transport> Connection<T> {
         let continue_rest = source.end_continue();
         source.deadline.disarm();
         // The upstream's deadline is done with; the client's writes get their own.
-        upstream_deadline.disarm();
+        self.upstream_deadline.disarm();
         let Answer {
             mut conn,
             head: client_framing,
@@ -602,7 +601,7 @@ impl<T: Transport> Connection<T> {
         let idle = server.idle_timeout;
 
         if client_framing == ClientFraming::Tunnel {
-            let written = write_all(source.io, &reply, upstream_deadline, idle).await;
+            let written = write_all(source.io, &reply, &mut self.upstream_deadline, idle).await;
             buffers::give_out(reply);
             record.log(0, written.is_ok());
             if written.is_ok() {
@@ -640,7 +639,7 @@ impl<T: Transport> Connection<T> {
                 }
             }
         }
-        let written = write_all(&mut *source.io, &reply, upstream_deadline, idle).await;
+        let written = write_all(&mut *source.io, &reply, &mut self.upstream_deadline, idle).await;
         buffers::give_out(reply);
         broken |= written.is_err();
         if !broken && !conn.body_done() {
@@ -652,7 +651,7 @@ impl<T: Transport> Connection<T> {
                 Framing::UntilClose
             });
             let mut progress = (0, 0);
-            let deadline = &mut *upstream_deadline;
+            let deadline = &mut self.upstream_deadline;
             let head = &self.out;
             let streamed = poll_fn(|cx| {
                 if let Some(u) = &mut upload {
@@ -679,7 +678,7 @@ impl<T: Transport> Connection<T> {
                 polled
             })
             .await;
-            upstream_deadline.disarm();
+            self.upstream_deadline.disarm();
             bytes += relay.written;
             if let Err(e) = streamed {
                 debug!(route = %route.name, error = %e, "response body not completed");
