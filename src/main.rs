@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use jwtgate::auth::keys::{self, Env, Keys};
-use jwtgate::config::{parse_duration, Config};
+use jwtgate::config::{parse_duration, Algorithm, Config, KeyKind};
 use jwtgate::runtime::reload::Watcher;
 use jwtgate::runtime::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
@@ -40,14 +40,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration and keys: exit 0, or print every problem and exit 2.
-    Check,
+    Check {
+        /// Also fetch every identity provider's keys (JWKS, discovery) and report what was
+        /// found; a provider whose keys cannot be had is a problem.
+        #[arg(long)]
+        fetch: bool,
+    },
     /// One-command tour: gateway + a built-in echo upstream on loopback with a generated key.
     Demo {
         /// Address for the demo gateway (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
-    /// Print a token signed with JWT_SECRET_KEY (development and tests).
+    /// Print a token signed with JWT_SECRET_KEY, or with a private key (development and tests).
     Token {
         /// The user (the `sub` claim, or the config's `user_claim`).
         #[arg(long)]
@@ -59,10 +64,21 @@ enum Command {
         /// boolean, array or object, else a string.
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
-        /// With a key ring (JWT_SECRET_KEY_DIR): the key to sign with, named in the token's
-        /// `kid` (needed when the ring holds more than one).
+        /// The token's `kid`. With a key ring (JWT_SECRET_KEY_DIR): the key to sign with
+        /// (needed when the ring holds more than one).
         #[arg(long)]
         kid: Option<String>,
+        /// Sign with this PEM private key (PKCS#8; RSA also PKCS#1) instead of the shared
+        /// secret, as an identity provider would.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// The algorithm: default RS256 with --key-file, else the config's first (HS256).
+        #[arg(long)]
+        alg: Option<String>,
+        /// The `iss` claim; with --config, a provider's issuer also picks that provider's
+        /// user claim and audience.
+        #[arg(long)]
+        iss: Option<String>,
     },
     /// Print a new random secret (256 bits, URL-safe).
     Secret,
@@ -89,15 +105,31 @@ fn run(cli: Cli) -> ExitCode {
             ttl,
             claims,
             kid,
-        }) => token(cli.config.as_deref(), &sub, &ttl, &claims, kid.as_deref()),
-        Some(Command::Check) => match cli.config {
+            key_file,
+            alg,
+            iss,
+        }) => token(
+            cli.config.as_deref(),
+            &sub,
+            &ttl,
+            &claims,
+            TokenKey {
+                kid: kid.as_deref(),
+                key_file: key_file.as_deref(),
+                alg: alg.as_deref(),
+                iss: iss.as_deref(),
+            },
+        ),
+        Some(Command::Check { fetch }) => match cli.config {
             None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
             Some(path) => match load(&path) {
+                Ok(runtime) if fetch => check_fetch(&path, &runtime),
                 Ok(runtime) => {
                     println!(
-                        "{}: OK ({} routes, keys loaded)",
+                        "{}: OK ({} routes, {} providers, keys loaded)",
                         path.display(),
-                        runtime.config.routes.len()
+                        runtime.config.routes.len(),
+                        runtime.config.auth.providers.len(),
                     );
                     ExitCode::SUCCESS
                 }
@@ -127,6 +159,58 @@ fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// `jwtgate check --fetch`: fetches every provider's keys once and reports them; exit 2 when
+/// any provider's keys cannot be had.
+fn check_fetch(path: &Path, runtime: &Runtime) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jwtgate: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0;
+    for keys in runtime.providers() {
+        let (found, skipped) = if keys.is_remote() {
+            match rt.block_on(keys.fetch_once()) {
+                Ok(found) => found,
+                Err(e) => {
+                    eprintln!("provider {:?}: {e}", keys.issuer);
+                    failed += 1;
+                    continue;
+                }
+            }
+        } else {
+            let found = keys.current().map(|k| k.len()).unwrap_or(0);
+            println!("provider {:?}: {found} key(s) from its file", keys.issuer);
+            continue;
+        };
+        let kids: Vec<String> = found
+            .iter()
+            .map(|k| format!("{}:{:?}", k.kid.as_deref().unwrap_or("(no kid)"), k.kind()))
+            .collect();
+        println!(
+            "provider {:?}: {} key(s) from {} [{}]",
+            keys.issuer,
+            found.len(),
+            keys.url().map(|u| u.to_string()).unwrap_or_default(),
+            kids.join(", ")
+        );
+        for s in skipped {
+            println!("  skipped {s}");
+        }
+    }
+    if failed > 0 {
+        eprintln!("{}: {failed} provider(s) without keys", path.display());
+        return ExitCode::from(BAD_CONFIG);
+    }
+    println!("{}: OK", path.display());
+    ExitCode::SUCCESS
+}
+
 fn usage(message: &str) -> ExitCode {
     eprintln!("jwtgate: {message}");
     ExitCode::from(BAD_CONFIG)
@@ -136,7 +220,8 @@ fn usage(message: &str) -> ExitCode {
 /// never the network), printing every problem to stderr.
 fn load(path: &Path) -> Result<Runtime, ExitCode> {
     let config = Config::load(path);
-    let keys = Keys::from_env();
+    let providers = config.as_ref().is_ok_and(|c| !c.auth.providers.is_empty());
+    let keys = Keys::load_for(&Env::from_process(), providers);
     match (config, keys) {
         (Ok(c), Ok(k)) => Runtime::build(c, &k, None).map_err(|e| {
             eprintln!("{}: {e}", path.display());
@@ -158,6 +243,40 @@ fn load(path: &Path) -> Result<Runtime, ExitCode> {
             }
             Err(ExitCode::from(BAD_CONFIG))
         }
+    }
+}
+
+/// The shared secret `jwtgate token` signs with, and the `kid` to name: with a key ring, the
+/// key named by `--kid` (or its only key).
+fn shared_key(kid: Option<&str>) -> Result<(jsonwebtoken::EncodingKey, Option<String>), ExitCode> {
+    let keys = match Keys::from_env() {
+        Ok(k) => k,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("jwtgate: {p}");
+            }
+            return Err(ExitCode::from(BAD_CONFIG));
+        }
+    };
+    let sign = |s: &keys::Secret| jsonwebtoken::EncodingKey::from_secret(s.as_bytes());
+    match (kid, keys.ring.as_slice()) {
+        (None, []) => Ok((sign(&keys.current), None)),
+        (Some(_), []) => Err(usage("--kid needs a key ring (JWT_SECRET_KEY_DIR)")),
+        (None, [(only, secret)]) => Ok((sign(secret), Some(only.clone()))),
+        (None, ring) => {
+            let names: Vec<&str> = ring.iter().map(|(k, _)| k.as_str()).collect();
+            Err(usage(&format!(
+                "the key ring holds {} keys: pass --kid (one of {})",
+                ring.len(),
+                names.join(", ")
+            )))
+        }
+        (Some(kid), _) => match keys.by_kid(kid) {
+            Some(secret) => Ok((sign(secret), Some(kid.to_owned()))),
+            None => Err(usage(&format!(
+                "--kid {kid:?}: the key ring has no such key"
+            ))),
+        },
     }
 }
 
@@ -335,45 +454,100 @@ fn init_logging() {
     }
 }
 
+/// What `jwtgate token` signs with and says about its issuer.
+struct TokenKey<'a> {
+    kid: Option<&'a str>,
+    key_file: Option<&'a Path>,
+    alg: Option<&'a str>,
+    iss: Option<&'a str>,
+}
+
 fn token(
     config: Option<&Path>,
     sub: &str,
     ttl: &str,
     claims: &[String],
-    kid: Option<&str>,
+    key: TokenKey,
 ) -> ExitCode {
     let ttl = match parse_duration(ttl) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => return usage("--ttl must be greater than zero"),
         Err(e) => return usage(&format!("--ttl: {e}")),
     };
-    let keys = match Keys::from_env() {
-        Ok(k) => k,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("jwtgate: {p}");
-            }
+    let config = match config.map(Config::load) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("{e}");
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    let (alg, user_claim, issuer, audience) = match config {
-        None => (
-            jsonwebtoken::Algorithm::HS256,
-            "sub".to_owned(),
-            None,
-            Vec::new(),
+    let alg = match key.alg {
+        Some(name) => match Algorithm::from_name(name) {
+            Some(a) => a,
+            None => return usage(&format!("--alg {name:?} is not an algorithm jwtgate knows")),
+        },
+        None if key.key_file.is_some() => Algorithm::RS256,
+        None => config
+            .as_ref()
+            .map_or(Algorithm::HS256, |c| c.auth.algorithms[0]),
+    };
+    // A provider's issuer (from --iss) picks its user claim and audience.
+    let provider = config.as_ref().and_then(|c| {
+        c.auth
+            .providers
+            .iter()
+            .find(|p| Some(p.issuer.as_str()) == key.iss)
+    });
+    let (user_claim, issuer, audience) = match (&config, provider) {
+        (_, Some(p)) => (
+            p.user_claim.clone(),
+            Some(p.issuer.clone()),
+            p.audience.clone(),
         ),
-        Some(path) => match Config::load(path) {
-            Ok(c) => (
-                jwtgate::auth::to_jsonwebtoken(c.auth.algorithms[0]),
-                c.auth.user_claim,
-                c.auth.issuer,
-                c.auth.audience,
-            ),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(BAD_CONFIG);
+        (Some(c), None) => (
+            c.auth.user_claim.clone(),
+            key.iss.map(str::to_owned).or(c.auth.issuer.clone()),
+            c.auth.audience.clone(),
+        ),
+        (None, None) => ("sub".to_owned(), key.iss.map(str::to_owned), Vec::new()),
+    };
+    let (signing, kid) = match (key.key_file, alg.is_hmac()) {
+        (Some(_), true) => {
+            return usage(
+                "--key-file signs with a private key: pass an RS*, PS*, ES* or EdDSA --alg",
+            )
+        }
+        (None, false) => {
+            return usage(&format!(
+                "--alg {} signs with a private key: pass --key-file",
+                alg.name()
+            ))
+        }
+        (Some(path), false) => {
+            let pem = match std::fs::read(path) {
+                Ok(pem) => pem,
+                Err(e) => return usage(&format!("--key-file {}: {e}", path.display())),
+            };
+            let signing = match alg.key_kind() {
+                KeyKind::Rsa => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+                KeyKind::P256 | KeyKind::P384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+                _ => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+            };
+            match signing {
+                Ok(k) => (k, key.kid.map(str::to_owned)),
+                Err(e) => {
+                    return usage(&format!(
+                        "--key-file {}: not a private key for {} ({e})",
+                        path.display(),
+                        alg.name()
+                    ))
+                }
             }
+        }
+        (None, true) => match shared_key(key.kid) {
+            Ok(k) => k,
+            Err(code) => return code,
         },
     };
     let now = SystemTime::now()
@@ -405,33 +579,9 @@ fn token(
         };
         body.insert(name.to_owned(), value);
     }
-    // With a key ring, the key named by --kid (or its only key), named in the header.
-    let (secret, kid) = match (kid, keys.ring.as_slice()) {
-        (None, []) => (&keys.current, None),
-        (Some(_), []) => {
-            return usage("--kid needs a key ring (JWT_SECRET_KEY_DIR)");
-        }
-        (None, [(only, secret)]) => (secret, Some(only.as_str())),
-        (None, ring) => {
-            let names: Vec<&str> = ring.iter().map(|(k, _)| k.as_str()).collect();
-            return usage(&format!(
-                "the key ring holds {} keys: pass --kid (one of {})",
-                ring.len(),
-                names.join(", ")
-            ));
-        }
-        (Some(kid), _) => match keys.by_kid(kid) {
-            Some(secret) => (secret, Some(kid)),
-            None => return usage(&format!("--kid {kid:?}: the key ring has no such key")),
-        },
-    };
-    let mut header = jsonwebtoken::Header::new(alg);
-    header.kid = kid.map(str::to_owned);
-    match jsonwebtoken::encode(
-        &header,
-        &body,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    ) {
+    let mut header = jsonwebtoken::Header::new(jwtgate::auth::to_jsonwebtoken(alg));
+    header.kid = kid;
+    match jsonwebtoken::encode(&header, &body, &signing) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

@@ -31,9 +31,23 @@ pub const UNIT: usize = 1024;
 /// `auth.max_token_bytes` each.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// Names the key that verified a cached token (see `verifier::key_id`).
+/// Names the key that verified a cached token: a keyed hash (a per-process random key) of
+/// what makes the key, so it names a key without revealing anything about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(pub u64);
+
+impl KeyId {
+    /// The id of the key made of `parts` (each length-prefixed, so no two lists collide).
+    pub fn of(parts: &[&[u8]]) -> KeyId {
+        static STATE: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+        let mut h = STATE.get_or_init(RandomState::new).build_hasher();
+        for part in parts {
+            h.write_usize(part.len());
+            h.write(part);
+        }
+        KeyId(h.finish())
+    }
+}
 
 struct Entry {
     token: Box<str>,

@@ -101,7 +101,9 @@ impl Keys {
     /// The keys to verify with, each with its `kid` when it has one: the ring's keys, or the
     /// current key, then the previous one.
     pub fn verifying(&self) -> Box<dyn Iterator<Item = (Option<&str>, &[u8])> + '_> {
-        if self.ring.is_empty() {
+        if self.is_off() {
+            Box::new(std::iter::empty())
+        } else if self.ring.is_empty() {
             Box::new(
                 std::iter::once(self.current.as_bytes())
                     .chain(self.previous.as_ref().map(Secret::as_bytes))
@@ -114,6 +116,35 @@ impl Keys {
                     .map(|(kid, k)| (Some(kid.as_str()), k.as_bytes())),
             )
         }
+    }
+
+    /// No shared secret: identity providers are configured and no `JWT_SECRET_KEY` (nor a
+    /// ring) is set.
+    pub fn none() -> Keys {
+        Keys {
+            current: Secret(Vec::new()),
+            previous: None,
+            ring: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// True when there is no shared secret ([`Keys::none`]).
+    pub fn is_off(&self) -> bool {
+        self.current.0.is_empty() && self.ring.is_empty()
+    }
+
+    /// Loads the keys from `env` for a config: with identity providers configured
+    /// (`providers`), a missing `JWT_SECRET_KEY` turns the shared secret off instead of being
+    /// an error; a key that is set is held to every rule all the same.
+    pub fn load_for(env: &Env, providers: bool) -> Result<Keys, Vec<String>> {
+        let any = [CURRENT, PREVIOUS, DIR]
+            .iter()
+            .any(|v| env.get(v).is_some() || env.get(&format!("{v}_FILE")).is_some());
+        if providers && !any {
+            return Ok(Keys::none());
+        }
+        Keys::load(env)
     }
 
     /// The ring's key named `kid`.

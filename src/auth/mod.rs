@@ -1,12 +1,15 @@
 //! Who is calling: where a token comes from ([`bearer`]), its strict parse ([`jwt`]), the keys
 //! ([`keys`]: `JWT_SECRET_KEY` and friends), its verification ([`verifier`]) and the
-//! verified-token cache ([`cache`]). Identity providers (JWKS fetchers, asymmetric keys) and
-//! cookie tokens go here too.
+//! verified-token cache ([`cache`]). Identity providers: their public keys ([`jwk`]), fetched ([`fetch`]) and kept
+//! fresh ([`provider`]). Cookie tokens go here too.
 
 pub mod bearer;
 pub mod cache;
+pub mod fetch;
+pub mod jwk;
 pub mod jwt;
 pub mod keys;
+pub mod provider;
 pub mod verifier;
 
 pub use bearer::bearer;

@@ -23,26 +23,37 @@
 //! algorithm) is still configured, so a key dropped from the set stops every token it verified.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::cache::{KeyId, TokenCache};
+use super::jwk::PublicKey;
 use super::jwt;
 use super::keys::Keys;
+use super::provider::ProviderKeys;
 use crate::config::{Algorithm, AuthConfig};
 
 /// The same algorithm as `jsonwebtoken` names it (to sign with, in `jwtgate token` and tests).
 pub fn to_jsonwebtoken(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    use jsonwebtoken::Algorithm as J;
     match alg {
-        Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
-        Algorithm::HS384 => jsonwebtoken::Algorithm::HS384,
-        Algorithm::HS512 => jsonwebtoken::Algorithm::HS512,
+        Algorithm::HS256 => J::HS256,
+        Algorithm::HS384 => J::HS384,
+        Algorithm::HS512 => J::HS512,
+        Algorithm::RS256 => J::RS256,
+        Algorithm::RS384 => J::RS384,
+        Algorithm::RS512 => J::RS512,
+        Algorithm::PS256 => J::PS256,
+        Algorithm::PS384 => J::PS384,
+        Algorithm::PS512 => J::PS512,
+        Algorithm::ES256 => J::ES256,
+        Algorithm::ES384 => J::ES384,
+        Algorithm::EdDSA => J::EdDSA,
     }
 }
 
@@ -64,8 +75,10 @@ pub enum TokenError {
     UnsupportedCritical,
     /// The signature does not match any configured key.
     BadSignature,
-    /// The token's `kid` names no key in the key ring.
+    /// The token's `kid` names no key in the key ring or the provider's key set.
     UnknownKey,
+    /// The token's issuer is a provider whose keys are not loaded yet (503, not 401).
+    KeysUnavailable,
     /// No `exp` claim.
     MissingExp,
     /// `exp`, `nbf` or `iat` is not a number.
@@ -96,6 +109,7 @@ impl TokenError {
             TokenError::UnsupportedCritical => "unsupported_crit",
             TokenError::BadSignature => "bad_signature",
             TokenError::UnknownKey => "unknown_kid",
+            TokenError::KeysUnavailable => "keys_unavailable",
             TokenError::MissingExp => "missing_exp",
             TokenError::BadTimeClaim => "bad_time_claim",
             TokenError::Expired => "expired",
@@ -118,6 +132,9 @@ impl TokenError {
             TokenError::UnsupportedCritical => "unsupported critical header",
             TokenError::BadSignature => "invalid signature",
             TokenError::UnknownKey => "unknown key id",
+            TokenError::KeysUnavailable => {
+                "the token issuer's keys are not loaded yet; try again shortly"
+            }
             TokenError::MissingExp => "token has no exp claim",
             TokenError::BadTimeClaim => "exp, nbf or iat claim is not a number",
             TokenError::Expired => "token expired",
@@ -179,6 +196,10 @@ impl Key {
             Algorithm::HS512 => HmacState::HS512(
                 Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
             ),
+            // Only HMAC algorithms reach here (`auth.algorithms` takes no others).
+            _ => HmacState::HS512(
+                Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
+            ),
         };
         Key {
             mac,
@@ -201,27 +222,49 @@ impl Key {
     }
 }
 
-/// A key's identity for the cache: a keyed hash (a per-process random key) of the algorithm and
-/// the secret. It names a key without revealing anything about it, and is never shown anyway.
+/// A key's identity for the cache ([`KeyId::of`]): the algorithm, the ring's name for it and
+/// the secret. A ring key's name is part of it: a token verified as `kid` "a" is not served
+/// from the cache once "a" is gone, even if another name holds the same secret.
 fn key_id(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> KeyId {
-    static STATE: OnceLock<std::hash::RandomState> = OnceLock::new();
-    let mut h = STATE
-        .get_or_init(std::hash::RandomState::new)
-        .build_hasher();
-    h.write(alg.name().as_bytes());
-    h.write_u8(0);
-    // A ring key's name is part of it: a token verified as `kid` "a" is not served from the
-    // cache once "a" is gone, even if another name holds the same secret.
-    match kid {
-        None => h.write_u8(0),
-        Some(kid) => {
-            h.write_u8(1);
-            h.write_usize(kid.len());
-            h.write(kid.as_bytes());
+    KeyId::of(&[
+        b"hmac",
+        alg.name().as_bytes(),
+        if kid.is_some() { b"1" } else { b"0" },
+        kid.unwrap_or("").as_bytes(),
+        secret,
+    ])
+}
+
+/// How one issuer's tokens become identities: the checks besides the signature.
+#[derive(Debug, Clone, PartialEq)]
+struct Rules {
+    /// Required `iss` (the provider's issuer; `auth.issuer` for the shared secret).
+    issuer: Option<String>,
+    audience: Vec<String>,
+    user_claim: String,
+    /// The claim behind each of `auth.claim_header_names()`, in that order (`None`: this
+    /// issuer writes nothing there).
+    claim_names: Vec<Option<String>>,
+}
+
+impl Rules {
+    fn new(
+        issuer: Option<&str>,
+        audience: &[String],
+        user_claim: &str,
+        claims: &[(String, HeaderName)],
+        headers: &[HeaderName],
+    ) -> Rules {
+        Rules {
+            issuer: issuer.map(str::to_owned),
+            audience: audience.to_vec(),
+            user_claim: user_claim.to_owned(),
+            claim_names: headers
+                .iter()
+                .map(|h| claims.iter().find(|(_, n)| n == h).map(|(c, _)| c.clone()))
+                .collect(),
         }
     }
-    h.write(secret);
-    KeyId(h.finish())
 }
 
 /// What an identity depends on besides the key: when all of it is unchanged by a reload, the
@@ -229,18 +272,21 @@ fn key_id(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> KeyId {
 #[derive(Debug, Clone, PartialEq)]
 struct Shape {
     leeway: f64,
-    issuer: Option<String>,
-    audience: Vec<String>,
-    user_claim: String,
-    claim_names: Vec<String>,
+    shared: Rules,
+    /// Each provider's algorithms and rules, in config order.
+    providers: Vec<(Vec<Algorithm>, Rules)>,
     max_token_bytes: usize,
     cache_entries: usize,
 }
 
 /// Verifies tokens for one configuration and key set. Built once per (re)load.
 pub struct Verifier {
-    /// (algorithm, keys in order current then previous)
+    /// (algorithm, keys in order current then previous); the lists are empty when the shared
+    /// secret is off (providers configured and no `JWT_SECRET_KEY`).
     keys: Vec<(Algorithm, Vec<Key>)>,
+    shared_on: bool,
+    /// Each provider's keys, in the order of `shape.providers`.
+    providers: Vec<Arc<ProviderKeys>>,
     shape: Shape,
     cache: Option<Arc<TokenCache>>,
 }
@@ -259,14 +305,21 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Builds a verifier for `auth` with `keys`, with an empty cache.
+    /// Builds a verifier for `auth` with `keys`, with an empty cache (no providers' keys).
     pub fn new(auth: &AuthConfig, keys: &Keys) -> Verifier {
-        Verifier::build(auth, keys, None)
+        Verifier::build(auth, keys, &[], None)
     }
 
-    /// Builds a verifier for `auth` with `keys`, keeping `previous`'s verified-token cache when
-    /// nothing that shapes an identity changed (see the module docs).
-    pub fn build(auth: &AuthConfig, keys: &Keys, previous: Option<&Verifier>) -> Verifier {
+    /// Builds a verifier for `auth` with `keys` and the keys of `auth.providers` (in order; a
+    /// provider missing from `providers` has none), keeping `previous`'s verified-token cache
+    /// when nothing that shapes an identity changed (see the module docs).
+    pub fn build(
+        auth: &AuthConfig,
+        keys: &Keys,
+        providers: &[Arc<ProviderKeys>],
+        previous: Option<&Verifier>,
+    ) -> Verifier {
+        let shared_on = keys.verifying().next().is_some();
         let keys = auth
             .algorithms
             .iter()
@@ -278,20 +331,77 @@ impl Verifier {
                 (alg, ks)
             })
             .collect();
+        let headers = auth.claim_header_names();
         let shape = Shape {
             leeway: auth.leeway.as_secs_f64(),
-            issuer: auth.issuer.clone(),
-            audience: auth.audience.clone(),
-            user_claim: auth.user_claim.clone(),
-            claim_names: auth.claim_headers.iter().map(|(c, _)| c.clone()).collect(),
+            shared: Rules::new(
+                auth.issuer.as_deref(),
+                &auth.audience,
+                &auth.user_claim,
+                &auth.claim_headers,
+                &headers,
+            ),
+            providers: auth
+                .providers
+                .iter()
+                .map(|p| {
+                    let rules = Rules::new(
+                        Some(&p.issuer),
+                        &p.audience,
+                        &p.user_claim,
+                        &p.claim_headers,
+                        &headers,
+                    );
+                    (p.algorithms.clone(), rules)
+                })
+                .collect(),
             max_token_bytes: auth.max_token_bytes,
             cache_entries: auth.token_cache,
         };
+        let providers = auth
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                providers
+                    .get(i)
+                    .filter(|k| k.issuer == p.issuer)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(ProviderKeys::unavailable(&p.issuer)))
+            })
+            .collect();
         let cache = match previous {
             Some(p) if p.shape == shape => p.cache.clone(),
             _ => TokenCache::new(auth.token_cache).map(Arc::new),
         };
-        Verifier { keys, shape, cache }
+        Verifier {
+            keys,
+            shared_on,
+            providers,
+            shape,
+            cache,
+        }
+    }
+
+    /// The providers' keys, in config order.
+    pub fn providers(&self) -> &[Arc<ProviderKeys>] {
+        &self.providers
+    }
+
+    /// True while a provider's keys are being fetched because a token named an unknown `kid`
+    /// (or for the first time): a request refused with [`TokenError::UnknownKey`] is worth
+    /// verifying again after [`Verifier::wait_refetch`].
+    pub fn refetching(&self) -> bool {
+        self.providers.iter().any(|p| p.is_fetching())
+    }
+
+    /// Waits for the providers' fetches under way, each at most [`super::fetch::TIMEOUT`]
+    /// and a second.
+    pub async fn wait_refetch(&self) {
+        let limit = super::fetch::TIMEOUT + std::time::Duration::from_secs(1);
+        for p in &self.providers {
+            p.wait_fetch(limit).await;
+        }
     }
 
     /// Verifies `token` at the current time, through the verified-token cache.
@@ -331,6 +441,7 @@ impl Verifier {
         self.keys
             .iter()
             .any(|(_, ks)| ks.iter().any(|k| k.id == id))
+            || self.providers.iter().any(|p| p.has(id))
     }
 
     /// Verifies `token` as of `now` (Unix seconds), without the cache.
@@ -349,6 +460,43 @@ impl Verifier {
             Some(Value::String(name)) => name.as_str(),
             _ => return Err(TokenError::AlgorithmNotAllowed),
         };
+        if self.providers.is_empty() {
+            let key = self.shared_key(&header, alg, &parts)?;
+            // Only now, with the signature checked, are the claims worth reading.
+            let claims = jwt::decode_object(parts.claims)?;
+            return Ok((self.check_claims(&self.shape.shared, claims, now)?, key));
+        }
+        // With providers, the claims are read first: their `iss` picks the keys. A token that
+        // names a provider's issuer is verified by that provider only; any other token is a
+        // shared-secret token.
+        let claims = jwt::decode_object(parts.claims)?;
+        let provider = match claims.get("iss") {
+            Some(Value::String(iss)) => self
+                .shape
+                .providers
+                .iter()
+                .position(|(_, rules)| rules.issuer.as_deref() == Some(iss.as_str())),
+            _ => None,
+        };
+        let (key, rules) = match provider {
+            Some(i) => (
+                self.provider_key(i, &header, alg, &parts)?,
+                &self.shape.providers[i].1,
+            ),
+            // No provider has this issuer and there is no shared secret.
+            None if !self.shared_on => return Err(TokenError::WrongIssuer),
+            None => (self.shared_key(&header, alg, &parts)?, &self.shape.shared),
+        };
+        Ok((self.check_claims(rules, claims, now)?, key))
+    }
+
+    /// The shared-secret key that signed the token.
+    fn shared_key(
+        &self,
+        header: &Map<String, Value>,
+        alg: &str,
+        parts: &jwt::Segments<'_>,
+    ) -> Result<KeyId, TokenError> {
         let Some((_, keys)) = self.keys.iter().find(|(a, _)| a.name() == alg) else {
             return Err(TokenError::AlgorithmNotAllowed);
         };
@@ -371,20 +519,71 @@ impl Verifier {
                 return Err(TokenError::UnknownKey);
             }
         }
-        let Some(key) = keys
-            .iter()
+        keys.iter()
             .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
             .find(|k| k.verify(parts.signed, &signature))
-        else {
-            return Err(TokenError::BadSignature);
-        };
-        // Only now, with the signature checked, are the claims worth reading.
-        let claims = jwt::decode_object(parts.claims)?;
-        Ok((self.check_claims(claims, now)?, key.id))
+            .map(|k| k.id)
+            .ok_or(TokenError::BadSignature)
     }
 
-    fn check_claims(&self, claims: Map<String, Value>, now: f64) -> Result<Identity, TokenError> {
-        let shape = &self.shape;
+    /// The key of provider `i` that signed the token: the algorithm must be one the provider
+    /// lists, the key must fit it, and the token's `kid` selects the key (keys without a `kid`
+    /// are tried for any token). An unknown `kid` asks for a refetch.
+    fn provider_key(
+        &self,
+        i: usize,
+        header: &Map<String, Value>,
+        alg: &str,
+        parts: &jwt::Segments<'_>,
+    ) -> Result<KeyId, TokenError> {
+        let Some(alg) = self.shape.providers[i]
+            .0
+            .iter()
+            .copied()
+            .find(|a| a.name() == alg)
+        else {
+            return Err(TokenError::AlgorithmNotAllowed);
+        };
+        if header.contains_key("crit") {
+            return Err(TokenError::UnsupportedCritical);
+        }
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        // Canonical base64url, like every segment (the crypto decodes it again).
+        jwt::decode_segment(parts.signature)?;
+        let provider = &self.providers[i];
+        let Some(keys) = provider.current() else {
+            return Err(TokenError::KeysUnavailable);
+        };
+        let candidate = |k: &&PublicKey| {
+            k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+        };
+        if let Some(kid) = kid {
+            let known = keys
+                .iter()
+                .any(|k| k.kid.as_deref() == Some(kid) || (k.kid.is_none() && k.fits(alg)));
+            if !known {
+                provider.refetch();
+                return Err(TokenError::UnknownKey);
+            }
+        }
+        keys.iter()
+            .filter(candidate)
+            .find(|k| k.verify(alg, parts.signed, parts.signature))
+            .map(|k| k.id)
+            .ok_or(TokenError::BadSignature)
+    }
+
+    fn check_claims(
+        &self,
+        rules: &Rules,
+        claims: Map<String, Value>,
+        now: f64,
+    ) -> Result<Identity, TokenError> {
+        let leeway = self.shape.leeway;
         let time = |name: &str| match claims.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(TokenError::BadTimeClaim),
@@ -394,23 +593,23 @@ impl Verifier {
         let nbf = time("nbf")?;
         time("iat")?;
         // RFC 7519 §4.1.4: the token must not be accepted "on or after" exp.
-        if now >= exp + shape.leeway {
+        if now >= exp + leeway {
             return Err(TokenError::Expired);
         }
-        if nbf.is_some_and(|nbf| now + shape.leeway < nbf) {
+        if nbf.is_some_and(|nbf| now + leeway < nbf) {
             return Err(TokenError::NotYetValid);
         }
-        if let Some(want) = &shape.issuer {
+        if let Some(want) = &rules.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
                 return Err(TokenError::WrongIssuer);
             }
         }
-        if !shape.audience.is_empty() {
+        if !rules.audience.is_empty() {
             let ok = match claims.get("aud") {
-                Some(Value::String(a)) => shape.audience.iter().any(|w| w == a),
+                Some(Value::String(a)) => rules.audience.iter().any(|w| w == a),
                 Some(Value::Array(list)) => list.iter().any(|a| {
                     a.as_str()
-                        .is_some_and(|a| shape.audience.iter().any(|w| w == a))
+                        .is_some_and(|a| rules.audience.iter().any(|w| w == a))
                 }),
                 _ => false,
             };
@@ -418,15 +617,15 @@ impl Verifier {
                 return Err(TokenError::WrongAudience);
             }
         }
-        let user = match claims.get(&shape.user_claim) {
+        let user = match claims.get(&rules.user_claim) {
             None | Some(Value::Null) => return Err(TokenError::MissingUser),
             Some(Value::String(s)) => header_value(s).ok_or(TokenError::BadUser)?,
             Some(_) => return Err(TokenError::BadUser),
         };
-        let claim_values = shape
+        let claim_values = rules
             .claim_names
             .iter()
-            .map(|name| match claims.get(name) {
+            .map(|name| match name.as_ref().and_then(|n| claims.get(n)) {
                 Some(Value::String(s)) => header_value(s),
                 Some(v @ (Value::Number(_) | Value::Bool(_))) => header_value(&v.to_string()),
                 _ => None,
@@ -557,7 +756,7 @@ mod tests {
         );
         // A cached token does not outlive its kid: the file renamed (same secret), the token
         // naming the old name is refused, cache or not.
-        let cached = Verifier::build(&cfg.auth, &keys, None);
+        let cached = Verifier::build(&cfg.auth, &keys, &[], None);
         let later = r#"{"sub":"alice","exp":4000000000}"#;
         let token = raw(r#"{"alg":"HS256","kid":"a"}"#, later, KEY);
         assert!(cached.verify(&token).is_ok());
@@ -567,7 +766,7 @@ mod tests {
             dir.path().to_str().unwrap(),
         )]))
         .unwrap();
-        let after = Verifier::build(&cfg.auth, &renamed, Some(&cached));
+        let after = Verifier::build(&cfg.auth, &renamed, &[], Some(&cached));
         assert!(
             after.cache().is_some_and(|c| c.len() == 1),
             "the cache is kept"
@@ -878,7 +1077,7 @@ mod tests {
         assert_eq!(v1.cache().unwrap().len(), 2);
         // The rotation ends: the previous key is gone, and so is every token it verified,
         // although the cache itself is kept.
-        let v2 = Verifier::build(&auth(""), &Keys::from_secrets(KEY, None), Some(&v1));
+        let v2 = Verifier::build(&auth(""), &Keys::from_secrets(KEY, None), &[], Some(&v1));
         assert!(std::ptr::eq(v1.cache().unwrap(), v2.cache().unwrap()));
         assert_eq!(v2.verify(&alice).unwrap().user, "alice");
         assert_eq!(v2.verify(&bob).err(), Some(TokenError::BadSignature));
@@ -886,6 +1085,7 @@ mod tests {
         let v3 = Verifier::build(
             &auth("algorithms = [\"HS512\"]"),
             &Keys::from_secrets(KEY, None),
+            &[],
             Some(&v2),
         );
         assert!(std::ptr::eq(v2.cache().unwrap(), v3.cache().unwrap()));
@@ -897,6 +1097,7 @@ mod tests {
         let v4 = Verifier::build(
             &auth("user_claim = \"name\""),
             &Keys::from_secrets(KEY, None),
+            &[],
             Some(&v2),
         );
         assert!(!std::ptr::eq(v2.cache().unwrap(), v4.cache().unwrap()));

@@ -12,6 +12,8 @@
 mod raw;
 mod validate;
 
+pub(crate) use validate::is_loopback;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -134,7 +136,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The algorithms jwtgate verifies (JOSE names, RFC 7518).
+/// The algorithms jwtgate verifies (JOSE names, RFC 7518 and RFC 8037).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// HMAC with SHA-256.
@@ -143,17 +145,61 @@ pub enum Algorithm {
     HS384,
     /// HMAC with SHA-512.
     HS512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA with P-256 and SHA-256.
+    ES256,
+    /// ECDSA with P-384 and SHA-384.
+    ES384,
+    /// Ed25519 (RFC 8037; the only EdDSA curve accepted).
+    EdDSA,
+}
+
+/// The kind of key an algorithm verifies with: a key of another kind is never used for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// A shared secret (HS*).
+    Secret,
+    /// An RSA public key (RS*, PS*).
+    Rsa,
+    /// A P-256 public key (ES256).
+    P256,
+    /// A P-384 public key (ES384).
+    P384,
+    /// An Ed25519 public key (EdDSA).
+    Ed25519,
 }
 
 impl Algorithm {
+    /// Every algorithm, HMAC first.
+    pub const ALL: [Algorithm; 12] = [
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
     /// Parses the exact JOSE name (`HS256`, ...). Case matters, as in RFC 7518.
     pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "HS256" => Some(Algorithm::HS256),
-            "HS384" => Some(Algorithm::HS384),
-            "HS512" => Some(Algorithm::HS512),
-            _ => None,
-        }
+        Algorithm::ALL.into_iter().find(|a| a.name() == name)
     }
 
     /// The JOSE name.
@@ -162,6 +208,86 @@ impl Algorithm {
             Algorithm::HS256 => "HS256",
             Algorithm::HS384 => "HS384",
             Algorithm::HS512 => "HS512",
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The only kind of key this algorithm verifies with.
+    pub fn key_kind(self) -> KeyKind {
+        match self {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => KeyKind::Secret,
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => KeyKind::Rsa,
+            Algorithm::ES256 => KeyKind::P256,
+            Algorithm::ES384 => KeyKind::P384,
+            Algorithm::EdDSA => KeyKind::Ed25519,
+        }
+    }
+
+    /// True for the shared-secret algorithms (HS*).
+    pub fn is_hmac(self) -> bool {
+        self.key_kind() == KeyKind::Secret
+    }
+}
+
+/// `[[auth.provider]]`: an identity provider that signs with its own keys, chosen by the
+/// token's `iss`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// The `iss` of its tokens, exactly.
+    pub issuer: String,
+    /// The asymmetric algorithms its tokens may use.
+    pub algorithms: Vec<Algorithm>,
+    /// Where its public keys come from.
+    pub source: KeySource,
+    /// Accepted `aud` values (any one must match), checked only when non-empty.
+    pub audience: Vec<String>,
+    /// The claim that names the caller (default `auth.user_claim`).
+    pub user_claim: String,
+    /// Claims passed on, as (claim, header) (default `auth.claim_headers`).
+    pub claim_headers: Vec<(String, HeaderName)>,
+    /// How often a fetched JWKS is fetched again (a shorter `Cache-Control: max-age` wins, down
+    /// to [`MIN_REFRESH`]). Default 5m.
+    pub refresh: Duration,
+    /// A CA (PEM) trusted for its `https` URLs besides the system's web roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The shortest refresh interval, whatever `refresh` or `Cache-Control` say.
+pub const MIN_REFRESH: Duration = Duration::from_secs(30);
+
+/// Where a provider's public keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS fetched from this URL.
+    JwksUrl(Uri),
+    /// A JWKS in a file, reloaded when it changes.
+    JwksFile(PathBuf),
+    /// One PEM public key (SPKI), reloaded when it changes.
+    PublicKeyFile(PathBuf),
+    /// OpenID Connect discovery: the JWKS at the `jwks_uri` of this document
+    /// (`{issuer}/.well-known/openid-configuration`).
+    Discovery(Uri),
+}
+
+impl KeySource {
+    /// The URL fetched first, for sources on the network.
+    pub fn url(&self) -> Option<&Uri> {
+        match self {
+            KeySource::JwksUrl(u) | KeySource::Discovery(u) => Some(u),
+            KeySource::JwksFile(_) | KeySource::PublicKeyFile(_) => None,
         }
     }
 }
@@ -189,6 +315,26 @@ pub struct AuthConfig {
     pub max_token_bytes: usize,
     /// Verified tokens remembered (see `auth::cache`); 0 turns the cache off. Default 10,000.
     pub token_cache: usize,
+    /// `[[auth.provider]]`: identity providers, each chosen by its `issuer`.
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl AuthConfig {
+    /// Every claim header any issuer writes, each once: `claim_headers`, then the providers'
+    /// headers not already there. Every one of them is stripped from every request.
+    pub fn claim_header_names(&self) -> Vec<HeaderName> {
+        let mut names: Vec<HeaderName> = Vec::new();
+        let all = self
+            .claim_headers
+            .iter()
+            .chain(self.providers.iter().flat_map(|p| &p.claim_headers));
+        for (_, header) in all {
+            if !names.contains(header) {
+                names.push(header.clone());
+            }
+        }
+        names
+    }
 }
 
 /// How a route treats tokens.
@@ -272,6 +418,13 @@ impl Config {
             files.push(tls.key.clone());
         }
         files.extend(self.routes.iter().filter_map(|r| r.ca_file.clone()));
+        for p in &self.auth.providers {
+            match &p.source {
+                KeySource::JwksFile(f) | KeySource::PublicKeyFile(f) => files.push(f.clone()),
+                KeySource::JwksUrl(_) | KeySource::Discovery(_) => {}
+            }
+            files.extend(p.ca_file.clone());
+        }
         files
     }
 }

@@ -45,6 +45,24 @@ pub(super) struct RawAuth {
     pub forward_token: Option<bool>,
     pub max_token_bytes: Option<usize>,
     pub token_cache: Option<usize>,
+    /// `[[auth.provider]]` tables, each validated on its own (so that every unknown key of
+    /// every provider is named).
+    pub provider: Option<Vec<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub issuer: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub audience: Option<OneOrMany>,
+    pub user_claim: Option<String>,
+    pub claim_headers: Option<BTreeMap<String, String>>,
+    pub refresh: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +113,19 @@ pub(super) const AUTH_KEYS: &[&str] = &[
     "forward_token",
     "max_token_bytes",
     "token_cache",
+    "provider",
+];
+pub(super) const PROVIDER_KEYS: &[&str] = &[
+    "issuer",
+    "algorithms",
+    "jwks_url",
+    "jwks_file",
+    "public_key_file",
+    "audience",
+    "user_claim",
+    "claim_headers",
+    "refresh",
+    "ca_file",
 ];
 pub(super) const ROUTE_KEYS: &[&str] = &[
     "path",

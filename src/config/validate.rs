@@ -1,6 +1,6 @@
 //! Validation: raw shapes into [`Config`], every problem collected (never the first only).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,11 +9,12 @@ use http::header::HeaderName;
 use http::Uri;
 
 use super::raw::{
-    OneOrMany, RawAuth, RawRoute, RawServer, AUTH_KEYS, ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
+    OneOrMany, RawAuth, RawProvider, RawRoute, RawServer, AUTH_KEYS, PROVIDER_KEYS, ROUTE_KEYS,
+    SERVER_KEYS, TLS_KEYS,
 };
 use super::{
-    parse_duration, spoof_key, Algorithm, AuthConfig, AuthMode, ClaimValue, Config, Problem,
-    RouteConfig, ServerConfig, TlsFiles,
+    parse_duration, spoof_key, Algorithm, AuthConfig, AuthMode, ClaimValue, Config, KeySource,
+    Problem, ProviderConfig, RouteConfig, ServerConfig, TlsFiles, MIN_REFRESH,
 };
 use crate::wire::uri;
 
@@ -327,8 +328,17 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         Some(list) => {
             for name in list {
                 match Algorithm::from_name(&name) {
-                    Some(a) if !algorithms.contains(&a) => algorithms.push(a),
-                    Some(_) => p.add("auth.algorithms", format!("{name:?} is listed twice")),
+                    Some(a) if algorithms.contains(&a) => {
+                        p.add("auth.algorithms", format!("{name:?} is listed twice"))
+                    }
+                    Some(a) if a.is_hmac() => algorithms.push(a),
+                    Some(_) => p.add(
+                        "auth.algorithms",
+                        format!(
+                            "{name:?} verifies with an identity provider's public keys: list it in \
+                             the algorithms of an [[auth.provider]]; auth.algorithms takes HS256, HS384 or HS512"
+                        ),
+                    ),
                     None => p.add(
                         "auth.algorithms",
                         format!("{name:?} is not supported; use HS256, HS384 or HS512"),
@@ -356,22 +366,7 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
             "must not be empty; remove the key to skip the issuer check",
         );
     }
-    let audience = match raw.audience {
-        None => Vec::new(),
-        Some(OneOrMany::One(a)) => vec![a],
-        Some(OneOrMany::Many(list)) => {
-            if list.is_empty() {
-                p.add(
-                    "auth.audience",
-                    "must not be empty; remove the key to skip the audience check",
-                );
-            }
-            list
-        }
-    };
-    if audience.iter().any(String::is_empty) {
-        p.add("auth.audience", "must not contain an empty string");
-    }
+    let audience = audience("auth.audience", raw.audience, p);
     let user_claim = raw.user_claim.unwrap_or_else(|| "sub".into());
     if user_claim.is_empty() {
         p.add("auth.user_claim", "must not be empty");
@@ -380,13 +375,103 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         "auth.user_header",
         raw.user_header.as_deref().unwrap_or("X-Auth-User"),
     );
+    let claim_headers = claim_headers(
+        "auth.claim_headers",
+        raw.claim_headers.unwrap_or_default(),
+        user_header.as_ref(),
+        p,
+    );
+    let max_token_bytes = raw.max_token_bytes.unwrap_or(8 * 1024);
+    if !(256..=64 * 1024).contains(&max_token_bytes) {
+        p.add("auth.max_token_bytes", "must be between 256 and 65536");
+    }
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    for (i, value) in raw.provider.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("auth.provider[{i}]");
+        let Some(rp) = p.section::<RawProvider>(&key, value, PROVIDER_KEYS) else {
+            continue;
+        };
+        let Some(provider) = validate_provider(
+            &key,
+            rp,
+            &user_claim,
+            &claim_headers,
+            user_header.as_ref(),
+            p,
+        ) else {
+            continue;
+        };
+        if let Some(j) = providers.iter().position(|o| o.issuer == provider.issuer) {
+            p.add(
+                format!("{key}.issuer"),
+                format!(
+                    "{:?} is also auth.provider[{j}]'s issuer: a token's iss picks one provider",
+                    provider.issuer
+                ),
+            );
+        }
+        if issuer.as_deref() == Some(provider.issuer.as_str()) {
+            p.add(
+                format!("{key}.issuer"),
+                "is also auth.issuer: tokens with this iss are verified by the provider only, \
+                 never with the shared secret; remove auth.issuer or use another issuer",
+            );
+        }
+        providers.push(provider);
+    }
+    // A header one issuer writes a claim into must not be another value for another issuer
+    // only when it is the user header (checked per provider); the same claim header for
+    // different claims of different issuers is fine: each token has one issuer.
+    Some(AuthConfig {
+        algorithms,
+        leeway,
+        issuer,
+        audience,
+        user_claim,
+        user_header: user_header?,
+        claim_headers,
+        forward_token: raw.forward_token.unwrap_or(true),
+        max_token_bytes,
+        token_cache: raw.token_cache.unwrap_or(10_000),
+        providers,
+    })
+}
+
+/// `audience`: one string or a non-empty list of non-empty strings.
+fn audience(key: &str, raw: Option<OneOrMany>, p: &mut Problems) -> Vec<String> {
+    let audience = match raw {
+        None => Vec::new(),
+        Some(OneOrMany::One(a)) => vec![a],
+        Some(OneOrMany::Many(list)) => {
+            if list.is_empty() {
+                p.add(
+                    key,
+                    "must not be empty; remove the key to skip the audience check",
+                );
+            }
+            list
+        }
+    };
+    if audience.iter().any(String::is_empty) {
+        p.add(key, "must not contain an empty string");
+    }
+    audience
+}
+
+/// `claim_headers`: claim name to header name, each header once and never the user header.
+fn claim_headers(
+    key: &str,
+    raw: BTreeMap<String, String>,
+    user_header: Option<&HeaderName>,
+    p: &mut Problems,
+) -> Vec<(String, HeaderName)> {
     let mut claim_headers = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    if let Some(h) = &user_header {
+    if let Some(h) = user_header {
         seen.insert(spoof_key(h.as_str()));
     }
-    for (claim, header) in raw.claim_headers.unwrap_or_default() {
-        let key = format!("auth.claim_headers.{claim}");
+    for (claim, header) in raw {
+        let key = format!("{key}.{claim}");
         if claim.is_empty() {
             p.add(&key, "the claim name must not be empty");
         }
@@ -401,22 +486,196 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
             }
         }
     }
-    let max_token_bytes = raw.max_token_bytes.unwrap_or(8 * 1024);
-    if !(256..=64 * 1024).contains(&max_token_bytes) {
-        p.add("auth.max_token_bytes", "must be between 256 and 65536");
+    claim_headers
+}
+
+/// One `[[auth.provider]]` under `key` (`auth.provider[i]`).
+fn validate_provider(
+    key: &str,
+    raw: RawProvider,
+    user_claim: &str,
+    default_claims: &[(String, HeaderName)],
+    user_header: Option<&HeaderName>,
+    p: &mut Problems,
+) -> Option<ProviderConfig> {
+    let issuer = match raw.issuer {
+        None => {
+            p.add(
+                format!("{key}.issuer"),
+                "is required: the iss of the provider's tokens, e.g. \"https://sso.example.com/realms/main\"",
+            );
+            None
+        }
+        Some(i) if i.is_empty() => {
+            p.add(format!("{key}.issuer"), "must not be empty");
+            None
+        }
+        Some(i) => Some(i),
+    };
+    let mut algorithms = Vec::new();
+    match raw.algorithms {
+        None => p.add(
+            format!("{key}.algorithms"),
+            "is required: the algorithms the provider signs with, e.g. [\"RS256\"]",
+        ),
+        Some(list) if list.is_empty() => p.add(
+            format!("{key}.algorithms"),
+            "must name at least one algorithm",
+        ),
+        Some(list) => {
+            for name in list {
+                match Algorithm::from_name(&name) {
+                    Some(a) if algorithms.contains(&a) => p.add(
+                        format!("{key}.algorithms"),
+                        format!("{name:?} is listed twice"),
+                    ),
+                    Some(a) if !a.is_hmac() => algorithms.push(a),
+                    _ => p.add(
+                        format!("{key}.algorithms"),
+                        format!(
+                            "{name:?} is not a provider algorithm; use RS256, RS384, RS512, PS256, \
+                             PS384, PS512, ES256, ES384 or EdDSA (shared secrets are auth.algorithms)"
+                        ),
+                    ),
+                }
+            }
+        }
     }
-    Some(AuthConfig {
+    let named: Vec<&str> = [
+        ("jwks_url", raw.jwks_url.is_some()),
+        ("jwks_file", raw.jwks_file.is_some()),
+        ("public_key_file", raw.public_key_file.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(n, _)| *n)
+    .collect();
+    if named.len() > 1 {
+        p.add(
+            key,
+            format!(
+                "{} are all set: name at most one key source (none: OpenID Connect discovery)",
+                named.join(" and ")
+            ),
+        );
+    }
+    let source = if let Some(url) = raw.jwks_url {
+        key_url(&format!("{key}.jwks_url"), &url, p).map(KeySource::JwksUrl)
+    } else if let Some(f) = raw.jwks_file {
+        file(&format!("{key}.jwks_file"), f, p).map(KeySource::JwksFile)
+    } else if let Some(f) = raw.public_key_file {
+        file(&format!("{key}.public_key_file"), f, p).map(KeySource::PublicKeyFile)
+    } else {
+        issuer.as_deref().and_then(|i| {
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                i.trim_end_matches('/')
+            );
+            key_url(&format!("{key}.issuer"), &url, p).map(KeySource::Discovery)
+        })
+    };
+    let refresh = p.duration(
+        &format!("{key}.refresh"),
+        raw.refresh.as_deref(),
+        Duration::from_secs(300),
+    );
+    if !(MIN_REFRESH..=Duration::from_secs(86_400)).contains(&refresh) {
+        p.add(format!("{key}.refresh"), "must be between 30s and 24h");
+    }
+    let ca_file = raw
+        .ca_file
+        .and_then(|f| file(&format!("{key}.ca_file"), f, p));
+    if ca_file.is_some() && source.as_ref().is_some_and(|s| s.url().is_none()) {
+        p.add(
+            format!("{key}.ca_file"),
+            "applies to jwks_url and discovery only: this provider's keys come from a file",
+        );
+    }
+    let audience = audience(&format!("{key}.audience"), raw.audience, p);
+    let user_claim = raw.user_claim.unwrap_or_else(|| user_claim.to_owned());
+    if user_claim.is_empty() {
+        p.add(format!("{key}.user_claim"), "must not be empty");
+    }
+    let claim_headers = match raw.claim_headers {
+        None => default_claims.to_vec(),
+        Some(raw) => claim_headers(&format!("{key}.claim_headers"), raw, user_header, p),
+    };
+    Some(ProviderConfig {
+        issuer: issuer?,
         algorithms,
-        leeway,
-        issuer,
+        source: source?,
         audience,
         user_claim,
-        user_header: user_header?,
         claim_headers,
-        forward_token: raw.forward_token.unwrap_or(true),
-        max_token_bytes,
-        token_cache: raw.token_cache.unwrap_or(10_000),
+        refresh,
+        ca_file,
     })
+}
+
+/// A file path named by a key; must not be empty.
+fn file(key: &str, raw: String, p: &mut Problems) -> Option<PathBuf> {
+    if raw.is_empty() {
+        p.add(key, "must not be empty");
+        return None;
+    }
+    Some(PathBuf::from(raw))
+}
+
+/// A URL keys are fetched from: `https`, or `http` to a loopback address only (keys fetched in
+/// the clear from elsewhere could be anyone's).
+fn key_url(key: &str, raw: &str, p: &mut Problems) -> Option<Uri> {
+    let uri: Uri = match raw.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            p.add(key, format!("{raw:?} is not a URL"));
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority() else {
+        p.add(key, format!("{raw:?} has no host"));
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        p.add(key, format!("{raw:?} must not carry credentials"));
+        return None;
+    }
+    match uri.scheme_str() {
+        Some("https") if valid_server_name(authority.host()) => Some(uri),
+        Some("https") => {
+            p.add(
+                key,
+                format!(
+                    "{raw:?}: {:?} cannot be verified as a TLS server name",
+                    authority.host()
+                ),
+            );
+            None
+        }
+        Some("http") if is_loopback(authority.host()) => Some(uri),
+        Some("http") => {
+            p.add(
+                key,
+                format!(
+                    "{raw:?}: keys are fetched over https, or http to a loopback address only \
+                     (keys fetched in the clear could be anyone's)"
+                ),
+            );
+            None
+        }
+        _ => {
+            p.add(key, format!("{raw:?} must start with https://"));
+            None
+        }
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn validate_routes(

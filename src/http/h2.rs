@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::body::{Body, IncomingBody, UpstreamBody};
-use super::{decide, Outcome};
+use super::{decide, waits_for_keys, Outcome};
 use crate::config::ServerConfig;
 use crate::net::Closing;
 use crate::net::{Deadline, IdleIo};
@@ -142,7 +142,14 @@ async fn handle(
                 body: framing,
                 client: &client,
             };
-            decide(&rt, &view, record, &mut out)
+            let mut outcome = decide(&rt, &view, record, &mut out);
+            if waits_for_keys(&outcome, &rt) {
+                rt.pipeline().verifier().wait_refetch().await;
+                *record = Record::new(method);
+                out.clear();
+                outcome = decide(&rt, &view, record, &mut out);
+            }
+            outcome
         }
         Err(rejection) => Outcome::Refuse(rejection),
     };

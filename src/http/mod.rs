@@ -8,6 +8,7 @@ pub mod body;
 pub mod h1;
 pub mod h2;
 
+use crate::auth::TokenError;
 use crate::ops::access::Record;
 use crate::pipeline::upgrade::Offer;
 use crate::pipeline::{Decision, LocalResponse, Rejection, RequestView};
@@ -30,6 +31,17 @@ pub enum Outcome<'r> {
     Answer(LocalResponse),
     /// Refuse with this.
     Refuse(Rejection),
+}
+
+/// True when the pipeline refused a token for an unknown `kid` while its provider's keys are
+/// being fetched (a refetch that token asked for, or one under way): the request is decided
+/// again once the fetch is done ([`crate::auth::Verifier::wait_refetch`]), so that a token
+/// signed with a key the provider has just published passes.
+pub fn waits_for_keys(outcome: &Outcome<'_>, rt: &Runtime) -> bool {
+    matches!(
+        outcome,
+        Outcome::Refuse(Rejection::InvalidToken(TokenError::UnknownKey))
+    ) && rt.pipeline().verifier().refetching()
 }
 
 /// Lets `rt`'s pipeline decide `view`; a request that goes upstream gets its head written for

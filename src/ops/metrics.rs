@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::auth::provider::FetchMetrics;
+
 /// Labels of `jwtgate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -41,6 +43,22 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Labels with a provider (its issuer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// The provider's issuer.
+    pub provider: String,
+}
+
+/// Labels with a provider and a result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderResultLabels {
+    /// The provider's issuer.
+    pub provider: String,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
 fn upstream_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -65,6 +83,8 @@ pub struct Metrics {
     pub keys_loaded: Gauge<f64, AtomicU64>,
     /// 1 while ready (config loaded, listener up, not draining).
     pub ready: Gauge,
+    /// Identity providers' key fetches and keys (see `auth::provider`).
+    pub providers: FetchMetrics,
     /// Log lines dropped because standard output did not take them (see `ops::logs`).
     log_lines_dropped: Counter,
     /// How many of those the counter has been told about.
@@ -114,6 +134,20 @@ impl Metrics {
         let keys_loaded = Gauge::<f64, AtomicU64>::default();
         let ready = Gauge::default();
         let log_lines_dropped = Counter::default();
+        let providers = FetchMetrics {
+            fetches: Family::default(),
+            keys: Family::default(),
+        };
+        registry.register(
+            "jwks_fetches",
+            "Identity provider key fetches (JWKS, discovery), by provider and result",
+            providers.fetches.clone(),
+        );
+        registry.register(
+            "jwks_keys",
+            "Usable keys of each identity provider, as last fetched",
+            providers.keys.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route and response status",
@@ -163,6 +197,7 @@ impl Metrics {
             reloads,
             keys_loaded,
             ready,
+            providers,
             log_lines_dropped,
             log_lines_reported: AtomicU64::new(0),
             id: {

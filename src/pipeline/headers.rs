@@ -105,8 +105,8 @@ pub struct HeaderPolicy {
 impl HeaderPolicy {
     /// Prepares the policy for `auth`.
     pub fn new(auth: &AuthConfig) -> HeaderPolicy {
-        let claim_headers: Vec<HeaderName> =
-            auth.claim_headers.iter().map(|(_, h)| h.clone()).collect();
+        // Every header any issuer writes a claim into: each is stripped from every request.
+        let claim_headers: Vec<HeaderName> = auth.claim_header_names();
         let identity = std::iter::once(&auth.user_header).chain(&claim_headers);
         // The first class given to a name wins.
         let named: Vec<(String, Class)> = [("connection", Class::Connection)]

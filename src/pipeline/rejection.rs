@@ -103,6 +103,12 @@ impl Rejection {
                 "bearer token required".into(),
                 Some(r#"Bearer realm="jwtgate""#.to_owned()),
             ),
+            Rejection::InvalidToken(TokenError::KeysUnavailable) => (
+                503,
+                "temporarily_unavailable",
+                TokenError::KeysUnavailable.description().into(),
+                None,
+            ),
             Rejection::InvalidToken(e) => (
                 401,
                 "invalid_token",
@@ -149,6 +155,10 @@ impl Rejection {
         }
         if status == 405 {
             fields.push(("allow", Cow::Borrowed(ALLOWED)));
+        }
+        if status == 503 {
+            // A provider's keys are being fetched (retried with backoff from 250 ms).
+            fields.push(("retry-after", Cow::Borrowed("1")));
         }
         LocalResponse {
             status,

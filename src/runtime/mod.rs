@@ -22,8 +22,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::auth::keys::Keys;
-use crate::auth::{self, Verifier};
-use crate::config::{Config, Problem};
+use crate::auth::provider::ProviderKeys;
+use crate::auth::{self, jwk, Verifier};
+use crate::config::{Config, KeySource, Problem};
 use crate::ops::access::Record;
 use crate::ops::metrics::{Metrics, ReasonLabels};
 use crate::pipeline::{HeaderPolicy, Pipeline, Rejection};
@@ -42,9 +43,22 @@ pub struct Runtime {
     upstreams: Upstreams,
     /// The listener's TLS config, and the digests of the files it was built from.
     listener_tls: Option<(Arc<rustls::ServerConfig>, [u8; 32])>,
-    /// The TLS setups of routes with a CA file, by file, with the file's digest.
+    /// The TLS setups of routes and providers with a CA file, by file, with the file's digest.
     ca_tls: HashMap<PathBuf, ([u8; 32], UpstreamTls)>,
     head_limits: HeadLimits,
+    /// Each provider's keys, with what they were built from (a reload keeps a provider's
+    /// fetched keys and its refresh task when that is unchanged).
+    providers: Vec<(ProviderOrigin, Arc<ProviderKeys>)>,
+}
+
+/// What a provider's keys are built from.
+#[derive(Debug, Clone, PartialEq)]
+struct ProviderOrigin {
+    issuer: String,
+    source: KeySource,
+    refresh: std::time::Duration,
+    /// The digest of the CA file for a URL, or of the key file.
+    digest: Option<[u8; 32]>,
 }
 
 /// What kept a runtime from being built: every problem with the files the config names.
@@ -118,48 +132,31 @@ impl Runtime {
                     config: tls::default_client_config(),
                     id: 0,
                 }),
-                (Some(path), true) => match ca_tls.get(path) {
-                    Some((_, t)) => Some(t.clone()),
-                    None => {
-                        let key = format!("route[{i}].ca_file");
-                        read(path, &key, &mut problems).and_then(|pem| {
-                            let digest: [u8; 32] = Sha256::digest(&pem).into();
-                            let reused = previous
-                                .and_then(|p| p.ca_tls.get(path))
-                                .filter(|(d, _)| *d == digest)
-                                .map(|(_, t)| t.clone());
-                            let built = reused.or_else(|| {
-                                match tls::client_config_with_ca(&pem) {
-                                    Ok(config) => Some(UpstreamTls {
-                                        config,
-                                        // Never 0 (the default roots).
-                                        id: u64::from_le_bytes(
-                                            digest[..8].try_into().unwrap_or_default(),
-                                        ) | 1,
-                                    }),
-                                    Err(why) => {
-                                        problems.push(Problem::new(
-                                            key,
-                                            format!("{}: {why}", path.display()),
-                                        ));
-                                        None
-                                    }
-                                }
-                            })?;
-                            ca_tls.insert(path.clone(), (digest, built.clone()));
-                            Some(built)
-                        })
-                    }
-                },
+                (Some(path), true) => ca_client(
+                    path,
+                    &format!("route[{i}].ca_file"),
+                    previous,
+                    &mut ca_tls,
+                    &mut problems,
+                )
+                .map(|(_, t)| t),
             };
             route_upstreams.push((route.upstream.clone(), tls));
         }
+        let providers = build_providers(&config, previous, &mut ca_tls, &mut problems);
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
+        let provider_keys: Vec<Arc<ProviderKeys>> =
+            providers.iter().map(|(_, k)| k.clone()).collect();
         let pipeline = Pipeline::new(
             RouteTable::build(&config.routes),
-            Verifier::build(&config.auth, keys, previous.map(|p| p.pipeline.verifier())),
+            Verifier::build(
+                &config.auth,
+                keys,
+                &provider_keys,
+                previous.map(|p| p.pipeline.verifier()),
+            ),
             HeaderPolicy::new(&config.auth),
         );
         let upstreams = Upstreams::build(
@@ -182,7 +179,26 @@ impl Runtime {
             upstreams,
             listener_tls,
             ca_tls,
+            providers,
         })
+    }
+
+    /// Starts the key refresh of every provider whose keys are on the network (once per
+    /// provider: one kept over a reload keeps its task).
+    pub fn start_providers(&self, handle: &tokio::runtime::Handle, metrics: &Metrics) {
+        for (_, keys) in &self.providers {
+            keys.start(handle, metrics.providers.clone());
+        }
+    }
+
+    /// True when every provider has keys.
+    pub fn providers_ready(&self) -> bool {
+        self.providers.iter().all(|(_, k)| k.is_ready())
+    }
+
+    /// The providers' keys, in config order.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderKeys>> {
+        self.providers.iter().map(|(_, k)| k)
     }
 
     /// The pipeline requests are decided by.
@@ -214,6 +230,131 @@ impl Runtime {
     }
 }
 
+/// Each provider's keys: read from its file, or (for a URL) made ready to be fetched, reusing
+/// the previous runtime's when nothing they are built from changed. Never the network.
+fn build_providers(
+    config: &Config,
+    previous: Option<&Runtime>,
+    ca_tls: &mut HashMap<PathBuf, ([u8; 32], UpstreamTls)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(ProviderOrigin, Arc<ProviderKeys>)> {
+    let mut built = Vec::new();
+    for (i, p) in config.auth.providers.iter().enumerate() {
+        let key = format!("auth.provider[{i}]");
+        let (digest, keys) = match &p.source {
+            KeySource::JwksFile(path) | KeySource::PublicKeyFile(path) => {
+                let jwks = matches!(p.source, KeySource::JwksFile(_));
+                let file_key = format!(
+                    "{key}.{}",
+                    if jwks { "jwks_file" } else { "public_key_file" }
+                );
+                let Some(bytes) = read(path, &file_key, problems) else {
+                    continue;
+                };
+                let parsed = if jwks {
+                    jwk::parse_jwks(&p.issuer, &bytes).map(|(keys, _skipped)| keys)
+                } else {
+                    jwk::parse_pem(&p.issuer, &bytes).map(|k| vec![k])
+                };
+                let keys = match parsed {
+                    Ok(keys) => keys,
+                    Err(why) => {
+                        problems.push(Problem::new(file_key, format!("{}: {why}", path.display())));
+                        continue;
+                    }
+                };
+                if !keys.iter().any(|k| p.algorithms.iter().any(|&a| k.fits(a))) {
+                    let names: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
+                    problems.push(Problem::new(
+                        file_key,
+                        format!(
+                            "{}: no key fits the provider's algorithms ({}): an RSA key verifies RS*/PS*, P-256 ES256, P-384 ES384, Ed25519 EdDSA",
+                            path.display(),
+                            names.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                (Some(digest), Arc::new(ProviderKeys::fixed(&p.issuer, keys)))
+            }
+            KeySource::JwksUrl(url) | KeySource::Discovery(url) => {
+                let (digest, tls) = match &p.ca_file {
+                    None => (None, tls::default_client_config()),
+                    Some(path) => {
+                        match ca_client(path, &format!("{key}.ca_file"), previous, ca_tls, problems)
+                        {
+                            Some((digest, t)) => (Some(digest), t.config),
+                            None => continue,
+                        }
+                    }
+                };
+                let origin = ProviderOrigin {
+                    issuer: p.issuer.clone(),
+                    source: p.source.clone(),
+                    refresh: p.refresh,
+                    digest,
+                };
+                if let Some((_, keys)) =
+                    previous.and_then(|prev| prev.providers.iter().find(|(o, _)| *o == origin))
+                {
+                    built.push((origin, keys.clone()));
+                    continue;
+                }
+                let keys = ProviderKeys::remote(
+                    &p.issuer,
+                    url.clone(),
+                    matches!(p.source, KeySource::Discovery(_)),
+                    tls,
+                    p.refresh,
+                );
+                (digest, Arc::new(keys))
+            }
+        };
+        let origin = ProviderOrigin {
+            issuer: p.issuer.clone(),
+            source: p.source.clone(),
+            refresh: p.refresh,
+            digest,
+        };
+        built.push((origin, keys));
+    }
+    built
+}
+
+/// The TLS client config with the CA in `path` (besides the web roots), reused from this build
+/// or the previous runtime when the file is unchanged.
+fn ca_client(
+    path: &Path,
+    key: &str,
+    previous: Option<&Runtime>,
+    ca_tls: &mut HashMap<PathBuf, ([u8; 32], UpstreamTls)>,
+    problems: &mut Vec<Problem>,
+) -> Option<([u8; 32], UpstreamTls)> {
+    if let Some(found) = ca_tls.get(path) {
+        return Some(found.clone());
+    }
+    let pem = read(path, key, problems)?;
+    let digest: [u8; 32] = Sha256::digest(&pem).into();
+    let reused = previous
+        .and_then(|p| p.ca_tls.get(path))
+        .filter(|(d, _)| *d == digest)
+        .map(|(_, t)| t.clone());
+    let built = reused.or_else(|| match tls::client_config_with_ca(&pem) {
+        Ok(config) => Some(UpstreamTls {
+            config,
+            // Never 0 (the default roots).
+            id: u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) | 1,
+        }),
+        Err(why) => {
+            problems.push(Problem::new(key, format!("{}: {why}", path.display())));
+            None
+        }
+    })?;
+    ca_tls.insert(path.to_owned(), (digest, built.clone()));
+    Some((digest, built))
+}
+
 /// A file the runtime is built from; a problem under `key` when it cannot be read.
 fn read(path: &Path, key: &str, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
     match std::fs::read(path) {
@@ -237,6 +378,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     ready: AtomicBool,
     tunnels: watch::Sender<bool>,
+    /// Where providers' key refresh tasks run (the runtime the gateway was made on).
+    handle: Option<tokio::runtime::Handle>,
 }
 
 impl Gateway {
@@ -244,11 +387,16 @@ impl Gateway {
     pub fn new(runtime: Runtime) -> Gateway {
         let metrics = Metrics::new();
         metrics.keys_loaded.set(auth::now());
+        let handle = tokio::runtime::Handle::try_current().ok();
+        if let Some(handle) = &handle {
+            runtime.start_providers(handle, &metrics);
+        }
         Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(false),
             tunnels: watch::channel(false).0,
+            handle,
         }
     }
 
@@ -259,13 +407,17 @@ impl Gateway {
 
     /// Makes `runtime` the one new requests get; in-flight requests keep theirs.
     pub fn swap(&self, runtime: Runtime) {
+        if let Some(handle) = &self.handle {
+            runtime.start_providers(handle, &self.metrics);
+        }
         self.runtime.store(Arc::new(runtime));
         self.metrics.keys_loaded.set(auth::now());
     }
 
-    /// True while ready to serve (`/readyz`).
+    /// True while ready to serve (`/readyz`): the listener is up, not draining, and every
+    /// identity provider has keys.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.current().providers_ready()
     }
 
     /// Marks the gateway ready (listener up) or not (draining).

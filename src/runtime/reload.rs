@@ -75,7 +75,8 @@ impl Reloader {
     fn build(&self) -> Result<Runtime, Vec<String>> {
         let file = |p: &dyn std::fmt::Display| format!("{}: {p}", self.config_path.display());
         let config = Config::load(&self.config_path);
-        let keys = Keys::load(&(self.env)());
+        let providers = config.as_ref().is_ok_and(|c| !c.auth.providers.is_empty());
+        let keys = Keys::load_for(&(self.env)(), providers);
         let (config, keys) = match (config, keys) {
             (Ok(config), Ok(keys)) => (config, keys),
             (config, keys) => {

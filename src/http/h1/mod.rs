@@ -249,7 +249,7 @@ impl<T: Transport> Connection<T> {
     /// long as the exchange), and so do the endings.
     async fn run(&mut self) -> Run {
         let mut first = true;
-        loop {
+        'requests: loop {
             // While waiting, only the limits of the config current now are needed; the request
             // itself runs on the config current when its head is in (a reload during a long
             // keep-alive wait applies to the next request).
@@ -270,16 +270,31 @@ impl<T: Transport> Connection<T> {
             }
             self.out.clear();
             let rt = self.gateway.current();
-            let planned = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
-                Step::More => {
-                    self.input.scanned = self.input.len();
-                    continue;
+            let mut waited = false;
+            let planned = loop {
+                let refusal = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
+                    Step::More => {
+                        self.input.scanned = self.input.len();
+                        continue 'requests;
+                    }
+                    Step::Unreadable(e) => Some(e),
+                    Step::Planned(p) if !waited && super::waits_for_keys(&p.outcome, &rt) => None,
+                    Step::Planned(p) => break p,
+                };
+                // The step is gone here: nothing of it is held across the waits below.
+                match refusal {
+                    Some(e) => {
+                        Box::pin(self.refuse(e, Record::new("-"))).await;
+                        return Run::Closed;
+                    }
+                    None => {
+                        // An unknown `kid` while its provider's keys are being fetched: decide
+                        // again once they are in.
+                        waited = true;
+                        Box::pin(rt.pipeline().verifier().wait_refetch()).await;
+                        self.out.clear();
+                    }
                 }
-                Step::Unreadable(e) => {
-                    Box::pin(self.refuse(e, Record::new("-"))).await;
-                    return Run::Closed;
-                }
-                Step::Planned(p) => p,
             };
             first = false;
             if !Box::pin(self.exchange(&rt, planned)).await {

@@ -1,0 +1,371 @@
+//! Identity providers' public keys, from a JWKS (RFC 7517) or a PEM public key (SPKI), each
+//! pinned to the one kind of key it is: an RSA key only ever verifies RS*/PS*, a P-256 key only
+//! ES256, a P-384 key only ES384, an Ed25519 key only EdDSA, and a JWK's own `alg` narrows that
+//! to one algorithm. Symmetric (`oct`) keys in a JWKS are never used: a provider's key is
+//! public, and a public key used as an HMAC secret is the classic algorithm confusion.
+//!
+//! A JWKS is read leniently key by key and strictly as a whole: a key jwtgate cannot use (an
+//! encryption key, another curve, a short RSA modulus, a malformed member) is skipped and
+//! reported, and a document with no usable key at all is refused, so the last good keys stay.
+//!
+//! Signatures are verified through `jsonwebtoken`'s crypto (its RustCrypto backend).
+
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::DecodingKey;
+use serde_json::{Map, Value};
+
+use super::cache::KeyId;
+use super::verifier::to_jsonwebtoken;
+use crate::config::{Algorithm, KeyKind};
+
+/// Smallest RSA modulus accepted, in bits (NIST SP 800-131A; every provider uses ≥ 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Most keys taken from one JWKS.
+pub const MAX_KEYS: usize = 64;
+
+/// One public key of one provider.
+pub struct PublicKey {
+    /// The JWK's `kid`; `None` for a PEM key and a JWK without one.
+    pub kid: Option<Box<str>>,
+    kind: KeyKind,
+    /// The JWK's `alg`, when it names one: only that algorithm uses the key.
+    alg: Option<Algorithm>,
+    decoding: DecodingKey,
+    /// Names the key for the verified-token cache: issuer, `kid`, `alg` and key material.
+    pub id: KeyId,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg.map(Algorithm::name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    fn new(
+        issuer: &str,
+        kid: Option<&str>,
+        kind: KeyKind,
+        alg: Option<Algorithm>,
+        material: &[u8],
+        decoding: DecodingKey,
+    ) -> PublicKey {
+        let kind_name = format!("{kind:?}");
+        let id = KeyId::of(&[
+            b"public",
+            issuer.as_bytes(),
+            kid.map_or(b"\0".as_slice(), |k| k.as_bytes()),
+            alg.map_or("", Algorithm::name).as_bytes(),
+            kind_name.as_bytes(),
+            material,
+        ]);
+        PublicKey {
+            kid: kid.map(Box::from),
+            kind,
+            alg,
+            decoding,
+            id,
+        }
+    }
+
+    /// True when `alg` may be verified with this key.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        alg.key_kind() == self.kind && self.alg.is_none_or(|a| a == alg)
+    }
+
+    /// The kind of key.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// Checks `signature` (base64url, already checked canonical) over `signed` with `alg`.
+    pub fn verify(&self, alg: Algorithm, signed: &[u8], signature: &str) -> bool {
+        self.fits(alg)
+            && jsonwebtoken::crypto::verify(signature, signed, &self.decoding, to_jsonwebtoken(alg))
+                .unwrap_or(false)
+    }
+}
+
+/// The usable keys of a JWKS document, and why each other key was skipped. An error when the
+/// document is not a JWKS or has no usable key.
+pub fn parse_jwks(issuer: &str, bytes: &[u8]) -> Result<(Vec<PublicKey>, Vec<String>), String> {
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS: not JSON ({e})"))?;
+    let Some(list) = doc.get("keys").and_then(Value::as_array) else {
+        return Err("not a JWKS: no \"keys\" array".to_owned());
+    };
+    let mut keys = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, jwk) in list.iter().enumerate() {
+        if keys.len() == MAX_KEYS {
+            skipped.push(format!("keys after the first {MAX_KEYS} usable ones"));
+            break;
+        }
+        match jwk_key(issuer, jwk) {
+            Ok(k) => keys.push(k),
+            Err(why) => {
+                let kid = jwk
+                    .get("kid")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("key {i}"), |k| format!("key {i} (kid {k:?})"));
+                skipped.push(format!("{kid}: {why}"));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(match skipped.is_empty() {
+            true => "the JWKS has no keys".to_owned(),
+            false => format!("the JWKS has no usable key: {}", skipped.join("; ")),
+        });
+    }
+    Ok((keys, skipped))
+}
+
+fn string<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("\"{name}\" is not a string")),
+    }
+}
+
+/// Base64url (RFC 7515 §2: no padding; padding tolerated, since some providers add it).
+fn b64(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let s = string(jwk, name)?.ok_or_else(|| format!("no \"{name}\""))?;
+    URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| format!("\"{name}\" is not base64url"))
+}
+
+fn jwk_key(issuer: &str, jwk: &Value) -> Result<PublicKey, String> {
+    let Value::Object(jwk) = jwk else {
+        return Err("not a JSON object".to_owned());
+    };
+    if let Some(u) = string(jwk, "use")? {
+        if u != "sig" {
+            return Err(format!("\"use\" is {u:?}, not \"sig\""));
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o == "verify"));
+        if !verifies {
+            return Err("\"key_ops\" does not include \"verify\"".to_owned());
+        }
+    }
+    let alg = match string(jwk, "alg")? {
+        None => None,
+        Some(name) => match Algorithm::from_name(name) {
+            Some(a) if !a.is_hmac() => Some(a),
+            _ => {
+                return Err(format!(
+                    "\"alg\" {name:?} is not a signature algorithm jwtgate verifies"
+                ))
+            }
+        },
+    };
+    let kid = string(jwk, "kid")?;
+    let kty = string(jwk, "kty")?.ok_or("no \"kty\"")?;
+    let crv = string(jwk, "crv")?;
+    let (kind, material, decoding) = match (kty, crv) {
+        ("RSA", _) => {
+            let n = b64(jwk, "n")?;
+            let e = b64(jwk, "e")?;
+            rsa(&n, &e)?
+        }
+        ("EC", Some("P-256")) => ec(KeyKind::P256, &b64(jwk, "x")?, &b64(jwk, "y")?)?,
+        ("EC", Some("P-384")) => ec(KeyKind::P384, &b64(jwk, "x")?, &b64(jwk, "y")?)?,
+        ("OKP", Some("Ed25519")) => ed25519(&b64(jwk, "x")?)?,
+        ("EC" | "OKP", crv) => return Err(format!("curve {crv:?} is not supported")),
+        ("oct", _) => {
+            return Err(
+                "a symmetric key: a provider's keys are public keys, never HMAC secrets".into(),
+            )
+        }
+        (kty, _) => return Err(format!("key type {kty:?} is not supported")),
+    };
+    if let Some(a) = alg {
+        if a.key_kind() != kind {
+            return Err(format!("\"alg\" {} does not fit a {kind:?} key", a.name()));
+        }
+    }
+    Ok(PublicKey::new(issuer, kid, kind, alg, &material, decoding))
+}
+
+type Parsed = (KeyKind, Vec<u8>, DecodingKey);
+
+fn rsa(n: &[u8], e: &[u8]) -> Result<Parsed, String> {
+    let n = strip_zeros(n);
+    let e = strip_zeros(e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "an RSA modulus of {bits} bits; at least {MIN_RSA_BITS} are required"
+        ));
+    }
+    if e.is_empty() || e.len() > 8 || e[e.len() - 1] & 1 == 0 || e == [1] {
+        return Err("an unusable RSA exponent".to_owned());
+    }
+    let mut material = n.to_vec();
+    material.push(0);
+    material.extend_from_slice(e);
+    Ok((
+        KeyKind::Rsa,
+        material,
+        DecodingKey::from_rsa_raw_components(n, e),
+    ))
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[start..]
+}
+
+fn ec(kind: KeyKind, x: &[u8], y: &[u8]) -> Result<Parsed, String> {
+    let mut point = vec![4u8];
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    ec_point(kind, point)
+}
+
+/// A SEC1 point (what an SPKI's BIT STRING and a JWK's x, y make).
+fn ec_point(kind: KeyKind, point: Vec<u8>) -> Result<Parsed, String> {
+    let (size, alg) = match kind {
+        KeyKind::P256 => (32, Algorithm::ES256),
+        _ => (48, Algorithm::ES384),
+    };
+    if point.len() != 1 + 2 * size || point[0] != 4 {
+        return Err(format!(
+            "not an uncompressed {kind:?} point of {size}-byte coordinates"
+        ));
+    }
+    let decoding = DecodingKey::from_ec_der(&point);
+    usable(&decoding, alg)?;
+    Ok((kind, point, decoding))
+}
+
+fn ed25519(x: &[u8]) -> Result<Parsed, String> {
+    if x.len() != 32 {
+        return Err("an Ed25519 key is 32 bytes".to_owned());
+    }
+    let decoding = DecodingKey::from_ed_der(x);
+    usable(&decoding, Algorithm::EdDSA)?;
+    Ok((KeyKind::Ed25519, x.to_vec(), decoding))
+}
+
+/// Parses the key now rather than at the first token: a point off the curve is refused here.
+fn usable(key: &DecodingKey, alg: Algorithm) -> Result<(), String> {
+    jsonwebtoken::crypto::verify("AA", b"", key, to_jsonwebtoken(alg))
+        .map(drop)
+        .map_err(|_| "not a valid point on its curve".to_owned())
+}
+
+/// The key in a PEM file holding one public key (`BEGIN PUBLIC KEY`, SPKI).
+pub fn parse_pem(issuer: &str, pem: &[u8]) -> Result<PublicKey, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file (not text)".to_owned())?;
+    let begin = "-----BEGIN PUBLIC KEY-----";
+    let Some(start) = text.find(begin) else {
+        return Err(if text.contains("-----BEGIN CERTIFICATE-----") {
+            "a certificate, not a public key: extract its key with \
+             `openssl x509 -in cert.pem -pubkey -noout`"
+                .to_owned()
+        } else if text.contains("PRIVATE KEY-----") {
+            "a private key: give the public key (`openssl pkey -in key.pem -pubout`)".to_owned()
+        } else if text.contains("-----BEGIN RSA PUBLIC KEY-----") {
+            "a PKCS#1 RSA key: convert it to SPKI with `openssl rsa -RSAPublicKey_in -pubout`"
+                .to_owned()
+        } else {
+            format!("no {begin} block")
+        });
+    };
+    let body = &text[start + begin.len()..];
+    let end = body
+        .find("-----END PUBLIC KEY-----")
+        .ok_or("no END PUBLIC KEY line")?;
+    let b64: String = body[..end]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(b64)
+        .map_err(|_| "the PEM body is not base64".to_owned())?;
+    let (kind, material, decoding) = spki(&der)?;
+    Ok(PublicKey::new(
+        issuer, None, kind, None, &material, decoding,
+    ))
+}
+
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+
+/// SubjectPublicKeyInfo (RFC 5280 §4.1): SEQUENCE { SEQUENCE { OID, params }, BIT STRING }.
+fn spki(der: &[u8]) -> Result<Parsed, String> {
+    let bad = || "not a DER SubjectPublicKeyInfo".to_owned();
+    let (info, rest) = tlv(der, 0x30).ok_or_else(bad)?;
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    let (algorithm, rest) = tlv(info, 0x30).ok_or_else(bad)?;
+    let (bits, rest) = tlv(rest, 0x03).ok_or_else(bad)?;
+    if !rest.is_empty() || bits.first() != Some(&0) {
+        return Err(bad());
+    }
+    let key = &bits[1..];
+    let (oid, params) = tlv(algorithm, 0x06).ok_or_else(bad)?;
+    if oid == RSA_ENCRYPTION {
+        // RSAPublicKey (RFC 8017 §A.1.1): SEQUENCE { INTEGER n, INTEGER e }.
+        let (seq, rest) = tlv(key, 0x30).ok_or_else(bad)?;
+        let (n, after) = tlv(seq, 0x02).ok_or_else(bad)?;
+        let (e, end) = tlv(after, 0x02).ok_or_else(bad)?;
+        if !rest.is_empty() || !end.is_empty() {
+            return Err(bad());
+        }
+        rsa(n, e)
+    } else if oid == EC_PUBLIC_KEY {
+        let (curve, _) = tlv(params, 0x06).ok_or_else(bad)?;
+        let kind = match curve {
+            c if c == P256 => KeyKind::P256,
+            c if c == P384 => KeyKind::P384,
+            _ => return Err("an EC key on a curve other than P-256 or P-384".to_owned()),
+        };
+        ec_point(kind, key.to_vec())
+    } else if oid == ED25519 {
+        ed25519(key)
+    } else {
+        Err("a key type other than RSA, EC (P-256, P-384) or Ed25519".to_owned())
+    }
+}
+
+/// One DER element with `tag`: its contents and what follows it.
+fn tlv(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = der.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
+}

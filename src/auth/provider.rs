@@ -1,0 +1,284 @@
+//! An identity provider's keys at run time ([`ProviderKeys`]): the last good key set, and for
+//! a JWKS on the network the task that keeps it fresh ([`ProviderKeys::start`]).
+//!
+//! * Keys from a file (`jwks_file`, `public_key_file`) are read by the runtime's build step and
+//!   never change here; a change of the file is a reload.
+//! * Keys from a URL are fetched in the background, never on a request: at start (the gateway
+//!   serves at once; a token for this provider gets 503 until the keys are in), then every
+//!   `refresh` (a shorter `Cache-Control: max-age` wins, down to [`MIN_REFRESH`]).
+//! * A token naming a `kid` the set does not have asks for a refetch ([`ProviderKeys::refetch`]),
+//!   at most one per [`REFETCH_INTERVAL`], so made-up `kid`s cannot hammer the provider. The
+//!   request waits for that fetch (at most [`fetch::TIMEOUT`]) and is verified again: a token
+//!   signed with a key just published passes.
+//! * A failed, slow or garbled fetch keeps the last good keys, is logged and counted, and is
+//!   retried with backoff ([`FIRST_RETRY`] doubling to [`MAX_RETRY`], with jitter).
+//! * A successful fetch replaces the set: a key that left the JWKS stops verifying, and the
+//!   verified-token cache drops what it verified (entries are tied to their key).
+//!
+//! The task holds the state weakly: when a reload drops the provider, its task ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use http::Uri;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use super::fetch;
+use super::jwk::{self, PublicKey};
+use crate::config::MIN_REFRESH;
+use crate::ops::metrics::{ProviderLabels, ProviderResultLabels};
+
+/// Least time between two refetches asked for by unknown `kid`s.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// First retry after a failed fetch.
+pub const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Longest wait between retries of a failing fetch.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Where a provider's keys come from at run time.
+#[derive(Debug)]
+struct Remote {
+    url: Uri,
+    discovery: bool,
+    tls: Arc<rustls::ClientConfig>,
+    refresh: Duration,
+}
+
+/// The metrics a provider's fetches are counted in.
+#[derive(Clone, Debug)]
+pub struct FetchMetrics {
+    /// `jwtgate_jwks_fetches_total{provider,result}`.
+    pub fetches: Family<ProviderResultLabels, Counter>,
+    /// `jwtgate_jwks_keys{provider}`.
+    pub keys: Family<ProviderLabels, Gauge>,
+}
+
+/// One provider's keys: the last good set, and how to refresh it.
+#[derive(Debug)]
+pub struct ProviderKeys {
+    /// The provider's issuer (its name in logs and metrics).
+    pub issuer: String,
+    keys: ArcSwapOption<Vec<PublicKey>>,
+    remote: Option<Remote>,
+    started: AtomicBool,
+    wake: Arc<Notify>,
+    /// A fetch is asked for or under way.
+    fetching: AtomicBool,
+    /// When the last refetch for an unknown `kid` was asked for.
+    last_refetch: Mutex<Option<Instant>>,
+    /// Bumped after each fetch, for requests waiting on one.
+    fetched: watch::Sender<u64>,
+}
+
+impl ProviderKeys {
+    /// A provider whose keys are fixed (read from a file by the build step).
+    pub fn fixed(issuer: &str, keys: Vec<PublicKey>) -> ProviderKeys {
+        let p = ProviderKeys::new(issuer, None);
+        p.keys.store(Some(Arc::new(keys)));
+        p.fetching.store(false, Ordering::Release);
+        p
+    }
+
+    /// A provider whose keys are fetched from `url` (the JWKS, or with `discovery` the
+    /// discovery document); none until [`ProviderKeys::start`]'s first fetch.
+    pub fn remote(
+        issuer: &str,
+        url: Uri,
+        discovery: bool,
+        tls: Arc<rustls::ClientConfig>,
+        refresh: Duration,
+    ) -> ProviderKeys {
+        ProviderKeys::new(
+            issuer,
+            Some(Remote {
+                url,
+                discovery,
+                tls,
+                refresh,
+            }),
+        )
+    }
+
+    fn new(issuer: &str, remote: Option<Remote>) -> ProviderKeys {
+        ProviderKeys {
+            issuer: issuer.to_owned(),
+            keys: ArcSwapOption::empty(),
+            remote,
+            started: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+            fetching: AtomicBool::new(true),
+            last_refetch: Mutex::new(None),
+            fetched: watch::channel(0).0,
+        }
+    }
+
+    /// A provider with no keys and no way to get any (a verifier built without them).
+    pub fn unavailable(issuer: &str) -> ProviderKeys {
+        let p = ProviderKeys::new(issuer, None);
+        p.fetching.store(false, Ordering::Release);
+        p
+    }
+
+    /// True when a key with this id is in the current set.
+    pub fn has(&self, id: super::cache::KeyId) -> bool {
+        self.keys
+            .load()
+            .as_ref()
+            .is_some_and(|keys| keys.iter().any(|k| k.id == id))
+    }
+
+    /// True while a fetch is asked for or under way.
+    pub fn is_fetching(&self) -> bool {
+        self.remote.is_some()
+            && self.started.load(Ordering::Acquire)
+            && self.fetching.load(Ordering::Acquire)
+    }
+
+    /// The current keys; `None` until the first good fetch.
+    pub fn current(&self) -> Option<Arc<Vec<PublicKey>>> {
+        self.keys.load_full()
+    }
+
+    /// True once keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.keys.load().is_some()
+    }
+
+    /// True for keys fetched from a URL.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The URL fetched first, for keys on the network.
+    pub fn url(&self) -> Option<&Uri> {
+        self.remote.as_ref().map(|r| &r.url)
+    }
+
+    /// Asks for a refetch because a token named an unknown `kid`. True when a fetch is under
+    /// way or now asked for (worth waiting for, [`ProviderKeys::wait_fetch`]); false when the
+    /// keys come from a file or the last refetch was less than [`REFETCH_INTERVAL`] ago.
+    pub fn refetch(&self) -> bool {
+        if self.remote.is_none() || !self.started.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.fetching.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut last = self.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        self.fetching.store(true, Ordering::Release);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Waits until the fetch under way (if any) is done, at most `limit`.
+    pub async fn wait_fetch(&self, limit: Duration) {
+        let mut rx = self.fetched.subscribe();
+        if !self.fetching.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, rx.changed()).await;
+    }
+
+    /// Starts the refresh task on `handle` (once; a provider kept over a reload keeps its
+    /// task). Keys from a file need none.
+    pub fn start(self: &Arc<Self>, handle: &tokio::runtime::Handle, metrics: FetchMetrics) {
+        if self.remote.is_none() || self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        handle.spawn(refresh(Arc::downgrade(self), metrics));
+    }
+
+    /// One fetch now, outside the refresh task (`jwtgate check --fetch`): the keys found and
+    /// the keys skipped, or why none could be had.
+    pub async fn fetch_once(&self) -> Result<(Vec<PublicKey>, Vec<String>), String> {
+        let Some(remote) = &self.remote else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let fetched = fetch::jwks(&remote.url, remote.discovery, &self.issuer, &remote.tls).await?;
+        jwk::parse_jwks(&self.issuer, &fetched.body).map_err(|e| format!("{}: {e}", remote.url))
+    }
+
+    fn finish_fetch(&self) {
+        self.fetching.store(false, Ordering::Release);
+        self.fetched.send_modify(|n| *n += 1);
+    }
+}
+
+/// The refresh task: fetch, then sleep until the next refresh, a retry, or a refetch asked for.
+async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let Some(p) = provider.upgrade() else { return };
+        let Some(remote) = &p.remote else { return };
+        let labels = |result: &'static str| ProviderResultLabels {
+            provider: p.issuer.clone(),
+            result,
+        };
+        let outcome = match fetch::jwks(&remote.url, remote.discovery, &p.issuer, &remote.tls).await
+        {
+            Ok(fetched) => jwk::parse_jwks(&p.issuer, &fetched.body)
+                .map(|keys| (keys, fetched.max_age))
+                .map_err(|e| format!("{}: {e}", remote.url)),
+            Err(e) => Err(e),
+        };
+        let wait = match outcome {
+            Ok(((keys, skipped), max_age)) => {
+                let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+                let changed = p.current().is_none_or(|old| {
+                    old.len() != keys.len() || old.iter().zip(&keys).any(|(a, b)| a.id != b.id)
+                });
+                if changed {
+                    info!(provider = %p.issuer, keys = keys.len(), kids = ?kids, "provider keys loaded");
+                }
+                if !skipped.is_empty() && changed {
+                    warn!(provider = %p.issuer, skipped = ?skipped, "some JWKS keys are not usable and were skipped");
+                }
+                metrics
+                    .keys
+                    .get_or_create(&ProviderLabels {
+                        provider: p.issuer.clone(),
+                    })
+                    .set(keys.len() as i64);
+                p.keys.store(Some(Arc::new(keys)));
+                metrics.fetches.get_or_create(&labels("ok")).inc();
+                retry = FIRST_RETRY;
+                max_age.map_or(remote.refresh, |age| {
+                    age.clamp(MIN_REFRESH, remote.refresh.max(MIN_REFRESH))
+                })
+            }
+            Err(e) => {
+                let kept = p.is_ready();
+                warn!(provider = %p.issuer, error = %e, retry_in = ?retry, kept_last_good_keys = kept, "provider key fetch failed");
+                metrics.fetches.get_or_create(&labels("error")).inc();
+                let wait = retry;
+                retry = (retry * 2).min(MAX_RETRY);
+                wait
+            }
+        };
+        p.finish_fetch();
+        // Jitter of up to a fifth, so that many gateways do not fetch in step.
+        let jitter = rand::rng().random_range(0.0..0.2);
+        let wait = wait.mul_f64(1.0 + jitter);
+        let wake = p.wake.clone();
+        drop(p);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+        }
+        if let Some(p) = provider.upgrade() {
+            p.fetching.store(true, Ordering::Release);
+        }
+    }
+}
