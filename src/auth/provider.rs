@@ -194,10 +194,21 @@ impl ProviderKeys {
     /// Starts the refresh task on `handle` (once; a provider kept over a reload keeps its
     /// task). Keys from a file need none.
     pub fn start(self: &Arc<Self>, handle: &tokio::runtime::Handle, metrics: FetchMetrics) {
-        if self.remote.is_none() || self.started.swap(true, Ordering::AcqRel) {
+        if self.remote.is_none() {
+            let n = self.current().map_or(0, |k| k.len());
+            metrics.keys.get_or_create(&self.labels()).set(n as i64);
+            return;
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         handle.spawn(refresh(Arc::downgrade(self), metrics));
+    }
+
+    fn labels(&self) -> ProviderLabels {
+        ProviderLabels {
+            provider: self.issuer.clone(),
+        }
     }
 
     /// One fetch now, outside the refresh task (`jwtgate check --fetch`): the keys found and
@@ -247,9 +258,7 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
                 }
                 metrics
                     .keys
-                    .get_or_create(&ProviderLabels {
-                        provider: p.issuer.clone(),
-                    })
+                    .get_or_create(&p.labels())
                     .set(keys.len() as i64);
                 p.keys.store(Some(Arc::new(keys)));
                 metrics.fetches.get_or_create(&labels("ok")).inc();

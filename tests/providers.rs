@@ -1,0 +1,766 @@
+//! Identity providers end to end: tokens minted by PyJWT with `cryptography` keys for every
+//! algorithm (tests/providers/idp.py), keys from a JWKS file, PEM files, a JWKS URL and OpenID
+//! Connect discovery on a loopback provider run inside the test; rotation under load, the
+//! provider down, slow, garbled and coming up late, made-up `kid`s, and algorithm confusion.
+//! Needs python3 with PyJWT and cryptography (`.ci/test` installs them); fails, rather than
+//! skips, without them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn python(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/providers/idp.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{python} idp.py failed (are PyJWT and cryptography installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One key per family (rsa, p256, p384, ed25519), made by `cryptography`.
+fn keys() -> Value {
+    serde_json::from_str(&python(&["keys"], "")).unwrap()
+}
+
+/// Tokens signed by PyJWT: (key name, alg, kid, claims) each.
+fn mint(keys: &Value, jobs: &[(&str, &str, Option<&str>, Value)]) -> Vec<String> {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|(key, alg, kid, claims)| {
+            json!({"key": keys[key]["private_pem"], "alg": alg, "kid": kid, "claims": claims})
+        })
+        .collect();
+    python(&["mint"], &Value::Array(jobs).to_string())
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A JWK of `keys[name]` with this `kid` (and `alg`, when given).
+fn jwk(keys: &Value, name: &str, kid: &str, alg: Option<&str>) -> Value {
+    let mut k = keys[name]["jwk"].clone();
+    k["kid"] = json!(kid);
+    k["use"] = json!("sig");
+    if let Some(alg) = alg {
+        k["alg"] = json!(alg);
+    }
+    k
+}
+
+fn jwks(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+fn claims(iss: &str, sub: &str) -> Value {
+    json!({"iss": iss, "sub": sub, "exp": now() + 600, "email": format!("{sub}@example.com")})
+}
+
+/// How the loopback provider answers.
+#[derive(Clone, Debug)]
+enum Mode {
+    Serve,
+    Status(u16),
+    Garbled,
+    Slow(Duration),
+}
+
+/// An identity provider on loopback: `/.well-known/openid-configuration` and `/certs`.
+struct Idp {
+    addr: SocketAddr,
+    jwks: Arc<Mutex<String>>,
+    mode: Arc<Mutex<Mode>>,
+    /// Requests for `/certs`.
+    fetches: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Idp {
+    async fn start(jwks: String) -> Idp {
+        Idp::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), jwks)
+    }
+
+    fn start_on(listener: TcpListener, jwks: String) -> Idp {
+        let addr = listener.local_addr().unwrap();
+        let idp = Idp {
+            addr,
+            jwks: Arc::new(Mutex::new(jwks)),
+            mode: Arc::new(Mutex::new(Mode::Serve)),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (jwks, mode, fetches, stop) = (
+            idp.jwks.clone(),
+            idp.mode.clone(),
+            idp.fetches.clone(),
+            idp.stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (jwks, mode, fetches) = (jwks.clone(), mode.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let mode = mode.lock().unwrap().clone();
+                    let issuer = format!("http://{addr}");
+                    let (status, body) = match path.as_str() {
+                        "/.well-known/openid-configuration" => (
+                            200,
+                            json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs")})
+                                .to_string(),
+                        ),
+                        "/certs" => {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            (200, jwks.lock().unwrap().clone())
+                        }
+                        _ => (404, "{}".to_owned()),
+                    };
+                    let (status, body) = match mode {
+                        Mode::Serve => (status, body),
+                        Mode::Status(code) => (code, "{}".to_owned()),
+                        Mode::Garbled => {
+                            (200, "{\"keys\": [{\"kty\": \"RSA\", \"n\": 12".to_owned())
+                        }
+                        Mode::Slow(d) => {
+                            tokio::time::sleep(d).await;
+                            (status, body)
+                        }
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(response.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        idp
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_jwks(&self, jwks: String) {
+        *self.jwks.lock().unwrap() = jwks;
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag and closes the listener.
+        let addr = self.addr;
+        std::thread::spawn(move || {
+            let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        });
+    }
+}
+
+/// A config with one required route and `providers` (TOML tables, `{issuer}` replaced).
+fn config(providers: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+connect_timeout = "1s"
+drain_timeout = "2s"
+
+[auth]
+claim_headers = {{ role = "X-Auth-Role" }}
+
+{providers}
+
+[[route]]
+path = "/"
+upstream = "{{upstream}}"
+"#
+    )
+}
+
+async fn until_ready(gw: &Gateway, within: Duration) {
+    let start = Instant::now();
+    while !gw.gateway.is_ready() {
+        assert!(
+            start.elapsed() < within,
+            "the gateway did not become ready within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn call(gw: &Gateway, token: &str) -> Got {
+    get(
+        gw,
+        "/me",
+        &[
+            ("authorization", &bearer(token)),
+            ("x-auth-email", "forged"),
+        ],
+    )
+    .await
+}
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test]
+async fn every_algorithm_signed_by_pyjwt_passes_from_a_jwks_file_and_from_pem_files() {
+    let keys = keys();
+    let d = dir();
+    let iss = "https://sso.example.com/realms/main";
+    let jwks_path = d.path().join("jwks.json");
+    std::fs::write(
+        &jwks_path,
+        jwks(&[
+            jwk(&keys, "rsa", "r1", None),
+            jwk(&keys, "p256", "e1", None),
+            jwk(&keys, "p384", "e2", None),
+            jwk(&keys, "ed25519", "o1", None),
+        ]),
+    )
+    .unwrap();
+    let mut providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\", \"RS384\", \"RS512\", \"PS256\", \"PS384\", \"PS512\", \"ES256\", \"ES384\", \"EdDSA\"]\njwks_file = \"{}\"\nclaim_headers = {{ email = \"X-Auth-Email\" }}\n",
+        jwks_path.display()
+    );
+    for name in ["rsa", "p256", "p384", "ed25519"] {
+        let pem = d.path().join(format!("{name}.pem"));
+        std::fs::write(&pem, keys[name]["public_pem"].as_str().unwrap()).unwrap();
+        let alg = match name {
+            "rsa" => "\"RS256\", \"PS512\"",
+            "p256" => "\"ES256\"",
+            "p384" => "\"ES384\"",
+            _ => "\"EdDSA\"",
+        };
+        providers += &format!(
+            "[[auth.provider]]\nissuer = \"https://{name}.example\"\nalgorithms = [{alg}]\npublic_key_file = \"{}\"\n",
+            pem.display()
+        );
+    }
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with_keys(&config(&providers), &up.url(), jwtgate::Keys::none()).await;
+    let mut jobs = Vec::new();
+    for (alg, key, kid) in [
+        ("RS256", "rsa", "r1"),
+        ("RS384", "rsa", "r1"),
+        ("RS512", "rsa", "r1"),
+        ("PS256", "rsa", "r1"),
+        ("PS384", "rsa", "r1"),
+        ("PS512", "rsa", "r1"),
+        ("ES256", "p256", "e1"),
+        ("ES384", "p384", "e2"),
+        ("EdDSA", "ed25519", "o1"),
+    ] {
+        // With its kid, and without one (every fitting key is tried).
+        jobs.push((key, alg, Some(kid), claims(iss, &format!("{alg}-kid"))));
+        jobs.push((key, alg, None, claims(iss, &format!("{alg}-nokid"))));
+    }
+    for (name, alg) in [
+        ("rsa", "RS256"),
+        ("rsa", "PS512"),
+        ("p256", "ES256"),
+        ("p384", "ES384"),
+        ("ed25519", "EdDSA"),
+    ] {
+        let iss = format!("https://{name}.example");
+        jobs.push((
+            name,
+            alg,
+            Some("ignored"),
+            claims(&iss, &format!("pem-{alg}")),
+        ));
+    }
+    let tokens = mint(&keys, &jobs);
+    assert_eq!(tokens.len(), jobs.len());
+    for (token, job) in tokens.iter().zip(&jobs) {
+        up.clear();
+        let sub = job.3["sub"].as_str().unwrap();
+        let got = call(&gw, token).await;
+        assert_eq!(got.status, 200, "{sub}: {}", got.body);
+        let seen = up.one();
+        assert_eq!(seen.all("x-auth-user"), vec![sub]);
+        // The jwks_file provider passes `email` on; the PEM providers inherit auth's
+        // claim_headers (role only), and the forged copy is gone either way.
+        let email = if job.3["iss"] == iss {
+            vec![format!("{sub}@example.com")]
+        } else {
+            vec![]
+        };
+        assert_eq!(seen.all("x-auth-email"), email, "{sub}");
+    }
+    // The same tokens with a signature byte changed fail.
+    for token in &tokens[..4] {
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = sig.as_bytes().to_vec();
+        sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{head}.{}", String::from_utf8(sig).unwrap());
+        up.clear();
+        let got = call(&gw, &forged).await;
+        assert_eq!(got.status, 401, "{}", got.body);
+        assert_eq!(up.count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn keys_are_pinned_to_their_kind_and_hmac_never_passes_with_a_public_key() {
+    let keys = keys();
+    let d = dir();
+    let iss = "https://sso.example";
+    let path = d.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        jwks(&[
+            jwk(&keys, "rsa", "r1", Some("RS256")),
+            jwk(&keys, "p256", "e1", None),
+        ]),
+    )
+    .unwrap();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\", \"PS256\", \"ES256\", \"ES384\"]\njwks_file = \"{}\"\n",
+        path.display()
+    );
+    let up = Upstream::start().await;
+    // The shared secret is on too: confusion must fail with it present.
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    let exp = now() + 600;
+    let rsa = &keys["rsa"];
+    let der = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(rsa["public_der_b64"].as_str().unwrap())
+            .unwrap()
+    };
+    let n_text = rsa["jwk"]["n"].as_str().unwrap().to_owned();
+    let n_bytes = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&n_text)
+            .unwrap()
+    };
+    // HS256 signed with the provider's public key: as PEM, as DER, as the JWK's n (text and
+    // bytes); with the provider's iss, and without an iss (a shared-secret token).
+    let secrets: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "pem",
+            rsa["public_pem"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+        ("der", der),
+        ("n", n_text.into_bytes()),
+        ("n-bytes", n_bytes),
+    ];
+    for (what, secret) in &secrets {
+        for (claims, why) in [
+            (
+                json!({"iss": iss, "sub": "mallory", "exp": exp}),
+                "token algorithm not allowed",
+            ),
+            (json!({"sub": "mallory", "exp": exp}), "invalid signature"),
+        ] {
+            for kid in [None, Some("r1")] {
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+                header.kid = kid.map(str::to_owned);
+                let token = jsonwebtoken::encode(
+                    &header,
+                    &claims,
+                    &jsonwebtoken::EncodingKey::from_secret(secret),
+                )
+                .unwrap();
+                up.clear();
+                let got = call(&gw, &token).await;
+                assert_eq!(
+                    got.status, 401,
+                    "HS256 with the key as {what}: {}",
+                    got.body
+                );
+                assert_eq!(up.count(), 0, "HS256 with the key as {what} was forwarded");
+                assert_eq!(got.json()["error_description"], why, "{what}");
+            }
+        }
+    }
+    // The key type is pinned: the RSA key's JWK says RS256, so PS256 does not use it; the
+    // P-256 key never verifies ES384; an RS256 token from another issuer is a shared-secret
+    // token, and RS256 is not a shared-secret algorithm.
+    let tokens = mint(
+        &keys,
+        &[
+            ("rsa", "PS256", Some("r1"), claims(iss, "ps")),
+            ("rsa", "RS256", Some("r1"), claims(iss, "rs")),
+            (
+                "rsa",
+                "RS256",
+                Some("r1"),
+                claims("https://elsewhere", "other"),
+            ),
+            (
+                "rsa",
+                "RS256",
+                Some("r1"),
+                json!({"sub": "noiss", "exp": exp}),
+            ),
+        ],
+    );
+    let want = [
+        (401, "invalid signature"),
+        (200, ""),
+        (401, "token algorithm not allowed"),
+        (401, "token algorithm not allowed"),
+    ];
+    for (token, (status, why)) in tokens.iter().zip(want) {
+        let got = call(&gw, token).await;
+        assert_eq!(got.status, status, "{}", got.body);
+        if status == 401 {
+            assert_eq!(got.json()["error_description"], why);
+        }
+    }
+    // A P-256 signature relabelled ES384 (the bytes would not fit anyway, but the key is not
+    // even tried): refused.
+    let es = mint(&keys, &[("p256", "ES256", Some("e1"), claims(iss, "es"))]).remove(0);
+    let (h, rest) = es.split_once('.').unwrap();
+    let mut header: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(call(&gw, &es).await.status, 200);
+    header["alg"] = json!("ES384");
+    let relabelled = format!("{}.{rest}", b64(&header.to_string()));
+    assert_eq!(call(&gw, &relabelled).await.status, 401);
+}
+
+#[tokio::test]
+async fn discovery_and_a_jwks_url_on_a_loopback_provider() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "ed25519", "k1", None)])).await;
+    let iss = idp.issuer();
+    // One by discovery (no source), one by its jwks_url.
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"EdDSA\"]\naudience = \"orders\"\n\n[[auth.provider]]\nissuer = \"https://direct.example\"\nalgorithms = [\"EdDSA\"]\njwks_url = \"{iss}/certs\"\nuser_claim = \"email\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with_keys(&config(&providers), &up.url(), jwtgate::Keys::none()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    let mut with_aud = claims(&iss, "dora");
+    with_aud["aud"] = json!(["orders"]);
+    let tokens = mint(
+        &keys,
+        &[
+            ("ed25519", "EdDSA", Some("k1"), with_aud),
+            ("ed25519", "EdDSA", Some("k1"), claims(&iss, "no-aud")),
+            (
+                "ed25519",
+                "EdDSA",
+                Some("k1"),
+                claims("https://direct.example", "ursula"),
+            ),
+        ],
+    );
+    up.clear();
+    let got = call(&gw, &tokens[0]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["dora"]);
+    let got = call(&gw, &tokens[1]).await;
+    assert_eq!(got.status, 401);
+    assert_eq!(got.json()["error_description"], "wrong audience");
+    up.clear();
+    let got = call(&gw, &tokens[2]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["ursula@example.com"]);
+    // Without a shared secret, a token with no provider's iss is refused.
+    let hs = token("hs-user");
+    assert_eq!(call(&gw, &hs).await.status, 401);
+    let metrics = gw.gateway.metrics.render();
+    for provider in [iss.as_str(), "https://direct.example"] {
+        assert!(
+            metrics.contains(&format!(
+                "jwtgate_jwks_fetches_total{{provider=\"{provider}\",result=\"ok\"}}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!("jwtgate_jwks_keys{{provider=\"{provider}\"}} 1")),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_comes_up_after_the_gateway() {
+    let keys = keys();
+    // Take a port, let it go, and start the provider on it later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let iss = format!("http://{port}");
+    let providers = format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!gw.gateway.is_ready(), "ready without the provider's keys");
+    let token = mint(
+        &keys,
+        &[("p256", "ES256", Some("k1"), claims(&iss, "late"))],
+    )
+    .remove(0);
+    let got = call(&gw, &token).await;
+    assert_eq!(got.status, 503, "{}", got.body);
+    assert!(got.headers.get("retry-after").is_some());
+    assert_eq!(up.count(), 0);
+    // The shared secret keeps working meanwhile.
+    assert_eq!(call(&gw, &common::token("shared")).await.status, 200);
+    let _idp = Idp::start_on(
+        TcpListener::bind(port).await.unwrap(),
+        jwks(&[jwk(&keys, "p256", "k1", None)]),
+    );
+    until_ready(&gw, Duration::from_secs(15)).await;
+    up.clear();
+    let got = call(&gw, &token).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["late"]);
+}
+
+#[tokio::test]
+async fn a_failing_provider_keeps_the_last_good_keys() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "k1", None)])).await;
+    let iss = idp.issuer();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    let tokens = mint(
+        &keys,
+        &[
+            ("rsa", "RS256", Some("k1"), claims(&iss, "kept")),
+            ("rsa", "RS256", Some("nope-1"), claims(&iss, "x")),
+            ("rsa", "RS256", Some("nope-2"), claims(&iss, "x")),
+            ("rsa", "RS256", Some("nope-3"), claims(&iss, "x")),
+        ],
+    );
+    assert_eq!(call(&gw, &tokens[0]).await.status, 200);
+    // Down (500), garbled, slow (past the 5 s fetch timeout): each time an unknown kid asks
+    // for a refetch, it fails, and the good token still passes.
+    for (i, mode) in [
+        Mode::Status(500),
+        Mode::Garbled,
+        Mode::Slow(Duration::from_secs(7)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        idp.set_mode(mode.clone());
+        // Past the 5 s between refetches.
+        tokio::time::sleep(Duration::from_millis(5100)).await;
+        let got = call(&gw, &tokens[1 + i]).await;
+        assert_eq!(got.status, 401, "{mode:?}: {}", got.body);
+        assert_eq!(got.json()["error_description"], "unknown key id");
+        up.clear();
+        let got = call(&gw, &tokens[0]).await;
+        assert_eq!(got.status, 200, "{mode:?}: {}", got.body);
+        assert_eq!(up.one().all("x-auth-user"), vec!["kept"]);
+        assert!(gw.gateway.is_ready(), "{mode:?}: not ready with good keys");
+    }
+    let metrics = gw.gateway.metrics.render();
+    let errors: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("jwtgate_jwks_fetches_total") && l.contains("result=\"error\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors >= 3.0, "fetch errors not counted: {metrics}");
+}
+
+#[tokio::test]
+async fn made_up_kids_cannot_hammer_the_provider() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "p384", "k1", None)])).await;
+    let iss = idp.issuer();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES384\"]\njwks_url = \"{iss}/certs\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    let before = idp.fetches();
+    let good = mint(
+        &keys,
+        &[("p384", "ES384", Some("k1"), claims(&iss, "real"))],
+    )
+    .remove(0);
+    let (_, rest) = good.split_once('.').unwrap();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let header = json!({"alg": "ES384", "kid": format!("made-up-{i}")}).to_string();
+        let token = format!("{}.{rest}", b64(&header));
+        let url = gw.url("/me");
+        tasks.push(tokio::spawn(async move {
+            let req = hyper::Request::get(url)
+                .header("authorization", bearer(&token))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            client().request(req).await.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let fetched = idp.fetches() - before;
+    // One refetch per 5 s window at most.
+    let windows = start.elapsed().as_secs() / 5 + 1;
+    assert!(
+        fetched as u64 <= windows,
+        "{fetched} fetches for 200 made-up kids in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(up.count(), 0);
+    assert_eq!(call(&gw, &good).await.status, 200);
+}
+
+#[tokio::test]
+async fn jwks_rotation_under_load_loses_nothing_and_a_retired_key_stops_verifying() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "old", None)])).await;
+    let iss = idp.issuer();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\", \"ES256\"]\njwks_url = \"{iss}/certs\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Arc::new(Gateway::start(&config(&providers), &up.url()).await);
+    until_ready(&gw, Duration::from_secs(10)).await;
+    let tokens = mint(
+        &keys,
+        &[
+            ("rsa", "RS256", Some("old"), claims(&iss, "alice")),
+            ("p256", "ES256", Some("new"), claims(&iss, "alice")),
+            ("rsa", "RS256", Some("old"), claims(&iss, "bob")),
+        ],
+    );
+    let signing = Arc::new(Mutex::new(tokens[0].clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (gw, signing, stop, failures, sent) = (
+            gw.clone(),
+            signing.clone(),
+            stop.clone(),
+            failures.clone(),
+            sent.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let token = signing.lock().unwrap().clone();
+                let got = call(&gw, &token).await;
+                sent.fetch_add(1, Ordering::SeqCst);
+                if got.status != 200 {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("failed: {} {}", got.status, got.body);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 1. Publish the next key beside the old one.
+    idp.set_jwks(jwks(&[
+        jwk(&keys, "rsa", "old", None),
+        jwk(&keys, "p256", "new", None),
+    ]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 2. Sign with it: its kid is unknown to the gateway until a refetch, which the first
+    // request asks for and waits on.
+    *signing.lock().unwrap() = tokens[1].clone();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // 3. Retire the old key.
+    idp.set_jwks(jwks(&[jwk(&keys, "p256", "new", None)]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.await.unwrap();
+    }
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent > 100, "only {sent} requests");
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "of {sent} requests");
+    // The gateway learns of the retirement at its next fetch (an unknown kid asks for one,
+    // at most every 5 s); then the old key's tokens fail, cached ones too.
+    assert_eq!(
+        call(&gw, &tokens[0]).await.status,
+        200,
+        "the old key is still in the gateway's set until its next fetch"
+    );
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    let unknown = mint(
+        &keys,
+        &[("p256", "ES256", Some("other"), claims(&iss, "x"))],
+    )
+    .remove(0);
+    assert_eq!(call(&gw, &unknown).await.status, 401);
+    for token in [&tokens[0], &tokens[2]] {
+        let got = call(&gw, token).await;
+        assert_eq!(got.status, 401, "{}", got.body);
+        assert_eq!(got.json()["error_description"], "unknown key id");
+    }
+    up.clear();
+    assert_eq!(call(&gw, &tokens[1]).await.status, 200);
+    assert_eq!(up.one().all("x-auth-user"), vec!["alice"]);
+}
