@@ -516,6 +516,134 @@ typo = 1
     }
 
     #[test]
+    fn providers_parse_with_their_defaults_and_sources() {
+        let c = Config::from_toml(
+            r#"
+[auth]
+user_claim = "preferred_username"
+claim_headers = { role = "X-Auth-Role" }
+[[auth.provider]]
+issuer = "https://sso.example.com/realms/main"
+algorithms = ["RS256", "ES256"]
+[[auth.provider]]
+issuer = "https://auth0.example/"
+algorithms = ["RS256"]
+jwks_url = "https://auth0.example/.well-known/jwks.json"
+audience = "orders"
+user_claim = "email"
+claim_headers = { email = "X-Auth-Email" }
+refresh = "1h"
+ca_file = "/etc/ca.pem"
+[[auth.provider]]
+issuer = "local"
+algorithms = ["EdDSA"]
+public_key_file = "/etc/k.pem"
+[[auth.provider]]
+issuer = "http://127.0.0.1:9000"
+algorithms = ["PS256"]
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:8000"
+"#,
+        )
+        .unwrap();
+        let p = &c.auth.providers;
+        assert_eq!(p.len(), 4);
+        assert_eq!(
+            p[0].source,
+            KeySource::Discovery(
+                "https://sso.example.com/realms/main/.well-known/openid-configuration"
+                    .parse()
+                    .unwrap()
+            )
+        );
+        assert_eq!(p[0].algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+        assert_eq!(p[0].user_claim, "preferred_username");
+        assert_eq!(p[0].claim_headers, c.auth.claim_headers);
+        assert_eq!(p[0].refresh, Duration::from_secs(300));
+        // A trailing slash of the issuer is not doubled.
+        assert!(matches!(&p[1].source, KeySource::JwksUrl(u) if u.host() == Some("auth0.example")));
+        assert_eq!(p[1].audience, vec!["orders".to_owned()]);
+        assert_eq!(p[1].user_claim, "email");
+        assert_eq!(p[1].refresh, Duration::from_secs(3600));
+        assert_eq!(p[1].ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            p[2].source,
+            KeySource::PublicKeyFile(PathBuf::from("/etc/k.pem"))
+        );
+        assert!(matches!(&p[3].source, KeySource::Discovery(u) if u.scheme_str() == Some("http")));
+        // Every claim header any issuer writes is stripped.
+        let names: Vec<String> = c
+            .auth
+            .claim_header_names()
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["x-auth-role", "x-auth-email"]);
+        // The files it names are watched.
+        let files = c.files();
+        assert!(files.contains(&PathBuf::from("/etc/k.pem")));
+        assert!(files.contains(&PathBuf::from("/etc/ca.pem")));
+    }
+
+    #[test]
+    fn every_provider_problem_is_reported_at_once() {
+        let got = problems(
+            r#"
+[auth]
+issuer = "https://shared"
+algorithms = ["HS256", "RS256"]
+[[auth.provider]]
+algorithms = []
+[[auth.provider]]
+issuer = "https://a"
+algorithms = ["HS256", "RS256", "RS256", "XX1"]
+jwks_url = "http://sso.example.com/certs"
+jwks_file = "/x.json"
+[[auth.provider]]
+issuer = "https://a"
+algorithms = ["ES256"]
+jwks_file = "/k.json"
+ca_file = "/ca.pem"
+refresh = "5s"
+typo = true
+[[auth.provider]]
+issuer = "https://shared"
+algorithms = ["EdDSA"]
+jwks_url = "ftp://x/y"
+claim_headers = { sub = "X-Auth-User" }
+[[auth.provider]]
+issuer = "not a url"
+algorithms = ["RS256"]
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:1"
+"#,
+        );
+        let joined = got.join("\n");
+        for needle in [
+            "auth.algorithms: \"RS256\" verifies with an identity provider's public keys",
+            "auth.provider[0].issuer: is required",
+            "auth.provider[0].algorithms: must name at least one",
+            "auth.provider[1].algorithms: \"HS256\" is not a provider algorithm",
+            "auth.provider[1].algorithms: \"RS256\" is listed twice",
+            "auth.provider[1].algorithms: \"XX1\" is not a provider algorithm",
+            "auth.provider[1]: jwks_url and jwks_file are all set",
+            "auth.provider[1].jwks_url: \"http://sso.example.com/certs\": keys are fetched over https",
+            "auth.provider[2].typo: unknown key",
+            "auth.provider[2].issuer: \"https://a\" is also auth.provider[1]'s issuer",
+            "auth.provider[2].refresh: must be between 30s and 24h",
+            "auth.provider[2].ca_file: applies to jwks_url and discovery only",
+            "auth.provider[3].issuer: is also auth.issuer",
+            "auth.provider[3].jwks_url: \"ftp://x/y\" must start with https://",
+            "auth.provider[3].claim_headers.sub: header \"X-Auth-User\" is already used",
+            "auth.provider[4].issuer: \"not a url/.well-known/openid-configuration\"",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+    }
+
+    #[test]
     fn every_unknown_key_of_a_table_is_reported_with_the_other_problems() {
         let got = problems(
             "[server]\nlisen = \"x\"\nconect_timeout = \"1s\"\nconnect_timeout = \"soon\"\n[[route]]\npath=\"/\"\nupstream=\"http://a\"\nhots = \"a\"\nauht = \"public\"",

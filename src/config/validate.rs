@@ -386,42 +386,46 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         p.add("auth.max_token_bytes", "must be between 256 and 65536");
     }
     let mut providers: Vec<ProviderConfig> = Vec::new();
+    let mut issuers: Vec<String> = Vec::new();
     for (i, value) in raw.provider.unwrap_or_default().into_iter().enumerate() {
         let key = format!("auth.provider[{i}]");
         let Some(rp) = p.section::<RawProvider>(&key, value, PROVIDER_KEYS) else {
             continue;
         };
-        let Some(provider) = validate_provider(
+        // Clashes are checked even when the provider has other problems.
+        if let Some(this) = rp.issuer.clone().filter(|i| !i.is_empty()) {
+            if let Some(j) = issuers.iter().position(|o| *o == this) {
+                p.add(
+                    format!("{key}.issuer"),
+                    format!(
+                        "{this:?} is also auth.provider[{j}]'s issuer: a token's iss picks one provider"
+                    ),
+                );
+            }
+            if issuer.as_deref() == Some(this.as_str()) {
+                p.add(
+                    format!("{key}.issuer"),
+                    "is also auth.issuer: tokens with this iss are verified by the provider only, \
+                     never with the shared secret; remove auth.issuer or use another issuer",
+                );
+            }
+            issuers.push(this);
+        } else {
+            issuers.push(String::new());
+        }
+        if let Some(provider) = validate_provider(
             &key,
             rp,
             &user_claim,
             &claim_headers,
             user_header.as_ref(),
             p,
-        ) else {
-            continue;
-        };
-        if let Some(j) = providers.iter().position(|o| o.issuer == provider.issuer) {
-            p.add(
-                format!("{key}.issuer"),
-                format!(
-                    "{:?} is also auth.provider[{j}]'s issuer: a token's iss picks one provider",
-                    provider.issuer
-                ),
-            );
+        ) {
+            providers.push(provider);
         }
-        if issuer.as_deref() == Some(provider.issuer.as_str()) {
-            p.add(
-                format!("{key}.issuer"),
-                "is also auth.issuer: tokens with this iss are verified by the provider only, \
-                 never with the shared secret; remove auth.issuer or use another issuer",
-            );
-        }
-        providers.push(provider);
     }
-    // A header one issuer writes a claim into must not be another value for another issuer
-    // only when it is the user header (checked per provider); the same claim header for
-    // different claims of different issuers is fine: each token has one issuer.
+    // The same claim header for different claims of different issuers is fine: a token has
+    // one issuer. Only the user header is off limits (checked per provider).
     Some(AuthConfig {
         algorithms,
         leeway,
