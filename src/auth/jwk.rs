@@ -369,3 +369,163 @@ fn tlv(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     };
     (rest.len() >= len).then(|| rest.split_at(len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA: &str = include_str!("../../tests/providers/rsa2048.pub.pem");
+    const RSA_KEY: &str = include_str!("../../tests/providers/rsa2048.key.pem");
+    const RSA_1024: &str = include_str!("../../tests/providers/rsa1024.pub.pem");
+    const P256: &str = include_str!("../../tests/providers/p256.pub.pem");
+    const P256_KEY: &str = include_str!("../../tests/providers/p256.key.pem");
+    const K256: &str = include_str!("../../tests/providers/k256.pub.pem");
+
+    fn sign(alg: jsonwebtoken::Algorithm, pem: &str) -> (String, String) {
+        let key = match alg {
+            jsonwebtoken::Algorithm::ES256 => {
+                jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()
+            }
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        };
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            &serde_json::json!({"sub": "a"}),
+            &key,
+        )
+        .unwrap();
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        (signed.to_owned(), sig.to_owned())
+    }
+
+    #[test]
+    fn pem_keys_are_pinned_to_their_kind() {
+        let rsa = parse_pem("i", RSA.as_bytes()).unwrap();
+        assert_eq!(rsa.kind(), KeyKind::Rsa);
+        for a in Algorithm::ALL {
+            assert_eq!(rsa.fits(a), a.key_kind() == KeyKind::Rsa, "{}", a.name());
+        }
+        let (signed, sig) = sign(jsonwebtoken::Algorithm::RS256, RSA_KEY);
+        assert!(rsa.verify(Algorithm::RS256, signed.as_bytes(), &sig));
+        assert!(!rsa.verify(Algorithm::RS384, signed.as_bytes(), &sig));
+        assert!(!rsa.verify(Algorithm::HS256, signed.as_bytes(), &sig));
+        let ec = parse_pem("i", P256.as_bytes()).unwrap();
+        assert_eq!(ec.kind(), KeyKind::P256);
+        assert!(ec.fits(Algorithm::ES256) && !ec.fits(Algorithm::ES384));
+        let (signed, sig) = sign(jsonwebtoken::Algorithm::ES256, P256_KEY);
+        assert!(ec.verify(Algorithm::ES256, signed.as_bytes(), &sig));
+        assert!(!ec.verify(Algorithm::ES256, b"other", &sig));
+    }
+
+    #[test]
+    fn unusable_pem_files_say_why() {
+        let cases: [(&[u8], &str); 7] = [
+            (RSA_1024.as_bytes(), "1024 bits"),
+            (K256.as_bytes(), "curve other than P-256"),
+            (RSA_KEY.as_bytes(), "a private key"),
+            (
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "a certificate",
+            ),
+            (
+                b"-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n",
+                "PKCS#1",
+            ),
+            (
+                b"-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n",
+                "not base64",
+            ),
+            (
+                b"-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n",
+                "not a DER",
+            ),
+        ];
+        for (pem, want) in cases {
+            let err = parse_pem("i", pem).unwrap_err();
+            assert!(err.contains(want), "{err:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_jwks_keeps_its_usable_keys_and_names_the_others() {
+        // n and e of the 2048-bit key, from its SPKI.
+        let der = {
+            let b64: String = RSA.lines().filter(|l| !l.starts_with("-----")).collect();
+            STANDARD.decode(b64).unwrap()
+        };
+        let (info, _) = tlv(&der, 0x30).unwrap();
+        let (_, rest) = tlv(info, 0x30).unwrap();
+        let (bits, _) = tlv(rest, 0x03).unwrap();
+        let (seq, _) = tlv(&bits[1..], 0x30).unwrap();
+        let (n, after) = tlv(seq, 0x02).unwrap();
+        let (e, _) = tlv(after, 0x02).unwrap();
+        let n = URL_SAFE_NO_PAD.encode(strip_zeros(n));
+        let e = URL_SAFE_NO_PAD.encode(e);
+        let doc = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "good", "use": "sig", "alg": "RS256", "n": n, "e": e},
+            {"kty": "RSA", "kid": "padded", "n": format!("{n}=="), "e": e},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": n, "e": e},
+            {"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": n, "e": e},
+            {"kty": "RSA", "kid": "wrong-alg", "alg": "ES256", "n": n, "e": e},
+            {"kty": "RSA", "kid": "hs", "alg": "HS256", "n": n, "e": e},
+            {"kty": "RSA", "kid": "short", "n": "AQAB", "e": e},
+            {"kty": "RSA", "kid": "even-e", "n": n, "e": "AAI"},
+            {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
+            {"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])},
+            {"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "kid": "short-ed", "crv": "Ed25519", "x": "AAAA"},
+            {"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": "AAAA"},
+            {"kty": "RSA", "kid": 7, "n": n, "e": e},
+            "not an object",
+        ]});
+        let (keys, skipped) = parse_jwks("i", doc.to_string().as_bytes()).unwrap();
+        let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        assert_eq!(kids, ["good", "padded"]);
+        assert!(keys[0].fits(Algorithm::RS256) && !keys[0].fits(Algorithm::PS256));
+        assert!(keys[1].fits(Algorithm::PS256));
+        assert_eq!(skipped.len(), 13, "{skipped:#?}");
+        for (kid, why) in [
+            ("enc", "\"use\" is \"enc\""),
+            ("ops", "key_ops"),
+            ("wrong-alg", "does not fit"),
+            ("hs", "not a signature algorithm"),
+            ("short", "bits"),
+            ("even-e", "exponent"),
+            ("secret", "symmetric"),
+            ("off-curve", "not a valid point"),
+            ("k1", "curve"),
+            ("short-ed", "32 bytes"),
+            ("x25519", "curve"),
+        ] {
+            assert!(
+                skipped
+                    .iter()
+                    .any(|s| s.contains(&format!("{kid:?}")) && s.contains(why)),
+                "{kid}: {why} not in {skipped:#?}"
+            );
+        }
+        // Same key, same id; another kid or issuer, another id.
+        let again = parse_jwks("i", doc.to_string().as_bytes()).unwrap().0;
+        assert_eq!(again[0].id, keys[0].id);
+        assert_ne!(keys[0].id, keys[1].id);
+        let other = parse_jwks("j", doc.to_string().as_bytes()).unwrap().0;
+        assert_ne!(other[0].id, keys[0].id);
+    }
+
+    #[test]
+    fn a_document_without_usable_keys_is_refused() {
+        for (doc, want) in [
+            ("", "not JSON"),
+            ("[]", "no \"keys\""),
+            ("{\"keys\": {}}", "no \"keys\""),
+            ("{\"keys\": []}", "has no keys"),
+            (
+                "{\"keys\": [{\"kty\": \"oct\", \"k\": \"AA\"}]}",
+                "no usable key",
+            ),
+        ] {
+            let err = parse_jwks("i", doc.as_bytes()).unwrap_err();
+            assert!(err.contains(want), "{doc}: {err}");
+        }
+    }
+}
