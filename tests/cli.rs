@@ -95,6 +95,139 @@ fn check_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
     }
 }
 
+/// A JWKS server on loopback for `check --fetch` (answers every request, then closes).
+fn jwks_server(body: &'static str) -> String {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/certs")
+}
+
+#[test]
+fn check_validates_providers_without_fetching_and_check_fetch_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/providers");
+    let jwks = jwks_server(
+        r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"ed-1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},{"kty":"oct","kid":"s","k":"AA"}]}"#,
+    );
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"https://a.example\"\nalgorithms = [\"EdDSA\"]\njwks_url = \"{jwks}\"\n\
+         [[auth.provider]]\nissuer = \"https://b.example\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"{fixtures}/rsa2048.pub.pem\"\n"
+    );
+    let cfg = write_config(dir.path(), &format!("{providers}{GOOD}"));
+    // No JWT_SECRET_KEY: with providers the shared secret is simply off. Nothing is fetched.
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &cfg])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("2 providers"), "{out}");
+    let o = jwtgate(dir.path())
+        .args(["check", "--fetch", "--config", &cfg])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("ed-1:Ed25519"), "{out}");
+    assert!(out.contains("skipped key 1 (kid \"s\")"), "{out}");
+    assert!(
+        out.contains("\"https://b.example\": 1 key(s) from its file"),
+        "{out}"
+    );
+
+    // A provider that cannot be reached: check passes (nothing fetched), check --fetch fails.
+    let dead = write_config(
+        dir.path(),
+        &format!(
+            "[[auth.provider]]\nissuer = \"https://dead.example\"\nalgorithms = [\"ES256\"]\njwks_url = \"http://127.0.0.1:9/certs\"\n{GOOD}"
+        ),
+    );
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &dead])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = jwtgate(dir.path())
+        .args(["check", "--fetch", "--config", &dead])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("https://dead.example") && err.contains("127.0.0.1:9"),
+        "{err}"
+    );
+
+    // Files are read (not fetched) by check: a short RSA key and a key of the wrong kind are
+    // problems, each named.
+    let bad = write_config(
+        dir.path(),
+        &format!(
+            "[[auth.provider]]\nissuer = \"https://c.example\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"{fixtures}/rsa1024.pub.pem\"\n\
+             [[auth.provider]]\nissuer = \"https://d.example\"\nalgorithms = [\"ES384\"]\npublic_key_file = \"{fixtures}/p256.pub.pem\"\n{GOOD}"
+        ),
+    );
+    let o = jwtgate(dir.path())
+        .args(["check", "--config", &bad])
+        .env("JWT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("auth.provider[0].public_key_file") && err.contains("1024 bits"),
+        "{err}"
+    );
+    assert!(
+        err.contains("auth.provider[1].public_key_file") && err.contains("no key fits"),
+        "{err}"
+    );
+}
+
+#[test]
+fn token_with_a_private_key_needs_an_asymmetric_alg_and_the_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/providers/rsa2048.key.pem"
+    );
+    for (args, want) in [
+        (
+            vec!["--key-file", key, "--alg", "HS256"],
+            "--key-file signs with a private key",
+        ),
+        (vec!["--alg", "RS256"], "pass --key-file"),
+        (vec!["--alg", "RS257"], "not an algorithm"),
+        (
+            vec!["--key-file", key, "--alg", "ES256"],
+            "not a private key for ES256",
+        ),
+    ] {
+        let o = jwtgate(dir.path())
+            .args(["token", "--sub", "x"])
+            .args(&args)
+            .env("JWT_SECRET_KEY", KEY)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.is_empty());
+    }
+}
+
 #[test]
 fn weak_or_conflicting_keys_exit_2_naming_the_variable_never_the_value() {
     let dir = tempfile::tempdir().unwrap();

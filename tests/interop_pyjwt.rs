@@ -128,3 +128,39 @@ print(jwt.encode(claims, "OLD", algorithm="HS256"))
         }
     }
 }
+
+#[test]
+fn jwtgate_tokens_signed_with_a_private_key_decode_in_pyjwt() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/providers");
+    for (alg, key, public) in [
+        ("RS256", "rsa2048.key.pem", "rsa2048.pub.pem"),
+        ("PS384", "rsa2048.key.pem", "rsa2048.pub.pem"),
+        ("ES256", "p256.key.pem", "p256.pub.pem"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["token", "--sub", "erin", "--alg", alg, "--kid", "k-1"])
+            .args(["--iss", "https://idp.example", "--key-file"])
+            .arg(format!("{fixtures}/{key}"))
+            .env_remove("JWT_SECRET_KEY")
+            .env_remove("JWTGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{alg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap();
+        let decode = format!(
+            r#"
+import sys, jwt
+public = open("{fixtures}/{public}").read()
+token = sys.stdin.read().strip()
+assert jwt.get_unverified_header(token)["kid"] == "k-1"
+claims = jwt.decode(token, public, algorithms=["{alg}"], issuer="https://idp.example")
+print(claims["sub"])
+"#
+        );
+        assert_eq!(python(&decode, Some(&token)).trim(), "erin", "{alg}");
+    }
+}

@@ -302,3 +302,126 @@ fn bad_tls_files_are_build_problems_and_misplaced_ca_files_config_problems() {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
 }
+
+/// A plain HTTP server answering every request with `body` (a JWKS), closing after each.
+async fn jwks_server(body: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TLS terminator with `cert`/`key` in front of the plain server at `plain`.
+async fn tls_front(plain: std::net::SocketAddr, cert: &str, key: &str) -> std::net::SocketAddr {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let mut back = TcpStream::connect(plain).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_jwks_over_https_is_verified_with_the_provider_ca_file() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    // The P-256 fixture: its SPKI ends with the point 04 || x || y.
+    let pem = include_str!("providers/p256.pub.pem");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let point = &spki[spki.len() - 65..];
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "tls-key",
+        "x": b64(&point[1..33]), "y": b64(&point[33..])}]})
+    .to_string();
+    let token = jsonwebtoken::encode(
+        &{
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            h.kid = Some("tls-key".into());
+            h
+        },
+        &serde_json::json!({"iss": "https://idp.example", "sub": "tina", "exp": now() + 600}),
+        &jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("providers/p256.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let front = tls_front(jwks_server(jwks).await, &cert, &key).await;
+    let up = Upstream::start().await;
+    let provider = |ca: &str| {
+        format!(
+            "[[auth.provider]]\nissuer = \"https://idp.example\"\nalgorithms = [\"ES256\"]\njwks_url = \"https://localhost:{}/certs\"\n{ca}\n[[route]]\npath = \"/\"\nupstream = \"{{upstream}}\"\n",
+            front.port()
+        )
+    };
+    let trusted = Gateway::start(&provider(&format!("ca_file = {ca_path:?}")), &up.url()).await;
+    let start = Instant::now();
+    while !trusted.gateway.is_ready() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got = get(&trusted, "/x", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["tina"]);
+
+    // Without the CA file the provider's certificate is not trusted: no keys, not ready, and
+    // its tokens get 503, never 200.
+    up.clear();
+    let untrusted = Gateway::start(&provider(""), &up.url()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!untrusted.gateway.is_ready());
+    let got = get(&untrusted, "/x", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(got.status, 503, "{}", got.body);
+    assert_eq!(up.count(), 0);
+    let metrics = untrusted.gateway.metrics.render();
+    assert!(
+        metrics.contains(
+            "jwtgate_jwks_fetches_total{provider=\"https://idp.example\",result=\"error\"}"
+        ),
+        "{metrics}"
+    );
+}
