@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use jsonwebtoken::Algorithm::HS256;
+use jsonwebtoken::Algorithm::{EdDSA, ES256, HS256};
 use jwtgate::auth::keys::Env;
 use jwtgate::runtime::reload::Reloader;
 use serde_json::json;
@@ -693,5 +693,87 @@ async fn a_key_ring_rotates_by_kid_through_a_secret_volume() {
     .await;
     assert_eq!(status(&kid_token("carol", None, KEY)).await, 401);
     assert_eq!(status(&new).await, 200);
+    drop(watcher);
+}
+
+#[tokio::test]
+async fn a_jwks_file_rotates_on_change_and_a_fetched_provider_survives_reloads() {
+    // A provider's JWKS file (a ConfigMap) is watched like key files: a key published later
+    // verifies without a restart, a key removed stops (cached tokens included). A provider
+    // fetched from a URL keeps its keys and its refresh over reloads: no refetch, no gap.
+    let up = Upstream::start().await;
+    let remote = JwksServer::start(json!({"keys": [ed25519_jwk("remote")]}).to_string()).await;
+    let files = tempfile::tempdir().unwrap();
+    let jwks_path = files.path().join("jwks.json");
+    let write_jwks = |keys: &[serde_json::Value]| {
+        std::fs::write(&jwks_path, json!({ "keys": keys }).to_string()).unwrap()
+    };
+    write_jwks(&[p256_jwk("a")]);
+    let cfg_path = files.path().join("jwtgate.toml");
+    let config = |extra: &str| {
+        format!(
+            "[[auth.provider]]\nissuer = \"https://file.example\"\nalgorithms = [\"ES256\", \"EdDSA\"]\njwks_file = {:?}\n\
+             [[auth.provider]]\nissuer = \"https://remote.example\"\nalgorithms = [\"EdDSA\"]\njwks_url = \"{}\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"{}\"\n{extra}",
+            jwks_path.to_str().unwrap(),
+            remote.url(),
+            up.url()
+        )
+    };
+    std::fs::write(&cfg_path, config("")).unwrap();
+    let gw = Gateway::start_with_keys(&config(""), "", jwtgate::Keys::none()).await;
+    let env: jwtgate::runtime::reload::EnvSource = Arc::new(|| Env::from_pairs([]));
+    let r = Arc::new(Reloader::new(gw.gateway.clone(), cfg_path.clone(), env));
+    let watcher = r.clone().watch(Duration::from_millis(100));
+    wait_until("the remote provider's keys", async || gw.gateway.is_ready()).await;
+    let fetched = remote.requests();
+    let status = async |t: &str| {
+        get(&gw, "/r", &[("authorization", &bearer(t))])
+            .await
+            .status
+    };
+    let claims = |iss: &str, sub: &str| json!({"iss": iss, "sub": sub, "exp": now() + 600});
+    let file_a = signed(ES256, "a", claims("https://file.example", "alice"));
+    let file_b = signed(EdDSA, "b", claims("https://file.example", "bob"));
+    let from_remote = signed(EdDSA, "remote", claims("https://remote.example", "rita"));
+    assert_eq!(status(&file_a).await, 200);
+    assert_eq!(status(&from_remote).await, 200);
+    // Not published: a file provider does not refetch, its kid is unknown.
+    assert_eq!(status(&file_b).await, 401);
+
+    write_jwks(&[p256_jwk("a"), ed25519_jwk("b")]);
+    wait_until("the published key to verify", async || {
+        status(&file_b).await == 200
+    })
+    .await;
+    assert_eq!(up.seen().last().unwrap().all("x-auth-user"), vec!["bob"]);
+    write_jwks(&[ed25519_jwk("b")]);
+    wait_until("the removed key to stop verifying", async || {
+        status(&file_a).await == 401
+    })
+    .await;
+    // A broken JWKS file is a refused reload: the last good keys keep serving.
+    std::fs::write(&jwks_path, "{\"keys\": [").unwrap();
+    r.reload().unwrap_err();
+    assert_eq!(status(&file_b).await, 200);
+
+    // Another route: a reload; the fetched provider is the same one (no fetch, still ready).
+    write_jwks(&[ed25519_jwk("b")]);
+    std::fs::write(
+        &cfg_path,
+        config(&format!(
+            "[[route]]\npath = \"/other\"\nupstream = \"{}\"\n",
+            up.url()
+        )),
+    )
+    .unwrap();
+    r.reload().unwrap();
+    assert!(gw.gateway.is_ready());
+    assert_eq!(status(&from_remote).await, 200);
+    assert_eq!(
+        remote.requests(),
+        fetched,
+        "a reload refetched an unchanged provider"
+    );
     drop(watcher);
 }

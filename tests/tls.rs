@@ -303,34 +303,6 @@ fn bad_tls_files_are_build_problems_and_misplaced_ca_files_config_problems() {
     }
 }
 
-/// A plain HTTP server answering every request with `body` (a JWKS), closing after each.
-async fn jwks_server(body: String) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    addr
-}
-
 /// A TLS terminator with `cert`/`key` in front of the plain server at `plain`.
 async fn tls_front(plain: std::net::SocketAddr, cert: &str, key: &str) -> std::net::SocketAddr {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
@@ -364,33 +336,18 @@ async fn tls_front(plain: std::net::SocketAddr, cert: &str, key: &str) -> std::n
 
 #[tokio::test]
 async fn a_jwks_over_https_is_verified_with_the_provider_ca_file() {
-    use base64::Engine;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    // The P-256 fixture: its SPKI ends with the point 04 || x || y.
-    let pem = include_str!("providers/p256.pub.pem");
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let spki = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap();
-    let point = &spki[spki.len() - 65..];
-    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "tls-key",
-        "x": b64(&point[1..33]), "y": b64(&point[33..])}]})
-    .to_string();
-    let token = jsonwebtoken::encode(
-        &{
-            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-            h.kid = Some("tls-key".into());
-            h
-        },
-        &serde_json::json!({"iss": "https://idp.example", "sub": "tina", "exp": now() + 600}),
-        &jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("providers/p256.key.pem")).unwrap(),
-    )
-    .unwrap();
+    let jwks = serde_json::json!({"keys": [p256_jwk("tls-key")]}).to_string();
+    let token = signed(
+        jsonwebtoken::Algorithm::ES256,
+        "tls-key",
+        serde_json::json!({"iss": "https://idp.example", "sub": "tina", "exp": now() + 600}),
+    );
     let ca = Ca::new();
     let (cert, key) = ca.leaf();
     let dir = tempfile::tempdir().unwrap();
     let ca_path = write(dir.path(), "ca.pem", &ca.pem());
-    let front = tls_front(jwks_server(jwks).await, &cert, &key).await;
+    let idp = JwksServer::start(jwks).await;
+    let front = tls_front(idp.addr, &cert, &key).await;
     let up = Upstream::start().await;
     let provider = |ca: &str| {
         format!(

@@ -578,3 +578,103 @@ pub async fn read_head(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// A JWKS endpoint on loopback: answers every request with the current `body` (and
+/// `Cache-Control: max-age=60`), closing the connection after each; counts the requests.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    pub body: Arc<Mutex<String>>,
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    pub async fn start(body: String) -> JwksServer {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = JwksServer {
+            addr: l.local_addr().unwrap(),
+            body: Arc::new(Mutex::new(body)),
+            requests: Arc::default(),
+        };
+        let (body, requests) = (server.body.clone(), server.requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (body, requests) = (body.clone(), requests.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = body.lock().unwrap().clone();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/certs", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The P-256 test key (tests/providers/p256.*.pem) as a JWK with `kid`.
+pub fn p256_jwk(kid: &str) -> serde_json::Value {
+    use base64::Engine;
+    let pem = include_str!("../providers/p256.pub.pem");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    // An uncompressed point ends the SPKI: 04 || x || y.
+    let point = &spki[spki.len() - 65..];
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid,
+        "x": b64(&point[1..33]), "y": b64(&point[33..])})
+}
+
+/// The Ed25519 key of RFC 8037 §A.1 as a JWK with `kid`.
+pub fn ed25519_jwk(kid: &str) -> serde_json::Value {
+    serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": kid,
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"})
+}
+
+/// A token for `claims` signed with a test key: `ES256` (the P-256 key) or `EdDSA` (the RFC
+/// 8037 key), with `kid`.
+pub fn signed(alg: jsonwebtoken::Algorithm, kid: &str, claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES256 => {
+            jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("../providers/p256.key.pem"))
+                .unwrap()
+        }
+        jsonwebtoken::Algorithm::EdDSA => {
+            // PKCS#8 of the RFC 8037 §A.1 seed.
+            let seed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+                .unwrap();
+            let mut der = vec![
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            der.extend_from_slice(&seed);
+            jsonwebtoken::EncodingKey::from_ed_der(&der)
+        }
+        other => panic!("no test key for {other:?}"),
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
