@@ -23,9 +23,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use http::Uri;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -33,7 +30,7 @@ use tracing::{info, warn};
 use super::fetch;
 use super::jwk::{self, PublicKey};
 use crate::config::MIN_REFRESH;
-use crate::ops::metrics::{ProviderLabels, ProviderResultLabels};
+use crate::ops::metrics::{FetchMetrics, ProviderLabels, ProviderResultLabels};
 
 /// Least time between two refetches asked for by unknown `kid`s.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -49,15 +46,6 @@ struct Remote {
     discovery: bool,
     tls: Arc<rustls::ClientConfig>,
     refresh: Duration,
-}
-
-/// The metrics a provider's fetches are counted in.
-#[derive(Clone, Debug)]
-pub struct FetchMetrics {
-    /// `jwtgate_jwks_fetches_total{provider,result}`.
-    pub fetches: Family<ProviderResultLabels, Counter>,
-    /// `jwtgate_jwks_keys{provider}`.
-    pub keys: Family<ProviderLabels, Gauge>,
 }
 
 /// One provider's keys: the last good set, and how to refresh it.

@@ -11,8 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::auth::provider::FetchMetrics;
-
 /// Labels of `jwtgate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -57,6 +55,15 @@ pub struct ProviderResultLabels {
     pub provider: String,
     /// `ok` or `error`.
     pub result: &'static str,
+}
+
+/// The metrics identity providers' key fetches are counted in (`auth::provider`).
+#[derive(Clone, Debug)]
+pub struct FetchMetrics {
+    /// `jwtgate_jwks_fetches_total{provider,result}`.
+    pub fetches: Family<ProviderResultLabels, Counter>,
+    /// `jwtgate_jwks_keys{provider}`.
+    pub keys: Family<ProviderLabels, Gauge>,
 }
 
 fn upstream_histogram() -> Histogram {
