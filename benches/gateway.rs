@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the per-request work: token verification (cache cold and warm), route
+//! Micro-benchmarks of the per-request work: token verification (cache cold and warm; HS256 and
+//! every identity-provider algorithm), route
 //! selection over 1, 10 and 1,000 routes, path normalization, the request header rewrite, and
 //! the whole pipeline from request bytes to the upstream's request head.
 //!
@@ -73,6 +74,69 @@ fn verification(c: &mut Criterion) {
     g.bench_function("bad_signature", |b| {
         b.iter(|| cold.verify(black_box(&bad)).unwrap_err())
     });
+    g.finish();
+}
+
+/// RS/PS/ES/EdDSA tokens from an identity provider (keys in tests/providers/), cache cold
+/// (`token_cache = 0`: every call parses the token and checks the signature) and warm.
+fn provider_verification(c: &mut Criterion) {
+    use jwtgate::auth::jwk;
+    use jwtgate::auth::provider::ProviderKeys;
+    use std::sync::Arc;
+    const ISS: &str = "https://idp.bench";
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/providers/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("test keys")
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"sub": "alice@example.com", "iss": ISS, "exp": now + 1800, "iat": now, "role": "user"});
+    let mut g = c.benchmark_group("verify_provider");
+    for (alg, key) in [
+        (jsonwebtoken::Algorithm::RS256, "rsa2048"),
+        (jsonwebtoken::Algorithm::PS256, "rsa2048"),
+        (jsonwebtoken::Algorithm::ES256, "p256"),
+        (jsonwebtoken::Algorithm::ES384, "p384"),
+        (jsonwebtoken::Algorithm::EdDSA, "ed25519"),
+    ] {
+        let private = fixture(&format!("{key}.key.pem"));
+        let signing = match alg {
+            jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::ES384 => {
+                jsonwebtoken::EncodingKey::from_ec_pem(&private)
+            }
+            jsonwebtoken::Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&private),
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(&private),
+        }
+        .unwrap();
+        let token =
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &signing).unwrap();
+        let name = format!("{alg:?}");
+        let provider = format!(
+            "[[auth.provider]]\nissuer = \"{ISS}\"\nalgorithms = [\"{name}\"]\npublic_key_file = \"unused.pem\"\n"
+        );
+        let public = jwk::parse_pem(ISS, &fixture(&format!("{key}.pub.pem"))).unwrap();
+        let keys = vec![Arc::new(ProviderKeys::fixed(ISS, vec![public]))];
+        let none = Keys::none();
+        let cold = Verifier::build(
+            &config(&format!("token_cache = 0\n{provider}"), 1).auth,
+            &none,
+            &keys,
+            None,
+        );
+        let warm = Verifier::build(&config(&provider, 1).auth, &none, &keys, None);
+        warm.verify(&token).unwrap();
+        g.bench_function(format!("{name}/cache_cold"), |b| {
+            b.iter(|| cold.verify(black_box(&token)).unwrap())
+        });
+        g.bench_function(format!("{name}/cache_warm"), |b| {
+            b.iter(|| warm.verify(black_box(&token)).unwrap())
+        });
+    }
     g.finish();
 }
 
@@ -226,5 +290,12 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verification, routing, rewrite, pipeline);
+criterion_group!(
+    benches,
+    verification,
+    provider_verification,
+    routing,
+    rewrite,
+    pipeline
+);
 criterion_main!(benches);
