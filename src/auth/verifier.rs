@@ -552,8 +552,7 @@ impl Verifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(TokenError::Malformed),
         };
-        // Canonical base64url, like every segment (the crypto decodes it again).
-        jwt::decode_segment(parts.signature)?;
+        let signature = jwt::decode_segment(parts.signature)?;
         let provider = &self.providers[i];
         let Some(keys) = provider.current() else {
             return Err(TokenError::KeysUnavailable);
@@ -572,7 +571,7 @@ impl Verifier {
         }
         keys.iter()
             .filter(candidate)
-            .find(|k| k.verify(alg, parts.signed, parts.signature))
+            .find(|k| k.verify(alg, parts.signed, &signature))
             .map(|k| k.id)
             .ok_or(TokenError::BadSignature)
     }
