@@ -96,6 +96,8 @@ enum Mode {
 struct Idp {
     addr: SocketAddr,
     jwks: Arc<Mutex<String>>,
+    /// A discovery document to serve instead of the right one.
+    discovery: Arc<Mutex<Option<String>>>,
     mode: Arc<Mutex<Mode>>,
     /// Requests for `/certs`.
     fetches: Arc<AtomicUsize>,
@@ -112,10 +114,12 @@ impl Idp {
         let idp = Idp {
             addr,
             jwks: Arc::new(Mutex::new(jwks)),
+            discovery: Arc::new(Mutex::new(None)),
             mode: Arc::new(Mutex::new(Mode::Serve)),
             fetches: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
         };
+        let discovery = idp.discovery.clone();
         let (jwks, mode, fetches, stop) = (
             idp.jwks.clone(),
             idp.mode.clone(),
@@ -131,6 +135,7 @@ impl Idp {
                     return;
                 }
                 let (jwks, mode, fetches) = (jwks.clone(), mode.clone(), fetches.clone());
+                let discovery = discovery.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -147,8 +152,10 @@ impl Idp {
                     let (status, body) = match path.as_str() {
                         "/.well-known/openid-configuration" => (
                             200,
-                            json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs")})
-                                .to_string(),
+                            discovery.unwrap_or_else(|| {
+                                json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs")})
+                                    .to_string()
+                            }),
                         ),
                         "/certs" => {
                             fetches.fetch_add(1, Ordering::SeqCst);
@@ -763,4 +770,67 @@ async fn jwks_rotation_under_load_loses_nothing_and_a_retired_key_stops_verifyin
     up.clear();
     assert_eq!(call(&gw, &tokens[1]).await.status, 200);
     assert_eq!(up.one().all("x-auth-user"), vec!["alice"]);
+}
+
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_or_pointing_elsewhere_gives_no_keys() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "p256", "k1", None)])).await;
+    let iss = idp.issuer();
+    let token = mint(&keys, &[("p256", "ES256", Some("k1"), claims(&iss, "d"))]).remove(0);
+    let up = Upstream::start().await;
+    for (doc, why) in [
+        (
+            json!({"issuer": "https://other.example", "jwks_uri": format!("{iss}/certs")}),
+            "another issuer",
+        ),
+        (
+            json!({"issuer": iss, "jwks_uri": "http://example.com/certs"}),
+            "http to a host that is not loopback",
+        ),
+        (
+            json!({"issuer": iss, "jwks_uri": format!("http://user@{}/certs", idp.addr)}),
+            "credentials",
+        ),
+        (json!({"issuer": iss}), "no jwks_uri"),
+    ] {
+        *idp.discovery.lock().unwrap() = Some(doc.to_string());
+        let providers =
+            format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
+        let gw = Gateway::start(&config(&providers), &up.url()).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!gw.gateway.is_ready(), "{why}: ready");
+        let got = call(&gw, &token).await;
+        assert_eq!(got.status, 503, "{why}: {}", got.body);
+        assert_eq!(up.count(), 0);
+    }
+    // The right document: keys, ready, 200.
+    *idp.discovery.lock().unwrap() = None;
+    let providers = format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    assert_eq!(call(&gw, &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_jwks_with_no_key_for_the_provider_algorithms_is_a_failed_fetch() {
+    let keys = keys();
+    // An EC key for an RS256 provider: nothing it could verify.
+    let idp = Idp::start(jwks(&[jwk(&keys, "p256", "k1", None)])).await;
+    let iss = idp.issuer();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!gw.gateway.is_ready());
+    // Publishing a key that fits: ready.
+    idp.set_jwks(jwks(&[
+        jwk(&keys, "p256", "k1", None),
+        jwk(&keys, "rsa", "r1", None),
+    ]));
+    until_ready(&gw, Duration::from_secs(10)).await;
+    let token = mint(&keys, &[("rsa", "RS256", Some("r1"), claims(&iss, "fits"))]).remove(0);
+    assert_eq!(call(&gw, &token).await.status, 200);
 }

@@ -1,6 +1,7 @@
-//! Fetching a provider's keys: one `GET` over HTTP/1.1 (rustls for `https`), bounded in time
-//! ([`TIMEOUT`] for the whole exchange) and size ([`MAX_BYTES`]); a `200` only, no redirects
-//! followed. OpenID Connect discovery (`{issuer}/.well-known/openid-configuration`) reads the
+//! Fetching a provider's keys: `GET`s over HTTP/1.1 (rustls for `https`), bounded in time
+//! ([`TIMEOUT`] for the whole of it, discovery included) and size ([`MAX_BYTES`]); a `200`
+//! only, no redirects followed. An `http` URL is connected to loopback addresses only, whatever
+//! its name resolves to. OpenID Connect discovery (`{issuer}/.well-known/openid-configuration`) reads the
 //! document's `jwks_uri`, after checking that its `issuer` is the configured one (OpenID
 //! Connect Discovery §4.3), and holds that URL to the same rule as a configured one: `https`, or
 //! `http` to a loopback address.
@@ -17,7 +18,8 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
-/// The whole of one fetch: connect, TLS, request, response and body.
+/// The whole of one fetch of a provider's keys: the discovery document and the JWKS, each
+/// connect, TLS handshake, request, response and body.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest JWKS or discovery document read.
@@ -35,6 +37,18 @@ pub struct Fetched {
 /// The JWKS of a source: fetched from `url`, or, with `discovery`, from the `jwks_uri` of the
 /// discovery document at `url` (whose `issuer` must be `issuer`).
 pub async fn jwks(
+    url: &Uri,
+    discovery: bool,
+    issuer: &str,
+    tls: &Arc<ClientConfig>,
+) -> Result<Fetched, String> {
+    match tokio::time::timeout(TIMEOUT, jwks_unbounded(url, discovery, issuer, tls)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{url}: no complete answer within {TIMEOUT:?}")),
+    }
+}
+
+async fn jwks_unbounded(
     url: &Uri,
     discovery: bool,
     issuer: &str,
@@ -79,12 +93,11 @@ pub async fn jwks(
     get(&jwks_url, tls).await
 }
 
-/// `GET url`, within [`TIMEOUT`].
-pub async fn get(url: &Uri, tls: &Arc<ClientConfig>) -> Result<Fetched, String> {
-    match tokio::time::timeout(TIMEOUT, get_unbounded(url, tls)).await {
-        Ok(result) => result.map_err(|e| format!("{url}: {e}")),
-        Err(_) => Err(format!("{url}: no complete answer within {TIMEOUT:?}")),
-    }
+/// `GET url`.
+async fn get(url: &Uri, tls: &Arc<ClientConfig>) -> Result<Fetched, String> {
+    get_unbounded(url, tls)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
 }
 
 async fn get_unbounded(url: &Uri, tls: &Arc<ClientConfig>) -> Result<Fetched, String> {
@@ -93,7 +106,18 @@ async fn get_unbounded(url: &Uri, tls: &Arc<ClientConfig>) -> Result<Fetched, St
     let host = authority.host();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((bare, port))
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| format!("cannot resolve {bare:?}: {e}"))?
+        .collect();
+    if !https {
+        // In the clear, only to this machine: `localhost` must not resolve elsewhere.
+        addrs.retain(|a| a.ip().is_loopback());
+        if addrs.is_empty() {
+            return Err(format!("{bare:?} resolves to no loopback address"));
+        }
+    }
+    let tcp = TcpStream::connect(&addrs[..])
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = tcp.set_nodelay(true);

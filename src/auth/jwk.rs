@@ -179,6 +179,19 @@ pub fn parse_jwks(issuer: &str, bytes: &[u8]) -> Result<(Vec<PublicKey>, Vec<Str
     Ok((keys, skipped))
 }
 
+/// Ok when some key fits one of `algorithms` (a key set that fits none verifies nothing).
+pub fn fit_any(keys: &[PublicKey], algorithms: &[Algorithm]) -> Result<(), String> {
+    if keys.iter().any(|k| algorithms.iter().any(|&a| k.fits(a))) {
+        return Ok(());
+    }
+    let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+    Err(format!(
+        "no key fits the provider's algorithms ({}): an RSA key verifies RS*/PS*, P-256 ES256, \
+         P-384 ES384, Ed25519 EdDSA, and a JWK's alg narrows it to that one",
+        names.join(", ")
+    ))
+}
+
 fn string<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
     match jwk.get(name) {
         None => Ok(None),

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use super::fetch;
 use super::jwk::{self, PublicKey};
-use crate::config::MIN_REFRESH;
+use crate::config::{Algorithm, MIN_REFRESH};
 use crate::ops::metrics::{FetchMetrics, ProviderLabels, ProviderResultLabels};
 
 /// Least time between two refetches asked for by unknown `kid`s.
@@ -46,6 +46,8 @@ struct Remote {
     discovery: bool,
     tls: Arc<rustls::ClientConfig>,
     refresh: Duration,
+    /// The provider's algorithms: a JWKS with no key for any of them is a failed fetch.
+    algorithms: Vec<Algorithm>,
 }
 
 /// One provider's keys: the last good set, and how to refresh it.
@@ -82,6 +84,7 @@ impl ProviderKeys {
         discovery: bool,
         tls: Arc<rustls::ClientConfig>,
         refresh: Duration,
+        algorithms: &[Algorithm],
     ) -> ProviderKeys {
         ProviderKeys::new(
             issuer,
@@ -90,6 +93,7 @@ impl ProviderKeys {
                 discovery,
                 tls,
                 refresh,
+                algorithms: algorithms.to_vec(),
             }),
         )
     }
@@ -170,13 +174,15 @@ impl ProviderKeys {
         true
     }
 
-    /// Waits until the fetch under way (if any) is done, at most `limit`.
-    pub async fn wait_fetch(&self, limit: Duration) {
+    /// How many fetches have ended (well or not).
+    pub fn fetches(&self) -> u64 {
+        *self.fetched.borrow()
+    }
+
+    /// Waits until more than `seen` fetches have ended, at most `limit`.
+    pub async fn wait_fetch(&self, seen: u64, limit: Duration) {
         let mut rx = self.fetched.subscribe();
-        if !self.fetching.load(Ordering::Acquire) {
-            return;
-        }
-        let _ = tokio::time::timeout(limit, rx.changed()).await;
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n > seen)).await;
     }
 
     /// Starts the refresh task on `handle` (once; a provider kept over a reload keeps its
@@ -202,17 +208,52 @@ impl ProviderKeys {
     /// One fetch now, outside the refresh task (`jwtgate check --fetch`): the keys found and
     /// the keys skipped, or why none could be had.
     pub async fn fetch_once(&self) -> Result<(Vec<PublicKey>, Vec<String>), String> {
-        let Some(remote) = &self.remote else {
-            return Ok((Vec::new(), Vec::new()));
-        };
-        let fetched = fetch::jwks(&remote.url, remote.discovery, &self.issuer, &remote.tls).await?;
-        jwk::parse_jwks(&self.issuer, &fetched.body).map_err(|e| format!("{}: {e}", remote.url))
+        match &self.remote {
+            None => Ok((Vec::new(), Vec::new())),
+            Some(remote) => fetch_keys(&self.issuer, remote).await.map(|(k, _)| k),
+        }
     }
 
     fn finish_fetch(&self) {
         self.fetching.store(false, Ordering::Release);
         self.fetched.send_modify(|n| *n += 1);
     }
+}
+
+impl Drop for ProviderKeys {
+    fn drop(&mut self) {
+        // Ends the refresh task now rather than at its next timer.
+        self.wake.notify_one();
+    }
+}
+
+/// Ends a fetch when dropped: even a panic in the fetch cannot leave requests waiting on it.
+struct Fetching<'a>(&'a ProviderKeys);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.0.finish_fetch();
+    }
+}
+
+/// One fetch and parse: the usable keys, those skipped, and the `Cache-Control: max-age`.
+async fn fetch_keys(
+    issuer: &str,
+    remote: &Remote,
+) -> Result<((Vec<PublicKey>, Vec<String>), Option<Duration>), String> {
+    let fetched = fetch::jwks(&remote.url, remote.discovery, issuer, &remote.tls).await?;
+    let (keys, skipped) =
+        jwk::parse_jwks(issuer, &fetched.body).map_err(|e| format!("{}: {e}", remote.url))?;
+    jwk::fit_any(&keys, &remote.algorithms).map_err(|e| format!("{}: {e}", remote.url))?;
+    Ok(((keys, skipped), fetched.max_age))
+}
+
+/// When to fetch again after a good fetch: `refresh`, or a shorter `max-age`, but never sooner
+/// than [`MIN_REFRESH`].
+fn next_refresh(refresh: Duration, max_age: Option<Duration>) -> Duration {
+    max_age
+        .map_or(refresh, |age| age.min(refresh))
+        .max(MIN_REFRESH)
 }
 
 /// The refresh task: fetch, then sleep until the next refresh, a retry, or a refetch asked for.
@@ -225,13 +266,8 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
             provider: p.issuer.clone(),
             result,
         };
-        let outcome = match fetch::jwks(&remote.url, remote.discovery, &p.issuer, &remote.tls).await
-        {
-            Ok(fetched) => jwk::parse_jwks(&p.issuer, &fetched.body)
-                .map(|keys| (keys, fetched.max_age))
-                .map_err(|e| format!("{}: {e}", remote.url)),
-            Err(e) => Err(e),
-        };
+        let fetching = Fetching(&p);
+        let outcome = fetch_keys(&p.issuer, remote).await;
         let wait = match outcome {
             Ok(((keys, skipped), max_age)) => {
                 let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
@@ -251,9 +287,7 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
                 p.keys.store(Some(Arc::new(keys)));
                 metrics.fetches.get_or_create(&labels("ok")).inc();
                 retry = FIRST_RETRY;
-                max_age.map_or(remote.refresh, |age| {
-                    age.clamp(MIN_REFRESH, remote.refresh.max(MIN_REFRESH))
-                })
+                next_refresh(remote.refresh, max_age)
             }
             Err(e) => {
                 let kept = p.is_ready();
@@ -264,7 +298,7 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
                 wait
             }
         };
-        p.finish_fetch();
+        drop(fetching);
         // Jitter of up to a fifth, so that many gateways do not fetch in step.
         let jitter = rand::rng().random_range(0.0..0.2);
         let wait = wait.mul_f64(1.0 + jitter);
@@ -277,5 +311,26 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
         if let Some(p) = provider.upgrade() {
             p.fetching.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_shortens_the_refresh_down_to_30s() {
+        let five = Duration::from_secs(300);
+        assert_eq!(next_refresh(five, None), five);
+        assert_eq!(
+            next_refresh(five, Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            next_refresh(five, Some(Duration::from_secs(5))),
+            MIN_REFRESH
+        );
+        assert_eq!(next_refresh(five, Some(Duration::ZERO)), MIN_REFRESH);
+        assert_eq!(next_refresh(five, Some(Duration::from_secs(86_400))), five);
     }
 }

@@ -77,6 +77,16 @@ pub enum TokenError {
     BadSignature,
     /// The token's `kid` names no key in the key ring or the provider's key set.
     UnknownKey,
+    /// The same, for provider `provider` (its index in the config) while a fetch of its keys
+    /// is asked for or under way: worth deciding again once keys newer than `seen` (the
+    /// provider's fetch count when the token was looked at) are in
+    /// ([`Verifier::wait_for_keys`]). Answered like [`TokenError::UnknownKey`] otherwise.
+    UnknownKeyFetching {
+        /// The provider's index.
+        provider: usize,
+        /// Its fetch count when the token was looked at.
+        seen: u64,
+    },
     /// The token's issuer is a provider whose keys are not loaded yet (503, not 401).
     KeysUnavailable,
     /// No `exp` claim.
@@ -108,7 +118,7 @@ impl TokenError {
             TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
             TokenError::UnsupportedCritical => "unsupported_crit",
             TokenError::BadSignature => "bad_signature",
-            TokenError::UnknownKey => "unknown_kid",
+            TokenError::UnknownKey | TokenError::UnknownKeyFetching { .. } => "unknown_kid",
             TokenError::KeysUnavailable => "keys_unavailable",
             TokenError::MissingExp => "missing_exp",
             TokenError::BadTimeClaim => "bad_time_claim",
@@ -131,7 +141,7 @@ impl TokenError {
             TokenError::AlgorithmNotAllowed => "token algorithm not allowed",
             TokenError::UnsupportedCritical => "unsupported critical header",
             TokenError::BadSignature => "invalid signature",
-            TokenError::UnknownKey => "unknown key id",
+            TokenError::UnknownKey | TokenError::UnknownKeyFetching { .. } => "unknown key id",
             TokenError::KeysUnavailable => {
                 "the token issuer's keys are not loaded yet; try again shortly"
             }
@@ -388,19 +398,13 @@ impl Verifier {
         &self.providers
     }
 
-    /// True while a provider's keys are being fetched because a token named an unknown `kid`
-    /// (or for the first time): a request refused with [`TokenError::UnknownKey`] is worth
-    /// verifying again after [`Verifier::wait_refetch`].
-    pub fn refetching(&self) -> bool {
-        self.providers.iter().any(|p| p.is_fetching())
-    }
-
-    /// Waits for the providers' fetches under way, each at most [`super::fetch::TIMEOUT`]
-    /// and a second.
-    pub async fn wait_refetch(&self) {
-        let limit = super::fetch::TIMEOUT + std::time::Duration::from_secs(1);
-        for p in &self.providers {
-            p.wait_fetch(limit).await;
+    /// Waits until provider `provider` has fetched since `seen` (what
+    /// [`TokenError::UnknownKeyFetching`] carries), if a fetch is under way, at most one fetch
+    /// timeout and a second.
+    pub async fn wait_for_keys(&self, provider: usize, seen: u64) {
+        if let Some(p) = self.providers.get(provider) {
+            let limit = super::fetch::TIMEOUT + std::time::Duration::from_secs(1);
+            p.wait_fetch(seen, limit).await;
         }
     }
 
@@ -565,8 +569,13 @@ impl Verifier {
                 .iter()
                 .any(|k| k.kid.as_deref() == Some(kid) || (k.kid.is_none() && k.fits(alg)));
             if !known {
-                provider.refetch();
-                return Err(TokenError::UnknownKey);
+                // The count is read before asking, so a fetch that ends at any moment after
+                // this is one the request sees.
+                let seen = provider.fetches();
+                return Err(match provider.refetch() {
+                    true => TokenError::UnknownKeyFetching { provider: i, seen },
+                    false => TokenError::UnknownKey,
+                });
             }
         }
         keys.iter()

@@ -855,3 +855,33 @@ fn valid_server_name(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     rustls_pki_types::ServerName::try_from(host).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_names_and_addresses_are_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "127.0.0.1.evil.com",
+            "localhost.evil.com",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "10.0.0.1",
+            "example.com",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}

@@ -143,8 +143,8 @@ async fn handle(
                 client: &client,
             };
             let mut outcome = decide(&rt, &view, record, &mut out);
-            if waits_for_keys(&outcome, &rt) {
-                rt.pipeline().verifier().wait_refetch().await;
+            if let Some((provider, seen)) = waits_for_keys(&outcome) {
+                rt.pipeline().verifier().wait_for_keys(provider, seen).await;
                 *record = Record::new(method);
                 out.clear();
                 outcome = decide(&rt, &view, record, &mut out);

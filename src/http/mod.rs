@@ -33,15 +33,18 @@ pub enum Outcome<'r> {
     Refuse(Rejection),
 }
 
-/// True when the pipeline refused a token for an unknown `kid` while its provider's keys are
-/// being fetched (a refetch that token asked for, or one under way): the request is decided
-/// again once the fetch is done ([`crate::auth::Verifier::wait_refetch`]), so that a token
-/// signed with a key the provider has just published passes.
-pub fn waits_for_keys(outcome: &Outcome<'_>, rt: &Runtime) -> bool {
-    matches!(
-        outcome,
-        Outcome::Refuse(Rejection::InvalidToken(TokenError::UnknownKey))
-    ) && rt.pipeline().verifier().refetching()
+/// When the pipeline refused a token for an unknown `kid` while its provider's keys are being
+/// fetched (a refetch the token asked for, or one under way): the provider and its fetch count
+/// then. The front-end waits for that fetch ([`crate::auth::Verifier::wait_for_keys`]) and
+/// decides once more, so that a token signed with a key the provider has just published passes.
+pub fn waits_for_keys(outcome: &Outcome<'_>) -> Option<(usize, u64)> {
+    match outcome {
+        Outcome::Refuse(Rejection::InvalidToken(TokenError::UnknownKeyFetching {
+            provider,
+            seen,
+        })) => Some((*provider, *seen)),
+        _ => None,
+    }
 }
 
 /// Lets `rt`'s pipeline decide `view`; a request that goes upstream gets its head written for

@@ -57,6 +57,7 @@ struct ProviderOrigin {
     issuer: String,
     source: KeySource,
     refresh: std::time::Duration,
+    algorithms: Vec<crate::config::Algorithm>,
     /// The digest of the CA file for a URL, or of the key file.
     digest: Option<[u8; 32]>,
 }
@@ -263,16 +264,8 @@ fn build_providers(
                         continue;
                     }
                 };
-                if !keys.iter().any(|k| p.algorithms.iter().any(|&a| k.fits(a))) {
-                    let names: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
-                    problems.push(Problem::new(
-                        file_key,
-                        format!(
-                            "{}: no key fits the provider's algorithms ({}): an RSA key verifies RS*/PS*, P-256 ES256, P-384 ES384, Ed25519 EdDSA",
-                            path.display(),
-                            names.join(", ")
-                        ),
-                    ));
+                if let Err(why) = jwk::fit_any(&keys, &p.algorithms) {
+                    problems.push(Problem::new(file_key, format!("{}: {why}", path.display())));
                     continue;
                 }
                 let digest: [u8; 32] = Sha256::digest(&bytes).into();
@@ -293,6 +286,7 @@ fn build_providers(
                     issuer: p.issuer.clone(),
                     source: p.source.clone(),
                     refresh: p.refresh,
+                    algorithms: p.algorithms.clone(),
                     digest,
                 };
                 if let Some((_, keys)) =
@@ -307,6 +301,7 @@ fn build_providers(
                     matches!(p.source, KeySource::Discovery(_)),
                     tls,
                     p.refresh,
+                    &p.algorithms,
                 );
                 (digest, Arc::new(keys))
             }
@@ -315,6 +310,7 @@ fn build_providers(
             issuer: p.issuer.clone(),
             source: p.source.clone(),
             refresh: p.refresh,
+            algorithms: p.algorithms.clone(),
             digest,
         };
         built.push((origin, keys));

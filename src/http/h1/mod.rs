@@ -277,21 +277,24 @@ impl<T: Transport> Connection<T> {
                         self.input.scanned = self.input.len();
                         continue 'requests;
                     }
-                    Step::Unreadable(e) => Some(e),
-                    Step::Planned(p) if !waited && super::waits_for_keys(&p.outcome, &rt) => None,
-                    Step::Planned(p) => break p,
+                    Step::Unreadable(e) => Err(e),
+                    Step::Planned(p) => match super::waits_for_keys(&p.outcome) {
+                        Some(fetch) if !waited => Ok(fetch),
+                        _ => break p,
+                    },
                 };
                 // The step is gone here: nothing of it is held across the waits below.
                 match refusal {
-                    Some(e) => {
+                    Err(e) => {
                         Box::pin(self.refuse(e, Record::new("-"))).await;
                         return Run::Closed;
                     }
-                    None => {
+                    Ok((provider, seen)) => {
                         // An unknown `kid` while its provider's keys are being fetched: decide
                         // again once they are in.
                         waited = true;
-                        Box::pin(rt.pipeline().verifier().wait_refetch()).await;
+                        let verifier = rt.pipeline().verifier();
+                        Box::pin(verifier.wait_for_keys(provider, seen)).await;
                         self.out.clear();
                     }
                 }
