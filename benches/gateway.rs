@@ -136,6 +136,40 @@ fn provider_verification(c: &mut Criterion) {
         g.bench_function(format!("{name}/cache_warm"), |b| {
             b.iter(|| warm.verify(black_box(&token)).unwrap())
         });
+        // The signature check alone: ring (what the gateway uses) against jsonwebtoken's
+        // RustCrypto backend (README, Identity providers, says why ring).
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let sig_bytes = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(sig)
+                .unwrap()
+        };
+        let ours = jwk::parse_pem(ISS, &fixture(&format!("{key}.pub.pem"))).unwrap();
+        let ours_alg = jwtgate::config::Algorithm::from_name(&name).unwrap();
+        g.bench_function(format!("{name}/signature_ring"), |b| {
+            b.iter(|| assert!(ours.verify(ours_alg, black_box(signed.as_bytes()), &sig_bytes)))
+        });
+        let public = fixture(&format!("{key}.pub.pem"));
+        let decoding = match alg {
+            jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::ES384 => {
+                jsonwebtoken::DecodingKey::from_ec_pem(&public)
+            }
+            jsonwebtoken::Algorithm::EdDSA => jsonwebtoken::DecodingKey::from_ed_pem(&public),
+            _ => jsonwebtoken::DecodingKey::from_rsa_pem(&public),
+        }
+        .unwrap();
+        g.bench_function(format!("{name}/signature_jsonwebtoken_rustcrypto"), |b| {
+            b.iter(|| {
+                assert!(jsonwebtoken::crypto::verify(
+                    sig,
+                    black_box(signed.as_bytes()),
+                    &decoding,
+                    alg
+                )
+                .unwrap())
+            })
+        });
     }
     g.finish();
 }
