@@ -834,3 +834,41 @@ async fn a_jwks_with_no_key_for_the_provider_algorithms_is_a_failed_fetch() {
     let token = mint(&keys, &[("rsa", "RS256", Some("r1"), claims(&iss, "fits"))]).remove(0);
     assert_eq!(call(&gw, &token).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_just_published_key_passes_over_http2_too() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "old", None)])).await;
+    let iss = idp.issuer();
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    idp.set_jwks(jwks(&[
+        jwk(&keys, "rsa", "old", None),
+        jwk(&keys, "rsa", "new", None),
+    ]));
+    let token = mint(
+        &keys,
+        &[("rsa", "RS256", Some("new"), claims(&iss, "h2-user"))],
+    )
+    .remove(0);
+    let client: Client<_, http_body_util::Full<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let req = hyper::Request::get(gw.url("/h2"))
+        .header("authorization", bearer(&token))
+        .header("x-auth-user", "mallory")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let got = read(res).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["h2-user"]);
+}
