@@ -235,6 +235,23 @@ upstream = "{{upstream}}"
     )
 }
 
+/// A provider whose keys are at `idp`'s `/certs`, for `algorithms` (TOML list items).
+fn url_provider(idp: &Idp, algorithms: &str) -> String {
+    let iss = idp.issuer();
+    format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [{algorithms}]\njwks_url = \"{iss}/certs\"\n"
+    )
+}
+
+/// The recording upstream and a gateway with `providers` (and the shared secret), once every
+/// provider has keys.
+async fn ready_gateway(providers: &str) -> (Upstream, Gateway) {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(providers), &up.url()).await;
+    until_ready(&gw, Duration::from_secs(10)).await;
+    (up, gw)
+}
+
 async fn until_ready(gw: &Gateway, within: Duration) {
     let start = Instant::now();
     while !gw.gateway.is_ready() {
@@ -588,12 +605,7 @@ async fn a_failing_provider_keeps_the_last_good_keys() {
     let keys = keys();
     let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "k1", None)])).await;
     let iss = idp.issuer();
-    let providers = format!(
-        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
-    );
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&providers), &up.url()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    let (up, gw) = ready_gateway(&url_provider(&idp, r#""RS256""#)).await;
     let tokens = mint(
         &keys,
         &[
@@ -641,12 +653,7 @@ async fn made_up_kids_cannot_hammer_the_provider() {
     let keys = keys();
     let idp = Idp::start(jwks(&[jwk(&keys, "p384", "k1", None)])).await;
     let iss = idp.issuer();
-    let providers = format!(
-        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES384\"]\njwks_url = \"{iss}/certs\"\n"
-    );
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&providers), &up.url()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    let (up, gw) = ready_gateway(&url_provider(&idp, r#""ES384""#)).await;
     let before = idp.fetches();
     let good = mint(
         &keys,
@@ -688,12 +695,8 @@ async fn jwks_rotation_under_load_loses_nothing_and_a_retired_key_stops_verifyin
     let keys = keys();
     let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "old", None)])).await;
     let iss = idp.issuer();
-    let providers = format!(
-        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\", \"ES256\"]\njwks_url = \"{iss}/certs\"\n"
-    );
-    let up = Upstream::start().await;
-    let gw = Arc::new(Gateway::start(&config(&providers), &up.url()).await);
-    until_ready(&gw, Duration::from_secs(10)).await;
+    let (up, gw) = ready_gateway(&url_provider(&idp, r#""RS256", "ES256""#)).await;
+    let gw = Arc::new(gw);
     let tokens = mint(
         &keys,
         &[
@@ -818,11 +821,8 @@ async fn a_jwks_with_no_key_for_the_provider_algorithms_is_a_failed_fetch() {
     // An EC key for an RS256 provider: nothing it could verify.
     let idp = Idp::start(jwks(&[jwk(&keys, "p256", "k1", None)])).await;
     let iss = idp.issuer();
-    let providers = format!(
-        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
-    );
     let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    let gw = Gateway::start(&config(&url_provider(&idp, r#""RS256""#)), &up.url()).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!gw.gateway.is_ready());
     // Publishing a key that fits: ready.
@@ -842,12 +842,7 @@ async fn a_just_published_key_passes_over_http2_too() {
     let keys = keys();
     let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "old", None)])).await;
     let iss = idp.issuer();
-    let providers = format!(
-        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"RS256\"]\njwks_url = \"{iss}/certs\"\n"
-    );
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&providers), &up.url()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    let (up, gw) = ready_gateway(&url_provider(&idp, r#""RS256""#)).await;
     idp.set_jwks(jwks(&[
         jwk(&keys, "rsa", "old", None),
         jwk(&keys, "rsa", "new", None),

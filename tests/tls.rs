@@ -180,13 +180,13 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 
 /// An HTTPS upstream: the recording upstream behind a TLS terminator with `cert`/`key`.
 async fn https_upstream(up: &Upstream, cert: &str, key: &str) -> std::net::SocketAddr {
-    https_upstream_after(up, cert, key, Duration::ZERO).await
+    tls_front(up.addr, cert, key, Duration::ZERO).await
 }
 
-/// The same, starting each TLS handshake only `delay` after accepting the connection (a far
-/// or a busy upstream).
-async fn https_upstream_after(
-    up: &Upstream,
+/// A TLS terminator with `cert`/`key` in front of the plain server at `plain`, starting each
+/// TLS handshake only `delay` after accepting the connection (a far or a busy upstream).
+async fn tls_front(
+    plain: std::net::SocketAddr,
     cert: &str,
     key: &str,
     delay: Duration,
@@ -206,7 +206,6 @@ async fn https_upstream_after(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let plain = up.addr;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
@@ -261,7 +260,7 @@ async fn a_slow_tls_handshake_has_the_whole_connect_budget() {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = write(dir.path(), "ca.pem", &ca.pem());
     let up = Upstream::start().await;
-    let tls_addr = https_upstream_after(&up, &cert, &key, Duration::from_millis(600)).await;
+    let tls_addr = tls_front(up.addr, &cert, &key, Duration::from_millis(600)).await;
     let cfg = format!(
         "[server]\nconnect_timeout = \"2s\"\n[[route]]\npath = \"/\"\nupstream = \"https://localhost:{port}\"\nca_file = {ca_path:?}\n",
         port = tls_addr.port()
@@ -303,37 +302,6 @@ fn bad_tls_files_are_build_problems_and_misplaced_ca_files_config_problems() {
     }
 }
 
-/// A TLS terminator with `cert`/`key` in front of the plain server at `plain`.
-async fn tls_front(plain: std::net::SocketAddr, cert: &str, key: &str) -> std::net::SocketAddr {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(s).await {
-                    let mut back = TcpStream::connect(plain).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn a_jwks_over_https_is_verified_with_the_provider_ca_file() {
     let jwks = serde_json::json!({"keys": [p256_jwk("tls-key")]}).to_string();
@@ -347,7 +315,7 @@ async fn a_jwks_over_https_is_verified_with_the_provider_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = write(dir.path(), "ca.pem", &ca.pem());
     let idp = JwksServer::start(jwks).await;
-    let front = tls_front(idp.addr, &cert, &key).await;
+    let front = tls_front(idp.addr, &cert, &key, Duration::ZERO).await;
     let up = Upstream::start().await;
     let provider = |ca: &str| {
         format!(

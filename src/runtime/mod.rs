@@ -242,6 +242,13 @@ fn build_providers(
     let mut built = Vec::new();
     for (i, p) in config.auth.providers.iter().enumerate() {
         let key = format!("auth.provider[{i}]");
+        let origin = |digest| ProviderOrigin {
+            issuer: p.issuer.clone(),
+            source: p.source.clone(),
+            refresh: p.refresh,
+            algorithms: p.algorithms.clone(),
+            digest,
+        };
         let (digest, keys) = match &p.source {
             KeySource::JwksFile(path) | KeySource::PublicKeyFile(path) => {
                 let jwks = matches!(p.source, KeySource::JwksFile(_));
@@ -282,13 +289,7 @@ fn build_providers(
                         }
                     }
                 };
-                let origin = ProviderOrigin {
-                    issuer: p.issuer.clone(),
-                    source: p.source.clone(),
-                    refresh: p.refresh,
-                    algorithms: p.algorithms.clone(),
-                    digest,
-                };
+                let origin = origin(digest);
                 if let Some((_, keys)) =
                     previous.and_then(|prev| prev.providers.iter().find(|(o, _)| *o == origin))
                 {
@@ -306,14 +307,7 @@ fn build_providers(
                 (digest, Arc::new(keys))
             }
         };
-        let origin = ProviderOrigin {
-            issuer: p.issuer.clone(),
-            source: p.source.clone(),
-            refresh: p.refresh,
-            algorithms: p.algorithms.clone(),
-            digest,
-        };
-        built.push((origin, keys));
+        built.push((origin(digest), keys));
     }
     built
 }
