@@ -777,3 +777,72 @@ async fn a_jwks_file_rotates_on_change_and_a_fetched_provider_survives_reloads()
     );
     drop(watcher);
 }
+
+#[tokio::test]
+async fn a_reload_stops_a_dropped_providers_fetches_and_keeps_the_keys_of_one_whose_refresh_changed(
+) {
+    let up = Upstream::start().await;
+    // `failing` publishes no usable key: its fetches fail and are retried with backoff.
+    let failing = JwksServer::start(json!({"keys": []}).to_string()).await;
+    let good = JwksServer::start(json!({"keys": [ed25519_jwk("k")]}).to_string()).await;
+    let files = tempfile::tempdir().unwrap();
+    let cfg_path = files.path().join("jwtgate.toml");
+    let provider = |iss: &str, url: &str, refresh: &str| {
+        format!(
+            "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"EdDSA\"]\njwks_url = \"{url}\"\nrefresh = \"{refresh}\"\n"
+        )
+    };
+    let route = format!("[[route]]\npath = \"/\"\nupstream = \"{}\"\n", up.url());
+    let both = format!(
+        "{}{}{route}",
+        provider("https://failing.example", &failing.url(), "5m"),
+        provider("https://good.example", &good.url(), "5m")
+    );
+    std::fs::write(&cfg_path, &both).unwrap();
+    let gw = Gateway::start_with_keys(&both, "", jwtgate::Keys::none()).await;
+    let env: jwtgate::runtime::reload::EnvSource = Arc::new(|| Env::from_pairs([]));
+    let r = Reloader::new(gw.gateway.clone(), cfg_path.clone(), env);
+    wait_until("the failing provider to retry", async || {
+        failing.requests() >= 3
+    })
+    .await;
+    assert!(
+        !gw.gateway.is_ready(),
+        "ready without the failing provider's keys"
+    );
+    // Something still holds the old runtime (a long request would): its providers must stop
+    // fetching all the same.
+    let old = gw.gateway.current();
+    let fetched = good.requests();
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "{}{route}",
+            provider("https://good.example", &good.url(), "1h")
+        ),
+    )
+    .unwrap();
+    r.reload().unwrap();
+    // The good provider's keys carried over: ready, and its tokens pass, before any fetch.
+    assert!(gw.gateway.is_ready());
+    let token = signed(
+        EdDSA,
+        "k",
+        json!({"iss": "https://good.example", "sub": "gail", "exp": now() + 600}),
+    );
+    let got = get(&gw, "/r", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["gail"]);
+    wait_until("the changed provider's own fetch", async || {
+        good.requests() > fetched
+    })
+    .await;
+    let after = failing.requests();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        failing.requests() <= after + 1,
+        "the dropped provider kept fetching: {} after {after}",
+        failing.requests()
+    );
+    drop(old);
+}

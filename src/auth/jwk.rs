@@ -30,6 +30,9 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// Most keys taken from one JWKS.
 pub const MAX_KEYS: usize = 64;
 
+/// Most skipped keys named (with their reason) for one JWKS; the rest are counted.
+const MAX_REASONS: usize = 20;
+
 /// Largest RSA modulus accepted, in bits (ring's limit).
 pub const MAX_RSA_BITS: usize = 8192;
 
@@ -154,6 +157,7 @@ pub fn parse_jwks(issuer: &str, bytes: &[u8]) -> Result<(Vec<PublicKey>, Vec<Str
     };
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_more = 0usize;
     for (i, jwk) in list.iter().enumerate() {
         if keys.len() == MAX_KEYS {
             skipped.push(format!("keys after the first {MAX_KEYS} usable ones"));
@@ -161,14 +165,23 @@ pub fn parse_jwks(issuer: &str, bytes: &[u8]) -> Result<(Vec<PublicKey>, Vec<Str
         }
         match jwk_key(issuer, jwk) {
             Ok(k) => keys.push(k),
+            // A hostile document must not make one huge log line: the first reasons, with
+            // names cut short, then a count.
+            Err(_) if skipped.len() >= MAX_REASONS => skipped_more += 1,
             Err(why) => {
-                let kid = jwk
-                    .get("kid")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("key {i}"), |k| format!("key {i} (kid {k:?})"));
+                let kid = jwk.get("kid").and_then(Value::as_str).map_or_else(
+                    || format!("key {i}"),
+                    |k| {
+                        let short: String = k.chars().take(64).collect();
+                        format!("key {i} (kid {short:?})")
+                    },
+                );
                 skipped.push(format!("{kid}: {why}"));
             }
         }
+    }
+    if skipped_more > 0 {
+        skipped.push(format!("{skipped_more} more keys"));
     }
     if keys.is_empty() {
         return Err(match skipped.is_empty() {
@@ -328,8 +341,12 @@ fn ec_point(kind: KeyKind, point: Vec<u8>) -> Result<Parsed, String> {
 }
 
 fn ed25519(x: &[u8]) -> Result<Parsed, String> {
-    if x.len() != 32 {
+    let Ok(bytes) = <[u8; 32]>::try_from(x) else {
         return Err("an Ed25519 key is 32 bytes".to_owned());
+    };
+    // A point of small order verifies signatures anyone can make.
+    if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_ok_and(|k| k.is_weak()) {
+        return Err("an Ed25519 point of small order (a weak key)".to_owned());
     }
     on_curve(DecodingKey::from_ed_der(x), Algorithm::EdDSA)?;
     Ok((KeyKind::Ed25519, Material::Ed25519(x.to_vec())))
@@ -623,6 +640,7 @@ mod tests {
             {"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])},
             {"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": "AA", "y": "AA"},
             {"kty": "OKP", "kid": "short-ed", "crv": "Ed25519", "x": "AAAA"},
+            {"kty": "OKP", "kid": "weak-ed", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode({let mut b = [0u8; 32]; b[0] = 1; b})},
             {"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": "AAAA"},
             {"kty": "RSA", "kid": 7, "n": n, "e": e},
             "not an object",
@@ -632,7 +650,7 @@ mod tests {
         assert_eq!(kids, ["good", "padded"]);
         assert!(keys[0].fits(Algorithm::RS256) && !keys[0].fits(Algorithm::PS256));
         assert!(keys[1].fits(Algorithm::PS256));
-        assert_eq!(skipped.len(), 15, "{skipped:#?}");
+        assert_eq!(skipped.len(), 16, "{skipped:#?}");
         for (kid, why) in [
             ("enc", "\"use\" is \"enc\""),
             ("ops", "key_ops"),
@@ -646,6 +664,7 @@ mod tests {
             ("off-curve", "not a valid point"),
             ("k1", "curve"),
             ("short-ed", "32 bytes"),
+            ("weak-ed", "small order"),
             ("x25519", "curve"),
         ] {
             assert!(
@@ -661,6 +680,24 @@ mod tests {
         assert_ne!(keys[0].id, keys[1].id);
         let other = parse_jwks("j", doc.to_string().as_bytes()).unwrap().0;
         assert_ne!(other[0].id, keys[0].id);
+    }
+
+    #[test]
+    fn a_hostile_jwks_makes_a_bounded_report() {
+        let long = "k".repeat(10_000);
+        let mut keys: Vec<serde_json::Value> = (0..500)
+            .map(|_| serde_json::json!({"kty": "oct", "kid": long, "k": "AA"}))
+            .collect();
+        keys.push(
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "ok",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+        );
+        let doc = serde_json::json!({ "keys": keys }).to_string();
+        let (found, skipped) = parse_jwks("i", doc.as_bytes()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(skipped.len(), MAX_REASONS + 1);
+        assert_eq!(skipped.last().unwrap(), "480 more keys");
+        assert!(skipped.iter().map(String::len).sum::<usize>() < 4 * 1024);
     }
 
     #[test]

@@ -56,8 +56,10 @@ pub struct ProviderKeys {
     /// The provider's issuer (its name in logs and metrics).
     pub issuer: String,
     keys: ArcSwapOption<Vec<PublicKey>>,
-    remote: Option<Remote>,
+    remote: Option<Arc<Remote>>,
     started: AtomicBool,
+    /// Replaced by a reload: its task stops, and stops writing metrics under the issuer's name.
+    retired: AtomicBool,
     wake: Arc<Notify>,
     /// A fetch is asked for or under way.
     fetching: AtomicBool,
@@ -102,8 +104,9 @@ impl ProviderKeys {
         ProviderKeys {
             issuer: issuer.to_owned(),
             keys: ArcSwapOption::empty(),
-            remote,
+            remote: remote.map(Arc::new),
             started: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             fetching: AtomicBool::new(true),
             last_refetch: Mutex::new(None),
@@ -174,6 +177,21 @@ impl ProviderKeys {
         true
     }
 
+    /// Starts from `keys` (the keys of the provider this one replaces in a reload, from the
+    /// same URL) instead of none, so that a reload that changes only `refresh` or `algorithms`
+    /// leaves no gap; the first fetch replaces them.
+    pub fn seed(&self, keys: Option<Arc<Vec<PublicKey>>>) {
+        if self.keys.load().is_none() {
+            self.keys.store(keys);
+        }
+    }
+
+    /// Marks the provider as replaced by a reload: its refresh task ends.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
     /// How many fetches have ended (well or not).
     pub fn fetches(&self) -> u64 {
         *self.fetched.borrow()
@@ -210,7 +228,9 @@ impl ProviderKeys {
     pub async fn fetch_once(&self) -> Result<(Vec<PublicKey>, Vec<String>), String> {
         match &self.remote {
             None => Ok((Vec::new(), Vec::new())),
-            Some(remote) => fetch_keys(&self.issuer, remote).await.map(|(k, _)| k),
+            Some(remote) => fetch_keys(self.issuer.clone(), remote.clone())
+                .await
+                .map(|(k, _)| k),
         }
     }
 
@@ -236,16 +256,21 @@ impl Drop for Fetching<'_> {
     }
 }
 
-/// One fetch and parse: the usable keys, those skipped, and the `Cache-Control: max-age`.
+/// One fetch and parse: the usable keys, those skipped, and the `Cache-Control: max-age`. It
+/// runs as a task of its own, so that even a panic in it is only a failed fetch.
 async fn fetch_keys(
-    issuer: &str,
-    remote: &Remote,
+    issuer: String,
+    remote: Arc<Remote>,
 ) -> Result<((Vec<PublicKey>, Vec<String>), Option<Duration>), String> {
-    let fetched = fetch::jwks(&remote.url, remote.discovery, issuer, &remote.tls).await?;
-    let (keys, skipped) =
-        jwk::parse_jwks(issuer, &fetched.body).map_err(|e| format!("{}: {e}", remote.url))?;
-    jwk::fit_any(&keys, &remote.algorithms).map_err(|e| format!("{}: {e}", remote.url))?;
-    Ok(((keys, skipped), fetched.max_age))
+    let task = tokio::spawn(async move {
+        let fetched = fetch::jwks(&remote.url, remote.discovery, &issuer, &remote.tls).await?;
+        let (keys, skipped) =
+            jwk::parse_jwks(&issuer, &fetched.body).map_err(|e| format!("{}: {e}", remote.url))?;
+        jwk::fit_any(&keys, &remote.algorithms).map_err(|e| format!("{}: {e}", remote.url))?;
+        Ok(((keys, skipped), fetched.max_age))
+    });
+    task.await
+        .unwrap_or_else(|e| Err(format!("the fetch failed: {e}")))
 }
 
 /// When to fetch again after a good fetch: `refresh`, or a shorter `max-age`, but never sooner
@@ -261,13 +286,22 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
     let mut retry = FIRST_RETRY;
     loop {
         let Some(p) = provider.upgrade() else { return };
-        let Some(remote) = &p.remote else { return };
+        if p.retired.load(Ordering::Acquire) {
+            p.finish_fetch();
+            return;
+        }
+        let Some(remote) = p.remote.clone() else {
+            return;
+        };
         let labels = |result: &'static str| ProviderResultLabels {
             provider: p.issuer.clone(),
             result,
         };
         let fetching = Fetching(&p);
-        let outcome = fetch_keys(&p.issuer, remote).await;
+        let outcome = fetch_keys(p.issuer.clone(), remote.clone()).await;
+        if p.retired.load(Ordering::Acquire) {
+            return;
+        }
         let wait = match outcome {
             Ok(((keys, skipped), max_age)) => {
                 let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();

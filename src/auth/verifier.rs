@@ -32,7 +32,6 @@ use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::cache::{KeyId, TokenCache};
-use super::jwk::PublicKey;
 use super::jwt;
 use super::keys::Keys;
 use super::provider::ProviderKeys;
@@ -558,31 +557,32 @@ impl Verifier {
         };
         let signature = jwt::decode_segment(parts.signature)?;
         let provider = &self.providers[i];
+        // The fetch count is read before the keys: a fetch that ends at any moment after this
+        // is one the request sees (and waits for no longer).
+        let seen = provider.fetches();
         let Some(keys) = provider.current() else {
             return Err(TokenError::KeysUnavailable);
         };
-        let candidate = |k: &&PublicKey| {
-            k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
-        };
-        if let Some(kid) = kid {
-            let known = keys
-                .iter()
-                .any(|k| k.kid.as_deref() == Some(kid) || (k.kid.is_none() && k.fits(alg)));
-            if !known {
-                // The count is read before asking, so a fetch that ends at any moment after
-                // this is one the request sees.
-                let seen = provider.fetches();
-                return Err(match provider.refetch() {
-                    true => TokenError::UnknownKeyFetching { provider: i, seen },
-                    false => TokenError::UnknownKey,
-                });
-            }
+        let verified = keys
+            .iter()
+            .filter(|k| {
+                k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+            })
+            .find(|k| k.verify(alg, parts.signed, &signature));
+        if let Some(k) = verified {
+            return Ok(k.id);
         }
-        keys.iter()
-            .filter(candidate)
-            .find(|k| k.verify(alg, parts.signed, &signature))
-            .map(|k| k.id)
-            .ok_or(TokenError::BadSignature)
+        match kid {
+            // A `kid` no key has: the provider may have published it since the last fetch.
+            Some(kid) if !keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
+                Err(if provider.refetch() || provider.fetches() > seen {
+                    TokenError::UnknownKeyFetching { provider: i, seen }
+                } else {
+                    TokenError::UnknownKey
+                })
+            }
+            _ => Err(TokenError::BadSignature),
+        }
     }
 
     fn check_claims(

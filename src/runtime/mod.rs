@@ -304,6 +304,16 @@ fn build_providers(
                     p.refresh,
                     &p.algorithms,
                 );
+                // Only `refresh` or `algorithms` changed: the keys from the same URL serve
+                // until the first fetch (each token's algorithm is checked against them anyway).
+                let same_url = previous.and_then(|prev| {
+                    prev.providers.iter().find(|(o, _)| {
+                        o.issuer == origin.issuer
+                            && o.source == origin.source
+                            && o.digest == origin.digest
+                    })
+                });
+                keys.seed(same_url.and_then(|(_, k)| k.current()));
                 (digest, Arc::new(keys))
             }
         };
@@ -400,7 +410,16 @@ impl Gateway {
         if let Some(handle) = &self.handle {
             runtime.start_providers(handle, &self.metrics);
         }
-        self.runtime.store(Arc::new(runtime));
+        let old = self.runtime.swap(Arc::new(runtime));
+        // Providers the new runtime does not keep stop fetching now, not when the last request
+        // on the old runtime ends.
+        let new = self.current();
+        for gone in old
+            .providers()
+            .filter(|k| !new.providers().any(|n| Arc::ptr_eq(n, k)))
+        {
+            gone.retire();
+        }
         self.metrics.keys_loaded.set(auth::now());
     }
 
