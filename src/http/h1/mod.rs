@@ -272,32 +272,28 @@ impl<T: Transport> Connection<T> {
             let rt = self.gateway.current();
             let mut waited = false;
             let planned = loop {
-                let refusal = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
+                let wait = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
                     Step::More => {
                         self.input.scanned = self.input.len();
                         continue 'requests;
                     }
-                    Step::Unreadable(e) => Err(e),
-                    Step::Planned(p) => match super::waits_for_keys(&p.outcome) {
-                        Some(fetch) if !waited => Ok(fetch),
-                        _ => break p,
-                    },
-                };
-                // The step is gone here: nothing of it is held across the waits below.
-                match refusal {
-                    Err(e) => {
+                    Step::Unreadable(e) => {
                         Box::pin(self.refuse(e, Record::new("-"))).await;
                         return Run::Closed;
                     }
-                    Ok((provider, seen)) => {
-                        // An unknown `kid` while its provider's keys are being fetched: decide
-                        // again once they are in.
-                        waited = true;
-                        let verifier = rt.pipeline().verifier();
-                        Box::pin(verifier.wait_for_keys(provider, seen)).await;
-                        self.out.clear();
-                    }
-                }
+                    Step::Planned(p) => match super::waits_for_keys(&p.outcome) {
+                        Some((provider, seen)) if !waited => {
+                            Box::pin(rt.pipeline().verifier().wait_for_keys(provider, seen))
+                        }
+                        _ => break p,
+                    },
+                };
+                // An unknown `kid` while its provider's keys are being fetched: decide again
+                // once they are in. Only the boxed wait is held across it (the largest of this
+                // task's waits sets the size of every idle connection).
+                waited = true;
+                wait.await;
+                self.out.clear();
             };
             first = false;
             if !Box::pin(self.exchange(&rt, planned)).await {
