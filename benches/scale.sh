@@ -9,6 +9,8 @@
 # restart  ../shared/bench/peers/restart.py  requests lost while the upstream restarts under load
 # burst    benches/burst.py                  32 clients, new connection each, slow small upstream
 # shapes   ../shared/bench/peers/bench.py    CPU µs/request: plain, logs, tls, tlsclose
+# rs256    benches/rs256.py                  CPU µs/request with an RS256 token vs HAProxy jwt_verify RS256
+#          (not in the default PARTS: PARTS=rs256 benches/scale.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=$(cd "${PEERS:-../shared/bench/peers}" && pwd)
@@ -27,6 +29,7 @@ for part in ${PARTS//,/ }; do
         restart) "$PYTHON" "$PEERS/restart.py" ;;
         burst) "$PYTHON" benches/burst.py ;;
         shapes) "$PYTHON" "$PEERS/bench.py" ;;
-        *) echo "unknown part: $part (memory, restart, burst, shapes)" >&2; exit 2 ;;
+        rs256) PEERS="$PEERS" "$PYTHON" benches/rs256.py ;;
+        *) echo "unknown part: $part (memory, restart, burst, shapes, rs256)" >&2; exit 2 ;;
     esac
 done
