@@ -159,12 +159,8 @@ async fn handle(
         Outcome::Answer(local) => return answer(&gateway, &local, guard.record.take(), kind.head),
         Outcome::Refuse(rejection) => {
             gateway.count_refusal(&rejection, record);
-            return answer(
-                &gateway,
-                &rejection.response(),
-                guard.record.take(),
-                kind.head,
-            );
+            let local = rejection.response_to(record.grpc);
+            return answer(&gateway, &local, guard.record.take(), kind.head);
         }
     };
     let framing = body_framing;
@@ -195,12 +191,15 @@ async fn handle(
         Ok(answer) => answer,
         Err(e) => {
             return match e.into_rejection(&route.name) {
-                Some(rejection) => self::answer(
-                    &gateway,
-                    &rejection.response(),
-                    guard.record.take(),
-                    kind.head,
-                ),
+                Some(rejection) => {
+                    let grpc = guard.record.as_ref().is_some_and(|r| r.grpc);
+                    self::answer(
+                        &gateway,
+                        &rejection.response_to(grpc),
+                        guard.record.take(),
+                        kind.head,
+                    )
+                }
                 // The client went away: the guard counts and logs it.
                 None => Response::new(Body::empty()),
             };

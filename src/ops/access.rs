@@ -35,6 +35,8 @@ pub struct Record {
     pub upstream: Option<Duration>,
     /// The status sent (0 until then).
     pub status: u16,
+    /// A gRPC call (`content-type: application/grpc*`): refusals are answered in gRPC form.
+    pub grpc: bool,
 }
 
 /// The route name of a request no route matched.
@@ -73,6 +75,7 @@ impl Record {
             auth: "-",
             upstream: None,
             status: 0,
+            grpc: false,
         }
     }
 

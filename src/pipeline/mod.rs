@@ -123,6 +123,10 @@ impl Pipeline {
         req: &RequestView<'a>,
         record: &mut Record,
     ) -> Decision<'p, 'a> {
+        record.grpc = req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-type") && rejection::is_grpc(h.value));
         match self.forward(req, record) {
             Ok(Some(forward)) => Decision::Forward(forward),
             Ok(None) => Decision::Respond(LocalResponse::options()),

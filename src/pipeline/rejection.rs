@@ -168,6 +168,92 @@ impl Rejection {
     }
 }
 
+/// The gRPC status codes refusals map to (the gRPC project's HTTP-to-gRPC status mapping, and
+/// CONTRACT.md's "HTTP/2 upstreams and gRPC").
+pub mod grpc_code {
+    /// 400: the request could not be read as one.
+    pub const INTERNAL: u8 = 13;
+    /// 401.
+    pub const UNAUTHENTICATED: u8 = 16;
+    /// 403.
+    pub const PERMISSION_DENIED: u8 = 7;
+    /// 404, 405.
+    pub const UNIMPLEMENTED: u8 = 12;
+    /// 413, 431.
+    pub const RESOURCE_EXHAUSTED: u8 = 8;
+    /// 502, 503, 504.
+    pub const UNAVAILABLE: u8 = 14;
+    /// Anything else.
+    pub const UNKNOWN: u8 = 2;
+}
+
+/// True for a gRPC request: `content-type` is `application/grpc` or one of its `+proto`,
+/// `+json` or `-web` variants (case-insensitive, parameters ignored).
+pub fn is_grpc(content_type: &[u8]) -> bool {
+    content_type.len() >= 16 && content_type[..16].eq_ignore_ascii_case(b"application/grpc")
+}
+
+impl Rejection {
+    /// The gRPC status this refusal maps to.
+    pub fn grpc_status(&self) -> u8 {
+        match self.status() {
+            400 => grpc_code::INTERNAL,
+            401 => grpc_code::UNAUTHENTICATED,
+            403 => grpc_code::PERMISSION_DENIED,
+            404 | 405 => grpc_code::UNIMPLEMENTED,
+            413 | 431 => grpc_code::RESOURCE_EXHAUSTED,
+            502..=504 => grpc_code::UNAVAILABLE,
+            _ => grpc_code::UNKNOWN,
+        }
+    }
+
+    /// The answer for a request, in gRPC form for a gRPC call ([`Rejection::grpc_response`]),
+    /// else [`Rejection::response`].
+    pub fn response_to(&self, grpc: bool) -> LocalResponse {
+        if grpc {
+            self.grpc_response()
+        } else {
+            self.response()
+        }
+    }
+
+    /// A gRPC client's answer ("Trailers-Only"): HTTP 200, `content-type: application/grpc`,
+    /// `grpc-status` and `grpc-message` (the JSON body's description, percent-encoded as gRPC
+    /// asks), no body; the challenge and `Retry-After` as in [`Rejection::response`].
+    pub fn grpc_response(&self) -> LocalResponse {
+        let (_, _, description, challenge) = self.parts();
+        let mut fields = vec![
+            ("content-type", Cow::Borrowed("application/grpc")),
+            ("grpc-status", Cow::Owned(self.grpc_status().to_string())),
+            ("grpc-message", Cow::Owned(grpc_message(&description))),
+        ];
+        if let Some(challenge) = challenge {
+            fields.push(("www-authenticate", Cow::Owned(challenge)));
+        }
+        if self.status() == 503 {
+            fields.push(("retry-after", Cow::Borrowed("1")));
+        }
+        LocalResponse {
+            status: 200,
+            fields,
+            body: Cow::Borrowed(b""),
+        }
+    }
+}
+
+/// `grpc-message`: percent-encoding of every byte outside printable ASCII, and of `%`.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl LocalResponse {
     /// The answer to `OPTIONS *`: the gateway's own methods (RFC 9110 §9.3.7).
     pub fn options() -> LocalResponse {
@@ -245,6 +331,60 @@ mod tests {
             assert!(body["error_description"].is_string());
             assert_eq!(rejection.is_auth(), matches!(status, 401 | 403));
         }
+    }
+
+    #[test]
+    fn grpc_calls_get_grpc_answers() {
+        use crate::auth::TokenError;
+        let cases = [
+            (Rejection::MissingToken, "16", "bearer token required"),
+            (
+                Rejection::InvalidToken(TokenError::Expired),
+                "16",
+                "token expired",
+            ),
+            (
+                Rejection::Forbidden("role".into()),
+                "7",
+                "token lacks a required role claim",
+            ),
+            (Rejection::NoRoute, "12", "no route for this request"),
+            (Rejection::UpstreamUnavailable, "14", "upstream unavailable"),
+            (Rejection::UpstreamTimeout, "14", "upstream timed out"),
+            (
+                Rejection::InvalidToken(TokenError::KeysUnavailable),
+                "14",
+                "the token issuer's keys are not loaded yet; try again shortly",
+            ),
+            (Rejection::PayloadTooLarge, "8", "request body too large"),
+            (Rejection::BadRequest("bad path"), "13", "bad path"),
+        ];
+        for (rejection, code, message) in cases {
+            let r = rejection.response_to(true);
+            let field = |name: &str| {
+                r.fields
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            assert_eq!(r.status, 200, "{rejection:?}");
+            assert!(r.body.is_empty());
+            assert_eq!(field("content-type").as_deref(), Some("application/grpc"));
+            assert_eq!(field("grpc-status").as_deref(), Some(code), "{rejection:?}");
+            assert_eq!(
+                field("grpc-message").as_deref(),
+                Some(message),
+                "{rejection:?}"
+            );
+            // The JSON answer is unchanged for everyone else.
+            assert_eq!(rejection.response_to(false), rejection.response());
+        }
+        assert_eq!(grpc_message("50% off\n"), "50%25 off%0A");
+        assert!(is_grpc(b"application/grpc"));
+        assert!(is_grpc(b"Application/GRPC+proto"));
+        assert!(is_grpc(b"application/grpc-web-text"));
+        assert!(!is_grpc(b"application/json"));
+        assert!(!is_grpc(b"application/grp"));
     }
 
     #[test]

@@ -339,8 +339,14 @@ impl<T: Transport> Connection<T> {
             }
             Outcome::Refuse(e) => {
                 self.gateway.count_refusal(&e, &mut record);
-                self.answer_here(&e.response(), record, framing, keep_alive, kind)
-                    .await
+                self.answer_here(
+                    &e.response_to(record.grpc),
+                    record,
+                    framing,
+                    keep_alive,
+                    kind,
+                )
+                .await
             }
             Outcome::Answer(local) => {
                 self.answer_here(&local, record, framing, keep_alive, kind)
@@ -736,8 +742,13 @@ impl<T: Transport> Connection<T> {
         };
         // A request whose body was not all read cannot be followed by another one.
         let reusable = reusable && !client_side;
-        self.respond(&error.response(), record, !reusable, kind.head)
-            .await;
+        self.respond(
+            &error.response_to(record.grpc),
+            record,
+            !reusable,
+            kind.head,
+        )
+        .await;
         if reusable {
             Next::KeepAlive
         } else {

@@ -1,0 +1,120 @@
+//! gRPC clients refused by the gateway get gRPC answers (CONTRACT.md, "HTTP/2 upstreams and
+//! gRPC"): a real client (grpcio, tests/grpc/client.py) sees UNAUTHENTICATED, PERMISSION_DENIED,
+//! UNIMPLEMENTED and UNAVAILABLE with the JSON body's description as the message. Needs python3
+//! with grpcio (`.ci/test` installs it); fails, rather than skips, without it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+    use std::io::Write;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .arg(addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(calls.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client.py failed (is grpcio installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_grpc_calls_get_grpc_status_codes_and_messages() {
+    let up = Upstream::start().await;
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+connect_timeout = "300ms"
+[auth]
+leeway = "0s"
+[[route]]
+path = "/pkg.Svc"
+upstream = "{{upstream}}"
+[[route]]
+path = "/pkg.Admin"
+upstream = "{{upstream}}"
+require = {{ role = "admin" }}
+[[route]]
+path = "/pkg.Down"
+upstream = "http://127.0.0.1:1"
+"#
+    );
+    let gw = Gateway::start(&config, &up.url()).await;
+    let expired = token_with(
+        json!({"sub": "eve", "exp": now() - 60}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    );
+    let calls = json!([
+        {"case": "no token", "method": "/pkg.Svc/Call"},
+        {"case": "expired", "method": "/pkg.Svc/Call", "token": expired},
+        {"case": "no role", "method": "/pkg.Admin/Call", "token": token("alice")},
+        {"case": "no route", "method": "/other.Svc/Call", "token": token("alice")},
+        {"case": "upstream down", "method": "/pkg.Down/Call", "token": token("alice")},
+    ]);
+    // The client blocks; the gateway runs on this test's runtime meanwhile.
+    let addr = gw.addr;
+    let got = tokio::task::spawn_blocking(move || grpc_calls(addr, calls))
+        .await
+        .unwrap();
+    let want = [
+        ("no token", "UNAUTHENTICATED", "bearer token required"),
+        ("expired", "UNAUTHENTICATED", "token expired"),
+        (
+            "no role",
+            "PERMISSION_DENIED",
+            "token lacks a required role claim",
+        ),
+        ("no route", "UNIMPLEMENTED", "no route for this request"),
+        ("upstream down", "UNAVAILABLE", "upstream unavailable"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, (case, code, details)) in got.iter().zip(want) {
+        assert_eq!(g["case"], case);
+        assert_eq!(g["code"], code, "{case}: {g}");
+        assert_eq!(g["details"], details, "{case}: {g}");
+    }
+    // Refused calls reached nothing.
+    assert_eq!(up.count(), 0);
+    // The same refusal without a gRPC content type is the usual JSON answer.
+    let got = get(&gw, "/pkg.Svc/Call", &[]).await;
+    assert_eq!(got.status, 401);
+    assert_eq!(got.json()["error_description"], "bearer token required");
+    // gRPC-Web over HTTP/1.1 gets the gRPC form too.
+    let raw = raw(
+        gw.addr,
+        b"POST /pkg.Svc/Call HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(lower.contains("grpc-status: 16\r\n"), "{raw}");
+    assert!(
+        lower.contains("grpc-message: bearer token required\r\n"),
+        "{raw}"
+    );
+}
