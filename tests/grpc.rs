@@ -44,8 +44,7 @@ fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
 #[tokio::test]
 async fn refused_grpc_calls_get_grpc_status_codes_and_messages() {
     let up = Upstream::start().await;
-    let config = format!(
-        r#"
+    let config = r#"
 [server]
 listen = "127.0.0.1:0"
 connect_timeout = "300ms"
@@ -53,16 +52,15 @@ connect_timeout = "300ms"
 leeway = "0s"
 [[route]]
 path = "/pkg.Svc"
-upstream = "{{upstream}}"
+upstream = "{upstream}"
 [[route]]
 path = "/pkg.Admin"
-upstream = "{{upstream}}"
-require = {{ role = "admin" }}
+upstream = "{upstream}"
+require = { role = "admin" }
 [[route]]
 path = "/pkg.Down"
 upstream = "http://127.0.0.1:1"
-"#
-    );
+"#;
     let gw = Gateway::start(&config, &up.url()).await;
     let expired = token_with(
         json!({"sub": "eve", "exp": now() - 60}),
