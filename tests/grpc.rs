@@ -61,7 +61,7 @@ require = { role = "admin" }
 path = "/pkg.Down"
 upstream = "http://127.0.0.1:1"
 "#;
-    let gw = Gateway::start(&config, &up.url()).await;
+    let gw = Gateway::start(config, &up.url()).await;
     let expired = token_with(
         json!({"sub": "eve", "exp": now() - 60}),
         jsonwebtoken::Algorithm::HS256,
