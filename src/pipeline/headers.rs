@@ -119,7 +119,15 @@ impl HeaderPolicy {
                 ("cookie", Class::Cookie),
             ])
             .map(|(n, c)| (n.to_owned(), c))
-            .chain(identity.map(|h| (h.as_str().to_owned(), Class::Identity)))
+            // An identity header's gRPC binary twin (`x-auth-user-bin`) is stripped too:
+            // gRPC libraries hand upstreams both kinds of metadata, and one that decodes the
+            // `-bin` form under the plain name must not read a client's copy.
+            .chain(identity.flat_map(|h| {
+                [
+                    (h.as_str().to_owned(), Class::Identity),
+                    (format!("{}-bin", h.as_str()), Class::Identity),
+                ]
+            }))
             .chain(
                 ROUTING_OVERRIDES
                     .iter()
@@ -532,6 +540,28 @@ mod tests {
         assert_eq!(all(&f, "x-forwarded-proto"), vec!["http"]);
         assert_eq!(all(&f, "host"), vec!["app.example"]);
         assert_eq!(all(&f, "authorization"), vec!["Bearer t"]);
+    }
+
+    #[test]
+    fn grpc_binary_twins_of_identity_headers_are_stripped() {
+        let p = policy("claim_headers = { role = \"X-Auth-Role\" }");
+        let f = rewrite(
+            &p,
+            &[
+                ("x-auth-user-bin", "bWFsbG9yeQ"),
+                ("X-Auth-Role-Bin", "YWRtaW4"),
+                ("x_auth_user_bin", "ZXZl"),
+                ("x-auth-user-binary", "kept"),
+            ],
+            Some(&identity("alice", Some("user"))),
+            None,
+        );
+        assert_eq!(all(&f, "x-auth-user"), vec!["alice"]);
+        assert_eq!(all(&f, "x-auth-role"), vec!["user"]);
+        assert!(all(&f, "x-auth-user-bin").is_empty());
+        assert!(all(&f, "x-auth-role-bin").is_empty());
+        assert!(all(&f, "x_auth_user_bin").is_empty());
+        assert_eq!(all(&f, "x-auth-user-binary"), vec!["kept"]);
     }
 
     #[test]
