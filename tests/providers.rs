@@ -867,3 +867,207 @@ async fn a_just_published_key_passes_over_http2_too() {
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(up.one().all("x-auth-user"), vec!["h2-user"]);
 }
+
+/// Side by side with PyJWT (the reference the auth service uses): tokens of every algorithm
+/// and hundreds of mutations of them (signature bits, algorithm swaps including `none` and
+/// HS256, payloads changed after signing, other keys, expired, wrong issuer, broken encodings)
+/// go through the gateway and through `jwt.decode` with the same public key. jwtgate never
+/// accepts what PyJWT refuses, and accepts every original.
+#[tokio::test]
+async fn jwtgate_never_accepts_a_token_pyjwt_refuses() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let keys = keys();
+    let others = self::keys();
+    let iss = "https://diff.example";
+    let d = dir();
+    let jwks_path = d.path().join("jwks.json");
+    std::fs::write(
+        &jwks_path,
+        jwks(&[
+            jwk(&keys, "rsa", "rsa", None),
+            jwk(&keys, "p256", "p256", None),
+            jwk(&keys, "p384", "p384", None),
+            jwk(&keys, "ed25519", "ed", None),
+        ]),
+    )
+    .unwrap();
+    let all = r#""RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA""#;
+    let providers = format!(
+        "[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [{all}]\njwks_file = \"{}\"\n",
+        jwks_path.display()
+    );
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&providers), &up.url()).await;
+    let cases = [
+        ("RS256", "rsa", "rsa"),
+        ("PS384", "rsa", "rsa"),
+        ("RS512", "rsa", "rsa"),
+        ("ES256", "p256", "p256"),
+        ("ES384", "p384", "p384"),
+        ("EdDSA", "ed25519", "ed"),
+    ];
+    let now = now();
+    let mut jobs = Vec::new();
+    for (alg, key, kid) in cases {
+        for (sub, claims) in [
+            ("good", json!({"iss": iss, "sub": "good", "exp": now + 600})),
+            (
+                "expired",
+                json!({"iss": iss, "sub": "x", "exp": now - 3600}),
+            ),
+            (
+                "future",
+                json!({"iss": iss, "sub": "x", "exp": now + 600, "nbf": now + 3600}),
+            ),
+            (
+                "other-iss",
+                json!({"iss": "https://evil.example", "sub": "x", "exp": now + 600}),
+            ),
+            ("no-exp", json!({"iss": iss, "sub": "x"})),
+        ] {
+            jobs.push((key, alg, Some(kid), claims, sub));
+        }
+    }
+    let job_list: Vec<(&str, &str, Option<&str>, Value)> = jobs
+        .iter()
+        .map(|(k, a, kid, c, _)| (*k, *a, *kid, c.clone()))
+        .collect();
+    let mut tokens = mint(&keys, &job_list);
+    // The same claims signed with another key of each kind.
+    let foreign = mint(
+        &others,
+        &cases
+            .iter()
+            .map(|(alg, key, kid)| {
+                (
+                    *key,
+                    *alg,
+                    Some(*kid),
+                    json!({"iss": iss, "sub": "x", "exp": now + 600}),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let originals: Vec<String> = tokens
+        .iter()
+        .zip(&jobs)
+        .filter(|(_, j)| j.4 == "good")
+        .map(|(t, _)| t.clone())
+        .collect();
+    tokens.extend(foreign);
+    // Mutations of each valid original.
+    for t in &originals {
+        let parts: Vec<&str> = t.split('.').collect();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        for bit in (0..sig.len() * 8).step_by(37) {
+            let mut s = sig.clone();
+            s[bit / 8] ^= 1 << (bit % 8);
+            tokens.push(format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                URL_SAFE_NO_PAD.encode(&s)
+            ));
+        }
+        for alg in [
+            "none", "HS256", "RS256", "PS256", "ES256", "ES384", "EdDSA", "rs256",
+        ] {
+            let mut h = header.clone();
+            h["alg"] = json!(alg);
+            tokens.push(format!("{}.{}.{}", b64(&h.to_string()), parts[1], parts[2]));
+            tokens.push(format!("{}.{}.", b64(&h.to_string()), parts[1]));
+        }
+        let mut h = header.clone();
+        h["kid"] = json!("other");
+        tokens.push(format!("{}.{}.{}", b64(&h.to_string()), parts[1], parts[2]));
+        tokens.push(format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&json!({"iss": iss, "sub": "admin", "exp": now + 600}).to_string()),
+            parts[2]
+        ));
+        tokens.push(format!("{t}="));
+        tokens.push(format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            &parts[2][..parts[2].len() - 2]
+        ));
+        tokens.push(format!("{t}.x"));
+        // HS256 over the same input, keyed with the public key's PEM.
+        let pem = keys["rsa"]["public_pem"].as_str().unwrap();
+        let mut h = header.clone();
+        h["alg"] = json!("HS256");
+        let hs = jsonwebtoken::encode(
+            &jsonwebtoken::Header {
+                kid: h["kid"].as_str().map(str::to_owned),
+                ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+            },
+            &json!({"iss": iss, "sub": "mallory", "exp": now + 600}),
+            &jsonwebtoken::EncodingKey::from_secret(pem.as_bytes()),
+        )
+        .unwrap();
+        tokens.push(hs);
+    }
+    // PyJWT's verdict, with the public key of the kid the token names (the original's).
+    let pem_of = |token: &str| -> String {
+        let kid = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+            .and_then(|h| h["kid"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let name = match kid.as_str() {
+            "rsa" => "rsa",
+            "p256" => "p256",
+            "p384" => "p384",
+            _ => "ed25519",
+        };
+        keys[name]["public_pem"].as_str().unwrap().to_owned()
+    };
+    let verify_jobs: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            json!({"token": t, "key": pem_of(t), "issuer": iss,
+                   "algorithms": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]})
+        })
+        .collect();
+    let pyjwt: Vec<String> = python(&["verify"], &Value::Array(verify_jobs).to_string())
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(pyjwt.len(), tokens.len());
+    let mut accepted = 0;
+    for (token, verdict) in tokens.iter().zip(&pyjwt) {
+        let got = call(&gw, token).await;
+        if got.status == 200 {
+            accepted += 1;
+            assert_eq!(
+                verdict, "ok",
+                "jwtgate accepted what PyJWT refuses ({verdict}): {token}"
+            );
+            // Only originals pass (an `alg` "mutated" to its own value re-encodes to the same
+            // bytes: the original token).
+            assert!(originals.contains(token), "a mutation passed: {token}");
+        } else {
+            assert_ne!(got.status, 500, "{token}");
+        }
+    }
+    for t in &originals {
+        assert_eq!(call(&gw, t).await.status, 200);
+    }
+    let refused_by_pyjwt = pyjwt.iter().filter(|v| *v != "ok").count();
+    assert_eq!(
+        tokens.len() - accepted,
+        refused_by_pyjwt,
+        "jwtgate and PyJWT disagree on which tokens to refuse"
+    );
+    eprintln!(
+        "{} tokens: {accepted} accepted and {refused_by_pyjwt} refused by both",
+        tokens.len()
+    );
+}

@@ -4,6 +4,8 @@
                            {name: {"private_pem", "public_pem", "public_der_b64", "jwk"}}
     idp.py mint            reads [{"key": private_pem, "alg", "kid"?, "claims"}] on stdin,
                            prints one token per line, signed by PyJWT
+    idp.py verify          reads [{"token", "key": public_pem, "algorithms", "issuer"}] on stdin,
+                           prints "ok" or the error's class name per line: PyJWT's verdict
 """
 import base64
 import json
@@ -50,4 +52,20 @@ def mint():
         print(jwt.encode(job["claims"], job["key"], algorithm=job["alg"], headers=headers))
 
 
-{"keys": keys, "mint": mint}[sys.argv[1]]()
+def verify():
+    for job in json.load(sys.stdin):
+        try:
+            jwt.decode(
+                job["token"],
+                job["key"],
+                algorithms=job["algorithms"],
+                issuer=job["issuer"],
+                leeway=30,
+                options={"require": ["exp", "iss"], "verify_aud": False},
+            )
+            print("ok")
+        except Exception as e:  # noqa: BLE001 (any refusal is a refusal)
+            print(type(e).__name__)
+
+
+{"keys": keys, "mint": mint, "verify": verify}[sys.argv[1]]()
