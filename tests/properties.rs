@@ -276,3 +276,64 @@ proptest! {
         }
     }
 }
+
+/// A JWK-shaped JSON value: the members a key has, each of a random shape.
+fn jwk_strategy() -> impl Strategy<Value = serde_json::Value> {
+    let text = prop_oneof![
+        Just(serde_json::json!("")),
+        Just(serde_json::json!("AA")),
+        Just(serde_json::json!("AQAB")),
+        "[A-Za-z0-9_=-]{0,400}".prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ];
+    (
+        prop_oneof![Just("RSA"), Just("EC"), Just("OKP"), Just("oct"), Just("x")],
+        prop_oneof![Just("P-256"), Just("P-384"), Just("P-521"), Just("Ed25519"), Just("X25519")],
+        prop_oneof![Just(None), Just(Some("sig")), Just(Some("enc"))],
+        prop_oneof![Just(None), Just(Some("RS256")), Just(Some("ES256")), Just(Some("EdDSA")), Just(Some("HS256"))],
+        text.clone(),
+        text.clone(),
+        text,
+    )
+        .prop_map(|(kty, crv, usage, alg, a, b, c)| {
+            let mut k = serde_json::json!({"kty": kty, "crv": crv, "n": a, "e": b, "x": a, "y": c, "kid": "k"});
+            if let Some(u) = usage {
+                k["use"] = serde_json::json!(u);
+            }
+            if let Some(a) = alg {
+                k["alg"] = serde_json::json!(a);
+            }
+            k
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A provider's JWKS and PEM readers take any bytes and any key shape without panicking,
+    /// and whatever key they accept fits only the algorithms of its kind.
+    #[test]
+    fn hostile_jwks_documents_and_pem_files_never_panic(
+        keys in proptest::collection::vec(jwk_strategy(), 0..4),
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        use jwtgate::auth::jwk;
+        use jwtgate::config::Algorithm;
+        let doc = serde_json::json!({ "keys": keys }).to_string();
+        if let Ok((found, _)) = jwk::parse_jwks("i", doc.as_bytes()) {
+            for k in &found {
+                let kinds: Vec<_> = Algorithm::ALL.iter().filter(|a| k.fits(**a)).map(|a| a.key_kind()).collect();
+                prop_assert!(!kinds.is_empty());
+                prop_assert!(kinds.iter().all(|kind| *kind == kinds[0] && *kind != jwtgate::config::KeyKind::Secret));
+                prop_assert!(!k.verify(Algorithm::RS256, b"x.y", &[0u8; 256]));
+            }
+        }
+        let _ = jwk::parse_jwks("i", &bytes);
+        let _ = jwk::parse_pem("i", &bytes);
+        let mut pem = b"-----BEGIN PUBLIC KEY-----\n".to_vec();
+        pem.extend(URL_SAFE_NO_PAD.encode(&bytes).replace(['-', '_'], "+").bytes());
+        pem.extend(b"\n-----END PUBLIC KEY-----\n");
+        let _ = jwk::parse_pem("i", &pem);
+    }
+}
