@@ -129,13 +129,6 @@ impl ProviderKeys {
             .is_some_and(|keys| keys.iter().any(|k| k.id == id))
     }
 
-    /// True while a fetch is asked for or under way.
-    pub fn is_fetching(&self) -> bool {
-        self.remote.is_some()
-            && self.started.load(Ordering::Acquire)
-            && self.fetching.load(Ordering::Acquire)
-    }
-
     /// The current keys; `None` until the first good fetch.
     pub fn current(&self) -> Option<Arc<Vec<PublicKey>>> {
         self.keys.load_full()

@@ -392,11 +392,6 @@ impl Verifier {
         }
     }
 
-    /// The providers' keys, in config order.
-    pub fn providers(&self) -> &[Arc<ProviderKeys>] {
-        &self.providers
-    }
-
     /// Waits until provider `provider` has fetched since `seen` (what
     /// [`TokenError::UnknownKeyFetching`] carries), if a fetch is under way, at most one fetch
     /// timeout and a second.
