@@ -116,3 +116,114 @@ upstream = "http://127.0.0.1:1"
         "{raw}"
     );
 }
+
+/// The gRPC upstream (tests/grpc/server.py), stopped when dropped.
+struct GrpcServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GrpcServer {
+    fn start() -> GrpcServer {
+        use std::io::BufRead;
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/server.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = serde_json::from_str::<Value>(&line).expect("the server's port")["port"]
+            .as_u64()
+            .unwrap() as u16;
+        GrpcServer { child, port }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+    use std::io::Write;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/calls.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .arg(addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(calls.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
+    let server = GrpcServer::start();
+    let config = format!(
+        "[auth]\nclaim_headers = {{ role = \"X-Auth-Role\" }}\n[[route]]\npath = \"/test.Echo\"\nupstream = \"h2c://127.0.0.1:{}\"\n",
+        server.port
+    );
+    let gw = Gateway::start(&config, "").await;
+    let alice = token_with(
+        json!({"sub": "alice", "role": "user", "exp": now() + 600}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    );
+    let calls = json!([
+        {"case": "unary", "kind": "unary", "method": "/test.Echo/Unary", "token": alice,
+         "metadata": [["x-auth-user", "mallory"], ["x-auth-user-bin", "bWFsbG9yeQ"]]},
+        {"case": "large", "kind": "unary", "method": "/test.Echo/Unary", "token": alice, "size": 4194304},
+        {"case": "stream", "kind": "stream", "method": "/test.Echo/ServerStream", "token": alice},
+        {"case": "error", "kind": "unary", "method": "/test.Echo/Fail", "token": alice},
+        {"case": "no token", "kind": "unary", "method": "/test.Echo/Unary"},
+    ]);
+    let addr = gw.addr;
+    let got = tokio::task::spawn_blocking(move || run_calls(addr, calls))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[0]["code"], "OK", "{}", got[0]);
+    let echo: Value = serde_json::from_str(got[0]["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(echo["user"], "alice", "the identity the upstream read");
+    assert_eq!(echo["role"], "user");
+    assert_eq!(got[0]["trailing"]["x-trail"], "t1", "trailing metadata");
+    let echo: Value = serde_json::from_str(got[1]["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (got[1]["code"].as_str(), echo["len"].as_u64()),
+        (Some("OK"), Some(4194304))
+    );
+    assert_eq!(got[2]["code"], "OK", "{}", got[2]);
+    assert_eq!(got[2]["messages"], json!(["part0", "part1", "part2"]));
+    assert_eq!(got[3]["code"], "NOT_FOUND", "{}", got[3]);
+    assert_eq!(got[3]["details"], "gone");
+    assert_eq!(got[3]["trailing"]["x-why"], "testing");
+    assert_eq!(got[4]["code"], "UNAUTHENTICATED");
+    drop(server);
+}

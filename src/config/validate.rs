@@ -792,8 +792,12 @@ fn upstream_uri(raw: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|_| format!("{raw:?} is not a URL; write e.g. \"http://127.0.0.1:8000\""))?;
     match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(format!("{raw:?} must start with http:// or https://")),
+        Some("http" | "https" | "h2c") => {}
+        _ => {
+            return Err(format!(
+                "{raw:?} must start with http://, https:// or h2c://"
+            ))
+        }
     }
     let Some(authority) = uri.authority() else {
         return Err(format!("{raw:?} has no host"));

@@ -23,6 +23,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streamed from the upstream.
     Upstream(Box<UpstreamBody>),
+    /// A body (and trailers) from an HTTP/2 upstream, passed on as it comes.
+    Relay(hyper::body::Incoming),
 }
 
 impl Body {
@@ -49,6 +51,9 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream(b) => b.poll_data(cx).map(|r| r.map(|d| d.map(Frame::data))),
+            Body::Relay(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(io::Error::other))),
         }
     }
 
@@ -56,6 +61,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => b.is_none(),
             Body::Upstream(b) => b.is_done(),
+            Body::Relay(b) => b.is_end_stream(),
         }
     }
 
@@ -63,6 +69,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Upstream(_) => SizeHint::default(),
+            Body::Relay(b) => b.size_hint(),
         }
     }
 }

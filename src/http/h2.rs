@@ -155,7 +155,15 @@ async fn handle(
     };
     drop(fields);
     let route = match outcome {
-        Outcome::Forward { route, upgrade: _ } => route,
+        Outcome::Forward {
+            route,
+            h2: Some(head),
+            ..
+        } => {
+            let mut record = guard.record.take().expect("taken only here");
+            return forward_h2(&gateway, &rt, route, *head, body, &mut record).await;
+        }
+        Outcome::Forward { route, .. } => route,
         Outcome::Answer(local) => return answer(&gateway, &local, guard.record.take(), kind.head),
         Outcome::Refuse(rejection) => {
             gateway.count_refusal(&rejection, record);
@@ -216,6 +224,70 @@ async fn handle(
     let mut res = answer.head;
     *res.body_mut() = Body::Upstream(Box::new(body));
     res
+}
+
+/// Forwards to an HTTP/2 upstream: the client's body and trailers go as they come, the
+/// upstream's response head, body and trailers come back the same way (first part of issue 13).
+async fn forward_h2(
+    gateway: &Gateway,
+    rt: &crate::runtime::Runtime,
+    route: &crate::policy::Route,
+    head: crate::upstream::h2::H2Head,
+    body: Incoming,
+    record: &mut Record,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let origin = rt.origin(route).clone();
+    let Some(client) = origin.h2() else {
+        return answer(
+            gateway,
+            &Rejection::UpstreamUnavailable.response_to(record.grpc),
+            Some(std::mem::replace(record, Record::new("-"))),
+            false,
+        );
+    };
+    let mut req = Request::new(body.boxed_unsync());
+    *req.method_mut() = head.method;
+    *req.uri_mut() = head.uri;
+    *req.headers_mut() = head.headers;
+    let sent = Instant::now();
+    let res = match tokio::time::timeout(origin.upstream_timeout, client.send(req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            let grpc = record.grpc;
+            let record = std::mem::replace(record, Record::new("-"));
+            return match e.into_rejection(&route.name) {
+                Some(r) => answer(gateway, &r.response_to(grpc), Some(record), false),
+                None => Response::new(Body::empty()),
+            };
+        }
+        Err(_) => {
+            let grpc = record.grpc;
+            let record = std::mem::replace(record, Record::new("-"));
+            return answer(
+                gateway,
+                &Rejection::UpstreamTimeout.response_to(grpc),
+                Some(record),
+                false,
+            );
+        }
+    };
+    let (parts, body) = res.into_parts();
+    let mut out = Response::new(Body::Relay(body));
+    *out.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if !matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
+        ) {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    record.upstream = Some(sent.elapsed());
+    record.status = parts.status.as_u16();
+    gateway.count(record, record.status);
+    record.log(0, true);
+    out
 }
 
 /// The gateway's own answer, counted and logged (without a body for `HEAD`).

@@ -15,6 +15,7 @@ use crate::pipeline::{Decision, LocalResponse, Rejection, RequestView};
 use crate::policy::Route;
 use crate::runtime::Runtime;
 use crate::upstream;
+use crate::upstream::h2::H2Head;
 
 /// What the pipeline decided, without the request head's bytes (what a front-end keeps once
 /// the upstream's request head is written).
@@ -26,6 +27,8 @@ pub enum Outcome<'r> {
         route: &'r Route,
         /// The protocol switch offered, to check the upstream's `101` against.
         upgrade: Option<Offer>,
+        /// For an HTTP/2 upstream, the request head (nothing is in `out`).
+        h2: Option<Box<H2Head>>,
     },
     /// Answer this.
     Answer(LocalResponse),
@@ -57,10 +60,20 @@ pub fn decide<'r>(
 ) -> Outcome<'r> {
     match rt.pipeline().decide(view, record) {
         Decision::Forward(forward) => {
-            upstream::h1::write_request(&forward.request, out);
+            let h2 = match rt.origin(forward.route).h2() {
+                None => {
+                    upstream::h1::write_request(&forward.request, out);
+                    None
+                }
+                Some(_) => match H2Head::of(&forward.request) {
+                    Ok(head) => Some(Box::new(head)),
+                    Err(why) => return Outcome::Refuse(Rejection::BadRequest(why)),
+                },
+            };
             Outcome::Forward {
                 route: forward.route,
                 upgrade: forward.upgrade,
+                h2,
             }
         }
         Decision::Respond(local) => Outcome::Answer(local),

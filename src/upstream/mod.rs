@@ -21,6 +21,7 @@ pub mod conn;
 pub mod connect;
 pub mod exchange;
 pub mod h1;
+pub mod h2;
 pub mod pool;
 
 use std::collections::HashMap;
@@ -124,6 +125,8 @@ pub struct Origin {
     pool: Arc<Pool>,
     /// Connects in flight (`server.max_connecting`).
     connecting: tokio::sync::Semaphore,
+    /// For `h2c://`: the HTTP/2 connection.
+    h2: Option<h2::H2Client>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -138,6 +141,7 @@ impl std::fmt::Debug for Origin {
 impl Origin {
     fn new(uri: &Uri, tls: Option<&UpstreamTls>, timeouts: Timeouts, pool: Arc<Pool>) -> Origin {
         let https = uri.scheme_str() == Some("https");
+        let h2c = uri.scheme_str() == Some("h2c");
         let authority = uri.authority().map_or("", |a| a.as_str());
         let host = uri.host().unwrap_or("");
         let addr = match uri.port_u16() {
@@ -154,13 +158,19 @@ impl Origin {
             )
         });
         Origin {
-            addr: addr.into_boxed_str(),
             tls,
             connect_timeout: timeouts.connect,
             upstream_timeout: timeouts.response,
             pool,
             connecting: tokio::sync::Semaphore::new(timeouts.max_connecting.max(1)),
+            h2: h2c.then(|| h2::H2Client::new(&addr, timeouts.connect)),
+            addr: addr.into_boxed_str(),
         }
+    }
+
+    /// The HTTP/2 client of an `h2c://` upstream.
+    pub fn h2(&self) -> Option<&h2::H2Client> {
+        self.h2.as_ref()
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.

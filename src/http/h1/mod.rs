@@ -324,7 +324,26 @@ impl<T: Transport> Connection<T> {
             kind,
         } = planned;
         let next = match outcome {
-            Outcome::Forward { route, upgrade } => {
+            Outcome::Forward {
+                route, h2: Some(_), ..
+            } => {
+                // Not yet: an HTTP/1 client to an HTTP/2 upstream (issue 13).
+                tracing::warn!(route = %route.name, "an HTTP/1 request to an h2c:// upstream is not supported yet");
+                let e = Rejection::UpstreamUnavailable;
+                self.answer_here(
+                    &e.response_to(record.grpc),
+                    record,
+                    framing,
+                    keep_alive,
+                    kind,
+                )
+                .await
+            }
+            Outcome::Forward {
+                route,
+                upgrade,
+                h2: None,
+            } => {
                 let request = Request {
                     route,
                     upgrade,

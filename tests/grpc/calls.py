@@ -1,0 +1,32 @@
+"""Calls through the gateway for tests/grpc.rs (grpcio): reads [{"case", "kind", "method",
+"token"?, "size"?, "metadata"?}] on stdin, prints one JSON line per call: the code, details,
+response messages (as text) and trailing metadata."""
+import json
+import sys
+
+import grpc
+
+channel = grpc.insecure_channel(sys.argv[1], options=[
+    ("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)])
+for call in json.load(sys.stdin):
+    # `-bin` metadata is bytes in grpcio.
+    metadata = [(k, v.encode() if k.endswith("-bin") else v) for k, v in call.get("metadata", [])]
+    if call.get("token"):
+        metadata.append(("authorization", "Bearer " + call["token"]))
+    payload = b"x" * call.get("size", 1)
+    out = {"case": call["case"], "code": "OK", "details": "", "messages": [], "trailing": {}}
+    try:
+        if call["kind"] == "unary":
+            stub = channel.unary_unary(call["method"])
+            response, c = stub.with_call(payload, metadata=metadata, timeout=10)
+            out["messages"] = [response.decode()]
+            out["trailing"] = dict(c.trailing_metadata() or ())
+        else:
+            stub = channel.unary_stream(call["method"])
+            it = stub(payload, metadata=metadata, timeout=10)
+            out["messages"] = [m.decode() for m in it]
+            out["trailing"] = dict(it.trailing_metadata() or ())
+    except grpc.RpcError as e:
+        out["code"], out["details"] = e.code().name, e.details()
+        out["trailing"] = {k: (v if isinstance(v, str) else v.hex()) for k, v in (e.trailing_metadata() or ())}
+    print(json.dumps(out), flush=True)

@@ -1,0 +1,40 @@
+"""A gRPC upstream (grpcio, raw bytes) for tests/grpc.rs: test.Echo/Unary answers with what it
+received (the identity metadata, the payload's length) and a trailing metadata entry,
+test.Echo/ServerStream sends three messages, test.Echo/Fail aborts with NOT_FOUND "gone".
+Prints {"port": N} once listening; stops when stdin closes."""
+import json
+import sys
+from concurrent import futures
+
+import grpc
+
+
+def unary(request, context):
+    md = dict(context.invocation_metadata())
+    context.set_trailing_metadata((("x-trail", "t1"),))
+    return json.dumps({"user": md.get("x-auth-user"), "role": md.get("x-auth-role"),
+                       "len": len(request)}).encode()
+
+
+def server_stream(request, context):
+    for i in range(3):
+        yield f"part{i}".encode()
+
+
+def fail(request, context):
+    context.set_trailing_metadata((("x-why", "testing"),))
+    context.abort(grpc.StatusCode.NOT_FOUND, "gone")
+
+
+server = grpc.server(futures.ThreadPoolExecutor(32), options=[
+    ("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)])
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+}),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(json.dumps({"port": port}), flush=True)
+sys.stdin.read()
+server.stop(0)
