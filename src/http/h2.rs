@@ -230,7 +230,7 @@ async fn handle(
 /// upstream's response head, body and trailers come back the same way (first part of issue 13).
 async fn forward_h2(
     gateway: &Gateway,
-    rt: &crate::runtime::Runtime,
+    rt: &Arc<crate::runtime::Runtime>,
     route: &crate::policy::Route,
     head: crate::upstream::h2::H2Head,
     body: Incoming,
@@ -239,37 +239,38 @@ async fn forward_h2(
     use http_body_util::BodyExt;
     let origin = rt.origin(route).clone();
     let Some(client) = origin.h2() else {
-        return answer(
-            gateway,
-            &Rejection::UpstreamUnavailable.response_to(record.grpc),
-            Some(std::mem::replace(record, Record::new("-"))),
-            false,
-        );
+        let record = std::mem::replace(record, Record::new("-"));
+        let local = Rejection::UpstreamUnavailable.response_to(record.grpc);
+        return answer(gateway, &local, Some(record), false);
     };
-    let mut req = Request::new(body.boxed_unsync());
+    let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relayed = RequestBody {
+        inner: body,
+        left: route.max_body,
+        exceeded: exceeded.clone(),
+        rt: rt.clone(),
+    };
+    let mut req = Request::new(relayed.boxed_unsync());
     *req.method_mut() = head.method;
     *req.uri_mut() = head.uri;
     *req.headers_mut() = head.headers;
     let sent = Instant::now();
+    let failed = |rejection: Option<Rejection>, record: &mut Record| {
+        let record = std::mem::replace(record, Record::new("-"));
+        match rejection {
+            Some(r) => answer(gateway, &r.response_to(record.grpc), Some(record), false),
+            None => Response::new(Body::empty()),
+        }
+    };
     let res = match tokio::time::timeout(origin.upstream_timeout, client.send(req)).await {
         Ok(Ok(res)) => res,
-        Ok(Err(e)) => {
-            let grpc = record.grpc;
-            let record = std::mem::replace(record, Record::new("-"));
-            return match e.into_rejection(&route.name) {
-                Some(r) => answer(gateway, &r.response_to(grpc), Some(record), false),
-                None => Response::new(Body::empty()),
-            };
+        _ if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
+            return failed(Some(Rejection::PayloadTooLarge), record);
         }
+        Ok(Err(e)) => return failed(e.into_rejection(&route.name), record),
         Err(_) => {
-            let grpc = record.grpc;
-            let record = std::mem::replace(record, Record::new("-"));
-            return answer(
-                gateway,
-                &Rejection::UpstreamTimeout.response_to(grpc),
-                Some(record),
-                false,
-            );
+            tracing::warn!(route = %route.name, "upstream sent no response head within upstream_timeout");
+            return failed(Some(Rejection::UpstreamTimeout), record);
         }
     };
     let (parts, body) = res.into_parts();
@@ -288,6 +289,69 @@ async fn forward_h2(
     gateway.count(record, record.status);
     record.log(0, true);
     out
+}
+
+/// A client's request body on its way to an HTTP/2 upstream: at most the route's
+/// `max_body_bytes` (beyond, an error that resets the upstream's stream, and a 413 when no
+/// response has come), and trailers without any field the gateway manages (an identity header
+/// in a trailer would arrive after the token was checked).
+struct RequestBody {
+    inner: Incoming,
+    left: Option<u64>,
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
+    rt: Arc<crate::runtime::Runtime>,
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Ok(frame)) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                if let Some(left) = &mut this.left {
+                    match left.checked_sub(data.len() as u64) {
+                        Some(l) => *left = l,
+                        None => {
+                            this.exceeded
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            return Poll::Ready(Some(Err(
+                                "request body over max_body_bytes".into()
+                            )));
+                        }
+                    }
+                }
+                http_body::Frame::data(data)
+            }
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    let policy = this.rt.pipeline().header_policy();
+                    let mut kept = http::HeaderMap::new();
+                    for (name, value) in &trailers {
+                        if policy.trailer_passes(name.as_str()) {
+                            kept.append(name.clone(), value.clone());
+                        }
+                    }
+                    http_body::Frame::trailers(kept)
+                }
+                Err(_) => return Poll::Ready(None),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
 }
 
 /// The gateway's own answer, counted and logged (without a body for `HEAD`).

@@ -153,6 +153,12 @@ impl HeaderPolicy {
         }
     }
 
+    /// True for a request trailer's name that may reach the upstream: none the gateway manages
+    /// or writes (identity headers above all: trailers arrive after the token was checked).
+    pub fn trailer_passes(&self, name: &str) -> bool {
+        self.classify(name) == Class::Plain
+    }
+
     fn classify(&self, name: &str) -> Class {
         let name = name.as_bytes();
         let Some(candidates) = self.by_len.get(name.len()) else {
@@ -383,7 +389,7 @@ pub fn response_fields<'a, 'h>(
 
 /// `Connection` and the hop-by-hop fields (RFC 9110 §7.6.1, and the old ones proxies still
 /// see), by length first.
-fn is_hop_by_hop(name: &str) -> bool {
+pub fn is_hop_by_hop(name: &str) -> bool {
     let is = |n: &str| name.eq_ignore_ascii_case(n);
     match name.len() {
         2 => is("te"),

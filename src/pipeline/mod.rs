@@ -116,6 +116,11 @@ impl Pipeline {
         &self.verifier
     }
 
+    /// The header rules.
+    pub fn header_policy(&self) -> &HeaderPolicy {
+        &self.headers
+    }
+
     /// Decides what happens to `req` (see the module docs). What it learns along the way goes
     /// into `record`, for the access log and the metrics, also when it refuses the request.
     pub fn decide<'p, 'a>(

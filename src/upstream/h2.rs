@@ -23,7 +23,10 @@ use super::ProxyError;
 use crate::pipeline::{FieldSink, UpstreamRequest};
 
 /// A request body for an HTTP/2 upstream: the client's, trailers included.
-pub type H2Body = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+pub type H2Body = http_body_util::combinators::UnsyncBoxBody<
+    Bytes,
+    Box<dyn std::error::Error + Send + Sync + 'static>,
+>;
 
 /// The request head for an HTTP/2 upstream.
 #[derive(Debug)]
