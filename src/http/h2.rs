@@ -159,10 +159,7 @@ async fn handle(
             route,
             h2: Some(head),
             ..
-        } => {
-            let mut record = guard.record.take().expect("taken only here");
-            return forward_h2(&gateway, &rt, route, *head, body, &mut record).await;
-        }
+        } => return forward_h2(&mut guard, &rt, route, *head, body).await,
         Outcome::Forward { route, .. } => route,
         Outcome::Answer(local) => return answer(&gateway, &local, guard.record.take(), kind.head),
         Outcome::Refuse(rejection) => {
@@ -229,19 +226,24 @@ async fn handle(
 /// Forwards to an HTTP/2 upstream: the client's body and trailers go as they come, the
 /// upstream's response head, body and trailers come back the same way (first part of issue 13).
 async fn forward_h2(
-    gateway: &Gateway,
+    guard: &mut Unanswered<'_>,
     rt: &Arc<crate::runtime::Runtime>,
     route: &crate::policy::Route,
     head: crate::upstream::h2::H2Head,
     body: Incoming,
-    record: &mut Record,
 ) -> Response<Body> {
     use http_body_util::BodyExt;
+    let gateway = guard.gateway;
+    let grpc = guard.record.as_ref().is_some_and(|r| r.grpc);
+    // Answers a failure; the record is taken from the guard (which logs a 499 for a client
+    // that goes away before any answer).
+    let failed = |rejection: Option<Rejection>, guard: &mut Unanswered<'_>| match rejection {
+        Some(r) => answer(gateway, &r.response_to(grpc), guard.record.take(), false),
+        None => Response::new(Body::empty()),
+    };
     let origin = rt.origin(route).clone();
     let Some(client) = origin.h2() else {
-        let record = std::mem::replace(record, Record::new("-"));
-        let local = Rejection::UpstreamUnavailable.response_to(record.grpc);
-        return answer(gateway, &local, Some(record), false);
+        return failed(Some(Rejection::UpstreamUnavailable), guard);
     };
     let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let relayed = RequestBody {
@@ -255,39 +257,31 @@ async fn forward_h2(
     *req.uri_mut() = head.uri;
     *req.headers_mut() = head.headers;
     let sent = Instant::now();
-    let failed = |rejection: Option<Rejection>, record: &mut Record| {
-        let record = std::mem::replace(record, Record::new("-"));
-        match rejection {
-            Some(r) => answer(gateway, &r.response_to(record.grpc), Some(record), false),
-            None => Response::new(Body::empty()),
-        }
-    };
     let res = match tokio::time::timeout(origin.upstream_timeout, client.send(req)).await {
         Ok(Ok(res)) => res,
         _ if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
-            return failed(Some(Rejection::PayloadTooLarge), record);
+            return failed(Some(Rejection::PayloadTooLarge), guard);
         }
-        Ok(Err(e)) => return failed(e.into_rejection(&route.name), record),
+        Ok(Err(e)) => return failed(e.into_rejection(&route.name), guard),
         Err(_) => {
             tracing::warn!(route = %route.name, "upstream sent no response head within upstream_timeout");
-            return failed(Some(Rejection::UpstreamTimeout), record);
+            return failed(Some(Rejection::UpstreamTimeout), guard);
         }
     };
     let (parts, body) = res.into_parts();
     let mut out = Response::new(Body::Relay(body));
     *out.status_mut() = parts.status;
     for (name, value) in &parts.headers {
-        if !matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
-        ) {
+        if !crate::pipeline::headers::is_hop_by_hop(name.as_str()) {
             out.headers_mut().append(name.clone(), value.clone());
         }
     }
-    record.upstream = Some(sent.elapsed());
-    record.status = parts.status.as_u16();
-    gateway.count(record, record.status);
-    record.log(0, true);
+    if let Some(mut record) = guard.record.take() {
+        record.upstream = Some(sent.elapsed());
+        record.status = parts.status.as_u16();
+        gateway.count(&record, record.status);
+        record.log(0, true);
+    }
     out
 }
 
