@@ -211,8 +211,18 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
     assert_eq!(got.len(), 5, "{got:?}");
     assert_eq!(got[0]["code"], "OK", "{}", got[0]);
     let echo: Value = serde_json::from_str(got[0]["messages"][0].as_str().unwrap()).unwrap();
-    assert_eq!(echo["user"], "alice", "the identity the upstream read");
-    assert_eq!(echo["role"], "user");
+    // Every value the upstream got: the gateway's only, the client's copies gone.
+    assert_eq!(
+        echo["user"],
+        json!(["alice"]),
+        "the identity the upstream read"
+    );
+    assert_eq!(
+        echo["user_bin"],
+        json!([]),
+        "a client's -bin copy reached the upstream"
+    );
+    assert_eq!(echo["role"], json!(["user"]));
     assert_eq!(got[0]["trailing"]["x-trail"], "t1", "trailing metadata");
     let echo: Value = serde_json::from_str(got[1]["messages"][0].as_str().unwrap()).unwrap();
     assert_eq!(

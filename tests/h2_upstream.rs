@@ -43,6 +43,7 @@ impl http_body::Body for WithTrailers {
 /// What the upstream saw of one request: its fields, body length and trailers.
 #[derive(Debug, Default, Clone)]
 struct SeenH2 {
+    path: String,
     headers: HeaderMap,
     body: usize,
     trailers: Option<HeaderMap>,
@@ -64,6 +65,7 @@ async fn h2_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<SeenH2>>>) {
                         let log = log.clone();
                         async move {
                             let headers = req.headers().clone();
+                            let path = req.uri().path().to_owned();
                             let collected = req.into_body().collect().await;
                             let (body, trailers) = match collected {
                                 Ok(c) => {
@@ -73,6 +75,7 @@ async fn h2_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<SeenH2>>>) {
                                 Err(_) => (usize::MAX, None),
                             };
                             log.lock().unwrap().push(SeenH2 {
+                                path,
                                 headers,
                                 body,
                                 trailers,
@@ -164,24 +167,73 @@ async fn limits_http1_clients_and_a_dead_upstream() {
     assert_eq!(res.status(), 413);
     assert!(seen.lock().unwrap().iter().all(|s| s.body != 5000));
     // HTTP/1 clients to an h2c route: not yet (502), nothing sent.
-    let before = seen.lock().unwrap().len();
     let got = get(
         &gw,
-        "/svc/Call",
+        "/svc/H1",
         &[("authorization", &bearer(&token("alice")))],
     )
     .await;
     assert_eq!(got.status, 502);
-    assert_eq!(seen.lock().unwrap().len(), before);
-    // A dead upstream: 502.
+    // A dead upstream: 502, and for HEAD without a body (an HTTP/2 client fails on one).
     let dead = Gateway::start(&config("127.0.0.1:1".parse().unwrap()), "").await;
-    let req = Request::get(dead.url("/svc/Call"))
+    for method in [http::Method::GET, http::Method::HEAD] {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(dead.url("/svc/Call"))
+            .header("authorization", bearer(&token("alice")))
+            .body(WithTrailers {
+                data: None,
+                trailers: None,
+            })
+            .unwrap();
+        let res = client.request(req).await.expect("an answer");
+        assert_eq!(res.status(), 502, "{method}");
+        let body = res.into_body().collect().await.expect("a well-formed body");
+        assert_eq!(
+            body.to_bytes().is_empty(),
+            method == http::Method::HEAD,
+            "{method}"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        seen.lock().unwrap().iter().all(|s| s.path != "/svc/H1"),
+        "an HTTP/1 request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_upstream_timeout() {
+    // A client stream the server answers at its end (gRPC client streaming): the upload takes
+    // longer than upstream_timeout, each piece within it.
+    let (addr, seen) = h2_upstream().await;
+    let config = format!(
+        "[server]\nupstream_timeout = \"1s\"\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
+    );
+    let gw = Gateway::start(&config, "").await;
+    let client: Client<_, ChannelBody> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let req = Request::post(gw.url("/svc/Upload"))
         .header("authorization", bearer(&token("alice")))
-        .body(WithTrailers {
-            data: None,
-            trailers: None,
-        })
+        .body(ChannelBody(rx))
         .unwrap();
+    let feeder = tokio::spawn(async move {
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        }
+    });
     let res = client.request(req).await.unwrap();
-    assert_eq!(res.status(), 502);
+    assert_eq!(res.status(), 200);
+    feeder.await.unwrap();
+    let s = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.path == "/svc/Upload")
+        .cloned()
+        .unwrap();
+    assert_eq!(s.body, 50);
 }

@@ -235,10 +235,16 @@ async fn forward_h2(
     use http_body_util::BodyExt;
     let gateway = guard.gateway;
     let grpc = guard.record.as_ref().is_some_and(|r| r.grpc);
+    let head_only = head.method == http::Method::HEAD;
     // Answers a failure; the record is taken from the guard (which logs a 499 for a client
     // that goes away before any answer).
     let failed = |rejection: Option<Rejection>, guard: &mut Unanswered<'_>| match rejection {
-        Some(r) => answer(gateway, &r.response_to(grpc), guard.record.take(), false),
+        Some(r) => answer(
+            gateway,
+            &r.response_to(grpc),
+            guard.record.take(),
+            head_only,
+        ),
         None => Response::new(Body::empty()),
     };
     let origin = rt.origin(route).clone();
@@ -246,18 +252,37 @@ async fn forward_h2(
         return failed(Some(Rejection::UpstreamUnavailable), guard);
     };
     let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Instant::now();
+    let progress = Arc::new(Progress::new(sent));
     let relayed = RequestBody {
         inner: body,
         left: route.max_body,
         exceeded: exceeded.clone(),
+        progress: progress.clone(),
         rt: rt.clone(),
     };
     let mut req = Request::new(relayed.boxed_unsync());
     *req.method_mut() = head.method;
     *req.uri_mut() = head.uri;
     *req.headers_mut() = head.headers;
-    let sent = Instant::now();
-    let res = match tokio::time::timeout(origin.upstream_timeout, client.send(req)).await {
+    // upstream_timeout runs from the request body's last byte (while the client uploads, from
+    // its last progress), as on the HTTP/1 path: a client stream the server answers at its end
+    // is not cut.
+    let timeout = origin.upstream_timeout;
+    let send = client.send(req);
+    tokio::pin!(send);
+    let outcome = loop {
+        let deadline = progress.last() + timeout;
+        tokio::select! {
+            r = &mut send => break Ok(r),
+            () = tokio::time::sleep_until(deadline) => {
+                if progress.last() + timeout <= Instant::now() {
+                    break Err(());
+                }
+            }
+        }
+    };
+    let res = match outcome {
         Ok(Ok(res)) => res,
         _ if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
             return failed(Some(Rejection::PayloadTooLarge), guard);
@@ -293,7 +318,33 @@ struct RequestBody {
     inner: Incoming,
     left: Option<u64>,
     exceeded: Arc<std::sync::atomic::AtomicBool>,
+    progress: Arc<Progress>,
     rt: Arc<crate::runtime::Runtime>,
+}
+
+/// When a request body last moved (milliseconds after the request was sent).
+struct Progress {
+    sent: Instant,
+    ms: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(sent: Instant) -> Progress {
+        Progress {
+            sent,
+            ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, std::sync::atomic::Ordering::Release);
+    }
+
+    fn last(&self) -> Instant {
+        self.sent
+            + std::time::Duration::from_millis(self.ms.load(std::sync::atomic::Ordering::Acquire))
+    }
 }
 
 impl http_body::Body for RequestBody {
@@ -305,7 +356,9 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let frame = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+        let polled = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        this.progress.touch();
+        let frame = match polled {
             None => return Poll::Ready(None),
             Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
             Some(Ok(frame)) => frame,

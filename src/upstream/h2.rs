@@ -22,6 +22,13 @@ use tracing::debug;
 use super::ProxyError;
 use crate::pipeline::{FieldSink, UpstreamRequest};
 
+/// Each stream's receive window (hyper's default).
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// The connection's receive window: 64 streams' worth.
+const CONNECTION_WINDOW: u32 = 64 * STREAM_WINDOW;
+/// Pings on a connection with calls open.
+const KEEP_ALIVE: Duration = Duration::from_secs(300);
+
 /// A request body for an HTTP/2 upstream: the client's, trailers included.
 pub type H2Body = http_body_util::combinators::UnsyncBoxBody<
     Bytes,
@@ -147,6 +154,18 @@ impl H2Client {
             let _ = tcp.set_nodelay(true);
             hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // A client that stops reading holds at most its stream's window; the
+                // connection's is large enough that a few such clients cannot stall the calls
+                // of everyone else on it.
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                // A black-holed upstream is noticed within minutes, not at the kernel's
+                // retransmission limit; pings only while calls are open and no more often
+                // than gRPC servers allow (grpc-core refuses pings under 5 minutes apart
+                // without data).
+                .keep_alive_interval(KEEP_ALIVE)
+                .keep_alive_timeout(Duration::from_secs(20))
+                .keep_alive_while_idle(false)
                 .handshake::<_, H2Body>(TokioIo::new(tcp))
                 .await
                 .map_err(io::Error::other)

@@ -10,10 +10,14 @@ import grpc
 
 
 def unary(request, context):
-    md = dict(context.invocation_metadata())
+    md = context.invocation_metadata()
+
+    def every(key):
+        return [v if isinstance(v, str) else v.hex() for k, v in md if k == key]
+
     context.set_trailing_metadata((("x-trail", "t1"),))
-    return json.dumps({"user": md.get("x-auth-user"), "role": md.get("x-auth-role"),
-                       "len": len(request)}).encode()
+    return json.dumps({"user": every("x-auth-user"), "user_bin": every("x-auth-user-bin"),
+                       "role": every("x-auth-role"), "len": len(request)}).encode()
 
 
 def server_stream(request, context):
