@@ -203,12 +203,17 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
         {"case": "stream", "kind": "stream", "method": "/test.Echo/ServerStream", "token": alice},
         {"case": "error", "kind": "unary", "method": "/test.Echo/Fail", "token": alice},
         {"case": "no token", "kind": "unary", "method": "/test.Echo/Unary"},
+        {"case": "client stream", "kind": "client_stream", "method": "/test.Echo/ClientStream", "token": alice, "count": 20},
+        {"case": "bidi", "kind": "bidi", "method": "/test.Echo/Bidi", "token": alice, "count": 5},
+        {"case": "deadline", "kind": "deadline", "method": "/test.Echo/Slow", "token": alice, "timeout": 0.5},
+        {"case": "300 at once", "kind": "concurrent", "method": "/test.Echo/Unary", "token": alice, "count": 300},
+        {"case": "deadline seen", "kind": "deadline", "method": "/test.Echo/Slow", "token": alice, "timeout": 5},
     ]);
     let addr = gw.addr;
     let got = tokio::task::spawn_blocking(move || run_calls(addr, calls))
         .await
         .unwrap();
-    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got.len(), 10, "{got:?}");
     assert_eq!(got[0]["code"], "OK", "{}", got[0]);
     let echo: Value = serde_json::from_str(got[0]["messages"][0].as_str().unwrap()).unwrap();
     // Every value the upstream got: the gateway's only, the client's copies gone.
@@ -235,5 +240,24 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
     assert_eq!(got[3]["details"], "gone");
     assert_eq!(got[3]["trailing"]["x-why"], "testing");
     assert_eq!(got[4]["code"], "UNAUTHENTICATED");
+    assert_eq!(got[5]["code"], "OK", "{}", got[5]);
+    let counted: Value = serde_json::from_str(got[5]["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(counted, json!({"count": 20, "bytes": 20000}));
+    assert_eq!(got[6]["code"], "OK", "{}", got[6]);
+    assert_eq!(
+        got[6]["messages"],
+        json!(["echo:m0", "echo:m1", "echo:m2", "echo:m3", "echo:m4"])
+    );
+    // grpc-timeout reaches the server (its deadline), and the client's deadline ends the call.
+    assert_eq!(got[7]["code"], "DEADLINE_EXCEEDED", "{}", got[7]);
+    assert_eq!(got[8]["code"], "OK", "{}", got[8]);
+    assert_eq!(got[8]["messages"], json!(["300"]));
+    // The server saw the client's deadline (grpc-timeout passed on).
+    assert_eq!(got[9]["code"], "OK", "{}", got[9]);
+    let seen: Value = serde_json::from_str(got[9]["messages"][0].as_str().unwrap()).unwrap();
+    let remaining = seen["remaining"]
+        .as_f64()
+        .expect("a deadline reached the server");
+    assert!((3.0..=5.0).contains(&remaining), "{remaining}");
     drop(server);
 }

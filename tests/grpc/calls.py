@@ -21,11 +21,27 @@ for call in json.load(sys.stdin):
             response, c = stub.with_call(payload, metadata=metadata, timeout=10)
             out["messages"] = [response.decode()]
             out["trailing"] = dict(c.trailing_metadata() or ())
-        else:
+        elif call["kind"] == "stream":
             stub = channel.unary_stream(call["method"])
             it = stub(payload, metadata=metadata, timeout=10)
             out["messages"] = [m.decode() for m in it]
             out["trailing"] = dict(it.trailing_metadata() or ())
+        elif call["kind"] == "client_stream":
+            stub = channel.stream_unary(call["method"])
+            response = stub(iter([b"a" * 1000] * call.get("count", 10)), metadata=metadata, timeout=10)
+            out["messages"] = [response.decode()]
+        elif call["kind"] == "bidi":
+            stub = channel.stream_stream(call["method"])
+            it = stub(iter([b"m%d" % i for i in range(call.get("count", 5))]), metadata=metadata, timeout=10)
+            out["messages"] = [m.decode() for m in it]
+        elif call["kind"] == "deadline":
+            stub = channel.unary_unary(call["method"])
+            out["messages"] = [stub(payload, metadata=metadata, timeout=call["timeout"]).decode()]
+        elif call["kind"] == "concurrent":
+            stub = channel.unary_unary(call["method"])
+            futures = [stub.future(payload, metadata=metadata, timeout=30) for _ in range(call["count"])]
+            results = [f.result() for f in futures]
+            out["messages"] = [str(len(results))]
     except grpc.RpcError as e:
         out["code"], out["details"] = e.code().name, e.details()
         out["trailing"] = {k: (v if isinstance(v, str) else v.hex()) for k, v in (e.trailing_metadata() or ())}

@@ -1,6 +1,8 @@
 """A gRPC upstream (grpcio, raw bytes) for tests/grpc.rs: test.Echo/Unary answers with what it
 received (the identity metadata, the payload's length) and a trailing metadata entry,
-test.Echo/ServerStream sends three messages, test.Echo/Fail aborts with NOT_FOUND "gone".
+test.Echo/ServerStream sends three messages, test.Echo/ClientStream counts what it got,
+test.Echo/Bidi echoes each message, test.Echo/Slow answers after 2 s (and says how much of the
+deadline it saw), test.Echo/Fail aborts with NOT_FOUND "gone".
 Prints {"port": N} once listening; stops when stdin closes."""
 import json
 import sys
@@ -25,6 +27,23 @@ def server_stream(request, context):
         yield f"part{i}".encode()
 
 
+def client_stream(requests, context):
+    parts = [r for r in requests]
+    return json.dumps({"count": len(parts), "bytes": sum(len(p) for p in parts)}).encode()
+
+
+def bidi(requests, context):
+    for r in requests:
+        yield b"echo:" + r
+
+
+def slow(request, context):
+    import time
+    remaining = context.time_remaining()
+    time.sleep(2)
+    return json.dumps({"remaining": remaining}).encode()
+
+
 def fail(request, context):
     context.set_trailing_metadata((("x-why", "testing"),))
     context.abort(grpc.StatusCode.NOT_FOUND, "gone")
@@ -36,6 +55,9 @@ server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
     "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+    "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+    "Slow": grpc.unary_unary_rpc_method_handler(slow),
 }),))
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
