@@ -24,7 +24,59 @@ pub enum Body {
     /// A body streamed from the upstream.
     Upstream(Box<UpstreamBody>),
     /// A body (and trailers) from an HTTP/2 upstream, passed on as it comes.
-    Relay(hyper::body::Incoming),
+    Relay(Box<Relay>),
+}
+
+/// An HTTP/2 upstream's response body on its way to the client. For a gRPC call, an upstream
+/// lost before the trailers ends the call with `grpc-status: 14` (UNAVAILABLE) trailers rather
+/// than a reset stream, so the client sees a precise error.
+#[derive(Debug)]
+pub struct Relay {
+    inner: hyper::body::Incoming,
+    grpc: bool,
+    ended: bool,
+}
+
+impl Relay {
+    /// Relays `inner`; `grpc` for a gRPC call.
+    pub fn new(inner: hyper::body::Incoming, grpc: bool) -> Relay {
+        Relay {
+            inner,
+            grpc,
+            ended: false,
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(http_body::Body::poll_frame(Pin::new(&mut self.inner), cx)) {
+            Some(Ok(frame)) => {
+                self.ended |= frame.is_trailers();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) if self.grpc => {
+                tracing::warn!(error = %e, "HTTP/2 upstream lost mid-call; ending it with grpc-status 14");
+                self.ended = true;
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+                trailers.insert(
+                    "grpc-message",
+                    http::HeaderValue::from_static("upstream unavailable"),
+                );
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e)))),
+            None => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+        }
+    }
 }
 
 impl Body {
@@ -51,9 +103,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream(b) => b.poll_data(cx).map(|r| r.map(|d| d.map(Frame::data))),
-            Body::Relay(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(io::Error::other))),
+            Body::Relay(b) => b.poll_frame(cx),
         }
     }
 
@@ -61,7 +111,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => b.is_none(),
             Body::Upstream(b) => b.is_done(),
-            Body::Relay(b) => b.is_end_stream(),
+            Body::Relay(b) => b.ended || http_body::Body::is_end_stream(&b.inner),
         }
     }
 
@@ -69,7 +119,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Upstream(_) => SizeHint::default(),
-            Body::Relay(b) => b.size_hint(),
+            Body::Relay(b) => http_body::Body::size_hint(&b.inner),
         }
     }
 }

@@ -294,7 +294,7 @@ async fn forward_h2(
         }
     };
     let (parts, body) = res.into_parts();
-    let mut out = Response::new(Body::Relay(body));
+    let mut out = Response::new(Body::Relay(Box::new(super::body::Relay::new(body, grpc))));
     *out.status_mut() = parts.status;
     for (name, value) in &parts.headers {
         if !crate::pipeline::headers::is_hop_by_hop(name.as_str()) {

@@ -2,7 +2,8 @@
 received (the identity metadata, the payload's length) and a trailing metadata entry,
 test.Echo/ServerStream sends three messages, test.Echo/ClientStream counts what it got,
 test.Echo/Bidi echoes each message, test.Echo/Slow answers after 2 s (and says how much of the
-deadline it saw), test.Echo/Fail aborts with NOT_FOUND "gone".
+deadline it saw), test.Echo/Fail aborts with NOT_FOUND "gone", test.Echo/Die sends one message and kills the
+server.
 Prints {"port": N} once listening; stops when stdin closes."""
 import json
 import sys
@@ -44,6 +45,14 @@ def slow(request, context):
     return json.dumps({"remaining": remaining}).encode()
 
 
+def die(request, context):
+    import os
+    import time
+    yield b"first"
+    time.sleep(0.3)
+    os._exit(1)
+
+
 def fail(request, context):
     context.set_trailing_metadata((("x-why", "testing"),))
     context.abort(grpc.StatusCode.NOT_FOUND, "gone")
@@ -58,6 +67,7 @@ server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo
     "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
     "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    "Die": grpc.unary_stream_rpc_method_handler(die),
 }),))
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
