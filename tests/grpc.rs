@@ -208,12 +208,14 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
         {"case": "deadline", "kind": "deadline", "method": "/test.Echo/Slow", "token": alice, "timeout": 0.5},
         {"case": "300 at once", "kind": "concurrent", "method": "/test.Echo/Unary", "token": alice, "count": 300},
         {"case": "deadline seen", "kind": "deadline", "method": "/test.Echo/Slow", "token": alice, "timeout": 5},
+        {"case": "cancel", "kind": "cancel", "method": "/test.Echo/Wait", "token": alice},
+        {"case": "stats", "kind": "unary", "method": "/test.Echo/Stats", "token": alice},
     ]);
     let addr = gw.addr;
     let got = tokio::task::spawn_blocking(move || run_calls(addr, calls))
         .await
         .unwrap();
-    assert_eq!(got.len(), 10, "{got:?}");
+    assert_eq!(got.len(), 12, "{got:?}");
     assert_eq!(got[0]["code"], "OK", "{}", got[0]);
     let echo: Value = serde_json::from_str(got[0]["messages"][0].as_str().unwrap()).unwrap();
     // Every value the upstream got: the gateway's only, the client's copies gone.
@@ -259,6 +261,13 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
         .as_f64()
         .expect("a deadline reached the server");
     assert!((3.0..=5.5).contains(&remaining), "{remaining}");
+    // A client's cancellation reaches the server through the gateway.
+    assert_eq!(got[10]["code"], "CANCELLED", "{}", got[10]);
+    let stats: Value = serde_json::from_str(got[11]["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stats["cancelled"], 1,
+        "the server did not see the cancellation"
+    );
     drop(server);
 }
 

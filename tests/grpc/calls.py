@@ -37,6 +37,14 @@ for call in json.load(sys.stdin):
         elif call["kind"] == "deadline":
             stub = channel.unary_unary(call["method"])
             out["messages"] = [stub(payload, metadata=metadata, timeout=call["timeout"]).decode()]
+        elif call["kind"] == "cancel":
+            import time
+            stub = channel.unary_unary(call["method"])
+            future = stub.future(payload, metadata=metadata, timeout=30)
+            time.sleep(0.5)
+            future.cancel()
+            out["code"] = "CANCELLED" if future.cancelled() else "NOT_CANCELLED"
+            time.sleep(0.5)
         elif call["kind"] == "concurrent":
             stub = channel.unary_unary(call["method"])
             futures = [stub.future(payload, metadata=metadata, timeout=30) for _ in range(call["count"])]

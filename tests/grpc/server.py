@@ -3,7 +3,8 @@ received (the identity metadata, the payload's length) and a trailing metadata e
 test.Echo/ServerStream sends three messages, test.Echo/ClientStream counts what it got,
 test.Echo/Bidi echoes each message, test.Echo/Slow answers after 2 s (and says how much of the
 deadline it saw), test.Echo/Fail aborts with NOT_FOUND "gone", test.Echo/Die sends one message and kills the
-server.
+server, test.Echo/Wait waits until the call ends (and counts it when the client cancelled),
+test.Echo/Stats reports that count.
 Prints {"port": N} once listening; stops when stdin closes."""
 import json
 import sys
@@ -45,6 +46,23 @@ def slow(request, context):
     return json.dumps({"remaining": remaining}).encode()
 
 
+CANCELLED = []
+
+
+def wait(request, context):
+    import threading
+    done = threading.Event()
+    context.add_callback(done.set)
+    done.wait(10)
+    if not context.is_active():
+        CANCELLED.append(1)
+    return b"late"
+
+
+def stats(request, context):
+    return json.dumps({"cancelled": len(CANCELLED)}).encode()
+
+
 def die(request, context):
     import os
     import time
@@ -68,6 +86,8 @@ server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo
     "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     "Slow": grpc.unary_unary_rpc_method_handler(slow),
     "Die": grpc.unary_stream_rpc_method_handler(die),
+    "Wait": grpc.unary_unary_rpc_method_handler(wait),
+    "Stats": grpc.unary_unary_rpc_method_handler(stats),
 }),))
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
