@@ -10,12 +10,14 @@ use std::process::Command;
 use common::*;
 use serde_json::{json, Value};
 
-fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+/// Runs the gRPC client `script` (in tests/grpc/) against `addr` with `calls` on its stdin;
+/// one JSON value per line of its output.
+fn python_client(script: &str, addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
     use std::io::Write;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
+    let path = format!("{}/tests/grpc/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(&python)
-        .arg(script)
+        .arg(path)
         .arg(addr.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -31,7 +33,7 @@ fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "client.py failed (is grpcio installed?): {}",
+        "{script} failed (is grpcio installed?): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
@@ -39,6 +41,10 @@ fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+fn grpc_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+    python_client("client.py", addr, calls)
 }
 
 #[tokio::test]
@@ -152,35 +158,9 @@ impl Drop for GrpcServer {
     }
 }
 
+/// Calls through the gateway with tests/grpc/calls.py.
 fn run_calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
-    use std::io::Write;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/calls.py");
-    let mut child = Command::new(&python)
-        .arg(script)
-        .arg(addr.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(calls.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    python_client("calls.py", addr, calls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ pub mod h2;
 use crate::auth::TokenError;
 use crate::ops::access::Record;
 use crate::pipeline::upgrade::Offer;
-use crate::pipeline::{Decision, LocalResponse, Rejection, RequestView};
+use crate::pipeline::{Decision, LocalResponse, Protocol, Rejection, RequestView};
 use crate::policy::Route;
 use crate::runtime::Runtime;
 use crate::upstream;
@@ -64,6 +64,11 @@ pub fn decide<'r>(
                 None => {
                     upstream::h1::write_request(&forward.request, out);
                     None
+                }
+                // Not yet: an HTTP/1 client to an HTTP/2 upstream (issue 13).
+                Some(_) if view.protocol != Protocol::Http2 => {
+                    tracing::warn!(route = %forward.route.name, "an HTTP/1 request to an h2c:// upstream is not supported yet");
+                    return Outcome::Refuse(Rejection::UpstreamUnavailable);
                 }
                 Some(_) => match H2Head::of(&forward.request) {
                     Ok(head) => Some(Box::new(head)),

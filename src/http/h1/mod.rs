@@ -324,26 +324,8 @@ impl<T: Transport> Connection<T> {
             kind,
         } = planned;
         let next = match outcome {
-            Outcome::Forward {
-                route, h2: Some(_), ..
-            } => {
-                // Not yet: an HTTP/1 client to an HTTP/2 upstream (issue 13).
-                tracing::warn!(route = %route.name, "an HTTP/1 request to an h2c:// upstream is not supported yet");
-                let e = Rejection::UpstreamUnavailable;
-                self.answer_here(
-                    &e.response_to(record.grpc),
-                    record,
-                    framing,
-                    keep_alive,
-                    kind,
-                )
-                .await
-            }
-            Outcome::Forward {
-                route,
-                upgrade,
-                h2: None,
-            } => {
+            // HTTP/1 requests are never decided for an HTTP/2 upstream (`h2` is `None`).
+            Outcome::Forward { route, upgrade, .. } => {
                 let request = Request {
                     route,
                     upgrade,
