@@ -13,31 +13,9 @@ use serde_json::{json, Value};
 /// Runs the gRPC client `script` (in tests/grpc/) against `addr` with `calls` on its stdin;
 /// one JSON value per line of its output.
 fn python_client(script: &str, addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
-    use std::io::Write;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let path = format!("{}/tests/grpc/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(&python)
-        .arg(path)
-        .arg(addr.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(calls.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed (is grpcio installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let addr = addr.to_string();
+    common::python(&[&path, &addr], &[], &calls.to_string(), "grpcio")
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -23,30 +23,14 @@ claims = jwt.decode(sys.stdin.read().strip(), os.environ["JWT_SECRET_KEY"], algo
 print(claims["sub"])
 "#;
 
+/// `script` run by Python with `JWT_SECRET_KEY` set, `stdin` on its standard input.
 fn python(script: &str, stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = Command::new(&python)
-        .args(["-c", script])
-        .env("JWT_SECRET_KEY", KEY)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; install python3"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{python} failed (is PyJWT installed? `pip install PyJWT`): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::python(
+        &["-c", script],
+        &[("JWT_SECRET_KEY", KEY)],
+        stdin.unwrap_or(""),
+        "PyJWT (`pip install PyJWT`)",
+    )
 }
 
 #[tokio::test]

@@ -8,41 +8,22 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+/// tests/providers/idp.py with `args`, `stdin` on its standard input.
 fn python(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/providers/idp.py");
-    let mut child = Command::new(&python)
-        .arg(script)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{python} idp.py failed (are PyJWT and cryptography installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args: Vec<&str> = std::iter::once(script)
+        .chain(args.iter().copied())
+        .collect();
+    common::python(&args, &[], stdin, "PyJWT with cryptography")
 }
 
 /// One key per family (rsa, p256, p384, ed25519), made by `cryptography`.
@@ -137,15 +118,9 @@ impl Idp {
                 let (jwks, mode, fetches) = (jwks.clone(), mode.clone(), fetches.clone());
                 let discovery = discovery.lock().unwrap().clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(head) = read_request_head(&mut s).await else {
+                        return;
+                    };
                     let path = head.split(' ').nth(1).unwrap_or("").to_owned();
                     let mode = mode.lock().unwrap().clone();
                     let issuer = format!("http://{addr}");

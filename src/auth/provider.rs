@@ -74,7 +74,6 @@ impl ProviderKeys {
     pub fn fixed(issuer: &str, keys: Vec<PublicKey>) -> ProviderKeys {
         let p = ProviderKeys::new(issuer, None);
         p.keys.store(Some(Arc::new(keys)));
-        p.fetching.store(false, Ordering::Release);
         p
     }
 
@@ -101,6 +100,8 @@ impl ProviderKeys {
     }
 
     fn new(issuer: &str, remote: Option<Remote>) -> ProviderKeys {
+        // Keys on the network: the first fetch is owed; keys from a file: none ever is.
+        let fetching = AtomicBool::new(remote.is_some());
         ProviderKeys {
             issuer: issuer.to_owned(),
             keys: ArcSwapOption::empty(),
@@ -108,7 +109,7 @@ impl ProviderKeys {
             started: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
-            fetching: AtomicBool::new(true),
+            fetching,
             last_refetch: Mutex::new(None),
             fetched: watch::channel(0).0,
         }
@@ -116,9 +117,7 @@ impl ProviderKeys {
 
     /// A provider with no keys and no way to get any (a verifier built without them).
     pub fn unavailable(issuer: &str) -> ProviderKeys {
-        let p = ProviderKeys::new(issuer, None);
-        p.fetching.store(false, Ordering::Release);
-        p
+        ProviderKeys::new(issuer, None)
     }
 
     /// True when a key with this id is in the current set.

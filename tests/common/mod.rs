@@ -600,13 +600,8 @@ impl JwksServer {
             while let Ok((mut s, _)) = l.accept().await {
                 let (body, requests) = (body.clone(), requests.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if read_request_head(&mut s).await.is_none() {
+                        return;
                     }
                     requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let body = body.lock().unwrap().clone();
@@ -677,4 +672,46 @@ pub fn signed(alg: jsonwebtoken::Algorithm, kid: &str, claims: serde_json::Value
     let mut header = jsonwebtoken::Header::new(alg);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// Runs `$PYTHON` (else `python3`) with `args` and `env`, `stdin` on its standard input, and
+/// returns its standard output; fails the test with its standard error (`needs` names the
+/// packages it wants) when it does not exit 0.
+pub fn python(args: &[&str], env: &[(&str, &str)], stdin: &str, needs: &str) -> String {
+    use std::io::Write;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = std::process::Command::new(&python)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; install python3"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{python} {args:?} failed (is {needs} installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Reads a request head (up to its blank line) from `s`; `None` when the peer closes first.
+pub async fn read_request_head(s: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
