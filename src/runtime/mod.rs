@@ -58,7 +58,7 @@ struct ProviderOrigin {
     source: KeySource,
     refresh: std::time::Duration,
     algorithms: Vec<crate::config::Algorithm>,
-    /// The digest of the CA file for a URL, or of the key file.
+    /// The digest of the CA file of a URL source.
     digest: Option<[u8; 32]>,
 }
 
@@ -275,8 +275,9 @@ fn build_providers(
                     problems.push(Problem::new(file_key, format!("{}: {why}", path.display())));
                     continue;
                 }
-                let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                (Some(digest), Arc::new(ProviderKeys::fixed(&p.issuer, keys)))
+                // Read again at every build: nothing of a file provider is kept over a reload
+                // (a cached token stays valid while its key, by content, is still there).
+                (None, Arc::new(ProviderKeys::fixed(&p.issuer, keys)))
             }
             KeySource::JwksUrl(url) | KeySource::Discovery(url) => {
                 let (digest, tls) = match &p.ca_file {
@@ -432,7 +433,13 @@ impl Gateway {
     /// Marks the gateway ready (listener up) or not (draining).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
-        self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// The metrics as Prometheus text, `jwtgate_ready` as [`Gateway::is_ready`] says now (the
+    /// providers' keys arrive on their own, so the gauge is read, not kept).
+    pub fn render_metrics(&self) -> String {
+        self.metrics.ready.set(i64::from(self.is_ready()));
+        self.metrics.render()
     }
 
     /// Tunnels open now (upgraded connections, e.g. WebSockets).

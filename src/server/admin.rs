@@ -76,11 +76,7 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         ),
         "/metrics" => text(
             StatusCode::OK,
-            {
-                // Readiness also depends on the providers' keys, which arrive on their own.
-                gateway.metrics.ready.set(i64::from(gateway.is_ready()));
-                gateway.metrics.render()
-            },
+            gateway.render_metrics(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
