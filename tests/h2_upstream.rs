@@ -1,7 +1,9 @@
-//! `h2c://` upstreams, seen from a scripted HTTP/2 upstream (hyper): request trailers reach it
+//! `h2c://` upstreams, seen from scripted HTTP/2 upstreams (hyper): request trailers reach it
 //! without the fields the gateway manages, response trailers reach the client, a body over
-//! `max_body_bytes` is refused, HTTP/1 clients are refused (not yet supported), a dead upstream
-//! is a 502.
+//! `max_body_bytes` is refused, HTTP/1.x clients are carried (bodies re-framed, trailers
+//! dropped), a dead upstream is a 502; the connection pool opens another connection at
+//! `server.upstream_max_streams`, a GOAWAY loses no request, and a request that failed after it
+//! was sent is sent again only when it is idempotent and has no body.
 
 mod common;
 
@@ -148,7 +150,7 @@ async fn trailers_pass_both_ways_without_the_gateways_fields() {
 }
 
 #[tokio::test]
-async fn limits_http1_clients_and_a_dead_upstream() {
+async fn a_large_body_and_a_dead_upstream() {
     let (addr, seen) = h2_upstream().await;
     let gw = Gateway::start(&config(addr), "").await;
     let client: Client<_, WithTrailers> = Client::builder(TokioExecutor::new())
@@ -166,14 +168,6 @@ async fn limits_http1_clients_and_a_dead_upstream() {
     let res = client.request(req).await.unwrap();
     assert_eq!(res.status(), 413);
     assert!(seen.lock().unwrap().iter().all(|s| s.body != 5000));
-    // HTTP/1 clients to an h2c route: not yet (502), nothing sent.
-    let got = get(
-        &gw,
-        "/svc/H1",
-        &[("authorization", &bearer(&token("alice")))],
-    )
-    .await;
-    assert_eq!(got.status, 502);
     // A dead upstream: 502, and for HEAD without a body (an HTTP/2 client fails on one).
     let dead = Gateway::start(&config("127.0.0.1:1".parse().unwrap()), "").await;
     for method in [http::Method::GET, http::Method::HEAD] {
@@ -195,11 +189,6 @@ async fn limits_http1_clients_and_a_dead_upstream() {
             "{method}"
         );
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert!(
-        seen.lock().unwrap().iter().all(|s| s.path != "/svc/H1"),
-        "an HTTP/1 request reached the upstream"
-    );
 }
 
 #[tokio::test]
@@ -236,4 +225,246 @@ async fn a_slow_upload_is_not_cut_by_upstream_timeout() {
         .cloned()
         .unwrap();
     assert_eq!(s.body, 50);
+}
+
+#[tokio::test]
+async fn http1_clients_reach_an_h2c_upstream() {
+    let (addr, seen) = h2_upstream().await;
+    let gw = Gateway::start(&config(addr), "").await;
+    let auth = format!("authorization: Bearer {}\r\n", token("alice"));
+    // A chunked upload with trailers, then a GET, on one keep-alive connection.
+    let request = format!(
+        "POST /svc/Up HTTP/1.1\r\nhost: a.example\r\n{auth}x-auth-user: mallory\r\ntransfer-encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n5\r\nworld\r\n0\r\nx-auth-user: mallory\r\n\r\n\
+         GET /svc/Down?q=1 HTTP/1.1\r\nhost: a.example\r\n{auth}\r\n"
+    );
+    let got = raw(gw.addr, request.as_bytes()).await;
+    assert_eq!(statuses(&got), [200, 200], "{got}");
+    let lower = got.to_ascii_lowercase();
+    // The body was re-chunked (the upstream gave no length); its trailers are not passed to
+    // an HTTP/1 client.
+    assert_eq!(
+        lower.matches("transfer-encoding: chunked").count(),
+        2,
+        "{got}"
+    );
+    assert_eq!(got.matches("6\r\nanswer\r\n0\r\n\r\n").count(), 2, "{got}");
+    assert!(
+        !lower.contains("grpc-status") && !lower.contains("x-upstream-trailer"),
+        "{got}"
+    );
+    assert!(!lower.contains("connection: close"), "{got}");
+    let first = seen.lock().unwrap().clone();
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0].path.as_str(), first[0].body), ("/svc/Up", 10));
+    assert!(first[0].trailers.is_none(), "{:?}", first[0].trailers);
+    assert_eq!(first[1].path, "/svc/Down");
+    for s in &first {
+        let users: Vec<_> = s.headers.get_all("x-auth-user").iter().collect();
+        assert_eq!(users, ["alice"], "one identity, the gateway's");
+        assert_eq!(s.headers["te"], "trailers");
+        assert!(s.headers.get("transfer-encoding").is_none());
+    }
+    // HTTP/1.0: the body until the connection closes.
+    let request = format!("GET /svc/Old HTTP/1.0\r\n{auth}\r\n");
+    let (got, closed) = raw_until_closed(gw.addr, request.as_bytes()).await;
+    assert!(closed && got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("\r\n\r\nanswer"), "{got}");
+    // Over max_body_bytes (1000): 413, the upstream never gets a whole body.
+    let big = "x".repeat(3000);
+    let request =
+        format!("POST /svc/Big HTTP/1.1\r\nhost: a\r\n{auth}content-length: 3000\r\n\r\n{big}");
+    let got = raw(gw.addr, request.as_bytes()).await;
+    assert_eq!(statuses(&got), [413], "{got}");
+    // A forged token: 401, nothing sent.
+    let request = "GET /svc/Forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer a.b.c\r\n\r\n";
+    assert_eq!(statuses(&raw(gw.addr, request.as_bytes()).await), [401]);
+    let after = seen.lock().unwrap().clone();
+    assert!(
+        after
+            .iter()
+            .all(|s| s.path != "/svc/Forged" && s.body != 3000),
+        "{after:?}"
+    );
+}
+
+/// An HTTP/2 upstream that counts its connections and requests: each request waits `hold`,
+/// then gets 200 with the connection's number; a connection sends GOAWAY (a graceful
+/// shutdown) after `goaway_after` requests; a request to a path ending in `/fail-once` is
+/// reset the first time that path comes (a request lost after it was sent).
+async fn counting_upstream(
+    hold: std::time::Duration,
+    goaway_after: Option<usize>,
+) -> (
+    std::net::SocketAddr,
+    Arc<Mutex<Vec<String>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (log, count) = (requests.clone(), conns.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let log = log.clone();
+            let served = Arc::new(AtomicUsize::new(0));
+            let enough = Arc::new(tokio::sync::Notify::new());
+            let (served2, enough2) = (served.clone(), enough.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (log, served, enough) = (log.clone(), served2.clone(), enough2.clone());
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let first = {
+                                let mut log = log.lock().unwrap();
+                                let first = !log.contains(&path);
+                                log.push(path.clone());
+                                first
+                            };
+                            let _ = req.into_body().collect().await;
+                            if path.ends_with("/fail-once") && first {
+                                return Err("reset this stream");
+                            }
+                            tokio::time::sleep(hold).await;
+                            if goaway_after == Some(served.fetch_add(1, Ordering::SeqCst) + 1) {
+                                enough.notify_one();
+                            }
+                            Ok::<_, &str>(Response::new(http_body_util::Full::new(Bytes::from(
+                                format!("conn {n}"),
+                            ))))
+                        }
+                    });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    () = enough.notified() => conn.as_mut().graceful_shutdown(),
+                }
+                let _ = conn.await;
+            });
+        }
+    });
+    (addr, requests, conns)
+}
+
+fn h2_client() -> H2Client {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+type H2Client =
+    Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>>;
+
+/// One call through the gateway at `base`: the status and the body.
+async fn call(
+    client: H2Client,
+    base: String,
+    method: &str,
+    path: &str,
+    body: &'static [u8],
+) -> (u16, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("authorization", bearer(&token("alice")))
+        .body(http_body_util::Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let res = client.request(req).await.expect("an answer");
+    let status = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("a whole body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_stream_limit_another_connection_opens() {
+    let hold = std::time::Duration::from_millis(400);
+    let (addr, requests, conns) = counting_upstream(hold, None).await;
+    let config = format!(
+        "[server]\nupstream_max_streams = 2\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
+    );
+    let gw = Gateway::start(&config, "").await;
+    let client = h2_client();
+    let base = gw.url("");
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let (client, base) = (client.clone(), base.clone());
+        calls
+            .spawn(async move { call(client, base, "POST", &format!("/c/{i}"), b"payload").await });
+    }
+    let answers = calls.join_all().await;
+    let mut per_conn = std::collections::HashMap::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        *per_conn.entry(body.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(requests.lock().unwrap().len(), 6);
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "{per_conn:?}"
+    );
+    assert!(per_conn.values().all(|n| *n == 2), "{per_conn:?}");
+    // Once they are done, the connections take calls again (no new one).
+    let (status, _) = call(client, base, "POST", "/again", b"x").await;
+    assert_eq!(status, 200);
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_loses_no_request_and_sent_ones_are_not_replayed_unless_safe() {
+    let hold = std::time::Duration::from_millis(5);
+    let (addr, requests, conns) = counting_upstream(hold, Some(3)).await;
+    let config = format!("[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n");
+    let gw = Gateway::start(&config, "").await;
+    let client = h2_client();
+    // Eight clients, 25 POSTs each (not idempotent: never replayed after processing), against
+    // an upstream that sends GOAWAY every 3 requests.
+    let base = gw.url("");
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let (client, base) = (client.clone(), base.clone());
+        workers.spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0..25 {
+                let path = format!("/w{w}/{i}");
+                let (status, body) =
+                    call(client.clone(), base.clone(), "POST", &path, b"data").await;
+                if status != 200 {
+                    failures.push(format!("{path}: {status} {body}"));
+                }
+            }
+            failures
+        });
+    }
+    let failures: Vec<String> = workers.join_all().await.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        requests.lock().unwrap().len(),
+        200,
+        "each request reached the upstream once"
+    );
+    assert!(
+        conns.load(std::sync::atomic::Ordering::SeqCst) >= 10,
+        "GOAWAYs were sent"
+    );
+    // A request reset after it was sent: a GET without a body goes once more; a POST fails
+    // with 502 and is not sent again.
+    let (status, _) = call(client.clone(), base.clone(), "GET", "/get/fail-once", b"").await;
+    assert_eq!(status, 200);
+    let (status, _) = call(client, base, "POST", "/post/fail-once", b"data").await;
+    assert_eq!(status, 502);
+    let log = requests.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|p| *p == "/get/fail-once").count(), 2);
+    assert_eq!(log.iter().filter(|p| *p == "/post/fail-once").count(), 1);
 }

@@ -350,3 +350,134 @@ async fn a_jwks_over_https_is_verified_with_the_provider_ca_file() {
         "{metrics}"
     );
 }
+
+/// An HTTPS upstream offering `alpn` that records each request's version, path and identity,
+/// and answers with a body and `grpc-status: 0` trailers (HTTP/2 only carries them).
+async fn alpn_upstream(
+    cert: &str,
+    key: &str,
+    alpn: &[&[u8]],
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<(http::Version, String, Vec<String>)>>>,
+) {
+    use http_body_util::BodyExt;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let users = req
+                                .headers()
+                                .get_all("x-auth-user")
+                                .iter()
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .collect();
+                            log.lock().unwrap().push((
+                                req.version(),
+                                req.uri().path().to_owned(),
+                                users,
+                            ));
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let body = Full::new(Bytes::from_static(b"over tls"))
+                                .with_trailers(async move { Some(Ok(trailers)) });
+                            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn https_upstreams_that_pick_h2_by_alpn_get_http2() {
+    use http_body_util::BodyExt;
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let (h2_addr, h2_seen) = alpn_upstream(&cert, &key, &[b"h2", b"http/1.1"]).await;
+    let (h1_addr, h1_seen) = alpn_upstream(&cert, &key, &[b"http/1.1"]).await;
+    let cfg = format!(
+        "[[route]]\npath = \"/h2\"\nupstream = \"https://localhost:{}\"\nca_file = {ca_path:?}\n\
+         [[route]]\npath = \"/h1\"\nupstream = \"https://localhost:{}\"\nca_file = {ca_path:?}\n",
+        h2_addr.port(),
+        h1_addr.port()
+    );
+    let gw = Gateway::start(&cfg, "").await;
+    let auth = bearer(&token("alice"));
+    // An HTTP/2 client: HTTP/2 to the upstream that picked h2, its trailers passed back.
+    let h2_client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    for path in ["/h2/a", "/h1/a"] {
+        let req = Request::get(gw.url(path))
+            .header("authorization", &auth)
+            .header("x-auth-user", "mallory")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = h2_client.request(req).await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let body = res.into_body().collect().await.unwrap();
+        let trailers = body.trailers().cloned();
+        assert_eq!(body.to_bytes(), "over tls");
+        match path {
+            "/h2/a" => assert_eq!(trailers.expect("trailers")["grpc-status"], "0"),
+            _ => assert!(trailers.is_none(), "HTTP/1.1 has no trailers here"),
+        }
+    }
+    // An HTTP/1.1 client too.
+    for path in ["/h2/b", "/h1/b"] {
+        let got = get(&gw, path, &[("authorization", &auth)]).await;
+        assert_eq!((got.status, got.body.as_str()), (200, "over tls"), "{path}");
+    }
+    let h2_seen = h2_seen.lock().unwrap().clone();
+    let h1_seen = h1_seen.lock().unwrap().clone();
+    assert_eq!(h2_seen.len(), 2);
+    assert_eq!(h1_seen.len(), 2);
+    for (version, path, users) in &h2_seen {
+        assert_eq!(*version, http::Version::HTTP_2, "{path}");
+        assert_eq!(users, &["alice"], "{path}");
+    }
+    for (version, path, users) in &h1_seen {
+        assert_eq!(*version, http::Version::HTTP_11, "{path}");
+        assert_eq!(users, &["alice"], "{path}");
+    }
+}

@@ -123,6 +123,9 @@ pub struct ServerConfig {
     /// Most connects to one upstream in flight at once; other requests wait for a pooled
     /// connection or a slot. Default 8.
     pub max_connecting: usize,
+    /// Most calls in flight at once on one HTTP/2 upstream connection; more open another
+    /// connection. Default 100.
+    pub upstream_max_streams: usize,
     /// `[server.tls]`: serve HTTPS with this PEM certificate chain and key. Default: plain HTTP.
     pub tls: Option<TlsFiles>,
 }

@@ -22,6 +22,7 @@ pub(super) struct RawServer {
     pub max_connections: Option<usize>,
     pub workers: Option<usize>,
     pub max_connecting: Option<usize>,
+    pub upstream_max_streams: Option<usize>,
     pub tls: Option<RawTls>,
 }
 
@@ -99,6 +100,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "max_connections",
     "workers",
     "max_connecting",
+    "upstream_max_streams",
     "tls",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];

@@ -297,6 +297,13 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         .workers
         .map(|n| bounded("server.workers", Some(n), n, 1, 1024));
     let max_connecting = bounded("server.max_connecting", raw.max_connecting, 8, 1, 1024);
+    let upstream_max_streams = bounded(
+        "server.upstream_max_streams",
+        raw.upstream_max_streams,
+        100,
+        1,
+        10_000,
+    );
     let tls = raw.tls.map(|t| TlsFiles {
         cert: PathBuf::from(t.cert),
         key: PathBuf::from(t.key),
@@ -315,6 +322,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         max_connections,
         workers,
         max_connecting,
+        upstream_max_streams,
         tls,
     })
 }

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use crate::net::Deadline;
 use crate::ops::access::Record;
+use crate::upstream::h2::Call;
 use crate::upstream::{BodySource, Conn, Origin, SourceError, Upload};
 
 /// A response body.
@@ -35,15 +36,18 @@ pub struct Relay {
     inner: hyper::body::Incoming,
     grpc: bool,
     ended: bool,
+    /// The call's place on its upstream connection, freed when the body ends.
+    call: Option<Call>,
 }
 
 impl Relay {
-    /// Relays `inner`; `grpc` for a gRPC call.
-    pub fn new(inner: hyper::body::Incoming, grpc: bool) -> Relay {
+    /// Relays `inner`, the body of `call`; `grpc` for a gRPC call.
+    pub fn new(inner: hyper::body::Incoming, grpc: bool, call: Call) -> Relay {
         Relay {
             inner,
             grpc,
             ended: false,
+            call: Some(call),
         }
     }
 
@@ -56,12 +60,14 @@ impl Relay {
         }
         match std::task::ready!(http_body::Body::poll_frame(Pin::new(&mut self.inner), cx)) {
             Some(Ok(frame)) => {
-                self.ended |= frame.is_trailers();
+                if frame.is_trailers() {
+                    self.end();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) if self.grpc => {
                 tracing::warn!(error = %e, "HTTP/2 upstream lost mid-call; ending it with grpc-status 14");
-                self.ended = true;
+                self.end();
                 let mut trailers = http::HeaderMap::new();
                 trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
                 trailers.insert(
@@ -70,12 +76,20 @@ impl Relay {
                 );
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e)))),
+            Some(Err(e)) => {
+                self.end();
+                Poll::Ready(Some(Err(io::Error::other(e))))
+            }
             None => {
-                self.ended = true;
+                self.end();
                 Poll::Ready(None)
             }
         }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.call = None;
     }
 }
 

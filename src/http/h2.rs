@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::body::{Body, IncomingBody, UpstreamBody};
-use super::{decide, waits_for_keys, Outcome};
+use super::{decide, learn, learns_protocol, waits_for_keys, Outcome};
 use crate::config::ServerConfig;
 use crate::net::Closing;
 use crate::net::{Deadline, IdleIo};
@@ -29,6 +29,7 @@ use crate::ops::access::Record;
 use crate::pipeline::response::{self, Asked, Plan};
 use crate::pipeline::{ClientInfo, FieldSink, LocalResponse, Protocol, Rejection, RequestView};
 use crate::runtime::Gateway;
+use crate::upstream::h2::{H2Head, Progress};
 use crate::upstream::RequestKind;
 use crate::wire::{self, Framing, Header, ResponseHead};
 
@@ -149,6 +150,18 @@ async fn handle(
                 out.clear();
                 outcome = decide(&rt, &view, record, &mut out);
             }
+            if let Some(origin) = learns_protocol(&rt, &outcome) {
+                // An https:// upstream not yet connected to: it may pick h2.
+                let route = record.route.clone();
+                outcome = match learn(origin, &route).await {
+                    Some(rejection) => Outcome::Refuse(rejection),
+                    None => {
+                        *record = Record::new(method);
+                        out.clear();
+                        decide(&rt, &view, record, &mut out)
+                    }
+                };
+            }
             outcome
         }
         Err(rejection) => Outcome::Refuse(rejection),
@@ -224,36 +237,23 @@ async fn handle(
 }
 
 /// Forwards to an HTTP/2 upstream: the client's body and trailers go as they come, the
-/// upstream's response head, body and trailers come back the same way (first part of issue 13).
+/// upstream's response head, body and trailers come back the same way.
 async fn forward_h2(
     guard: &mut Unanswered<'_>,
     rt: &Arc<crate::runtime::Runtime>,
     route: &crate::policy::Route,
-    head: crate::upstream::h2::H2Head,
+    head: H2Head,
     body: Incoming,
 ) -> Response<Body> {
     use http_body_util::BodyExt;
     let gateway = guard.gateway;
     let grpc = guard.record.as_ref().is_some_and(|r| r.grpc);
     let head_only = head.method == http::Method::HEAD;
-    // Answers a failure; the record is taken from the guard (which logs a 499 for a client
-    // that goes away before any answer).
-    let failed = |rejection: Option<Rejection>, guard: &mut Unanswered<'_>| match rejection {
-        Some(r) => answer(
-            gateway,
-            &r.response_to(grpc),
-            guard.record.take(),
-            head_only,
-        ),
-        None => Response::new(Body::empty()),
-    };
+    let replayable =
+        RequestKind::new(head.method.as_str(), Framing::Empty).retryable && body.is_end_stream();
     let origin = rt.origin(route).clone();
-    let Some(client) = origin.h2() else {
-        return failed(Some(Rejection::UpstreamUnavailable), guard);
-    };
     let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sent = Instant::now();
-    let progress = Arc::new(Progress::new(sent));
+    let progress = Arc::new(Progress::now());
     let relayed = RequestBody {
         inner: body,
         left: route.max_body,
@@ -261,40 +261,32 @@ async fn forward_h2(
         progress: progress.clone(),
         rt: rt.clone(),
     };
-    let mut req = Request::new(relayed.boxed_unsync());
-    *req.method_mut() = head.method;
-    *req.uri_mut() = head.uri;
-    *req.headers_mut() = head.headers;
-    // upstream_timeout runs from the request body's last byte (while the client uploads, from
-    // its last progress), as on the HTTP/1 path: a client stream the server answers at its end
-    // is not cut.
-    let timeout = origin.upstream_timeout;
-    let send = client.send(req);
-    tokio::pin!(send);
-    let outcome = loop {
-        let deadline = progress.last() + timeout;
-        tokio::select! {
-            r = &mut send => break Ok(r),
-            () = tokio::time::sleep_until(deadline) => {
-                if progress.last() + timeout <= Instant::now() {
-                    break Err(());
+    let req = head.into_request(relayed.boxed_unsync());
+    let (res, call) = match origin.exchange_h2(req, replayable, &progress).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let rejection = match e {
+                _ if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
+                    Some(Rejection::PayloadTooLarge)
                 }
-            }
-        }
-    };
-    let res = match outcome {
-        Ok(Ok(res)) => res,
-        _ if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
-            return failed(Some(Rejection::PayloadTooLarge), guard);
-        }
-        Ok(Err(e)) => return failed(e.into_rejection(&route.name), guard),
-        Err(_) => {
-            tracing::warn!(route = %route.name, "upstream sent no response head within upstream_timeout");
-            return failed(Some(Rejection::UpstreamTimeout), guard);
+                e => e.into_rejection(&route.name),
+            };
+            return match rejection {
+                Some(r) => answer(
+                    gateway,
+                    &r.response_to(grpc),
+                    guard.record.take(),
+                    head_only,
+                ),
+                // The client went away: the guard counts and logs it.
+                None => Response::new(Body::empty()),
+            };
         }
     };
     let (parts, body) = res.into_parts();
-    let mut out = Response::new(Body::Relay(Box::new(super::body::Relay::new(body, grpc))));
+    let mut out = Response::new(Body::Relay(Box::new(super::body::Relay::new(
+        body, grpc, call,
+    ))));
     *out.status_mut() = parts.status;
     for (name, value) in &parts.headers {
         if !crate::pipeline::headers::is_hop_by_hop(name.as_str()) {
@@ -302,7 +294,7 @@ async fn forward_h2(
         }
     }
     if let Some(mut record) = guard.record.take() {
-        record.upstream = Some(sent.elapsed());
+        record.upstream = Some(progress.sent().elapsed());
         record.status = parts.status.as_u16();
         gateway.count(&record, record.status);
         record.log(0, true);
@@ -320,31 +312,6 @@ struct RequestBody {
     exceeded: Arc<std::sync::atomic::AtomicBool>,
     progress: Arc<Progress>,
     rt: Arc<crate::runtime::Runtime>,
-}
-
-/// When a request body last moved (milliseconds after the request was sent).
-struct Progress {
-    sent: Instant,
-    ms: std::sync::atomic::AtomicU64,
-}
-
-impl Progress {
-    fn new(sent: Instant) -> Progress {
-        Progress {
-            sent,
-            ms: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.sent.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.ms.store(ms, std::sync::atomic::Ordering::Release);
-    }
-
-    fn last(&self) -> Instant {
-        self.sent
-            + std::time::Duration::from_millis(self.ms.load(std::sync::atomic::Ordering::Acquire))
-    }
 }
 
 impl http_body::Body for RequestBody {

@@ -11,11 +11,13 @@ pub mod h2;
 use crate::auth::TokenError;
 use crate::ops::access::Record;
 use crate::pipeline::upgrade::Offer;
-use crate::pipeline::{Decision, LocalResponse, Protocol, Rejection, RequestView};
+use crate::pipeline::{Decision, LocalResponse, Rejection, RequestView};
 use crate::policy::Route;
 use crate::runtime::Runtime;
 use crate::upstream;
 use crate::upstream::h2::H2Head;
+use crate::upstream::Origin;
+use std::sync::Arc;
 
 /// What the pipeline decided, without the request head's bytes (what a front-end keeps once
 /// the upstream's request head is written).
@@ -50,6 +52,31 @@ pub fn waits_for_keys(outcome: &Outcome<'_>) -> Option<(usize, u64)> {
     }
 }
 
+/// The upstream of a request decided for HTTP/1.1 to an `https://` upstream whose protocol is
+/// not known yet: the front-end lets it [`learn`] (it may pick `h2`) and decides once more.
+pub fn learns_protocol(rt: &Runtime, outcome: &Outcome<'_>) -> Option<Arc<Origin>> {
+    match outcome {
+        Outcome::Forward {
+            route,
+            upgrade: None,
+            h2: None,
+        } => {
+            let origin = rt.origin(route);
+            (!origin.knows_protocol()).then(|| origin.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Connects to `origin` to learn the protocol it picks; a failure is the request's answer
+/// (`route` names it in the log), as a failed connect would be.
+pub async fn learn(origin: Arc<Origin>, route: &str) -> Option<Rejection> {
+    match origin.learn_protocol().await {
+        Ok(()) => None,
+        Err(e) => e.into_rejection(route),
+    }
+}
+
 /// Lets `rt`'s pipeline decide `view`; a request that goes upstream gets its head written for
 /// the upstream into `out`.
 pub fn decide<'r>(
@@ -60,17 +87,13 @@ pub fn decide<'r>(
 ) -> Outcome<'r> {
     match rt.pipeline().decide(view, record) {
         Decision::Forward(forward) => {
-            let h2 = match rt.origin(forward.route).h2() {
-                None => {
+            let origin = rt.origin(forward.route);
+            let h2 = match origin.h2_for(forward.upgrade.is_some()) {
+                false => {
                     upstream::h1::write_request(&forward.request, out);
                     None
                 }
-                // Not yet: an HTTP/1 client to an HTTP/2 upstream (issue 13).
-                Some(_) if view.protocol != Protocol::Http2 => {
-                    tracing::warn!(route = %forward.route.name, "an HTTP/1 request to an h2c:// upstream is not supported yet");
-                    return Outcome::Refuse(Rejection::UpstreamUnavailable);
-                }
-                Some(_) => match H2Head::of(&forward.request) {
+                true => match H2Head::of(&forward.request, origin.h2_scheme()) {
                     Ok(head) => Some(Box::new(head)),
                     Err(why) => return Outcome::Refuse(Rejection::BadRequest(why)),
                 },

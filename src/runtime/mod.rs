@@ -166,6 +166,7 @@ impl Runtime {
                 connect: config.server.connect_timeout,
                 response: config.server.upstream_timeout,
                 max_connecting: config.server.max_connecting,
+                max_streams: config.server.upstream_max_streams,
             },
             previous.map(|p| &p.upstreams),
         );

@@ -84,8 +84,17 @@ impl Origin {
         self.connect(deadline).await
     }
 
-    /// A new connection, retrying until `deadline`.
+    /// A new HTTP/1.1 connection, retrying until `deadline`.
     pub(super) async fn connect(&self, deadline: Instant) -> Result<Conn, ProxyError> {
+        self.connect_stream(deadline, false).await.map(Conn::new)
+    }
+
+    /// A new connection, retrying until `deadline`; `h2`: over TLS, offer `h2` by ALPN.
+    pub(super) async fn connect_stream(
+        &self,
+        deadline: Instant,
+        h2: bool,
+    ) -> Result<Stream, ProxyError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0usize;
         // The upstream's addresses, looked up once per connect (again after a failed lookup).
@@ -102,10 +111,10 @@ impl Origin {
                 })));
             }
             let error = match self
-                .connect_once(&mut addrs, attempts, now + ATTEMPT, deadline)
+                .connect_once(&mut addrs, attempts, now + ATTEMPT, deadline, h2)
                 .await
             {
-                Ok(stream) => return Ok(Conn::new(stream)),
+                Ok(stream) => return Ok(stream),
                 Err(Failed::Final(e)) => return Err(ProxyError::Connect(e)),
                 Err(Failed::Retry(e)) => e,
             };
@@ -132,6 +141,7 @@ impl Origin {
         attempt: usize,
         attempt_ends: Instant,
         deadline: Instant,
+        h2: bool,
     ) -> Result<Stream, Failed> {
         let timed_out = |what| Failed::Retry(io::Error::new(io::ErrorKind::TimedOut, what));
         if addrs.is_empty() {
@@ -167,6 +177,10 @@ impl Origin {
         match &self.tls {
             None => Ok(Stream::Tcp(tcp)),
             Some((Some(connector), Some(name))) => {
+                let connector = match &self.tls_h2 {
+                    Some(offers_h2) if h2 => offers_h2,
+                    _ => connector,
+                };
                 let handshake = connector.connect(name.clone(), tcp);
                 match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),

@@ -61,6 +61,8 @@ pub struct Timeouts {
     pub response: Duration,
     /// Most connects to one upstream in flight at once.
     pub max_connecting: usize,
+    /// Most calls open at once on one HTTP/2 connection.
+    pub max_streams: usize,
 }
 
 /// Identifies a pool: the upstream URL (scheme and authority, lower case) and its TLS setup.
@@ -119,14 +121,18 @@ pub struct Origin {
     addr: Box<str>,
     /// For `https://`: the connector and the name to verify (see [`Origin::new`]).
     tls: Option<(Option<TlsConnector>, Option<ServerName<'static>>)>,
+    /// For `https://`: the connector that offers `h2` and `http/1.1` by ALPN.
+    tls_h2: Option<TlsConnector>,
+    /// `h2c://`: HTTP/2 by prior knowledge.
+    h2c: bool,
+    /// Most calls open at once on one HTTP/2 connection.
+    max_streams: usize,
     connect_timeout: Duration,
     /// Time allowed for the response head.
     pub upstream_timeout: Duration,
     pool: Arc<Pool>,
     /// Connects in flight (`server.max_connecting`).
     connecting: tokio::sync::Semaphore,
-    /// For `h2c://`: the HTTP/2 connection.
-    h2: Option<h2::H2Client>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -148,6 +154,12 @@ impl Origin {
             Some(_) => authority.to_owned(),
             None => format!("{authority}:{}", if https { 443 } else { 80 }),
         };
+        // HTTP/2 connections offer `h2` first; HTTP/1.1 ones (and upgrades) only `http/1.1`.
+        let tls_h2 = https.then_some(tls).flatten().map(|t| {
+            let mut config = (*t.config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            TlsConnector::from(Arc::new(config))
+        });
         // An https upstream without a TLS setup, or with a host rustls cannot verify, has no
         // connector or no name: connecting fails rather than fall back to plain TCP (the runtime
         // gives every https route a setup, and validation refuses such hosts).
@@ -159,18 +171,15 @@ impl Origin {
         });
         Origin {
             tls,
+            tls_h2,
+            h2c,
+            max_streams: timeouts.max_streams.max(1),
             connect_timeout: timeouts.connect,
             upstream_timeout: timeouts.response,
             pool,
             connecting: tokio::sync::Semaphore::new(timeouts.max_connecting.max(1)),
-            h2: h2c.then(|| h2::H2Client::new(&addr, timeouts.connect)),
             addr: addr.into_boxed_str(),
         }
-    }
-
-    /// The HTTP/2 client of an `h2c://` upstream.
-    pub fn h2(&self) -> Option<&h2::H2Client> {
-        self.h2.as_ref()
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.

@@ -21,6 +21,8 @@ const MAX_IDLE: usize = 1024;
 #[derive(Debug)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
+    /// The HTTP/2 connections (`h2c://`, or `https://` when the upstream picks `h2`).
+    pub(super) h2: super::h2::H2Conns,
     reaper: std::sync::Once,
     /// Told when a connection comes back (requests waiting for one, see `connect.rs`).
     released: Notify,
@@ -30,6 +32,7 @@ impl Default for Pool {
     fn default() -> Pool {
         Pool {
             idle: Mutex::default(),
+            h2: super::h2::H2Conns::default(),
             reaper: std::sync::Once::new(),
             released: Notify::new(),
         }
@@ -56,17 +59,13 @@ impl Pool {
 
     /// Keeps a connection whose exchange ended cleanly.
     pub fn release(self: &Arc<Self>, mut conn: Conn) {
+        self.start_reaper();
         if !conn.is_clean() {
             // Bytes after the response: not a connection to trust with another request.
             return;
         }
         conn.reused = true;
         conn.shed();
-        self.reaper.call_once(|| {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(reap(Arc::downgrade(self)));
-            }
-        });
         let since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
@@ -74,6 +73,15 @@ impl Pool {
             drop(idle);
             self.released.notify_one();
         }
+    }
+
+    /// Starts the task that drops expired and closed connections (once per pool).
+    pub(super) fn start_reaper(self: &Arc<Self>) {
+        self.reaper.call_once(|| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(reap(Arc::downgrade(self)));
+            }
+        });
     }
 
     /// Completes when a connection comes back to the pool (or came back since the last one
@@ -102,5 +110,7 @@ async fn reap(pool: Weak<Pool>) {
         idle.retain_mut(|i| {
             now.saturating_duration_since(i.since) < IDLE_FOR && i.conn.is_usable()
         });
+        drop(idle);
+        pool.h2.prune(now);
     }
 }

@@ -27,6 +27,7 @@
 mod body;
 mod input;
 pub mod render;
+mod to_h2;
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -270,29 +271,51 @@ impl<T: Transport> Connection<T> {
             }
             self.out.clear();
             let rt = self.gateway.current();
-            let mut waited = false;
+            let (mut waited, mut learned, mut failed) = (false, false, None);
             let planned = loop {
-                let wait = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
-                    Step::More => {
-                        self.input.scanned = self.input.len();
-                        continue 'requests;
-                    }
-                    Step::Unreadable(e) => {
-                        Box::pin(self.refuse(e, Record::new("-"))).await;
-                        return Run::Closed;
-                    }
-                    Step::Planned(p) => match super::waits_for_keys(&p.outcome) {
-                        Some((provider, seen)) if !waited => {
-                            Box::pin(rt.pipeline().verifier().wait_for_keys(provider, seen))
+                let wait: Pin<Box<dyn Future<Output = Option<Rejection>> + Send>> =
+                    match plan(&rt, self.input.data(), &self.client, &mut self.out) {
+                        Step::More => {
+                            self.input.scanned = self.input.len();
+                            continue 'requests;
                         }
-                        _ => break p,
-                    },
-                };
-                // An unknown `kid` while its provider's keys are being fetched: decide again
-                // once they are in. Only the boxed wait is held across it (the largest of this
-                // task's waits sets the size of every idle connection).
-                waited = true;
-                wait.await;
+                        Step::Unreadable(e) => {
+                            Box::pin(self.refuse(e, Record::new("-"))).await;
+                            return Run::Closed;
+                        }
+                        Step::Planned(mut p) => {
+                            if let Some(rejection) = failed.take() {
+                                p.outcome = Outcome::Refuse(rejection);
+                                break p;
+                            }
+                            match super::waits_for_keys(&p.outcome) {
+                                Some((provider, seen)) if !waited => {
+                                    waited = true;
+                                    let rt = rt.clone();
+                                    Box::pin(async move {
+                                        rt.pipeline()
+                                            .verifier()
+                                            .wait_for_keys(provider, seen)
+                                            .await;
+                                        None
+                                    })
+                                }
+                                _ => match super::learns_protocol(&rt, &p.outcome) {
+                                    Some(origin) if !learned => {
+                                        learned = true;
+                                        let route = p.record.route.clone();
+                                        Box::pin(async move { super::learn(origin, &route).await })
+                                    }
+                                    _ => break p,
+                                },
+                            }
+                        }
+                    };
+                // An unknown `kid` while its provider's keys are being fetched, or an https://
+                // upstream not yet connected to (it may pick h2): decide again once the keys
+                // are in or the protocol is known. Only the boxed wait is held across it (the
+                // largest of this task's waits sets the size of every idle connection).
+                failed = wait.await;
                 self.out.clear();
             };
             first = false;
@@ -324,8 +347,7 @@ impl<T: Transport> Connection<T> {
             kind,
         } = planned;
         let next = match outcome {
-            // HTTP/1 requests are never decided for an HTTP/2 upstream (`h2` is `None`).
-            Outcome::Forward { route, upgrade, .. } => {
+            Outcome::Forward { route, upgrade, h2 } => {
                 let request = Request {
                     route,
                     upgrade,
@@ -336,7 +358,10 @@ impl<T: Transport> Connection<T> {
                     expect_continue,
                     kind,
                 };
-                self.forward(rt, request).await
+                match h2 {
+                    Some(head) => Box::pin(self.forward_h2(rt, request, *head)).await,
+                    None => self.forward(rt, request).await,
+                }
             }
             Outcome::Refuse(e) => {
                 self.gateway.count_refusal(&e, &mut record);
