@@ -109,11 +109,17 @@ struct GrpcServer {
 
 impl GrpcServer {
     fn start() -> GrpcServer {
+        GrpcServer::start_with(&[])
+    }
+
+    /// The server, with `env` set.
+    fn start_with(env: &[(&str, &str)]) -> GrpcServer {
         use std::io::BufRead;
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/server.py");
         let mut child = Command::new(&python)
             .arg(script)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -251,5 +257,27 @@ async fn an_upstream_lost_mid_call_ends_it_unavailable() {
     assert_eq!(got[0]["details"], "upstream unavailable");
     assert_eq!(got[1]["code"], "UNAVAILABLE", "{}", got[1]);
     assert_eq!(got[1]["details"], "upstream unavailable");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_server_sending_goaway_loses_no_call() {
+    // grpc-core sends GOAWAY on connections older than max_connection_age (here 200 ms):
+    // calls keep coming through the gateway for about 2 s, over ten or so connections.
+    let server = GrpcServer::start_with(&[("GRPC_MAX_CONNECTION_AGE_MS", "200")]);
+    let config = format!(
+        "[[route]]\npath = \"/test.Echo\"\nupstream = \"h2c://127.0.0.1:{}\"\n",
+        server.port
+    );
+    let gw = Gateway::start(&config, "").await;
+    let calls = json!([
+        {"case": "through goaways", "kind": "sequence", "method": "/test.Echo/Unary",
+         "token": token("alice"), "threads": 4, "count": 100, "pause": 0.02},
+    ]);
+    let addr = gw.addr;
+    let got = tokio::task::spawn_blocking(move || run_calls(addr, calls))
+        .await
+        .unwrap();
+    assert_eq!(got[0]["messages"], json!(["400"]), "{}", got[0]);
     drop(server);
 }

@@ -45,6 +45,27 @@ for call in json.load(sys.stdin):
             future.cancel()
             out["code"] = "CANCELLED" if future.cancelled() else "NOT_CANCELLED"
             time.sleep(0.5)
+        elif call["kind"] == "sequence":
+            # `threads` clients, each making `count` calls one after another, `pause` apart.
+            import threading
+            import time
+            stub = channel.unary_unary(call["method"])
+            failures = []
+
+            def client():
+                for _ in range(call["count"]):
+                    try:
+                        stub(payload, metadata=metadata, timeout=10)
+                    except grpc.RpcError as e:
+                        failures.append(f"{e.code().name}: {e.details()}")
+                    time.sleep(call["pause"])
+            threads = [threading.Thread(target=client) for _ in range(call["threads"])]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out["messages"] = [str(call["threads"] * call["count"] - len(failures))]
+            out["details"] = "; ".join(failures[:5])
         elif call["kind"] == "concurrent":
             stub = channel.unary_unary(call["method"])
             futures = [stub.future(payload, metadata=metadata, timeout=30) for _ in range(call["count"])]

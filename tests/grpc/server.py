@@ -5,8 +5,10 @@ test.Echo/Bidi echoes each message, test.Echo/Slow answers after 2 s (and says h
 deadline it saw), test.Echo/Fail aborts with NOT_FOUND "gone", test.Echo/Die sends one message and kills the
 server, test.Echo/Wait waits until the call ends (and counts it when the client cancelled),
 test.Echo/Stats reports that count.
+With GRPC_MAX_CONNECTION_AGE_MS set, connections older than that get GOAWAY.
 Prints {"port": N} once listening; stops when stdin closes."""
 import json
+import os
 import sys
 from concurrent import futures
 
@@ -76,8 +78,12 @@ def fail(request, context):
     context.abort(grpc.StatusCode.NOT_FOUND, "gone")
 
 
-server = grpc.server(futures.ThreadPoolExecutor(32), options=[
-    ("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)])
+options = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+if os.environ.get("GRPC_MAX_CONNECTION_AGE_MS"):
+    # Connections older than this get GOAWAY (calls in flight may finish for 10 s).
+    options += [("grpc.max_connection_age_ms", int(os.environ["GRPC_MAX_CONNECTION_AGE_MS"])),
+                ("grpc.max_connection_age_grace_ms", 10000)]
+server = grpc.server(futures.ThreadPoolExecutor(32), options=options)
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
