@@ -279,5 +279,7 @@ async fn a_grpc_server_sending_goaway_loses_no_call() {
         .await
         .unwrap();
     assert_eq!(got[0]["messages"], json!(["400"]), "{}", got[0]);
+    let connections = got[0]["trailing"]["connections"].as_u64().unwrap();
+    assert!(connections >= 4, "only {connections} connections: no GOAWAY was sent");
     drop(server);
 }

@@ -50,12 +50,12 @@ for call in json.load(sys.stdin):
             import threading
             import time
             stub = channel.unary_unary(call["method"])
-            failures = []
+            failures, peers = [], set()
 
             def client():
                 for _ in range(call["count"]):
                     try:
-                        stub(payload, metadata=metadata, timeout=10)
+                        peers.add(json.loads(stub(payload, metadata=metadata, timeout=10))["peer"])
                     except grpc.RpcError as e:
                         failures.append(f"{e.code().name}: {e.details()}")
                     time.sleep(call["pause"])
@@ -66,6 +66,8 @@ for call in json.load(sys.stdin):
                 t.join()
             out["messages"] = [str(call["threads"] * call["count"] - len(failures))]
             out["details"] = "; ".join(failures[:5])
+            # The connections the calls came over (the server's view of the gateway).
+            out["trailing"] = {"connections": len(peers)}
         elif call["kind"] == "concurrent":
             stub = channel.unary_unary(call["method"])
             futures = [stub.future(payload, metadata=metadata, timeout=30) for _ in range(call["count"])]

@@ -23,7 +23,8 @@ def unary(request, context):
 
     context.set_trailing_metadata((("x-trail", "t1"),))
     return json.dumps({"user": every("x-auth-user"), "user_bin": every("x-auth-user-bin"),
-                       "role": every("x-auth-role"), "len": len(request)}).encode()
+                       "role": every("x-auth-role"), "len": len(request),
+                       "peer": context.peer()}).encode()
 
 
 def server_stream(request, context):
