@@ -232,6 +232,51 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
         stats["cancelled"], 1,
         "the server did not see the cancellation"
     );
+    // Per-method metrics, with grpc-status next to the HTTP status (counted when each call
+    // ended: the statuses come in trailers).
+    let metrics = gw.gateway.render_metrics();
+    let count = |labels: &str| -> u64 {
+        let prefix = format!("jwtgate_grpc_requests_total{{{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let route = "route=\"/test.Echo\"";
+    // 1 + the 4 MiB call + 300 at once.
+    assert_eq!(
+        count(&format!(
+            "{route},method=\"/test.Echo/Unary\",status=\"200\",grpc_status=\"0\""
+        )),
+        302
+    );
+    assert_eq!(
+        count(&format!(
+            "{route},method=\"/test.Echo/Fail\",status=\"200\",grpc_status=\"5\""
+        )),
+        1
+    );
+    assert_eq!(
+        count(&format!(
+            "{route},method=\"/test.Echo/ServerStream\",status=\"200\",grpc_status=\"0\""
+        )),
+        1
+    );
+    assert_eq!(
+        count(&format!(
+            "{route},method=\"/test.Echo/Bidi\",status=\"200\",grpc_status=\"0\""
+        )),
+        1
+    );
+    // Refused by the gateway: UNAUTHENTICATED.
+    assert_eq!(
+        count(&format!(
+            "{route},method=\"/test.Echo/Unary\",status=\"200\",grpc_status=\"16\""
+        )),
+        1
+    );
     drop(server);
 }
 
@@ -280,6 +325,9 @@ async fn a_grpc_server_sending_goaway_loses_no_call() {
         .unwrap();
     assert_eq!(got[0]["messages"], json!(["400"]), "{}", got[0]);
     let connections = got[0]["trailing"]["connections"].as_u64().unwrap();
-    assert!(connections >= 4, "only {connections} connections: no GOAWAY was sent");
+    assert!(
+        connections >= 4,
+        "only {connections} connections: no GOAWAY was sent"
+    );
     drop(server);
 }

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use crate::net::Deadline;
 use crate::ops::access::Record;
+use crate::runtime::Gateway;
 use crate::upstream::h2::Call;
 use crate::upstream::{BodySource, Conn, Origin, SourceError, Upload};
 
@@ -38,16 +39,27 @@ pub struct Relay {
     ended: bool,
     /// The call's place on its upstream connection, freed when the body ends.
     call: Option<Call>,
+    /// The gateway and the request's record: the access log line (and a gRPC call's count,
+    /// with its `grpc-status`) are written when the body ends.
+    done: Option<(Arc<Gateway>, Record)>,
+    bytes: u64,
 }
 
 impl Relay {
-    /// Relays `inner`, the body of `call`; `grpc` for a gRPC call.
-    pub fn new(inner: hyper::body::Incoming, grpc: bool, call: Call) -> Relay {
+    /// Relays `inner`, the body of `call`, logged in `record` when it ends.
+    pub fn new(
+        inner: hyper::body::Incoming,
+        call: Call,
+        gateway: Arc<Gateway>,
+        record: Record,
+    ) -> Relay {
         Relay {
             inner,
-            grpc,
+            grpc: record.grpc,
             ended: false,
             call: Some(call),
+            done: Some((gateway, record)),
+            bytes: 0,
         }
     }
 
@@ -60,36 +72,58 @@ impl Relay {
         }
         match std::task::ready!(http_body::Body::poll_frame(Pin::new(&mut self.inner), cx)) {
             Some(Ok(frame)) => {
-                if frame.is_trailers() {
-                    self.end();
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some((_, record)) = &mut self.done {
+                        record.grpc_status_from(trailers);
+                    }
+                    self.end(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) if self.grpc => {
                 tracing::warn!(error = %e, "HTTP/2 upstream lost mid-call; ending it with grpc-status 14");
-                self.end();
                 let mut trailers = http::HeaderMap::new();
                 trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
                 trailers.insert(
                     "grpc-message",
                     http::HeaderValue::from_static("upstream unavailable"),
                 );
+                if let Some((_, record)) = &mut self.done {
+                    record.grpc_status_from(&trailers);
+                }
+                self.end(false);
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Some(Err(e)) => {
-                self.end();
+                self.end(false);
                 Poll::Ready(Some(Err(io::Error::other(e))))
             }
             None => {
-                self.end();
+                self.end(true);
                 Poll::Ready(None)
             }
         }
     }
 
-    fn end(&mut self) {
+    /// The body ended (`complete`: all of it went out): frees the call, counts and logs.
+    fn end(&mut self, complete: bool) {
         self.ended = true;
         self.call = None;
+        if let Some((gateway, record)) = self.done.take() {
+            gateway.count_grpc(&record, record.status);
+            record.log(self.bytes, complete);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // A body hyper never polled (it was empty), or one the client reset.
+        let complete = http_body::Body::is_end_stream(&self.inner);
+        self.end(complete);
     }
 }
 

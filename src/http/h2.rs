@@ -172,7 +172,7 @@ async fn handle(
             route,
             h2: Some(head),
             ..
-        } => return forward_h2(&mut guard, &rt, route, *head, body).await,
+        } => return forward_h2(&mut guard, &gateway, &rt, route, *head, body).await,
         Outcome::Forward { route, .. } => route,
         Outcome::Answer(local) => return answer(&gateway, &local, guard.record.take(), kind.head),
         Outcome::Refuse(rejection) => {
@@ -240,6 +240,7 @@ async fn handle(
 /// upstream's response head, body and trailers come back the same way.
 async fn forward_h2(
     guard: &mut Unanswered<'_>,
+    gateway_arc: &Arc<Gateway>,
     rt: &Arc<crate::runtime::Runtime>,
     route: &crate::policy::Route,
     head: H2Head,
@@ -284,20 +285,19 @@ async fn forward_h2(
         }
     };
     let (parts, body) = res.into_parts();
-    let mut out = Response::new(Body::Relay(Box::new(super::body::Relay::new(
-        body, grpc, call,
-    ))));
+    let mut record = guard.record.take().expect("taken only here");
+    record.upstream = Some(progress.sent().elapsed());
+    record.status = parts.status.as_u16();
+    // A Trailers-Only answer has its grpc-status in the head.
+    record.grpc_status_from(&parts.headers);
+    gateway.count(&record, record.status);
+    let relay = super::body::Relay::new(body, call, gateway_arc.clone(), record);
+    let mut out = Response::new(Body::Relay(Box::new(relay)));
     *out.status_mut() = parts.status;
     for (name, value) in &parts.headers {
         if !crate::pipeline::headers::is_hop_by_hop(name.as_str()) {
             out.headers_mut().append(name.clone(), value.clone());
         }
-    }
-    if let Some(mut record) = guard.record.take() {
-        record.upstream = Some(progress.sent().elapsed());
-        record.status = parts.status.as_u16();
-        gateway.count(&record, record.status);
-        record.log(0, true);
     }
     out
 }
@@ -379,6 +379,10 @@ fn answer(
     if let Some(mut record) = record {
         record.status = local.status;
         gateway.count(&record, record.status);
+        if record.grpc {
+            record.grpc_status_from(res.headers());
+            gateway.count_grpc(&record, record.status);
+        }
         record.log(0, true);
     }
     res

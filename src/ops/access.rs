@@ -37,6 +37,10 @@ pub struct Record {
     pub status: u16,
     /// A gRPC call (`content-type: application/grpc*`): refusals are answered in gRPC form.
     pub grpc: bool,
+    /// A gRPC call's method (`/package.Service/Method`).
+    pub grpc_method: Option<Box<str>>,
+    /// A gRPC call's `grpc-status`, once known.
+    pub grpc_status: Option<u16>,
 }
 
 /// The route name of a request no route matched.
@@ -76,6 +80,8 @@ impl Record {
             upstream: None,
             status: 0,
             grpc: false,
+            grpc_method: None,
+            grpc_status: None,
         }
     }
 
@@ -135,7 +141,20 @@ impl Record {
             total_ms = start.elapsed().as_secs_f64() * 1000.0,
             bytes,
             complete,
+            grpc_status = self.grpc_status,
         );
+    }
+
+    /// Takes a gRPC call's status from `grpc-status` in `fields` (response headers of a
+    /// Trailers-Only answer, or trailers).
+    pub fn grpc_status_from(&mut self, fields: &http::HeaderMap) {
+        if let Some(code) = fields
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            self.grpc_status = Some(code);
+        }
     }
 }
 
@@ -181,6 +200,10 @@ impl Fields<'_> {
         } else {
             b",\"complete\":false"
         });
+        if let Some(code) = r.grpc_status {
+            out.extend_from_slice(b",\"grpc_status\":");
+            out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
+        }
         out.extend_from_slice(b",\"target\":\"jwtgate::access\"}\n");
     }
 }
@@ -357,6 +380,10 @@ mod tests {
         // Without an upstream answer there is no upstream_ms, as tracing omits a None.
         r.upstream = None;
         assert!(line(&r, "-", now).get("upstream_ms").is_none());
+        // A gRPC call's status, when it has one.
+        assert!(v.get("grpc_status").is_none());
+        r.grpc_status = Some(5);
+        assert_eq!(line(&r, "-", now)["grpc_status"], 5);
     }
 
     #[test]

@@ -20,6 +20,23 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of `jwtgate_grpc_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    /// Route name.
+    pub route: Arc<str>,
+    /// The gRPC method (`/package.Service/Method`), or `other` past [`GRPC_METHODS`].
+    pub method: Arc<str>,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// The call's `grpc-status`, `-` when it ended without one (reset, cut short).
+    pub grpc_status: Arc<str>,
+}
+
+/// Most distinct gRPC methods labelled; calls to others count as `other` (a client chooses
+/// the path, and must not grow the metrics without bound).
+pub const GRPC_METHODS: usize = 1000;
+
 /// Labels with just a route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -77,6 +94,10 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by route and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// gRPC calls by route, method, HTTP status and `grpc-status`.
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    /// The gRPC methods labelled so far (at most [`GRPC_METHODS`]).
+    grpc_methods: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     /// Refused requests by auth failure reason (`missing`, `expired`, `bad_signature`,
     /// `forbidden`, ...).
     pub auth_failures: Family<ReasonLabels, Counter>,
@@ -131,6 +152,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("jwtgate");
         let requests = Family::<RequestLabels, Counter>::default();
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let upstream_seconds =
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -159,6 +181,11 @@ impl Metrics {
             "requests",
             "Requests by route and response status",
             requests.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by route, method, HTTP status and grpc-status",
+            grpc_requests.clone(),
         );
         registry.register(
             "auth_failures",
@@ -198,6 +225,8 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            grpc_requests,
+            grpc_methods: Default::default(),
             auth_failures,
             upstream_seconds,
             open_connections,
@@ -242,6 +271,40 @@ impl Metrics {
                 c.counters.push((id, route.clone(), status, counter));
             }
         });
+    }
+
+    /// Counts a gRPC call to `method` on `route` that ended with `status` and `grpc_status`.
+    pub fn count_grpc(
+        &self,
+        route: &Arc<str>,
+        method: &str,
+        status: u16,
+        grpc_status: Option<u16>,
+    ) {
+        let method: Arc<str> = {
+            let mut known = self.grpc_methods.lock().unwrap_or_else(|e| e.into_inner());
+            match known.get(method) {
+                Some(m) => m.clone(),
+                None if known.len() < GRPC_METHODS => {
+                    let m: Arc<str> = method.into();
+                    known.insert(m.clone());
+                    m
+                }
+                None => Arc::from("other"),
+            }
+        };
+        let grpc_status: Arc<str> = match grpc_status {
+            Some(code) => itoa::Buffer::new().format(code).into(),
+            None => "-".into(),
+        };
+        self.grpc_requests
+            .get_or_create(&GrpcLabels {
+                route: route.clone(),
+                method,
+                status,
+                grpc_status,
+            })
+            .inc();
     }
 
     /// Observes an upstream's time to its response head on `route`.

@@ -468,6 +468,14 @@ impl Gateway {
         self.metrics.count_request(&record.route, status);
     }
 
+    /// Counts a gRPC call that ended (its `grpc-status` in `record`, HTTP `status`).
+    pub fn count_grpc(&self, record: &Record, status: u16) {
+        if let Some(method) = &record.grpc_method {
+            self.metrics
+                .count_grpc(&record.route, method, status, record.grpc_status);
+        }
+    }
+
     /// Counts a refusal by authentication or authorization, by reason.
     pub fn count_refusal(&self, rejection: &Rejection, record: &mut Record) {
         if rejection.is_auth() {
