@@ -11,6 +11,8 @@
 # shapes   ../shared/bench/peers/bench.py    CPU µs/request: plain, logs, tls, tlsclose
 # rs256    benches/rs256.py                  CPU µs/request with an RS256 token vs HAProxy jwt_verify RS256
 #          (not in the default PARTS: PARTS=rs256 benches/scale.sh)
+# grpc     benches/grpc_unary.py             CPU µs per unary gRPC call (h2load, h2c) vs nginx grpc_pass
+#          and HAProxy jwt_verify proto h2, and the upstream direct (PARTS=grpc benches/scale.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=$(cd "${PEERS:-../shared/bench/peers}" && pwd)
@@ -30,6 +32,7 @@ for part in ${PARTS//,/ }; do
         burst) "$PYTHON" benches/burst.py ;;
         shapes) "$PYTHON" "$PEERS/bench.py" ;;
         rs256) PEERS="$PEERS" "$PYTHON" benches/rs256.py ;;
-        *) echo "unknown part: $part (memory, restart, burst, shapes, rs256)" >&2; exit 2 ;;
+        grpc) HAPROXY_CFG="$PEERS/../conf/haproxy-jwt.cfg" "$PYTHON" benches/grpc_unary.py ;;
+        *) echo "unknown part: $part (memory, restart, burst, shapes, rs256, grpc)" >&2; exit 2 ;;
     esac
 done
