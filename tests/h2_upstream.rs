@@ -468,3 +468,51 @@ async fn goaway_loses_no_request_and_sent_ones_are_not_replayed_unless_safe() {
     assert_eq!(log.iter().filter(|p| *p == "/get/fail-once").count(), 2);
     assert_eq!(log.iter().filter(|p| *p == "/post/fail-once").count(), 1);
 }
+
+#[tokio::test]
+async fn a_long_response_stream_is_not_cut_by_upstream_timeout() {
+    // A server stream (gRPC server streaming) that goes on for longer than upstream_timeout:
+    // the timeout runs until the response head, not to the end of the stream.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        let (tx, rx) = tokio::sync::mpsc::channel(1);
+                        tokio::spawn(async move {
+                            for i in 0..5 {
+                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                                let _ = tx.send(Bytes::from(format!("part{i};"))).await;
+                            }
+                        });
+                        Ok::<_, Infallible>(Response::new(ChannelBody(rx)))
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    let config = format!(
+        "[server]\nupstream_timeout = \"1s\"\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
+    );
+    let gw = Gateway::start(&config, "").await;
+    let (status, body) = call(h2_client(), gw.url(""), "GET", "/stream", b"").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "part0;part1;part2;part3;part4;")
+    );
+    // The same for an HTTP/1.1 client.
+    let got = get(
+        &gw,
+        "/stream",
+        &[("authorization", &bearer(&token("alice")))],
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (200, "part0;part1;part2;part3;part4;")
+    );
+}
