@@ -486,6 +486,7 @@ mod tests {
 [server]
 listen = "nowhere"
 connect_timeout = "soon"
+upstream_max_streams = 0
 [auth]
 algorithms = ["RS256", "none"]
 user_header = "Content-Length"
@@ -504,6 +505,7 @@ typo = 1
         for needle in [
             "server.listen",
             "server.connect_timeout",
+            "server.upstream_max_streams: must be between 1 and 10000",
             "auth.algorithms: \"RS256\"",
             "auth.algorithms: \"none\"",
             "auth.user_header",
