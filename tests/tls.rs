@@ -183,6 +183,24 @@ async fn https_upstream(up: &Upstream, cert: &str, key: &str) -> std::net::Socke
     tls_front(up.addr, cert, key, Duration::ZERO).await
 }
 
+/// A TLS server config with `cert`/`key`, offering `alpn`.
+fn server_tls(cert: &str, key: &str, alpn: &[&[u8]]) -> rustls::ServerConfig {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
 /// A TLS terminator with `cert`/`key` in front of the plain server at `plain`, starting each
 /// TLS handshake only `delay` after accepting the connection (a far or a busy upstream).
 async fn tls_front(
@@ -191,19 +209,7 @@ async fn tls_front(
     key: &str,
     delay: Duration,
 ) -> std::net::SocketAddr {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(cert, key, &[])));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -362,20 +368,7 @@ async fn alpn_upstream(
     Arc<std::sync::Mutex<Vec<(http::Version, String, Vec<String>)>>>,
 ) {
     use http_body_util::BodyExt;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(cert, key, alpn)));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();

@@ -31,7 +31,7 @@ use crate::pipeline::{ClientInfo, FieldSink, LocalResponse, Protocol, Rejection,
 use crate::runtime::Gateway;
 use crate::upstream::h2::{H2Head, Progress};
 use crate::upstream::RequestKind;
-use crate::wire::{self, Framing, Header, ResponseHead};
+use crate::wire::{self, Framing, ResponseHead};
 
 /// hyper's HTTP/2 connection builder, set up once per listener.
 pub type Builder = hyper::server::conn::http2::Builder<TokioExecutor>;
@@ -120,14 +120,7 @@ async fn handle(
         Ok(None) => Ok(Framing::Chunked),
         Err(e) => Err(e),
     };
-    let fields: Vec<Header<'_>> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.as_str(),
-            value: value.as_bytes(),
-        })
-        .collect();
+    let fields = super::fields_of(&parts.headers);
     let method = parts.method.as_str();
     let body_framing = *framing.as_ref().unwrap_or(&Framing::Empty);
     let kind = RequestKind::new(method, body_framing);

@@ -17,6 +17,7 @@ use crate::runtime::Runtime;
 use crate::upstream;
 use crate::upstream::h2::H2Head;
 use crate::upstream::Origin;
+use crate::wire::Header;
 use std::sync::Arc;
 
 /// What the pipeline decided, without the request head's bytes (what a front-end keeps once
@@ -75,6 +76,16 @@ pub async fn learn(origin: Arc<Origin>, route: &str) -> Option<Rejection> {
         Ok(()) => None,
         Err(e) => e.into_rejection(route),
     }
+}
+
+/// `map`'s fields as the wire's [`Header`]s (what the pipeline and the response plan read).
+pub fn fields_of(map: &http::HeaderMap) -> Vec<Header<'_>> {
+    map.iter()
+        .map(|(name, value)| Header {
+            name: name.as_str(),
+            value: value.as_bytes(),
+        })
+        .collect()
 }
 
 /// Lets `rt`'s pipeline decide `view`; a request that goes upstream gets its head written for

@@ -34,7 +34,33 @@ pub(super) struct ClientBody<'a, T> {
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-impl<T: Transport> ClientBody<'_, T> {
+impl<'a, T: Transport> ClientBody<'a, T> {
+    /// The body of `req`, read from `io` (bytes already read in `input`), within the client's
+    /// `deadline`.
+    pub(super) fn new(
+        io: &'a mut T,
+        input: &'a mut Input,
+        deadline: &'a mut Deadline,
+        req: &super::Request<'_>,
+        server: &crate::config::ServerConfig,
+    ) -> Self {
+        ClientBody {
+            io,
+            input,
+            reading: BodyDecoder::new(req.framing),
+            data: 0..0,
+            limit: req.route.max_body,
+            received: 0,
+            deadline,
+            idle_timeout: server.idle_timeout,
+            continue_at: (req.expect_continue
+                && req.framing != crate::wire::Framing::Empty
+                && req.version == crate::wire::Version::Http11)
+                .then_some(0),
+            max_pipelined: server.max_header_bytes,
+        }
+    }
+
     /// True once the whole body was read and passed on.
     pub(super) fn is_done(&self) -> bool {
         self.data.is_empty() && self.reading.is_done()

@@ -55,7 +55,7 @@ use crate::pipeline::{ClientInfo, LocalResponse, Protocol, Rejection, RequestVie
 use crate::policy::Route;
 use crate::runtime::{Gateway, Runtime};
 use crate::upstream::{self as proxy, Answer, ProxyError, RequestKind, ResponseBody, Upload};
-use crate::wire::{self, BodyDecoder, Framing, HeadError, Version};
+use crate::wire::{self, Framing, HeadError, Version};
 
 /// What a client connection can be read from and written to.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -548,6 +548,14 @@ impl<T: Transport> Connection<T> {
     }
 
     async fn forward(&mut self, rt: &Runtime, req: Request<'_>) -> Next {
+        let server = &rt.config.server;
+        let mut source = ClientBody::new(
+            &mut self.io,
+            &mut self.input,
+            &mut self.client_deadline,
+            &req,
+            server,
+        );
         let Request {
             route,
             upgrade,
@@ -555,29 +563,13 @@ impl<T: Transport> Connection<T> {
             framing,
             version,
             keep_alive,
-            expect_continue,
+            expect_continue: _,
             kind,
         } = req;
-        let server = &rt.config.server;
         let origin = rt.origin(route);
         let sent = Instant::now();
         // The upstream's head is in `out`; the client's head is written into `reply`.
         let mut reply = buffers::take_out();
-        let mut source = ClientBody {
-            io: &mut self.io,
-            input: &mut self.input,
-            reading: BodyDecoder::new(framing),
-            data: 0..0,
-            limit: route.max_body,
-            received: 0,
-            deadline: &mut self.client_deadline,
-            idle_timeout: server.idle_timeout,
-            continue_at: (expect_continue
-                && framing != Framing::Empty
-                && version == Version::Http11)
-                .then_some(0),
-            max_pipelined: server.max_header_bytes,
-        };
         let asked = Asked {
             head: kind.head,
             upgrade: upgrade.as_ref(),

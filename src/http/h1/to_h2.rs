@@ -25,7 +25,7 @@ use crate::pipeline::response::{self, Asked};
 use crate::runtime::Runtime;
 use crate::upstream::h2::{empty_body, H2Head, Progress};
 use crate::upstream::{BodySource, ProxyError, SourceError};
-use crate::wire::{self, BodyDecoder, Framing, Header, ResponseFraming, ResponseHead, Version};
+use crate::wire::{self, Framing, ResponseFraming, ResponseHead, Version};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -94,34 +94,26 @@ impl<T: Transport> Connection<T> {
         req: Request<'_>,
         head: H2Head,
     ) -> Next {
+        let server = &rt.config.server;
+        let mut source = ClientBody::new(
+            &mut self.io,
+            &mut self.input,
+            &mut self.client_deadline,
+            &req,
+            server,
+        );
         let Request {
             route,
             mut record,
             framing,
             version,
             keep_alive,
-            expect_continue,
             kind,
             ..
         } = req;
-        let idle = rt.config.server.idle_timeout;
+        let idle = server.idle_timeout;
         let origin = rt.origin(route).clone();
         let progress = Progress::now();
-        let mut source = ClientBody {
-            io: &mut self.io,
-            input: &mut self.input,
-            reading: BodyDecoder::new(framing),
-            data: 0..0,
-            limit: route.max_body,
-            received: 0,
-            deadline: &mut self.client_deadline,
-            idle_timeout: idle,
-            continue_at: (expect_continue
-                && framing != Framing::Empty
-                && version == Version::Http11)
-                .then_some(0),
-            max_pipelined: rt.config.server.max_header_bytes,
-        };
         let (body, mut pump) = match framing {
             Framing::Empty => (empty_body(), None),
             _ => {
@@ -170,14 +162,7 @@ impl<T: Transport> Connection<T> {
         };
         let (parts, mut body) = res.into_parts();
         let status = parts.status.as_u16();
-        let fields: Vec<Header<'_>> = parts
-            .headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: name.as_str(),
-                value: value.as_bytes(),
-            })
-            .collect();
+        let fields = super::super::fields_of(&parts.headers);
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
