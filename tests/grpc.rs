@@ -270,12 +270,17 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
         )),
         1
     );
-    // Refused by the gateway: UNAUTHENTICATED.
+    // Refused by the gateway: UNAUTHENTICATED, under method "-" (a refused client does not
+    // name label values).
     assert_eq!(
         count(&format!(
-            "{route},method=\"/test.Echo/Unary\",status=\"200\",grpc_status=\"16\""
+            "{route},method=\"-\",status=\"200\",grpc_status=\"16\""
         )),
         1
+    );
+    assert!(
+        !metrics.contains("method=\"/test.Echo/Unary\",status=\"200\",grpc_status=\"16\""),
+        "{metrics}"
     );
     drop(server);
 }

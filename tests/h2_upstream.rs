@@ -516,3 +516,168 @@ async fn a_long_response_stream_is_not_cut_by_upstream_timeout() {
         (200, "part0;part1;part2;part3;part4;")
     );
 }
+
+/// An HTTP/2 upstream on the h2 crate, with a stream window of 4 KiB: a GET is answered after
+/// 300 ms; the first POST is read up to `refuse_after` body bytes and then refused with
+/// `REFUSED_STREAM` (not processed: the gateway sends it again); later ones get their response
+/// head at once, and only 100 ms later is their body read, its length and SHA-256 sent back.
+async fn refusing_upstream(refuse_after: usize) -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::Builder::new()
+                    .initial_window_size(4096)
+                    .handshake::<_, Bytes>(s)
+                    .await
+                else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let get = req.method() == http::Method::GET;
+                    let first = !get && seen.fetch_add(1, Ordering::SeqCst) == 0;
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        if get {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            if let Ok(mut send) = respond.send_response(Response::new(()), false) {
+                                let _ = send.send_data(Bytes::from_static(b"ok"), true);
+                            }
+                            return;
+                        }
+                        if first {
+                            let mut got = 0;
+                            while got < refuse_after {
+                                let Some(Ok(data)) = body.data().await else {
+                                    break;
+                                };
+                                got += data.len();
+                                let _ = body.flow_control().release_capacity(data.len());
+                            }
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            return;
+                        }
+                        let Ok(mut send) = respond.send_response(Response::new(()), false) else {
+                            return;
+                        };
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        let mut all = Vec::new();
+                        while let Some(Ok(data)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(data.len());
+                            all.extend_from_slice(&data);
+                        }
+                        let answer = format!("{}:{}", all.len(), hex(&sha256(&all)));
+                        let _ = send.send_data(Bytes::from(answer), true);
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_sent_again_whole() {
+    // Two connections open (one call each at most, two slow GETs at once). Then 48 KiB in
+    // 1 KiB frames: the first connection takes 24 KiB and refuses the stream; the second, whose
+    // 4 KiB window the gateway already knows, answers at once and reads the body only later, so
+    // the replay is still giving the kept frames when the response head comes: it must give
+    // them all.
+    let addr = refusing_upstream(24 * 1024).await;
+    let config = format!(
+        "[server]\nupstream_max_streams = 1\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
+    );
+    let gw = Gateway::start(&config, "").await;
+    let base = gw.url("");
+    let warm: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(call(h2_client(), base.clone(), "GET", "/slow", b"")))
+        .collect();
+    for w in warm {
+        assert_eq!(w.await.unwrap().0, 200);
+    }
+    let client: Client<_, ChannelBody> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let body: Vec<u8> = (0..48 * 1024).map(|i| (i % 251) as u8).collect();
+    let expected = format!("{}:{}", body.len(), hex(&sha256(&body)));
+    let feeder = tokio::spawn(async move {
+        for chunk in body.chunks(1024) {
+            if tx.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    });
+    let req = Request::post(gw.url("/upload"))
+        .header("authorization", bearer(&token("alice")))
+        .body(ChannelBody(rx))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let got = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        expected,
+        "the body the upstream got"
+    );
+    feeder.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_http1_body_the_upstream_did_not_read_is_never_taken_for_a_request() {
+    // The upstream answers (and ends its stream) without reading the body, which is larger
+    // than its windows (hyper: 1 MiB); the rest of the client's body, shaped like requests, must
+    // not be read as the next request: the connection closes after the answer.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let paths: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = paths.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        log.lock().unwrap().push(req.uri().path().to_owned());
+                        async {
+                            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                                Bytes::from_static(b"early"),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    let gw = Gateway::start(
+        &config(addr).replace("max_body_bytes = 1000", "max_body_bytes = 10000000"),
+        "",
+    )
+    .await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n".repeat(90_000);
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n{smuggled}",
+        token("alice"),
+        smuggled.len()
+    );
+    let (got, _) = raw_until_closed(gw.addr, request.as_bytes()).await;
+    assert_eq!(statuses(&got), [200], "{}", &got[..got.len().min(300)]);
+    assert!(
+        got.to_ascii_lowercase().contains("connection: close"),
+        "{got}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(*paths.lock().unwrap(), ["/upload"]);
+}

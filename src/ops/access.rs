@@ -146,14 +146,15 @@ impl Record {
     }
 
     /// Takes a gRPC call's status from `grpc-status` in `fields` (response headers of a
-    /// Trailers-Only answer, or trailers).
+    /// Trailers-Only answer, or trailers). A code gRPC does not define (over 16) is 2, UNKNOWN,
+    /// as gRPC clients take it.
     pub fn grpc_status_from(&mut self, fields: &http::HeaderMap) {
         if let Some(code) = fields
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
+            .and_then(|v| v.parse::<u16>().ok())
         {
-            self.grpc_status = Some(code);
+            self.grpc_status = Some(if code > 16 { 2 } else { code });
         }
     }
 }
@@ -384,6 +385,11 @@ mod tests {
         assert!(v.get("grpc_status").is_none());
         r.grpc_status = Some(5);
         assert_eq!(line(&r, "-", now)["grpc_status"], 5);
+        // One gRPC does not define is UNKNOWN (2), as clients take it.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("99"));
+        r.grpc_status_from(&trailers);
+        assert_eq!(r.grpc_status, Some(2));
     }
 
     #[test]

@@ -132,13 +132,16 @@ impl Pipeline {
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("content-type") && rejection::is_grpc(h.value));
-        if record.grpc {
-            // The method is the path (`/package.Service/Method`), for the metrics and the log.
-            let path = req.target.split('?').next().unwrap_or("");
-            record.grpc_method = Some(path.into());
-        }
         match self.forward(req, record) {
-            Ok(Some(forward)) => Decision::Forward(forward),
+            Ok(Some(forward)) => {
+                if record.grpc {
+                    // The method is the path (`/package.Service/Method`), for the metrics: only
+                    // of calls that passed (a refused client must not fill the method labels).
+                    let path = req.target.split('?').next().unwrap_or("");
+                    record.grpc_method = Some(path.into());
+                }
+                Decision::Forward(forward)
+            }
             Ok(None) => Decision::Respond(LocalResponse::options()),
             Err(rejection) => Decision::Reject(rejection),
         }

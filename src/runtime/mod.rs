@@ -470,7 +470,9 @@ impl Gateway {
 
     /// Counts a gRPC call that ended (its `grpc-status` in `record`, HTTP `status`).
     pub fn count_grpc(&self, record: &Record, status: u16) {
-        if let Some(method) = &record.grpc_method {
+        if record.grpc {
+            // A refused call's method is not taken from the client.
+            let method = record.grpc_method.as_deref().unwrap_or("-");
             self.metrics
                 .count_grpc(&record.route, method, status, record.grpc_status);
         }

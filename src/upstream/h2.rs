@@ -80,6 +80,18 @@ impl H2Head {
             headers.remove(name);
         }
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        // Never in the connection's HPACK table: one connection carries many users' calls.
+        for name in [
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::COOKIE,
+        ] {
+            if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
+                for v in e.iter_mut() {
+                    v.set_sensitive(true);
+                }
+            }
+        }
         let authority = std::str::from_utf8(req.authority()).map_err(|_| "bad authority")?;
         let path = match req.query {
             Some(q) => format!("{}?{q}", req.path),
@@ -294,12 +306,12 @@ impl Origin {
         req: Request<H2Body>,
         replayable: bool,
     ) -> Result<(Response<Incoming>, Call), ProxyError> {
-        let deadline = Instant::now() + self.connect_timeout;
         let (parts, body) = req.into_parts();
         let tape = (!http_body::Body::is_end_stream(&body)).then(|| Tape::new(body));
         let mut replayed = false;
         for _ in 0..UNSENT_TRIES {
-            let call = self.h2_call(deadline).await?;
+            // Each connection gets the whole budget (a refusal may come late).
+            let call = self.h2_call(Instant::now() + self.connect_timeout).await?;
             let body = match &tape {
                 Some(tape) => tape.play(),
                 None => empty_body(),
@@ -311,17 +323,19 @@ impl Origin {
             let error = match call.conn.sender.clone().try_send_request(req).await {
                 Ok(res) => {
                     if let Some(tape) = &tape {
-                        tape.forget();
+                        tape.stop_keeping();
                     }
                     return Ok((res, call));
                 }
                 Err(mut e) => {
                     let unsent = e.take_message().is_some();
                     let error = e.into_error();
+                    // The play that failed gives nothing more (hyper may still poll it).
+                    let replayable_body = tape.as_ref().is_none_or(Tape::halt);
                     if unsent || unprocessed(&error) {
                         // The connection was closing, or the upstream refused the stream.
                         call.conn.retired.store(true, Ordering::Release);
-                        if tape.as_ref().is_none_or(Tape::replayable) {
+                        if replayable_body {
                             debug!(upstream = %self.addr, error = %error, "HTTP/2 request not processed; sending it on another connection");
                             continue;
                         }
@@ -376,14 +390,14 @@ impl Origin {
         if let Some(call) = conns.take(self.max_streams, Instant::now()) {
             return Ok(call);
         }
+        if self.tls.is_some() && self.pool.h2.picked.load(Ordering::Acquire) == HTTP1 {
+            // The upstream picked http/1.1 while this call waited.
+            return Err(picked_http1());
+        }
         let _slot = tokio::time::timeout_at(deadline, self.connecting.acquire())
             .await
             .map_err(|_| connect_timed_out())?;
-        let conn = self.connect_h2(deadline).await?.ok_or_else(|| {
-            ProxyError::Connect(io::Error::other(
-                "the upstream picked http/1.1 instead of h2; requests go over HTTP/1.1 from now on",
-            ))
-        })?;
+        let conn = self.connect_h2(deadline).await?.ok_or_else(picked_http1)?;
         let call = Call::on(conn.clone());
         conns
             .conns
@@ -449,13 +463,17 @@ impl Origin {
 }
 
 /// True when the upstream did not process the request: a GOAWAY (without error) that excluded
-/// its stream or came before it opened, or `REFUSED_STREAM` (RFC 9113 §8.7).
+/// its stream or came before it opened, or `REFUSED_STREAM` (RFC 9113 §8.7). A GOAWAY with an
+/// error code is not taken as proof: h2 also resets the streams in flight below its last stream
+/// id with it when the connection then closes, and those may have been processed.
 fn unprocessed(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if let Some(e) = e.downcast_ref::<h2::Error>() {
             return (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR))
-                || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM));
+                || (e.is_reset()
+                    && e.is_remote()
+                    && e.reason() == Some(h2::Reason::REFUSED_STREAM));
         }
         source = e.source();
     }
@@ -475,12 +493,20 @@ struct Reel {
     inner: H2Body,
     /// Frames given out so far (data and trailers), while they fit.
     kept: Vec<Kept>,
+    /// What `kept` costs: payload plus [`FRAME_COST`] a frame.
     kept_bytes: usize,
-    /// More was given out than is kept, or the response came: no replay.
+    /// More was given out than is kept: no replay.
     lost: bool,
+    /// The response came: frames are no longer kept (those kept are still given to the play
+    /// under way, which may be replaying them).
+    keeping: bool,
     /// The current play; older ones give nothing more.
     play: u32,
 }
+
+/// What keeping a frame costs besides its payload (the entry and its share of the vector), so
+/// that a body of many tiny frames is bounded too.
+const FRAME_COST: usize = 128;
 
 #[derive(Clone)]
 enum Kept {
@@ -495,6 +521,7 @@ impl Tape {
             kept: Vec::new(),
             kept_bytes: 0,
             lost: false,
+            keeping: true,
             play: 0,
         })))
     }
@@ -519,15 +546,17 @@ impl Tape {
         .boxed_unsync()
     }
 
-    fn replayable(&self) -> bool {
-        !self.reel().lost
+    /// Ends the current play (it gives nothing more); true when the body can be played again
+    /// from the start.
+    fn halt(&self) -> bool {
+        let mut reel = self.reel();
+        reel.play += 1;
+        !reel.lost
     }
 
-    /// The response came: what was kept is not needed.
-    fn forget(&self) {
-        let mut reel = self.reel();
-        reel.lost = true;
-        reel.kept = Vec::new();
+    /// The response came: no more frames are kept.
+    fn stop_keeping(&self) {
+        self.reel().keeping = false;
     }
 }
 
@@ -553,14 +582,14 @@ impl http_body::Body for Playing {
         if reel.play != this.play {
             return Poll::Ready(Some(Err("request body replayed elsewhere".into())));
         }
+        // A replay gives the kept frames first (they are a prefix of the body: nothing is read
+        // from the client past them until they are all given again).
         if let Some(kept) = reel.kept.get(this.at).cloned() {
-            if !reel.lost {
-                this.at += 1;
-                return Poll::Ready(Some(Ok(match kept {
-                    Kept::Data(d) => http_body::Frame::data(d),
-                    Kept::Trailers(t) => http_body::Frame::trailers(t),
-                })));
-            }
+            this.at += 1;
+            return Poll::Ready(Some(Ok(match kept {
+                Kept::Data(d) => http_body::Frame::data(d),
+                Kept::Trailers(t) => http_body::Frame::trailers(t),
+            })));
         }
         let polled = std::task::ready!(std::pin::Pin::new(&mut reel.inner).poll_frame(cx));
         if let Some(Ok(frame)) = &polled {
@@ -569,14 +598,15 @@ impl http_body::Body for Playing {
                 (_, Some(t)) => Some((Kept::Trailers(t.clone()), 0)),
                 _ => None,
             };
-            if let Some((kept, len)) = kept {
-                if !reel.lost && reel.kept_bytes + len <= REPLAY_LIMIT {
-                    reel.kept_bytes += len;
+            if let (Some((kept, len)), true, false) = (kept, reel.keeping, reel.lost) {
+                if reel.kept_bytes + len + FRAME_COST <= REPLAY_LIMIT {
+                    reel.kept_bytes += len + FRAME_COST;
                     reel.kept.push(kept);
                     this.at = reel.kept.len();
                 } else {
                     reel.lost = true;
                     reel.kept = Vec::new();
+                    this.at = 0;
                 }
             }
         }
@@ -628,6 +658,12 @@ pub fn empty_body() -> H2Body {
     http_body_util::Empty::new()
         .map_err(|never: std::convert::Infallible| match never {})
         .boxed_unsync()
+}
+
+fn picked_http1() -> ProxyError {
+    ProxyError::Connect(io::Error::other(
+        "the upstream picked http/1.1 instead of h2; requests go over HTTP/1.1 from now on",
+    ))
 }
 
 fn connect_timed_out() -> ProxyError {

@@ -47,6 +47,8 @@ impl http_body::Body for Channel {
 /// Moves the client's body into the [`Channel`], no faster than the upstream takes it.
 struct Pump {
     tx: PollSender<Item>,
+    /// Body bytes went up since the last look (a long upload keeps the relay's deadline off).
+    moved: bool,
 }
 
 impl Pump {
@@ -79,6 +81,7 @@ impl Pump {
             }
             let chunk = Bytes::copy_from_slice(data);
             source.consume(chunk.len());
+            self.moved = true;
             if self.tx.send_item(Ok(Frame::data(chunk))).is_err() {
                 return Poll::Ready(Ok(()));
             }
@@ -120,6 +123,7 @@ impl<T: Transport> Connection<T> {
                 let (tx, rx) = mpsc::channel(2);
                 let pump = Pump {
                     tx: PollSender::new(tx),
+                    moved: false,
                 };
                 (Channel(rx).boxed_unsync(), Some(pump))
             }
@@ -201,9 +205,10 @@ impl<T: Transport> Connection<T> {
         record.status = status;
         self.gateway.count(&record, status);
         // An answer that came before the whole request body closes the connection (RFC 9112
-        // §9.6): the rest of the body may never be read.
+        // §9.6): the rest of the body may never be read (the pump also ends when the upstream
+        // stops taking it).
         let keep = keep_alive
-            && pump.is_none()
+            && source.is_done()
             && client_framing != ClientFraming::UntilClose
             && !self.closing.is_set();
         match () {
@@ -225,12 +230,13 @@ impl<T: Transport> Connection<T> {
         let deadline = &mut self.upstream_deadline;
         let relayed = poll_fn(|cx| loop {
             if let Some(p) = &mut pump {
-                match p.poll(cx, &mut source, &progress) {
-                    Poll::Ready(r) => {
-                        upload_failed = r.is_err();
-                        pump = None;
-                    }
-                    Poll::Pending => {}
+                let polled = p.poll(cx, &mut source, &progress);
+                if std::mem::take(&mut p.moved) {
+                    deadline.disarm();
+                }
+                if let Poll::Ready(r) = polled {
+                    upload_failed = r.is_err();
+                    pump = None;
                 }
             }
             let io = Pin::new(&mut *source.io);
@@ -297,7 +303,7 @@ impl<T: Transport> Connection<T> {
         match () {
             _ if !complete => Next::Close,
             // The upstream answered without taking the whole body: the rest is unread.
-            _ if pump.is_some() || upload_failed => Next::Linger,
+            _ if !source.is_done() || upload_failed => Next::Linger,
             _ if keep => Next::KeepAlive,
             _ => Next::Close,
         }
