@@ -146,15 +146,14 @@ impl Record {
     }
 
     /// Takes a gRPC call's status from `grpc-status` in `fields` (response headers of a
-    /// Trailers-Only answer, or trailers). A code gRPC does not define (over 16) is 2, UNKNOWN,
-    /// as gRPC clients take it.
+    /// Trailers-Only answer, or trailers). A code gRPC does not define (over 16, or not a
+    /// number) is 2, UNKNOWN, as gRPC clients take it.
     pub fn grpc_status_from(&mut self, fields: &http::HeaderMap) {
-        if let Some(code) = fields
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u16>().ok())
-        {
-            self.grpc_status = Some(if code > 16 { 2 } else { code });
+        if let Some(v) = fields.get("grpc-status") {
+            let code = std::str::from_utf8(v.as_bytes())
+                .ok()
+                .and_then(|v| v.parse::<u16>().ok());
+            self.grpc_status = Some(code.filter(|c| *c <= 16).unwrap_or(2));
         }
     }
 }
@@ -390,6 +389,12 @@ mod tests {
         trailers.insert("grpc-status", http::HeaderValue::from_static("99"));
         r.grpc_status_from(&trailers);
         assert_eq!(r.grpc_status, Some(2));
+        for odd in ["", "x", "99999999", "-1"] {
+            r.grpc_status = None;
+            trailers.insert("grpc-status", http::HeaderValue::from_static(odd));
+            r.grpc_status_from(&trailers);
+            assert_eq!(r.grpc_status, Some(2), "{odd:?}");
+        }
     }
 
     #[test]

@@ -480,8 +480,9 @@ fn unprocessed(error: &hyper::Error) -> bool {
     false
 }
 
-/// Most request-body bytes kept to send again when the upstream did not process a request;
-/// a larger body that meets a GOAWAY fails with 502.
+/// Most request-body bytes kept to send again when the upstream did not process a request
+/// (payload, trailers, and [`FRAME_COST`] a frame); a larger body that meets a GOAWAY fails
+/// with 502.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
 
 /// A request body that can be sent again from its start while what was sent of it is at most
@@ -591,24 +592,43 @@ impl http_body::Body for Playing {
                 Kept::Trailers(t) => http_body::Frame::trailers(t),
             })));
         }
+        if !reel.keeping && !reel.kept.is_empty() {
+            // The response came and every kept frame went out again: nothing more to keep.
+            reel.kept = Vec::new();
+            this.at = 0;
+        }
         let polled = std::task::ready!(std::pin::Pin::new(&mut reel.inner).poll_frame(cx));
-        if let Some(Ok(frame)) = &polled {
-            let kept = match (frame.data_ref(), frame.trailers_ref()) {
-                (Some(d), _) => Some((Kept::Data(d.clone()), d.len())),
-                (_, Some(t)) => Some((Kept::Trailers(t.clone()), 0)),
-                _ => None,
-            };
-            if let (Some((kept, len)), true, false) = (kept, reel.keeping, reel.lost) {
-                if reel.kept_bytes + len + FRAME_COST <= REPLAY_LIMIT {
-                    reel.kept_bytes += len + FRAME_COST;
-                    reel.kept.push(kept);
-                    this.at = reel.kept.len();
-                } else {
-                    reel.lost = true;
-                    reel.kept = Vec::new();
-                    this.at = 0;
+        match &polled {
+            Some(Ok(frame)) if reel.keeping && !reel.lost => {
+                // Copied: a slice of the connection's read buffer would keep all of it.
+                let kept = match (frame.data_ref(), frame.trailers_ref()) {
+                    (Some(d), _) => Some((Kept::Data(Bytes::copy_from_slice(d)), d.len())),
+                    (_, Some(t)) => {
+                        let len = t.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+                        Some((Kept::Trailers(t.clone()), len))
+                    }
+                    _ => None,
+                };
+                if let Some((kept, len)) = kept {
+                    if reel.kept_bytes + len + FRAME_COST <= REPLAY_LIMIT {
+                        reel.kept_bytes += len + FRAME_COST;
+                        reel.kept.push(kept);
+                        this.at = reel.kept.len();
+                    } else {
+                        reel.lost = true;
+                        reel.kept = Vec::new();
+                        this.at = 0;
+                    }
                 }
             }
+            // The client's body failed (cut short, over the limit): never played again, as the
+            // body after the failure would not be the client's.
+            Some(Err(_)) => {
+                reel.lost = true;
+                reel.kept = Vec::new();
+                this.at = 0;
+            }
+            _ => {}
         }
         Poll::Ready(polled)
     }
@@ -671,4 +691,86 @@ fn connect_timed_out() -> ProxyError {
         io::ErrorKind::TimedOut,
         "no HTTP/2 connection within connect_timeout",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A body of these frames (`None`: an error), then its end.
+    struct Frames(std::collections::VecDeque<Option<http_body::Frame<Bytes>>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(match self.0.pop_front() {
+                Some(Some(frame)) => Some(Ok(frame)),
+                Some(None) => Some(Err("client body failed".into())),
+                None => None,
+            })
+        }
+    }
+
+    fn tape(frames: Vec<Option<http_body::Frame<Bytes>>>) -> Tape {
+        Tape::new(Frames(frames.into()).boxed_unsync())
+    }
+
+    async fn data(body: &mut H2Body, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let frame = body.frame().await.unwrap().unwrap();
+            out.extend_from_slice(&frame.into_data().unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_replay_gives_the_kept_frames_then_the_rest_even_after_the_response() {
+        let frames = (0..4u8).map(|i| Some(http_body::Frame::data(Bytes::from(vec![i; 3]))));
+        let t = tape(frames.collect());
+        let mut first = t.play();
+        assert_eq!(data(&mut first, 2).await, [0, 0, 0, 1, 1, 1]);
+        assert!(t.halt(), "two small frames are replayable");
+        // The old play gives nothing more.
+        assert!(first.frame().await.unwrap().is_err());
+        let mut again = t.play();
+        assert_eq!(data(&mut again, 1).await, [0, 0, 0]);
+        // The response came mid-replay: the kept frames still go out, then the rest.
+        t.stop_keeping();
+        assert_eq!(data(&mut again, 3).await, [1, 1, 1, 2, 2, 2, 3, 3, 3]);
+        assert!(again.frame().await.is_none());
+        assert!(
+            t.reel().kept.is_empty(),
+            "kept frames freed once given again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_or_failed_is_not_replayed() {
+        let big = Bytes::from(vec![7u8; REPLAY_LIMIT]);
+        let t = tape(vec![Some(http_body::Frame::data(big))]);
+        let mut play = t.play();
+        play.frame().await.unwrap().unwrap();
+        assert!(!t.halt());
+        // 512 one-byte frames cost 128 bytes each besides their byte: past the limit.
+        let tiny = (0..512).map(|_| Some(http_body::Frame::data(Bytes::from_static(b"x"))));
+        let t = tape(tiny.collect());
+        let mut play = t.play();
+        data(&mut play, 512).await;
+        assert!(!t.halt());
+        let t = tape(vec![
+            Some(http_body::Frame::data(Bytes::from_static(b"ok"))),
+            None,
+        ]);
+        let mut play = t.play();
+        data(&mut play, 1).await;
+        assert!(play.frame().await.unwrap().is_err());
+        assert!(!t.halt(), "a body whose client failed is not played again");
+    }
 }
