@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::body::{Body, IncomingBody, UpstreamBody};
-use super::{decide, learn, learns_protocol, waits_for_keys, Outcome};
+use super::{decide, pause, pause_for, Outcome};
 use crate::config::ServerConfig;
 use crate::net::Closing;
 use crate::net::{Deadline, IdleIo};
@@ -137,23 +137,15 @@ async fn handle(
                 client: &client,
             };
             let mut outcome = decide(&rt, &view, record, &mut out);
-            if let Some((provider, seen)) = waits_for_keys(&outcome) {
-                rt.pipeline().verifier().wait_for_keys(provider, seen).await;
+            let (mut waited, mut learned) = (false, false);
+            while let Some(p) = pause_for(&rt, &outcome, &record.route, &mut waited, &mut learned) {
+                if !pause(rt.clone(), p).await {
+                    outcome = Outcome::Refuse(Rejection::UpstreamUnavailable);
+                    break;
+                }
                 *record = Record::new(method);
                 out.clear();
                 outcome = decide(&rt, &view, record, &mut out);
-            }
-            if let Some(origin) = learns_protocol(&rt, &outcome) {
-                // An https:// upstream not yet connected to: it may pick h2.
-                let route = record.route.clone();
-                outcome = match learn(origin, &route).await {
-                    Some(rejection) => Outcome::Refuse(rejection),
-                    None => {
-                        *record = Record::new(method);
-                        out.clear();
-                        decide(&rt, &view, record, &mut out)
-                    }
-                };
             }
             outcome
         }

@@ -39,42 +39,80 @@ pub enum Outcome<'r> {
     Refuse(Rejection),
 }
 
-/// When the pipeline refused a token for an unknown `kid` while its provider's keys are being
-/// fetched (a refetch the token asked for, or one under way): the provider and its fetch count
-/// then. The front-end waits for that fetch ([`crate::auth::Verifier::wait_for_keys`]) and
-/// decides once more, so that a token signed with a key the provider has just published passes.
-pub fn waits_for_keys(outcome: &Outcome<'_>) -> Option<(usize, u64)> {
+/// Why a request waits before it is decided once more ([`pause_for`], [`pause`]).
+#[derive(Debug)]
+pub enum Pause {
+    /// The pipeline refused a token for an unknown `kid` while its provider's keys are being
+    /// fetched (a refetch the token asked for, or one under way): wait for that fetch
+    /// ([`crate::auth::Verifier::wait_for_keys`]), so that a token signed with a key the
+    /// provider has just published passes.
+    Keys {
+        /// The provider.
+        provider: usize,
+        /// Its fetch count when the token was refused.
+        seen: u64,
+    },
+    /// Decided for HTTP/1.1 to an `https://` upstream whose protocol is not known yet: connect
+    /// to it first ([`crate::upstream::Origin::learn_protocol`]); it may pick `h2`.
+    Learn {
+        /// The upstream.
+        origin: Arc<Origin>,
+        /// The route, for the log.
+        route: Arc<str>,
+    },
+}
+
+/// What `outcome` has to wait for before it is decided once more, if anything; each kind of
+/// wait happens once per request (`waited` and `learned` remember which did).
+pub fn pause_for(
+    rt: &Runtime,
+    outcome: &Outcome<'_>,
+    route: &Arc<str>,
+    waited: &mut bool,
+    learned: &mut bool,
+) -> Option<Pause> {
     match outcome {
         Outcome::Refuse(Rejection::InvalidToken(TokenError::UnknownKeyFetching {
             provider,
             seen,
-        })) => Some((*provider, *seen)),
-        _ => None,
-    }
-}
-
-/// The upstream of a request decided for HTTP/1.1 to an `https://` upstream whose protocol is
-/// not known yet: the front-end lets it [`learn`] (it may pick `h2`) and decides once more.
-pub fn learns_protocol(rt: &Runtime, outcome: &Outcome<'_>) -> Option<Arc<Origin>> {
-    match outcome {
+        })) if !*waited => {
+            *waited = true;
+            Some(Pause::Keys {
+                provider: *provider,
+                seen: *seen,
+            })
+        }
         Outcome::Forward {
-            route,
+            route: r,
             upgrade: None,
             h2: None,
-        } => {
-            let origin = rt.origin(route);
-            (!origin.knows_protocol()).then(|| origin.clone())
+        } if !*learned && !rt.origin(r).knows_protocol() => {
+            *learned = true;
+            Some(Pause::Learn {
+                origin: rt.origin(r).clone(),
+                route: route.clone(),
+            })
         }
         _ => None,
     }
 }
 
-/// Connects to `origin` to learn the protocol it picks; a failure is the request's answer
-/// (`route` names it in the log), as a failed connect would be.
-pub async fn learn(origin: Arc<Origin>, route: &str) -> Option<Rejection> {
-    match origin.learn_protocol().await {
-        Ok(()) => None,
-        Err(e) => e.into_rejection(route),
+/// Waits as `pause` says. False when the request cannot go on: the upstream could not be
+/// reached to learn its protocol (logged here); it is answered 502, as a failed connect.
+pub async fn pause(rt: Arc<Runtime>, pause: Pause) -> bool {
+    match pause {
+        Pause::Keys { provider, seen } => {
+            rt.pipeline().verifier().wait_for_keys(provider, seen).await;
+            true
+        }
+        Pause::Learn { origin, route } => match origin.learn_protocol().await {
+            Ok(()) => true,
+            Err(e) => {
+                // Only connect failures come from learning: all are 502s.
+                let _ = e.into_rejection(&route);
+                false
+            }
+        },
     }
 }
 

@@ -37,10 +37,11 @@ pub struct Record {
     pub status: u16,
     /// A gRPC call (`content-type: application/grpc*`): refusals are answered in gRPC form.
     pub grpc: bool,
-    /// A gRPC call's method (`/package.Service/Method`).
-    pub grpc_method: Option<Box<str>>,
+    /// A gRPC call that passed the checks: its method (`/package.Service/Method`, the path
+    /// it is forwarded to) is in `path`, and names it in the metrics.
+    pub grpc_passed: bool,
     /// A gRPC call's `grpc-status`, once known.
-    pub grpc_status: Option<u16>,
+    pub grpc_status: Option<u8>,
 }
 
 /// The route name of a request no route matched.
@@ -80,9 +81,21 @@ impl Record {
             upstream: None,
             status: 0,
             grpc: false,
-            grpc_method: None,
+            grpc_passed: false,
             grpc_status: None,
         }
+    }
+
+    /// A gRPC call to `method` passed the checks (the method is kept whether or not the access
+    /// log is on: the metrics name it).
+    pub fn set_grpc_method(&mut self, method: &str) {
+        method.clone_into(&mut self.path);
+        self.grpc_passed = true;
+    }
+
+    /// The method of a gRPC call that passed the checks.
+    pub fn grpc_method(&self) -> Option<&str> {
+        self.grpc_passed.then_some(self.path.as_str())
     }
 
     /// Sets the path logged (only while the access log is on).
@@ -152,7 +165,7 @@ impl Record {
         if let Some(v) = fields.get("grpc-status") {
             let code = std::str::from_utf8(v.as_bytes())
                 .ok()
-                .and_then(|v| v.parse::<u16>().ok());
+                .and_then(|v| v.parse::<u8>().ok());
             self.grpc_status = Some(code.filter(|c| *c <= 16).unwrap_or(2));
         }
     }

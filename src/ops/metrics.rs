@@ -274,13 +274,7 @@ impl Metrics {
     }
 
     /// Counts a gRPC call to `method` on `route` that ended with `status` and `grpc_status`.
-    pub fn count_grpc(
-        &self,
-        route: &Arc<str>,
-        method: &str,
-        status: u16,
-        grpc_status: Option<u16>,
-    ) {
+    pub fn count_grpc(&self, route: &Arc<str>, method: &str, status: u16, grpc_status: Option<u8>) {
         let method: Arc<str> = {
             let mut known = self.grpc_methods.lock().unwrap_or_else(|e| e.into_inner());
             match known.get(method) {

@@ -137,8 +137,7 @@ impl Pipeline {
                 if record.grpc {
                     // The method is the path (`/package.Service/Method`), for the metrics: only
                     // of calls that passed (a refused client must not fill the method labels).
-                    let path = req.target.split('?').next().unwrap_or("");
-                    record.grpc_method = Some(path.into());
+                    record.set_grpc_method(&forward.request.path);
                 }
                 Decision::Forward(forward)
             }

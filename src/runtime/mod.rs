@@ -472,7 +472,7 @@ impl Gateway {
     pub fn count_grpc(&self, record: &Record, status: u16) {
         if record.grpc {
             // A refused call's method is not taken from the client.
-            let method = record.grpc_method.as_deref().unwrap_or("-");
+            let method = record.grpc_method().unwrap_or("-");
             self.metrics
                 .count_grpc(&record.route, method, status, record.grpc_status);
         }

@@ -271,52 +271,41 @@ impl<T: Transport> Connection<T> {
             }
             self.out.clear();
             let rt = self.gateway.current();
-            let (mut waited, mut learned, mut failed) = (false, false, None);
+            let (mut waited, mut learned) = (false, false);
             let planned = loop {
-                let wait: Pin<Box<dyn Future<Output = Option<Rejection>> + Send>> =
-                    match plan(&rt, self.input.data(), &self.client, &mut self.out) {
-                        Step::More => {
-                            self.input.scanned = self.input.len();
-                            continue 'requests;
+                let pause = match plan(&rt, self.input.data(), &self.client, &mut self.out) {
+                    Step::More => {
+                        self.input.scanned = self.input.len();
+                        continue 'requests;
+                    }
+                    Step::Unreadable(e) => {
+                        Box::pin(self.refuse(e, Record::new("-"))).await;
+                        return Run::Closed;
+                    }
+                    Step::Planned(p) => {
+                        let route = &p.record.route;
+                        match super::pause_for(&rt, &p.outcome, route, &mut waited, &mut learned) {
+                            Some(pause) => pause,
+                            None => break p,
                         }
-                        Step::Unreadable(e) => {
-                            Box::pin(self.refuse(e, Record::new("-"))).await;
-                            return Run::Closed;
-                        }
-                        Step::Planned(mut p) => {
-                            if let Some(rejection) = failed.take() {
-                                p.outcome = Outcome::Refuse(rejection);
-                                break p;
-                            }
-                            match super::waits_for_keys(&p.outcome) {
-                                Some((provider, seen)) if !waited => {
-                                    waited = true;
-                                    let rt = rt.clone();
-                                    Box::pin(async move {
-                                        rt.pipeline()
-                                            .verifier()
-                                            .wait_for_keys(provider, seen)
-                                            .await;
-                                        None
-                                    })
-                                }
-                                _ => match super::learns_protocol(&rt, &p.outcome) {
-                                    Some(origin) if !learned => {
-                                        learned = true;
-                                        let route = p.record.route.clone();
-                                        Box::pin(async move { super::learn(origin, &route).await })
-                                    }
-                                    _ => break p,
-                                },
-                            }
-                        }
-                    };
+                    }
+                };
                 // An unknown `kid` while its provider's keys are being fetched, or an https://
                 // upstream not yet connected to (it may pick h2): decide again once the keys
                 // are in or the protocol is known. Only the boxed wait is held across it (the
                 // largest of this task's waits sets the size of every idle connection).
-                failed = wait.await;
+                let go_on = Box::pin(super::pause(rt.clone(), pause)).await;
                 self.out.clear();
+                if !go_on {
+                    // The upstream could not be reached: the request's answer.
+                    let Step::Planned(mut p) =
+                        plan(&rt, self.input.data(), &self.client, &mut self.out)
+                    else {
+                        return Run::Closed;
+                    };
+                    p.outcome = Outcome::Refuse(Rejection::UpstreamUnavailable);
+                    break p;
+                }
             };
             first = false;
             if !Box::pin(self.exchange(&rt, planned)).await {
