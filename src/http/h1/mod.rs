@@ -616,13 +616,8 @@ impl<T: Transport> Connection<T> {
             && upload.is_none()
             && client_framing != ClientFraming::UntilClose
             && !self.closing.is_set();
-        match client_framing {
-            ClientFraming::Tunnel => {}
-            _ if !keep => reply.extend_from_slice(b"connection: close\r\n"),
-            _ if version == Version::Http10 => {
-                reply.extend_from_slice(b"connection: keep-alive\r\n")
-            }
-            _ => {}
+        if client_framing != ClientFraming::Tunnel {
+            connection_field(&mut reply, keep, version);
         }
         reply.extend_from_slice(b"\r\n");
         let idle = server.idle_timeout;
@@ -782,6 +777,16 @@ impl<T: Transport> Connection<T> {
             r = result => debug!(route, result = ?r.map_err(|e| e.kind()), "tunnel closed"),
             _ = closing.wait_for(|closing| *closing) => debug!(route, "tunnel closed by the drain deadline"),
         }
+    }
+}
+
+/// Says what becomes of the connection after a forwarded response: `connection: close` unless
+/// it is kept, `connection: keep-alive` for an HTTP/1.0 client whose connection is kept.
+fn connection_field(reply: &mut Vec<u8>, keep: bool, version: Version) {
+    if !keep {
+        reply.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::Http10 {
+        reply.extend_from_slice(b"connection: keep-alive\r\n");
     }
 }
 

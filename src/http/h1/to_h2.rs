@@ -211,13 +211,7 @@ impl<T: Transport> Connection<T> {
             && source.is_done()
             && client_framing != ClientFraming::UntilClose
             && !self.closing.is_set();
-        match () {
-            _ if !keep => reply.extend_from_slice(b"connection: close\r\n"),
-            _ if version == Version::Http10 => {
-                reply.extend_from_slice(b"connection: keep-alive\r\n")
-            }
-            _ => {}
-        }
+        super::connection_field(&mut reply, keep, version);
         reply.extend_from_slice(b"\r\n");
 
         // The body (trailers are dropped), while the rest of the request body goes up.
