@@ -681,3 +681,29 @@ async fn an_http1_body_the_upstream_did_not_read_is_never_taken_for_a_request() 
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(*paths.lock().unwrap(), ["/upload"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_keep_the_http2_connection_of_an_unchanged_upstream() {
+    let (addr, requests, conns) = counting_upstream(std::time::Duration::ZERO, None).await;
+    let config = format!("[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n");
+    let gw = Gateway::start(&config, "").await;
+    let base = gw.url("");
+    assert_eq!(call(h2_client(), base.clone(), "POST", "/one", b"x").await.0, 200);
+    // A reload that adds a route and changes the stream limit: the same upstream keeps its
+    // connection.
+    let reloaded = format!(
+        "[server]\nupstream_max_streams = 50\n[[route]]\npath = \"/other\"\nupstream = \"http://127.0.0.1:1\"\n{config}"
+    );
+    let keys = jwtgate::Keys::from_secrets(KEY, Some(OLD_KEY));
+    let current = gw.gateway.current();
+    let next = jwtgate::Runtime::build(jwtgate::Config::from_toml(&reloaded).unwrap(), &keys, Some(&current))
+        .unwrap_or_else(|e| panic!("{e}"));
+    gw.gateway.swap(next);
+    assert_eq!(call(h2_client(), base.clone(), "POST", "/two", b"x").await.0, 200);
+    assert_eq!(requests.lock().unwrap().len(), 2);
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a reload dropped the upstream's HTTP/2 connection"
+    );
+}
