@@ -688,7 +688,12 @@ async fn reloads_keep_the_http2_connection_of_an_unchanged_upstream() {
     let config = format!("[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n");
     let gw = Gateway::start(&config, "").await;
     let base = gw.url("");
-    assert_eq!(call(h2_client(), base.clone(), "POST", "/one", b"x").await.0, 200);
+    assert_eq!(
+        call(h2_client(), base.clone(), "POST", "/one", b"x")
+            .await
+            .0,
+        200
+    );
     // A reload that adds a route and changes the stream limit: the same upstream keeps its
     // connection.
     let reloaded = format!(
@@ -696,10 +701,19 @@ async fn reloads_keep_the_http2_connection_of_an_unchanged_upstream() {
     );
     let keys = jwtgate::Keys::from_secrets(KEY, Some(OLD_KEY));
     let current = gw.gateway.current();
-    let next = jwtgate::Runtime::build(jwtgate::Config::from_toml(&reloaded).unwrap(), &keys, Some(&current))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let next = jwtgate::Runtime::build(
+        jwtgate::Config::from_toml(&reloaded).unwrap(),
+        &keys,
+        Some(&current),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     gw.gateway.swap(next);
-    assert_eq!(call(h2_client(), base.clone(), "POST", "/two", b"x").await.0, 200);
+    assert_eq!(
+        call(h2_client(), base.clone(), "POST", "/two", b"x")
+            .await
+            .0,
+        200
+    );
     assert_eq!(requests.lock().unwrap().len(), 2);
     assert_eq!(
         conns.load(std::sync::atomic::Ordering::SeqCst),
