@@ -110,9 +110,7 @@ fn config(addr: std::net::SocketAddr) -> String {
 async fn trailers_pass_both_ways_without_the_gateways_fields() {
     let (addr, seen) = h2_upstream().await;
     let gw = Gateway::start(&config(addr), "").await;
-    let client: Client<_, WithTrailers> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let client: Client<_, WithTrailers> = h2_client();
     let mut trailers = HeaderMap::new();
     trailers.insert("x-auth-user", HeaderValue::from_static("admin"));
     trailers.insert("x-auth-role-bin", HeaderValue::from_static("YWRtaW4"));
@@ -153,9 +151,7 @@ async fn trailers_pass_both_ways_without_the_gateways_fields() {
 async fn a_large_body_and_a_dead_upstream() {
     let (addr, seen) = h2_upstream().await;
     let gw = Gateway::start(&config(addr), "").await;
-    let client: Client<_, WithTrailers> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let client: Client<_, WithTrailers> = h2_client();
     // A body over max_body_bytes (1000), without a declared length: 413, and the upstream
     // never sees a whole request.
     let req = Request::post(gw.url("/svc/Big"))
@@ -200,9 +196,7 @@ async fn a_slow_upload_is_not_cut_by_upstream_timeout() {
         "[server]\nupstream_timeout = \"1s\"\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
     );
     let gw = Gateway::start(&config, "").await;
-    let client: Client<_, ChannelBody> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let client: Client<_, ChannelBody> = h2_client();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let req = Request::post(gw.url("/svc/Upload"))
         .header("authorization", bearer(&token("alice")))
@@ -352,7 +346,13 @@ async fn counting_upstream(
     (addr, requests, conns)
 }
 
-fn h2_client() -> H2Client {
+/// A client that speaks HTTP/2 by prior knowledge, with request bodies of type `B`.
+fn h2_client<B>() -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http()
@@ -604,9 +604,7 @@ async fn a_refused_stream_is_sent_again_whole() {
     for w in warm {
         assert_eq!(w.await.unwrap().0, 200);
     }
-    let client: Client<_, ChannelBody> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let client: Client<_, ChannelBody> = h2_client();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let body: Vec<u8> = (0..48 * 1024).map(|i| (i % 251) as u8).collect();
     let expected = format!("{}:{}", body.len(), hex(&sha256(&body)));

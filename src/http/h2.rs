@@ -247,8 +247,10 @@ async fn forward_h2(
         progress: progress.clone(),
         rt: rt.clone(),
     };
-    let req = head.into_request(relayed.boxed_unsync());
-    let (res, call) = match origin.exchange_h2(req, replayable, &progress).await {
+    let sent = origin
+        .exchange_h2(&head, relayed.boxed_unsync(), replayable, &progress)
+        .await;
+    let (res, call) = match sent {
         Ok(answer) => answer,
         Err(e) => {
             let rejection = match e {

@@ -110,15 +110,6 @@ impl H2Head {
             headers,
         })
     }
-
-    /// The request, with `body`.
-    pub fn into_request(self, body: H2Body) -> Request<H2Body> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.headers_mut() = self.headers;
-        req
-    }
 }
 
 /// Collects fields into a header map (the cookie the pipeline joins comes in parts).
@@ -181,12 +172,6 @@ impl H2Conns {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.retain(|c| c.usable(now));
     }
-
-    /// Open connections (tests, metrics).
-    pub fn open(&self) -> usize {
-        self.prune(Instant::now());
-        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 /// One HTTP/2 connection to an upstream.
@@ -242,7 +227,7 @@ impl Drop for Call {
 impl Origin {
     /// True when requests go to this upstream over HTTP/2: `h2c://`, or an `https://`
     /// upstream that picked `h2`.
-    pub fn speaks_h2(&self) -> bool {
+    fn speaks_h2(&self) -> bool {
         match &self.tls {
             None => self.h2c,
             Some(_) => self.pool.h2.picked.load(Ordering::Acquire) == HTTP2,
@@ -283,13 +268,7 @@ impl Origin {
             return Ok(());
         }
         if let Some(conn) = self.connect_h2(deadline).await? {
-            self.pool
-                .h2
-                .conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-            self.pool.start_reaper();
+            self.keep_h2(conn);
         }
         Ok(())
     }
@@ -303,10 +282,10 @@ impl Origin {
     /// idempotent method): one that failed after it may have been processed goes once more.
     pub async fn send_h2(
         &self,
-        req: Request<H2Body>,
+        head: &H2Head,
+        body: H2Body,
         replayable: bool,
     ) -> Result<(Response<Incoming>, Call), ProxyError> {
-        let (parts, body) = req.into_parts();
         let tape = (!http_body::Body::is_end_stream(&body)).then(|| Tape::new(body));
         let mut replayed = false;
         for _ in 0..UNSENT_TRIES {
@@ -317,9 +296,9 @@ impl Origin {
                 None => empty_body(),
             };
             let mut req = Request::new(body);
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = parts.uri.clone();
-            *req.headers_mut() = parts.headers.clone();
+            *req.method_mut() = head.method.clone();
+            *req.uri_mut() = head.uri.clone();
+            *req.headers_mut() = head.headers.clone();
             let error = match call.conn.sender.clone().try_send_request(req).await {
                 Ok(res) => {
                     if let Some(tape) = &tape {
@@ -359,11 +338,12 @@ impl Origin {
     /// the HTTP/1.1 path: a client stream the server answers at its end is not cut).
     pub async fn exchange_h2(
         &self,
-        req: Request<H2Body>,
+        head: &H2Head,
+        body: H2Body,
         replayable: bool,
         progress: &Progress,
     ) -> Result<(Response<Incoming>, Call), ProxyError> {
-        let send = self.send_h2(req, replayable);
+        let send = self.send_h2(head, body, replayable);
         tokio::pin!(send);
         loop {
             tokio::select! {
@@ -399,13 +379,19 @@ impl Origin {
             .map_err(|_| connect_timed_out())?;
         let conn = self.connect_h2(deadline).await?.ok_or_else(picked_http1)?;
         let call = Call::on(conn.clone());
-        conns
+        self.keep_h2(conn);
+        Ok(call)
+    }
+
+    /// Puts a new connection in the pool (and starts the pool's reaper).
+    fn keep_h2(&self, conn: Arc<H2Conn>) {
+        self.pool
+            .h2
             .conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
         self.pool.start_reaper();
-        Ok(call)
     }
 
     /// A new HTTP/2 connection; `None` when an `https://` upstream picked `http/1.1` (that
@@ -454,11 +440,6 @@ impl Origin {
             retired: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
         })))
-    }
-
-    /// The HTTP/2 connections (tests, metrics).
-    pub fn h2_conns(&self) -> &H2Conns {
-        &self.pool.h2
     }
 }
 

@@ -610,16 +610,12 @@ impl<T: Transport> Connection<T> {
         record.status = status;
         self.gateway.count(&record, status);
 
-        // An answer that came before the whole request body closes the connection (RFC 9112
-        // §9.6): the rest of the body may never be read.
-        let keep = keep_alive
-            && upload.is_none()
-            && client_framing != ClientFraming::UntilClose
-            && !self.closing.is_set();
-        if client_framing != ClientFraming::Tunnel {
-            connection_field(&mut reply, keep, version);
-        }
-        reply.extend_from_slice(b"\r\n");
+        let keep = finish_head(
+            &mut reply,
+            keep_alive && upload.is_none() && !self.closing.is_set(),
+            client_framing,
+            version,
+        );
         let idle = server.idle_timeout;
 
         if client_framing == ClientFraming::Tunnel {
@@ -780,14 +776,27 @@ impl<T: Transport> Connection<T> {
     }
 }
 
-/// Says what becomes of the connection after a forwarded response: `connection: close` unless
-/// it is kept, `connection: keep-alive` for an HTTP/1.0 client whose connection is kept.
-fn connection_field(reply: &mut Vec<u8>, keep: bool, version: Version) {
-    if !keep {
-        reply.extend_from_slice(b"connection: close\r\n");
-    } else if version == Version::Http10 {
-        reply.extend_from_slice(b"connection: keep-alive\r\n");
+/// Ends the client's head of a forwarded response and says whether the connection carries
+/// another request: `may_keep` (the client asked for keep-alive, its whole body was read and
+/// no drain is under way: an answer that came before the whole request body closes the
+/// connection, RFC 9112 §9.6, since the rest of the body may never be read) and a response
+/// whose end the client can tell. `connection: close` unless kept, `connection: keep-alive` for
+/// an HTTP/1.0 client whose connection is kept; a tunnel's `101` has its own.
+fn finish_head(
+    reply: &mut Vec<u8>,
+    may_keep: bool,
+    framing: ClientFraming,
+    version: Version,
+) -> bool {
+    let keep = may_keep && framing != ClientFraming::UntilClose;
+    match framing {
+        ClientFraming::Tunnel => {}
+        _ if !keep => reply.extend_from_slice(b"connection: close\r\n"),
+        _ if version == Version::Http10 => reply.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
     }
+    reply.extend_from_slice(b"\r\n");
+    keep
 }
 
 /// Marks an upload that failed while the response was relayed: it stays `Some` (the request

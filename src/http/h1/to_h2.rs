@@ -128,8 +128,7 @@ impl<T: Transport> Connection<T> {
                 (Channel(rx).boxed_unsync(), Some(pump))
             }
         };
-        let mut exchange =
-            pin!(origin.exchange_h2(head.into_request(body), kind.retryable, &progress));
+        let mut exchange = pin!(origin.exchange_h2(&head, body, kind.retryable, &progress));
         let answer = poll_fn(|cx| {
             if let Some(p) = &mut pump {
                 match p.poll(cx, &mut source, &progress) {
@@ -204,15 +203,14 @@ impl<T: Transport> Connection<T> {
         record.upstream = Some(progress.sent().elapsed());
         record.status = status;
         self.gateway.count(&record, status);
-        // An answer that came before the whole request body closes the connection (RFC 9112
-        // §9.6): the rest of the body may never be read (the pump also ends when the upstream
-        // stops taking it).
-        let keep = keep_alive
-            && source.is_done()
-            && client_framing != ClientFraming::UntilClose
-            && !self.closing.is_set();
-        super::connection_field(&mut reply, keep, version);
-        reply.extend_from_slice(b"\r\n");
+        // The whole body read, not the pump ended: it also ends when the upstream stops taking
+        // the body.
+        let keep = super::finish_head(
+            &mut reply,
+            keep_alive && source.is_done() && !self.closing.is_set(),
+            client_framing,
+            version,
+        );
 
         // The body (trailers are dropped), while the rest of the request body goes up.
         let chunked = client_framing == ClientFraming::Chunked;
