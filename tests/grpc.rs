@@ -99,6 +99,34 @@ upstream = "http://127.0.0.1:1"
         lower.contains("grpc-message: bearer token required\r\n"),
         "{raw}"
     );
+    assert!(lower.contains("cache-control: no-store\r\n"), "{raw}");
+    // Only a POST with a gRPC content type is a gRPC call: a GET for a script with a made-up
+    // content type is not answered with a cacheable 200.
+    for head in [
+        "GET /pkg.Svc/main.js HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpcXYZ\r\n\r\n",
+        "GET /pkg.Svc/main.js HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\n\r\n",
+        "POST /pkg.Svc/main.js HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc; x=1\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let answer = common::raw(gw.addr, head.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{head}: {answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("cache-control: no-store\r\n"), "{answer}");
+        assert!(!lower.contains("grpc-status"), "{answer}");
+    }
+    // The gRPC-form refusals are counted under their own status, not the 200 on the wire.
+    let metrics = gw.gateway.render_metrics();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("jwtgate_requests_total{") && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("jwtgate_requests_total{") && l.contains("status=\"401\"")),
+        "{metrics}"
+    );
 }
 
 /// The gRPC upstream (tests/grpc/server.py), stopped when dropped.
@@ -274,7 +302,7 @@ async fn grpc_calls_pass_to_an_h2c_upstream_with_identity_and_trailers() {
     // name label values).
     assert_eq!(
         count(&format!(
-            "{route},method=\"-\",status=\"200\",grpc_status=\"16\""
+            "{route},method=\"-\",status=\"401\",grpc_status=\"16\""
         )),
         1
     );

@@ -364,7 +364,8 @@ fn answer(
 ) -> Response<Body> {
     let res = local_response(local, head_only);
     if let Some(mut record) = record {
-        record.status = local.status;
+        // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
+        record.status = local.reported;
         gateway.count(&record, record.status);
         if record.grpc {
             record.grpc_status_from(res.headers());

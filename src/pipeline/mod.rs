@@ -128,10 +128,7 @@ impl Pipeline {
         req: &RequestView<'a>,
         record: &mut Record,
     ) -> Decision<'p, 'a> {
-        record.grpc = req
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("content-type") && rejection::is_grpc(h.value));
+        record.grpc = rejection::is_grpc(req.method, req.headers);
         match self.forward(req, record) {
             Ok(Some(forward)) => {
                 if record.grpc {

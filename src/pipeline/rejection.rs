@@ -37,6 +37,9 @@ pub enum Rejection {
 pub struct LocalResponse {
     /// The status code.
     pub status: u16,
+    /// The status logs and metrics count it under: `status`, except for a refusal in gRPC form
+    /// (HTTP 200 on the wire), which counts as the refusal's own (401, 403, ...).
+    pub reported: u16,
     /// Fields besides framing (names lower case).
     pub fields: Vec<(&'static str, Cow<'static, str>)>,
     /// The body (its length is the framing).
@@ -50,7 +53,7 @@ pub const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 impl Rejection {
     /// The status code this answers with.
     pub fn status(&self) -> u16 {
-        self.parts().0
+        self.parts().status
     }
 
     /// Short outcome label for logs and metrics.
@@ -77,72 +80,115 @@ impl Rejection {
         )
     }
 
-    /// (status, error code, description, WWW-Authenticate): the one table.
-    fn parts(&self) -> (u16, &'static str, Cow<'static, str>, Option<String>) {
-        match self {
-            Rejection::BadRequest(why) => (400, "bad_request", Cow::Borrowed(*why), None),
-            Rejection::HeadersTooLarge => (
-                431,
-                "headers_too_large",
-                "request head too large".into(),
-                None,
-            ),
-            Rejection::MethodNotAllowed => {
-                (405, "method_not_allowed", "method not allowed".into(), None)
-            }
-            Rejection::NoRoute => (404, "not_found", "no route for this request".into(), None),
-            Rejection::PayloadTooLarge => (
-                413,
-                "payload_too_large",
-                "request body too large".into(),
-                None,
-            ),
-            Rejection::MissingToken => (
-                401,
-                "invalid_request",
-                "bearer token required".into(),
-                Some(r#"Bearer realm="jwtgate""#.to_owned()),
-            ),
-            Rejection::InvalidToken(TokenError::KeysUnavailable) => (
-                503,
-                "temporarily_unavailable",
-                TokenError::KeysUnavailable.description().into(),
-                None,
-            ),
-            Rejection::InvalidToken(e) => (
-                401,
-                "invalid_token",
-                e.description().into(),
-                Some(format!(
-                    r#"Bearer error="invalid_token", error_description="{}""#,
-                    e.description()
-                )),
-            ),
-            Rejection::Forbidden(claim) => {
-                let description = format!("token lacks a required {} claim", printable(claim));
-                let challenge = format!(
-                    r#"Bearer error="insufficient_scope", error_description="{description}""#
-                );
-                (
-                    403,
-                    "insufficient_scope",
-                    description.into(),
-                    Some(challenge),
-                )
-            }
-            Rejection::UpstreamUnavailable => {
-                (502, "bad_gateway", "upstream unavailable".into(), None)
-            }
-            Rejection::UpstreamTimeout => {
-                (504, "gateway_timeout", "upstream timed out".into(), None)
-            }
+    /// The one table: HTTP status, error code, description, `WWW-Authenticate`, and the gRPC
+    /// status a gRPC caller gets instead (the gRPC project's HTTP-to-gRPC mapping; CONTRACT.md's
+    /// "HTTP/2 upstreams and gRPC"). Exhaustive: a new refusal must say all five.
+    fn parts(&self) -> Parts {
+        use grpc_code::*;
+        let (status, code, description, challenge, grpc): (_, _, Cow<'static, str>, _, _) =
+            match self {
+                Rejection::BadRequest(why) => {
+                    (400, "bad_request", Cow::Borrowed(*why), None, INTERNAL)
+                }
+                Rejection::HeadersTooLarge => (
+                    431,
+                    "headers_too_large",
+                    "request head too large".into(),
+                    None,
+                    RESOURCE_EXHAUSTED,
+                ),
+                Rejection::MethodNotAllowed => (
+                    405,
+                    "method_not_allowed",
+                    "method not allowed".into(),
+                    None,
+                    UNIMPLEMENTED,
+                ),
+                Rejection::NoRoute => (
+                    404,
+                    "not_found",
+                    "no route for this request".into(),
+                    None,
+                    UNIMPLEMENTED,
+                ),
+                Rejection::PayloadTooLarge => (
+                    413,
+                    "payload_too_large",
+                    "request body too large".into(),
+                    None,
+                    RESOURCE_EXHAUSTED,
+                ),
+                Rejection::MissingToken => (
+                    401,
+                    "invalid_request",
+                    "bearer token required".into(),
+                    Some(r#"Bearer realm="jwtgate""#.to_owned()),
+                    UNAUTHENTICATED,
+                ),
+                Rejection::InvalidToken(TokenError::KeysUnavailable) => (
+                    503,
+                    "temporarily_unavailable",
+                    TokenError::KeysUnavailable.description().into(),
+                    None,
+                    UNAVAILABLE,
+                ),
+                Rejection::InvalidToken(e) => (
+                    401,
+                    "invalid_token",
+                    e.description().into(),
+                    Some(format!(
+                        r#"Bearer error="invalid_token", error_description="{}""#,
+                        e.description()
+                    )),
+                    UNAUTHENTICATED,
+                ),
+                Rejection::Forbidden(claim) => {
+                    let description = format!("token lacks a required {} claim", printable(claim));
+                    let challenge = format!(
+                        r#"Bearer error="insufficient_scope", error_description="{description}""#
+                    );
+                    (
+                        403,
+                        "insufficient_scope",
+                        description.into(),
+                        Some(challenge),
+                        PERMISSION_DENIED,
+                    )
+                }
+                Rejection::UpstreamUnavailable => (
+                    502,
+                    "bad_gateway",
+                    "upstream unavailable".into(),
+                    None,
+                    UNAVAILABLE,
+                ),
+                Rejection::UpstreamTimeout => (
+                    504,
+                    "gateway_timeout",
+                    "upstream timed out".into(),
+                    None,
+                    UNAVAILABLE,
+                ),
+            };
+        Parts {
+            status,
+            code,
+            description,
+            challenge,
+            grpc,
         }
     }
 
     /// The answer: the status, `Content-Type: application/json`, `Cache-Control: no-store`,
     /// the challenge of a 401/403, `Allow` of a 405, and the JSON body.
     pub fn response(&self) -> LocalResponse {
-        let (status, code, description, challenge) = self.parts();
+        let Parts {
+            status,
+            code,
+            description,
+            challenge,
+            ..
+        } = self.parts();
         let body = serde_json::json!({ "error": code, "error_description": description })
             .to_string()
             .into_bytes();
@@ -162,49 +208,87 @@ impl Rejection {
         }
         LocalResponse {
             status,
+            reported: status,
             fields,
             body: Cow::Owned(body),
         }
     }
 }
 
+/// A row of the rejection table.
+struct Parts {
+    status: u16,
+    code: &'static str,
+    description: Cow<'static, str>,
+    challenge: Option<String>,
+    grpc: u8,
+}
+
 /// The gRPC status codes refusals map to (the gRPC project's HTTP-to-gRPC status mapping, and
 /// CONTRACT.md's "HTTP/2 upstreams and gRPC").
 pub mod grpc_code {
-    /// 400: the request could not be read as one.
+    /// The request could not be read as one (400).
     pub const INTERNAL: u8 = 13;
-    /// 401.
+    /// No valid credentials (401).
     pub const UNAUTHENTICATED: u8 = 16;
-    /// 403.
+    /// Not allowed (403).
     pub const PERMISSION_DENIED: u8 = 7;
-    /// 404, 405.
+    /// No such method (404, 405).
     pub const UNIMPLEMENTED: u8 = 12;
-    /// 413, 431.
+    /// Over a limit (413, 431; 429).
     pub const RESOURCE_EXHAUSTED: u8 = 8;
-    /// 502, 503, 504.
+    /// Try again later (502, 503, 504).
     pub const UNAVAILABLE: u8 = 14;
-    /// Anything else.
+    /// A status gRPC does not define, as clients take it.
     pub const UNKNOWN: u8 = 2;
 }
 
-/// True for a gRPC request: `content-type` is `application/grpc` or one of its `+proto`,
-/// `+json` or `-web` variants (case-insensitive, parameters ignored).
-pub fn is_grpc(content_type: &[u8]) -> bool {
-    content_type.len() >= 16 && content_type[..16].eq_ignore_ascii_case(b"application/grpc")
+/// True for a request that gets refusals in gRPC form: a `POST` whose one `content-type` is
+/// exactly `application/grpc`, `application/grpc+<codec>`, `application/grpc-web[+<codec>]` or
+/// `application/grpc-web-text[+<codec>]` (letter case aside, no parameters; gRPC over HTTP/2
+/// and gRPC-Web say so). Anything else (a `GET` for a script with a made-up content type, say)
+/// gets the JSON refusal, so that a refusal is never a cacheable `200`.
+pub fn is_grpc(method: &str, headers: &[crate::wire::Header<'_>]) -> bool {
+    if method != "POST" {
+        return false;
+    }
+    let mut types = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-type"));
+    let (Some(t), None) = (types.next(), types.next()) else {
+        return false;
+    };
+    grpc_content_type(t.value)
+}
+
+/// `application/grpc` or `application/grpc-web` or `application/grpc-web-text`, each with an
+/// optional `+<codec>` (letters, digits, `.`, `-`, `_`).
+fn grpc_content_type(value: &[u8]) -> bool {
+    const TYPES: [&[u8]; 3] = [
+        b"application/grpc-web-text",
+        b"application/grpc-web",
+        b"application/grpc",
+    ];
+    TYPES.iter().any(|t| {
+        value.len() >= t.len()
+            && value[..t.len()].eq_ignore_ascii_case(t)
+            && match &value[t.len()..] {
+                [] => true,
+                [b'+', codec @ ..] => {
+                    !codec.is_empty()
+                        && codec
+                            .iter()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                }
+                _ => false,
+            }
+    })
 }
 
 impl Rejection {
     /// The gRPC status this refusal maps to.
     pub fn grpc_status(&self) -> u8 {
-        match self.status() {
-            400 => grpc_code::INTERNAL,
-            401 => grpc_code::UNAUTHENTICATED,
-            403 => grpc_code::PERMISSION_DENIED,
-            404 | 405 => grpc_code::UNIMPLEMENTED,
-            413 | 431 => grpc_code::RESOURCE_EXHAUSTED,
-            502..=504 => grpc_code::UNAVAILABLE,
-            _ => grpc_code::UNKNOWN,
-        }
+        self.parts().grpc
     }
 
     /// The answer for a request, in gRPC form for a gRPC call ([`Rejection::grpc_response`]),
@@ -219,22 +303,31 @@ impl Rejection {
 
     /// A gRPC client's answer ("Trailers-Only"): HTTP 200, `content-type: application/grpc`,
     /// `grpc-status` and `grpc-message` (the JSON body's description, percent-encoded as gRPC
-    /// asks), no body; the challenge and `Retry-After` as in [`Rejection::response`].
+    /// asks), `cache-control: no-store`, no body; the challenge and `Retry-After` as in
+    /// [`Rejection::response`]. Logged and counted under the refusal's own status.
     pub fn grpc_response(&self) -> LocalResponse {
-        let (_, _, description, challenge) = self.parts();
+        let Parts {
+            status,
+            description,
+            challenge,
+            grpc,
+            ..
+        } = self.parts();
         let mut fields = vec![
             ("content-type", Cow::Borrowed("application/grpc")),
-            ("grpc-status", Cow::Owned(self.grpc_status().to_string())),
+            ("cache-control", Cow::Borrowed("no-store")),
+            ("grpc-status", Cow::Owned(grpc.to_string())),
             ("grpc-message", Cow::Owned(grpc_message(&description))),
         ];
         if let Some(challenge) = challenge {
             fields.push(("www-authenticate", Cow::Owned(challenge)));
         }
-        if self.status() == 503 {
+        if status == 503 {
             fields.push(("retry-after", Cow::Borrowed("1")));
         }
         LocalResponse {
             status: 200,
+            reported: status,
             fields,
             body: Cow::Borrowed(b""),
         }
@@ -259,6 +352,7 @@ impl LocalResponse {
     pub fn options() -> LocalResponse {
         LocalResponse {
             status: 200,
+            reported: 200,
             fields: vec![("allow", Cow::Borrowed(ALLOWED))],
             body: Cow::Borrowed(b""),
         }
@@ -380,11 +474,88 @@ mod tests {
             assert_eq!(rejection.response_to(false), rejection.response());
         }
         assert_eq!(grpc_message("50% off\n"), "50%25 off%0A");
-        assert!(is_grpc(b"application/grpc"));
-        assert!(is_grpc(b"Application/GRPC+proto"));
-        assert!(is_grpc(b"application/grpc-web-text"));
-        assert!(!is_grpc(b"application/json"));
-        assert!(!is_grpc(b"application/grp"));
+    }
+
+    #[test]
+    fn grpc_answers_are_not_cacheable_and_count_as_the_refusal() {
+        let r = Rejection::MissingToken.response_to(true);
+        assert_eq!((r.status, r.reported), (200, 401));
+        assert!(r
+            .fields
+            .iter()
+            .any(|(n, v)| *n == "cache-control" && v == "no-store"));
+        let r = Rejection::MissingToken.response();
+        assert_eq!((r.status, r.reported), (401, 401));
+    }
+
+    #[test]
+    fn only_a_post_with_a_grpc_content_type_is_a_grpc_call() {
+        let with = |method: &str, types: &[&'static str]| {
+            let headers: Vec<crate::wire::Header> = types
+                .iter()
+                .map(|v| crate::wire::Header {
+                    name: "Content-Type",
+                    value: v.as_bytes(),
+                })
+                .collect();
+            is_grpc(method, &headers)
+        };
+        for yes in [
+            "application/grpc",
+            "Application/GRPC+proto",
+            "application/grpc+json",
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc-web-text+proto",
+        ] {
+            assert!(with("POST", &[yes]), "{yes}");
+            assert!(!with("GET", &[yes]), "GET {yes}");
+        }
+        for no in [
+            "application/json",
+            "application/grp",
+            "application/grpcXYZ",
+            "application/grpc+",
+            "application/grpc; charset=utf-8",
+            "application/grpc-webby",
+            "application/grpc+pro to",
+            "application/grpc-web-text+",
+        ] {
+            assert!(!with("POST", &[no]), "{no}");
+        }
+        assert!(!with("POST", &[]));
+        assert!(!with("POST", &["application/grpc", "application/grpc"]));
+    }
+
+    #[test]
+    fn every_refusal_has_its_grpc_code() {
+        use crate::auth::TokenError;
+        let table = [
+            (Rejection::BadRequest("x"), grpc_code::INTERNAL),
+            (Rejection::HeadersTooLarge, grpc_code::RESOURCE_EXHAUSTED),
+            (Rejection::MethodNotAllowed, grpc_code::UNIMPLEMENTED),
+            (Rejection::NoRoute, grpc_code::UNIMPLEMENTED),
+            (Rejection::PayloadTooLarge, grpc_code::RESOURCE_EXHAUSTED),
+            (Rejection::MissingToken, grpc_code::UNAUTHENTICATED),
+            (
+                Rejection::InvalidToken(TokenError::Expired),
+                grpc_code::UNAUTHENTICATED,
+            ),
+            (
+                Rejection::InvalidToken(TokenError::KeysUnavailable),
+                grpc_code::UNAVAILABLE,
+            ),
+            (
+                Rejection::Forbidden("role".into()),
+                grpc_code::PERMISSION_DENIED,
+            ),
+            (Rejection::UpstreamUnavailable, grpc_code::UNAVAILABLE),
+            (Rejection::UpstreamTimeout, grpc_code::UNAVAILABLE),
+        ];
+        for (rejection, code) in table {
+            assert_eq!(rejection.grpc_status(), code, "{rejection:?}");
+        }
     }
 
     #[test]

@@ -481,7 +481,8 @@ impl<T: Transport> Connection<T> {
         close: bool,
         head: bool,
     ) {
-        let status = local.status;
+        // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
+        let status = local.reported;
         record.status = status;
         self.gateway.count(&record, status);
         let mut out = buffers::take_out();
