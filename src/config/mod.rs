@@ -126,6 +126,11 @@ pub struct ServerConfig {
     /// Most calls in flight at once on one HTTP/2 upstream connection; more open another
     /// connection. Default 100.
     pub upstream_max_streams: usize,
+    /// Most bytes held, across the process, for peers that do not read: each call to an
+    /// HTTP/2 upstream reserves its receive window, and request-body copies kept to send
+    /// again come out of it too; a call that finds it spent waits `connect_timeout`, then
+    /// 503. Default 1 GiB.
+    pub max_buffered_bytes: usize,
     /// `[server.tls]`: serve HTTPS with this PEM certificate chain and key. Default: plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -487,6 +492,7 @@ mod tests {
 listen = "nowhere"
 connect_timeout = "soon"
 upstream_max_streams = 0
+max_buffered_bytes = 1024
 [auth]
 algorithms = ["RS256", "none"]
 user_header = "Content-Length"
@@ -506,6 +512,7 @@ typo = 1
             "server.listen",
             "server.connect_timeout",
             "server.upstream_max_streams: must be between 1 and 10000",
+            "server.max_buffered_bytes: must be between 1048576 and 1099511627776",
             "auth.algorithms: \"RS256\"",
             "auth.algorithms: \"none\"",
             "auth.user_header",

@@ -23,6 +23,7 @@ pub(super) struct RawServer {
     pub workers: Option<usize>,
     pub max_connecting: Option<usize>,
     pub upstream_max_streams: Option<usize>,
+    pub max_buffered_bytes: Option<usize>,
     pub tls: Option<RawTls>,
 }
 
@@ -101,6 +102,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "workers",
     "max_connecting",
     "upstream_max_streams",
+    "max_buffered_bytes",
     "tls",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];

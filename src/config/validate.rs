@@ -304,6 +304,13 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         1,
         10_000,
     );
+    let max_buffered_bytes = bounded(
+        "server.max_buffered_bytes",
+        raw.max_buffered_bytes,
+        1 << 30,
+        1 << 20,
+        1 << 40,
+    );
     let tls = raw.tls.map(|t| TlsFiles {
         cert: PathBuf::from(t.cert),
         key: PathBuf::from(t.key),
@@ -323,6 +330,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         workers,
         max_connecting,
         upstream_max_streams,
+        max_buffered_bytes,
         tls,
     })
 }

@@ -158,17 +158,24 @@ impl Record {
         );
     }
 
-    /// Takes a gRPC call's status from `grpc-status` in `fields` (response headers of a
-    /// Trailers-Only answer, or trailers). A code gRPC does not define (over 16, or not a
-    /// number) is 2, UNKNOWN, as gRPC clients take it.
+    /// Takes a gRPC call's status from `grpc-status` in `fields` (see [`grpc_status_of`]),
+    /// when there is one.
     pub fn grpc_status_from(&mut self, fields: &http::HeaderMap) {
-        if let Some(v) = fields.get("grpc-status") {
-            let code = std::str::from_utf8(v.as_bytes())
-                .ok()
-                .and_then(|v| v.parse::<u8>().ok());
-            self.grpc_status = Some(code.filter(|c| *c <= 16).unwrap_or(2));
+        if let Some(code) = grpc_status_of(fields) {
+            self.grpc_status = Some(code);
         }
     }
+}
+
+/// A gRPC call's status from `grpc-status` in `fields` (the response head of a Trailers-Only
+/// answer, or trailers). A code gRPC does not define (over 16, or not a number) is 2,
+/// UNKNOWN, as gRPC clients take it.
+pub fn grpc_status_of(fields: &http::HeaderMap) -> Option<u8> {
+    let v = fields.get("grpc-status")?;
+    let code = std::str::from_utf8(v.as_bytes())
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok());
+    Some(code.filter(|c| *c <= 16).unwrap_or(2))
 }
 
 /// One access line's values.

@@ -13,35 +13,27 @@
 //!    (CGI-style servers fold `X_Auth_User` into `X-Auth-User`); a `_` spelling of any field
 //!    named here is dropped too;
 //! 3. `X-Forwarded-For` (appended to the client's chain), `X-Forwarded-Proto`,
-//!    `X-Forwarded-Host`, the identity headers from the verified token and the body framing are
-//!    written by the gateway, exactly once each (and `Host`, by the upstream client, from
-//!    [`UpstreamRequest::authority`]).
+//!    `X-Forwarded-Host` and the identity headers from the verified token
+//!    ([`HeaderPolicy::identity_fields`]) are written by the gateway, exactly once each.
+//!
+//! What belongs to the protocol the upstream speaks (`Host` or `:authority`, the body's framing,
+//! `Connection: upgrade`) is the upstream client's to write, from [`UpstreamRequest::authority`],
+//! [`UpstreamRequest::framing`] and [`UpstreamRequest::upgrade`], once it knows that protocol.
 //!
 //! On the way out, [`response_fields`] drops the upstream's hop-by-hop fields and its framing
-//! (each side of the gateway frames its own messages).
+//! (each side of the gateway frames its own messages). The hop-by-hop list is the crate's one
+//! ([`crate::wire::HOP_BY_HOP`]).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use tracing::debug;
 
 use crate::auth::Identity;
 use crate::config::{spoof_key, AuthConfig};
-use crate::wire::{self, Framing, Header};
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
-const HOP_BY_HOP: &[&str] = &[
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use crate::wire::{self, is_hop_by_hop, Framing, Header, HOP_BY_HOP};
 
 /// Headers some upstream frameworks (IIS, Symfony, Laravel, some WAFs) route on instead of the
 /// request line; a client must not be able to steer an upstream past the gateway's routing.
@@ -108,7 +100,7 @@ impl HeaderPolicy {
         // Every header any issuer writes a claim into: each is stripped from every request.
         let claim_headers: Vec<HeaderName> = auth.claim_header_names();
         let identity = std::iter::once(&auth.user_header).chain(&claim_headers);
-        // The first class given to a name wins.
+        // The first class given to a name wins (`connection` is hop-by-hop too).
         let named: Vec<(String, Class)> = [("connection", Class::Connection)]
             .into_iter()
             .chain(HOP_BY_HOP.iter().map(|n| (*n, Class::Drop)))
@@ -151,6 +143,21 @@ impl HeaderPolicy {
             by_len,
             forward_token: auth.forward_token,
         }
+    }
+
+    /// The identity headers the gateway writes for `id`, in order: `user_header`, then each
+    /// `claim_headers` header the token has a value for. What the upstream gets (inline) and
+    /// what an auth check answers (forward-auth) come from here.
+    pub fn identity_fields<'s>(
+        &'s self,
+        id: &'s Identity,
+    ) -> impl Iterator<Item = (&'s HeaderName, &'s HeaderValue)> {
+        std::iter::once((&self.user_header, &id.user)).chain(
+            self.claim_headers
+                .iter()
+                .zip(&id.claim_values)
+                .filter_map(|(name, value)| value.as_ref().map(|v| (name, v))),
+        )
     }
 
     /// True for a request trailer's name that may reach the upstream: none the gateway manages
@@ -247,9 +254,10 @@ pub struct UpstreamRequest<'p, 'a> {
     pub headers: &'a [Header<'a>],
     /// The verified caller, if any.
     pub identity: Option<Arc<Identity>>,
-    /// The `Upgrade` value to send, for a tunnelled upgrade (see [`super::upgrade`]).
+    /// The `Upgrade` value to send, for a tunnelled upgrade (see [`super::upgrade`]); the
+    /// HTTP/1.1 upstream client writes it with `Connection: upgrade`.
     pub upgrade: Option<Cow<'a, [u8]>>,
-    /// How the body will be sent to the upstream.
+    /// How the body goes to the upstream (the upstream client writes the framing).
     pub framing: Framing,
     /// Join several `Cookie` fields into one (HTTP/2 clients split them; RFC 9113 §8.2.3).
     pub join_cookies: bool,
@@ -265,9 +273,9 @@ impl UpstreamRequest<'_, '_> {
         self.host.unwrap_or(self.upstream_host.as_bytes())
     }
 
-    /// Gives `sink` every field the upstream gets, `Host` aside (see the module docs for what
-    /// is dropped and what is written).
-    pub fn write_fields(&self, sink: &mut impl FieldSink) {
+    /// Gives `sink` every field the upstream gets besides those of its protocol (`Host`,
+    /// framing, `Connection`: see the module docs for what is dropped and what is written).
+    pub fn write_fields(&self, sink: &mut impl FieldSink) -> Written {
         let policy = self.policy;
         let headers = self.headers;
         // Classes of the first fields, kept for the second pass (more are classified again).
@@ -336,35 +344,25 @@ impl UpstreamRequest<'_, '_> {
         if let Some(host) = self.host {
             sink.field(b"x-forwarded-host", host);
         }
-        if let Some(upgrade) = &self.upgrade {
-            sink.field(b"connection", b"upgrade");
-            sink.field(b"upgrade", upgrade);
-        }
         if let Some(id) = &self.identity {
-            sink.field(policy.user_header.as_str().as_bytes(), id.user.as_bytes());
-            for (name, value) in policy.claim_headers.iter().zip(&id.claim_values) {
-                if let Some(v) = value {
-                    sink.field(name.as_str().as_bytes(), v.as_bytes());
-                }
+            for (name, value) in policy.identity_fields(id) {
+                sink.field(name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        match self.framing {
-            Framing::Length(n) => {
-                sink.field(b"content-length", wire::decimal(n, &mut [0; 20]));
-            }
-            Framing::Chunked | Framing::UntilClose => {
-                sink.field(b"transfer-encoding", b"chunked");
-            }
+        Written {
             // RFC 9110 §8.6: a request whose method gives content a meaning says it has none
             // (some servers answer 411 otherwise), as does one whose client said so.
-            Framing::Empty
-                if declared_length || matches!(self.method, "POST" | "PUT" | "PATCH") =>
-            {
-                sink.field(b"content-length", b"0");
-            }
-            Framing::Empty => {}
+            says_empty: self.framing == Framing::Empty
+                && (declared_length || matches!(self.method, "POST" | "PUT" | "PATCH")),
         }
     }
+}
+
+/// What [`UpstreamRequest::write_fields`] found out for the upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The request has no body and should say so (`content-length: 0` in HTTP/1.1).
+    pub says_empty: bool,
 }
 
 /// The upstream response's fields that reach the client: without hop-by-hop fields, the ones
@@ -385,22 +383,6 @@ pub fn response_fields<'a, 'h>(
         };
         !(hop || nominating && nominated(headers, h.name))
     })
-}
-
-/// `Connection` and the hop-by-hop fields (RFC 9110 §7.6.1, and the old ones proxies still
-/// see), by length first.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 => is("te"),
-        7 => is("trailer") || is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        18 => is("proxy-authenticate"),
-        19 => is("proxy-authorization"),
-        _ => false,
-    }
 }
 
 /// True when a `Connection` field names a field beyond the ones every message handles anyway
@@ -469,13 +451,23 @@ mod tests {
         fn end(&mut self) {}
     }
 
-    /// The fields the upstream gets for `pairs`, as (lower-case name, value) pairs.
+    /// The fields the upstream gets for `pairs` besides its protocol's own, as (lower-case
+    /// name, value) pairs, with `Host`.
     fn rewrite(
         policy: &HeaderPolicy,
         pairs: &[(&str, &str)],
         identity: Option<&Identity>,
         upgrade: Option<&[u8]>,
     ) -> Vec<(String, String)> {
+        rewritten(policy, pairs, identity, upgrade).0
+    }
+
+    fn rewritten(
+        policy: &HeaderPolicy,
+        pairs: &[(&str, &str)],
+        identity: Option<&Identity>,
+        upgrade: Option<&[u8]>,
+    ) -> (Vec<(String, String)>, Written) {
         let headers: Vec<Header> = pairs
             .iter()
             .map(|(n, v)| Header {
@@ -500,9 +492,9 @@ mod tests {
         };
         assert_eq!(req.authority(), b"app.example");
         let mut fields = Fields::default();
-        req.write_fields(&mut fields);
+        let written = req.write_fields(&mut fields);
         fields.0.push(("host".into(), "app.example".into()));
-        fields.0
+        (fields.0, written)
     }
 
     fn all<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -586,7 +578,7 @@ mod tests {
     #[test]
     fn framing_fields_are_the_gateways() {
         let p = policy("");
-        let f = rewrite(
+        let (f, written) = rewritten(
             &p,
             &[
                 ("connection", "content-length, host, x-private"),
@@ -599,9 +591,10 @@ mod tests {
             None,
             None,
         );
-        // The client's "3" is never passed on: the gateway writes the length it frames (here
-        // none, said as 0 since the client declared one).
-        assert_eq!(all(&f, "content-length"), vec!["0"]);
+        // The client's "3" is never passed on: the upstream client writes the length it frames
+        // (here none, said as 0 since the client declared one).
+        assert!(all(&f, "content-length").is_empty());
+        assert!(written.says_empty);
         assert!(all(&f, "expect").is_empty());
         assert!(all(&f, "x-private").is_empty());
         assert_eq!(all(&f, "x-public"), vec!["2"]);
@@ -609,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn upgrades_are_written_by_the_gateway() {
+    fn upgrade_and_connection_are_left_to_the_upstream_client() {
         let f = rewrite(
             &policy(""),
             &[
@@ -619,8 +612,26 @@ mod tests {
             None,
             Some(b"websocket"),
         );
-        assert_eq!(all(&f, "connection"), vec!["upgrade"]);
-        assert_eq!(all(&f, "upgrade"), vec!["websocket"]);
+        assert!(all(&f, "connection").is_empty());
+        assert!(all(&f, "upgrade").is_empty());
+    }
+
+    #[test]
+    fn identity_fields_are_the_user_then_each_claim_with_a_value() {
+        let p = policy("claim_headers = { role = \"X-Auth-Role\", team = \"X-Auth-Team\" }");
+        let mut id = identity("alice", Some("admin"));
+        id.claim_values.push(None);
+        let got: Vec<(&str, &[u8])> = p
+            .identity_fields(&id)
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x-auth-user", &b"alice"[..]),
+                ("x-auth-role", &b"admin"[..])
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Rejection {
     UpstreamUnavailable,
     /// The upstream did not send a response head within `upstream_timeout`.
     UpstreamTimeout,
+    /// The budget of bytes held for slow peers (`server.max_buffered_bytes`) stayed spent for
+    /// `connect_timeout`: the gateway sheds the request rather than hold more.
+    Overloaded,
 }
 
 /// An answer the gateway writes itself, in no protocol yet.
@@ -69,6 +72,7 @@ impl Rejection {
             Rejection::Forbidden(_) => "forbidden",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::Overloaded => "overloaded",
         }
     }
 
@@ -169,6 +173,13 @@ impl Rejection {
                     None,
                     UNAVAILABLE,
                 ),
+                Rejection::Overloaded => (
+                    503,
+                    "temporarily_unavailable",
+                    "the gateway is overloaded; try again shortly".into(),
+                    None,
+                    UNAVAILABLE,
+                ),
             };
         Parts {
             status,
@@ -203,7 +214,8 @@ impl Rejection {
             fields.push(("allow", Cow::Borrowed(ALLOWED)));
         }
         if status == 503 {
-            // A provider's keys are being fetched (retried with backoff from 250 ms).
+            // A provider's keys are being fetched (retried with backoff from 250 ms), or the
+            // gateway is shedding load.
             fields.push(("retry-after", Cow::Borrowed("1")));
         }
         LocalResponse {
@@ -405,6 +417,7 @@ mod tests {
             ),
             (Rejection::UpstreamUnavailable, 502, None, "bad_gateway"),
             (Rejection::UpstreamTimeout, 504, None, "gateway_timeout"),
+            (Rejection::Overloaded, 503, None, "temporarily_unavailable"),
         ];
         for (rejection, status, www, code) in table {
             let r = rejection.response();
@@ -552,6 +565,7 @@ mod tests {
             ),
             (Rejection::UpstreamUnavailable, grpc_code::UNAVAILABLE),
             (Rejection::UpstreamTimeout, grpc_code::UNAVAILABLE),
+            (Rejection::Overloaded, grpc_code::UNAVAILABLE),
         ];
         for (rejection, code) in table {
             assert_eq!(rejection.grpc_status(), code, "{rejection:?}");

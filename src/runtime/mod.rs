@@ -25,6 +25,7 @@ use crate::auth::keys::Keys;
 use crate::auth::provider::ProviderKeys;
 use crate::auth::{self, jwk, Verifier};
 use crate::config::{Config, KeySource, Problem};
+use crate::net::Budget;
 use crate::ops::access::Record;
 use crate::ops::metrics::{Metrics, ReasonLabels};
 use crate::pipeline::{HeaderPolicy, Pipeline, Rejection};
@@ -49,6 +50,9 @@ pub struct Runtime {
     /// Each provider's keys, with what they were built from (a reload keeps a provider's
     /// fetched keys and its refresh task when that is unchanged).
     providers: Vec<(ProviderOrigin, Arc<ProviderKeys>)>,
+    /// The process's budget of bytes held for slow peers (`server.max_buffered_bytes`), kept
+    /// over reloads (what is reserved stays reserved; a reload changes the limit).
+    budget: Arc<Budget>,
 }
 
 /// What a provider's keys are built from.
@@ -160,6 +164,13 @@ impl Runtime {
             ),
             HeaderPolicy::new(&config.auth),
         );
+        let budget = match previous {
+            Some(p) => {
+                p.budget.set_limit(config.server.max_buffered_bytes);
+                p.budget.clone()
+            }
+            None => Budget::new(config.server.max_buffered_bytes),
+        };
         let upstreams = Upstreams::build(
             &route_upstreams,
             Timeouts {
@@ -168,6 +179,7 @@ impl Runtime {
                 max_connecting: config.server.max_connecting,
                 max_streams: config.server.upstream_max_streams,
             },
+            &budget,
             previous.map(|p| &p.upstreams),
         );
         Ok(Runtime {
@@ -182,6 +194,7 @@ impl Runtime {
             listener_tls,
             ca_tls,
             providers,
+            budget,
         })
     }
 

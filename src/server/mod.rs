@@ -1,6 +1,6 @@
 //! The public listener: accepts connections (at most `server.max_connections` at once), serves
-//! HTTP/1.1 (`http1.rs`) and HTTP/2 (`http2.rs`: by prior knowledge, "h2c", or by ALPN over
-//! TLS) on the same port, and drains on shutdown: stop accepting, close idle connections, let
+//! HTTP/1.1 ([`crate::http::h1`]) and HTTP/2 ([`crate::http::h2`]: by prior knowledge, "h2c",
+//! or by ALPN over TLS) on the same port, and drains on shutdown: stop accepting, close idle connections, let
 //! in-flight requests finish within `server.drain_timeout`, then return.
 
 pub mod admin;
@@ -32,7 +32,7 @@ pub async fn serve(
     let max = gateway.current().config.server.max_connections;
     let limit = Arc::new(Semaphore::new(max));
     let closing = Arc::new(Closing::default());
-    let h2 = Arc::new(http2::builder(&gateway.current().config.server));
+    let h2 = Arc::new(http2::settings(&gateway.current().config.server));
     let local = listener.local_addr()?;
     info!(listen = %local, "listening");
     gateway.set_ready(true);
@@ -144,7 +144,7 @@ pin_project_lite::pin_project! {
     struct Plain<F> {
         #[pin]
         http1: F,
-        h2: Arc<http2::Builder>,
+        h2: Arc<http2::Settings>,
         slot: Option<Slot>,
     }
 }
@@ -173,7 +173,7 @@ async fn secure(
     handshake_timeout: Duration,
     client: ClientInfo,
     closing: Arc<Closing>,
-    h2: Arc<http2::Builder>,
+    h2: Arc<http2::Settings>,
     slot: Slot,
 ) {
     let peer = client.ip;
@@ -221,7 +221,7 @@ mod tests {
                 None,
             );
             let gateway = Arc::new(Gateway::new(Runtime::build(config, &keys, None).unwrap()));
-            let h2 = Arc::new(http2::builder(&gateway.current().config.server));
+            let h2 = Arc::new(http2::settings(&gateway.current().config.server));
             let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
             let slot = Slot {
                 gateway: gateway.clone(),

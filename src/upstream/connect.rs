@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::conn::{Conn, Stream};
+use super::h1::{Conn, Stream};
 use super::{Origin, ProxyError};
 
 /// How long one connect attempt may take before a new SYN is sent (the kernel itself would

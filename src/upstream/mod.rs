@@ -1,14 +1,18 @@
-//! Forwarding: the only step of a request that does I/O with the upstream. An HTTP/1.1 client
-//! with a keep-alive pool per upstream ([`pool`]): it writes the request the pipeline decided
-//! ([`h1::write_request`]), streams the request body (re-framed), reads the response head, and
-//! hands out the response body as it arrives ([`exchange`], [`conn`]); `101 Switching
-//! Protocols` hands over the raw connection for a tunnel. HTTP/2 upstreams go beside `h1`.
+//! Forwarding: the only step of a request that does I/O with the upstream. It takes the
+//! pipeline's decision, gets a connection for it ([`Origin::prepare`]: an idle HTTP/1.1
+//! connection from the upstream's pool ([`pool`]), a new one ([`connect`]), or a place on an
+//! HTTP/2 connection ([`h2`])), writes the request head in the protocol that connection speaks
+//! (only then is it known: an `https://` upstream picks `h2` or `http/1.1` by ALPN), sends the
+//! head and the body, and reads the response head ([`Prepared::exchange`]). After the head,
+//! every response is the same stream of pieces ([`relay`]). `101 Switching Protocols` hands
+//! over the raw connection for a tunnel.
 //!
-//! Failures map to 502 (refused, reset, garbage, connect timeout) and 504 (no response head
-//! within `upstream_timeout` of the request being sent, or of the upstream last taking body
-//! bytes while the gateway had some to give: an upstream that stops reading an upload is slow
-//! too). An upstream that answers before it has read the whole request body gets no more of it,
-//! and its connection is not reused.
+//! Failures map to 502 (refused, reset, garbage, connect timeout), 503 (the budget of bytes
+//! held for slow peers is spent) and 504 (no response head within `upstream_timeout` of the
+//! request being sent, or of the upstream last taking body bytes while the gateway had some to
+//! give: an upstream that stops reading an upload is slow too). An upstream that answers
+//! before it has read the whole request body gets no more of it than it takes while the
+//! response is relayed, and its connection is not reused.
 //!
 //! A request without a body whose reused connection turns out closed before any response byte
 //! arrived is retried once on a new connection, if its method is idempotent (RFC 9110 §9.2.2),
@@ -17,12 +21,11 @@
 //! The pools are built per config ([`Upstreams::build`]); a reload keeps the pool (and its idle
 //! connections) of every upstream whose address and TLS settings did not change.
 
-pub mod conn;
 pub mod connect;
-pub mod exchange;
 pub mod h1;
 pub mod h2;
 pub mod pool;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::io;
@@ -30,17 +33,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
 use rustls_pki_types::ServerName;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
-pub use conn::{Conn, Stream};
-pub use exchange::{ResponseBody, Upload};
+pub use h1::{Conn, Stream};
 pub use pool::{Pool, IDLE_FOR};
+pub use relay::{Piece, Relay};
 
-use crate::pipeline::Rejection;
-use crate::wire::{Framing, ResponseFraming};
+use crate::net::{buffers, Budget, Deadline};
+use crate::pipeline::{Rejection, UpstreamRequest};
+use crate::wire::{Framing, ResponseFraming, ResponseHead};
+use h2::{Call, H2Head};
 
 /// How an upstream is reached over TLS: the client config, and what tells two TLS setups apart
 /// (0 for the default roots; a digest of the CA file otherwise).
@@ -82,6 +89,7 @@ impl Upstreams {
     pub fn build(
         routes: &[(Uri, Option<UpstreamTls>)],
         timeouts: Timeouts,
+        budget: &Arc<Budget>,
         previous: Option<&Upstreams>,
     ) -> Upstreams {
         let mut origins: HashMap<PoolKey, Arc<Origin>> = HashMap::new();
@@ -101,7 +109,7 @@ impl Upstreams {
                             .cloned()
                             .unwrap_or_default();
                         pools.insert(key, pool.clone());
-                        Arc::new(Origin::new(uri, tls.as_ref(), timeouts, pool))
+                        Arc::new(Origin::new(uri, tls.as_ref(), timeouts, pool, budget))
                     })
                     .clone()
             })
@@ -133,6 +141,8 @@ pub struct Origin {
     pool: Arc<Pool>,
     /// Connects in flight (`server.max_connecting`).
     connecting: tokio::sync::Semaphore,
+    /// What HTTP/2 calls reserve their windows and replay copies from.
+    budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -145,7 +155,13 @@ impl std::fmt::Debug for Origin {
 }
 
 impl Origin {
-    fn new(uri: &Uri, tls: Option<&UpstreamTls>, timeouts: Timeouts, pool: Arc<Pool>) -> Origin {
+    fn new(
+        uri: &Uri,
+        tls: Option<&UpstreamTls>,
+        timeouts: Timeouts,
+        pool: Arc<Pool>,
+        budget: &Arc<Budget>,
+    ) -> Origin {
         let https = uri.scheme_str() == Some("https");
         let h2c = uri.scheme_str() == Some("h2c");
         let authority = uri.authority().map_or("", |a| a.as_str());
@@ -179,7 +195,45 @@ impl Origin {
             pool,
             connecting: tokio::sync::Semaphore::new(timeouts.max_connecting.max(1)),
             addr: addr.into_boxed_str(),
+            budget: budget.clone(),
         }
+    }
+
+    /// Gets a connection for `req` and writes its head for the protocol that connection speaks
+    /// (see the module docs): an idle pooled connection at once when there is one, else within
+    /// `connect_timeout` of `sent`. An `https://` upstream whose protocol is not known yet is
+    /// connected to first (it may pick `h2`).
+    pub async fn prepare(
+        self: &Arc<Self>,
+        req: &UpstreamRequest<'_, '_>,
+        sent: Instant,
+    ) -> Result<Prepared, ProxyError> {
+        let kind = RequestKind::new(req.method, req.framing);
+        let upgrade = req.upgrade.is_some();
+        if !upgrade && !self.knows_protocol() {
+            Box::pin(self.learn_protocol()).await?;
+        }
+        let way = if self.h2_for(upgrade) {
+            let head = H2Head::of(req, self.h2_scheme()).map_err(ProxyError::Unsendable)?;
+            let call = self.h2_call(sent + self.connect_timeout).await?;
+            Way::H2 { call, head }
+        } else {
+            let conn = match self.pool.take(sent) {
+                Some(conn) => conn,
+                // Boxed: a TLS handshake's state is large, and new connections are rare.
+                None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
+            };
+            let mut head = buffers::take_out();
+            head.clear();
+            h1::write_request(req, &mut head);
+            Way::H1 { conn, head }
+        };
+        Ok(Prepared {
+            origin: self.clone(),
+            way,
+            kind,
+            framing: req.framing,
+        })
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.
@@ -200,6 +254,84 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(host.to_owned()).ok()
 }
 
+/// A request ready to go (see [`Origin::prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    origin: Arc<Origin>,
+    way: Way,
+    kind: RequestKind,
+    framing: Framing,
+}
+
+#[derive(Debug)]
+enum Way {
+    /// An HTTP/1.1 connection, and the head written for it (a pooled buffer).
+    H1 { conn: Conn, head: Vec<u8> },
+    /// A place on an HTTP/2 connection, and the head for it.
+    H2 { call: Call, head: H2Head },
+}
+
+impl Prepared {
+    /// True when the request goes over HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        matches!(self.way, Way::H2 { .. })
+    }
+
+    /// Sends the request (its body from `source`) and waits for the response head, which
+    /// `on_head` sees before anything of it reaches the client (an error from it is the
+    /// upstream's fault: 502); then the rest of the response is the [`Relay`]'s. `deadline` is
+    /// the caller's upstream deadline (reused across requests); `sent` is when forwarding
+    /// began.
+    pub async fn exchange<S: BodySource, R>(
+        self,
+        deadline: &mut Deadline,
+        source: &mut S,
+        sent: Instant,
+        on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
+    ) -> Result<(R, Relay), ProxyError> {
+        let Prepared {
+            origin,
+            way,
+            kind,
+            framing,
+        } = self;
+        match way {
+            Way::H1 { conn, head } => {
+                let answer = origin
+                    .exchange_h1(conn, deadline, &head, source, framing, kind, sent, on_head)
+                    .await;
+                let a = match answer {
+                    Ok(a) => a,
+                    Err(e) => {
+                        buffers::give_out(head);
+                        return Err(e);
+                    }
+                };
+                // An upstream that answered before it had the whole body may not read the
+                // rest: its connection is never reused, whatever happens to the upload.
+                let reusable = a.framing.reusable && a.upload.is_none();
+                let upload = match a.upload {
+                    Some(upload) => Some((upload, head)),
+                    None => {
+                        buffers::give_out(head);
+                        None
+                    }
+                };
+                let relay = Relay::h1(origin, a.conn, reusable, upload, a.status);
+                Ok((a.head, relay))
+            }
+            Way::H2 { call, head } => {
+                let has_body = framing != Framing::Empty;
+                let a = origin
+                    .exchange_h2(call, &head, deadline, source, has_body, kind, sent, on_head)
+                    .await?;
+                let relay = Relay::h2(origin, a.body, a.call, a.upload, a.status);
+                Ok((a.head, relay))
+            }
+        }
+    }
+}
+
 /// Why forwarding failed.
 #[derive(Debug)]
 pub enum ProxyError {
@@ -208,10 +340,14 @@ pub enum ProxyError {
     /// The connection closed or failed before any response byte (502; a reused connection
     /// may be retried).
     Closed(io::Error),
-    /// The upstream broke off or sent something that is not HTTP/1.1 (502).
+    /// The upstream broke off or sent something that is not HTTP (502).
     Protocol(&'static str),
     /// No response head in time (504).
     Timeout,
+    /// The budget of bytes held for slow peers stayed spent for `connect_timeout` (503).
+    Overloaded,
+    /// The request cannot be sent in the upstream's protocol (400).
+    Unsendable(&'static str),
     /// The client's request body failed.
     Client(SourceError),
     /// The client went away while the gateway waited for the upstream.
@@ -225,6 +361,8 @@ impl std::fmt::Display for ProxyError {
             ProxyError::Closed(e) => write!(f, "connection closed: {e}"),
             ProxyError::Protocol(why) => f.write_str(why),
             ProxyError::Timeout => f.write_str("no response head within upstream_timeout"),
+            ProxyError::Overloaded => f.write_str("the buffer budget is spent"),
+            ProxyError::Unsendable(why) => f.write_str(why),
             ProxyError::Client(e) => write!(f, "request body: {e:?}"),
             ProxyError::Abandoned => f.write_str("client went away"),
         }
@@ -246,6 +384,17 @@ impl ProxyError {
                     "upstream sent no response head within upstream_timeout"
                 );
                 Rejection::UpstreamTimeout
+            }
+            ProxyError::Overloaded => {
+                warn!(
+                    route,
+                    "server.max_buffered_bytes is spent; request refused with 503"
+                );
+                Rejection::Overloaded
+            }
+            ProxyError::Unsendable(why) => {
+                debug!(route, why, "request cannot be sent to the upstream");
+                Rejection::BadRequest(why)
             }
             ProxyError::Client(SourceError::TooLarge) => {
                 debug!(route, "request body over max_body_bytes");
@@ -275,12 +424,22 @@ pub enum SourceError {
 }
 
 /// A request body the gateway sends upstream: buffered bytes, given out and then consumed,
-/// like `AsyncBufRead`.
+/// like `AsyncBufRead`, then (HTTP/2 clients) trailers.
 pub trait BodySource {
-    /// Polls for body bytes: an empty slice once the body is complete.
+    /// Polls for body bytes: an empty slice once the body's data is complete.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>>;
     /// Marks the first `n` bytes of the last fill as sent.
     fn consume(&mut self, n: usize);
+    /// Takes the first `n` bytes of the last fill (without a copy where the source holds
+    /// them as `Bytes`).
+    fn take(&mut self, n: usize) -> Bytes;
+    /// After the data: the trailers to send on, if any (only between HTTP/2 peers).
+    fn poll_trailers(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<HeaderMap>, SourceError>> {
+        Poll::Ready(Ok(None))
+    }
     /// While waiting for the response: ready when the client has gone away.
     fn poll_abandoned(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         Poll::Pending
@@ -297,38 +456,10 @@ impl BodySource for NoBody {
     }
 
     fn consume(&mut self, _n: usize) {}
-}
 
-/// The upstream's answer to [`Origin::exchange`].
-#[derive(Debug)]
-pub struct Answer<R> {
-    /// The connection, positioned at the response body.
-    pub conn: Conn,
-    /// What `on_head` made of the response head.
-    pub head: R,
-    /// The response's framing.
-    pub framing: ResponseFraming,
-    /// The rest of the request body, when the upstream answered before it was all sent: the
-    /// caller goes on sending it (with the same head and source) while it relays the response;
-    /// an upstream that streams its answer to a streamed request needs both at once.
-    pub upload: Option<Upload>,
-    /// The response status.
-    pub status: u16,
-}
-
-impl<R> Answer<R> {
-    /// True when the connection may carry another request once the response body is read
-    /// (see [`reusable`]).
-    pub fn reusable(&self) -> bool {
-        reusable(&self.framing, self.upload.is_some())
+    fn take(&mut self, _n: usize) -> Bytes {
+        Bytes::new()
     }
-}
-
-/// The reuse rule, the same for every front-end: the response's framing allows it, and the
-/// upstream did not answer before it had the whole request body (it may not have read it, so
-/// its connection is never reused, whatever happens to the rest of the upload).
-pub fn reusable(framing: &ResponseFraming, upload_left: bool) -> bool {
-    framing.reusable && !upload_left
 }
 
 /// What the upstream needs to know about the request to read its answer and to retry it.

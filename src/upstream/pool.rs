@@ -9,7 +9,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::conn::Conn;
+use super::h1::Conn;
 
 /// Idle connections older than this are not reused.
 pub const IDLE_FOR: Duration = Duration::from_secs(60);

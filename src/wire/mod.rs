@@ -137,6 +137,47 @@ pub(crate) fn framing_facts(headers: &[Header<'_>]) -> Result<FramingFacts, &'st
     Ok(f)
 }
 
+/// The hop-by-hop fields (RFC 9110 §7.6.1, and the old ones proxies still see): they describe
+/// one connection, so the gateway never passes them on, in either direction, whatever the
+/// protocol on either side. The crate's one list; [`is_hop_by_hop`] is its fast form.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// True for a name in [`HOP_BY_HOP`] (any letter case), by length first.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
+
+/// `map`'s fields as [`Header`]s, in the map's order (what the pipeline and the response plan
+/// read, whatever protocol the head came in).
+pub fn fields_of(map: &http::HeaderMap) -> Vec<Header<'_>> {
+    map.iter()
+        .map(|(name, value)| Header {
+            name: name.as_str(),
+            value: value.as_bytes(),
+        })
+        .collect()
+}
+
 /// `1*DIGIT`, at most 19 digits (fits a u64): no sign, no spaces, no list.
 pub fn parse_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
@@ -191,6 +232,24 @@ pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hop_by_hop_list_and_its_fast_form_agree() {
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "host",
+            "content-length",
+            "tee",
+            "upgrades",
+            "x-connection",
+            "",
+        ] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+    }
 
     #[test]
     fn numbers() {

@@ -314,6 +314,13 @@ impl Gateway {
     }
 
     pub async fn start_with_keys(toml: &str, upstream: &str, keys: jwtgate::Keys) -> Gateway {
+        // JWTGATE_TEST_LOG=jwtgate=debug: the gateway's log lines on the test's output.
+        if let Ok(filter) = std::env::var("JWTGATE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let toml = toml.replace("{upstream}", upstream);
         let config = jwtgate::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,26 +1,17 @@
-//! HTTP/1.1 bytes for the client: the gateway's own answers ([`write_local`]) and the upstream
-//! response's head as the pipeline planned it ([`response_head`]).
+//! The gateway's own answers on an HTTP/1.x connection: a [`LocalResponse`] as HTTP/1.1 bytes
+//! ([`write_local`]), written ([`respond`]), and what becomes of the connection after one
+//! ([`answer_here`]: a request's unread body must never be parsed as the next request).
 
 use http::StatusCode;
 
-use crate::pipeline::response::{self, Body, Plan};
+use super::conn::{write_all, Connection, Facts, Next};
+use super::sink::{content_length, status_line};
+use super::Transport;
+use crate::http::end::RequestEnd;
+use crate::net::buffers;
 use crate::pipeline::{FieldSink, LocalResponse};
 use crate::upstream::h1::Head;
-use crate::wire::{self, ResponseHead, Version};
-
-fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    wire::push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-fn content_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"content-length: ");
-    wire::push_decimal(out, n);
-    out.extend_from_slice(b"\r\n");
-}
+use crate::wire::Framing;
 
 /// Appends `local` as an HTTP/1.1 response to `out`; `close` announces that the connection
 /// closes after it; `head_only` (the answer to `HEAD`) leaves out the body, not its length.
@@ -55,44 +46,37 @@ pub fn write_local(
     local.body.len()
 }
 
-/// How the response body goes to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFraming {
-    /// No body, or a body of known length: the bytes as they are.
-    Plain,
-    /// Re-chunked (length unknown, HTTP/1.1 client).
-    Chunked,
-    /// Until the gateway closes the connection (length unknown, HTTP/1.0 client).
-    UntilClose,
-    /// `101`: the connection becomes a tunnel.
-    Tunnel,
+/// Writes the gateway's own answer (its head only, for a `HEAD` request), and ends the request.
+pub(super) async fn respond<T: Transport>(
+    conn: &mut Connection<T>,
+    local: &LocalResponse,
+    mut end: RequestEnd<'_>,
+    close: bool,
+    head: bool,
+) {
+    // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
+    end.record.status = local.reported;
+    let mut out = buffers::take_out();
+    let body = write_local(&mut out, local, close, head);
+    let idle = conn.gateway.current().config.server.idle_timeout;
+    let written = write_all(&mut conn.io, &out, &mut conn.client_deadline, idle).await;
+    buffers::give_out(out);
+    end.finish(body as u64, written.is_ok());
 }
 
-/// Writes the client's response head for the upstream's `head` as `plan` says into `out`, all
-/// but the `Connection` field and the final empty line (the connection loop knows those), and
-/// says how the body goes to a client speaking `version`.
-pub fn response_head(
-    out: &mut Vec<u8>,
-    head: &ResponseHead<'_, '_>,
-    plan: &Plan,
-    version: Version,
-) -> ClientFraming {
-    status_line(out, head.status, head.reason);
-    response::write_fields(head.headers, plan, &mut Head(out));
-    if let Some(n) = plan.length {
-        content_length(out, n);
-    }
-    match plan.body {
-        Body::Tunnel => {
-            out.extend_from_slice(b"connection: upgrade\r\n");
-            ClientFraming::Tunnel
-        }
-        Body::None | Body::Length(_) => ClientFraming::Plain,
-        Body::Stream if version == Version::Http11 => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            ClientFraming::Chunked
-        }
-        Body::Stream => ClientFraming::UntilClose,
+/// Answers a request the gateway does not forward, and says what becomes of the connection.
+pub(super) async fn answer_here<T: Transport>(
+    conn: &mut Connection<T>,
+    local: &LocalResponse,
+    end: RequestEnd<'_>,
+    facts: Facts,
+) -> Next {
+    let close = facts.framing != Framing::Empty || !facts.keep_alive;
+    respond(conn, local, end, close, facts.kind.head).await;
+    match (facts.framing, close) {
+        (Framing::Empty, false) => Next::KeepAlive,
+        (Framing::Empty, true) => Next::Close,
+        _ => Next::Linger,
     }
 }
 

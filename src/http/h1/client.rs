@@ -1,63 +1,92 @@
-//! The client's request body, decoded from its framing, as a [`BodySource`] the upstream
-//! exchange reads: it answers `Expect: 100-continue` when the exchange first asks for body
-//! bytes (the request passed every check and an upstream connection is ready),
-//! counts the route's body limit, and once the body is sent watches for the client going away.
+//! The client's side of a forwarded request ([`Client`]): its request body, decoded from its
+//! framing, as the [`BodySource`] the upstream exchange reads (it answers `Expect:
+//! 100-continue` when the exchange first asks for body bytes, that is once the request passed
+//! every check and the upstream connection is ready; counts the route's body limit; and once
+//! the body is sent watches for the client going away), and the response written back to it
+//! (`sink.rs`): one socket does both.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::input::Input;
+use super::sink::ClientFraming;
 use super::Transport;
 use crate::net::Deadline;
 use crate::upstream::{BodySource, SourceError};
-use crate::wire::{BodyDecoder, Piece};
+use crate::wire::{BodyDecoder, Framing, Piece, Version};
 
-/// The client's request body, decoded from its framing, as a [`BodySource`]; it answers
-/// `Expect: 100-continue` when the upstream first wants body bytes, and once the body is sent
-/// it watches for the client going away.
-pub(super) struct ClientBody<'a, T> {
+/// A forwarded request's client (see the module docs).
+pub(super) struct Client<'a, T> {
     pub(super) io: &'a mut T,
     pub(super) input: &'a mut Input,
-    pub(super) reading: BodyDecoder,
+    reading: BodyDecoder,
     /// Decoded bytes given out and not yet consumed: `input` buffer positions.
-    pub(super) data: std::ops::Range<usize>,
-    pub(super) limit: Option<u64>,
-    pub(super) received: u64,
-    pub(super) deadline: &'a mut Deadline,
-    pub(super) idle_timeout: Duration,
+    data: std::ops::Range<usize>,
+    limit: Option<u64>,
+    received: u64,
+    /// The client's deadline: a body that stops coming for `idle_timeout` fails.
+    deadline: &'a mut Deadline,
+    idle_timeout: Duration,
     /// `Some(n)`: `100 Continue` is owed, `n` bytes of it written.
-    pub(super) continue_at: Option<usize>,
+    continue_at: Option<usize>,
     /// Pipelined bytes read while waiting stop here.
-    pub(super) max_pipelined: usize,
+    max_pipelined: usize,
+    /// What goes to the client next: the response head, then body bytes coalesced after it (a
+    /// pooled buffer), written from `pos`.
+    pub(super) out: Vec<u8>,
+    pub(super) pos: usize,
+    /// How the response body is framed for the client.
+    pub(super) framing: ClientFraming,
+    /// Bytes of a large piece still to write straight from the upstream's buffer.
+    pub(super) left: usize,
+    /// The last chunk was written.
+    pub(super) ended: bool,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-impl<'a, T: Transport> ClientBody<'a, T> {
-    /// The body of `req`, read from `io` (bytes already read in `input`), within the client's
-    /// `deadline`.
+/// What [`Client::new`] needs to know about the request.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyFacts {
+    pub(super) framing: Framing,
+    pub(super) version: Version,
+    pub(super) expect_continue: bool,
+    pub(super) limit: Option<u64>,
+}
+
+impl<'a, T: Transport> Client<'a, T> {
+    /// The client on `io` (bytes already read in `input`), its body read within `deadline`;
+    /// `out` is the buffer its response is written into.
     pub(super) fn new(
         io: &'a mut T,
         input: &'a mut Input,
         deadline: &'a mut Deadline,
-        req: &super::Request<'_>,
+        body: BodyFacts,
         server: &crate::config::ServerConfig,
+        out: Vec<u8>,
     ) -> Self {
-        ClientBody {
+        Client {
             io,
             input,
-            reading: BodyDecoder::new(req.framing),
+            reading: BodyDecoder::new(body.framing),
             data: 0..0,
-            limit: req.route.max_body,
+            limit: body.limit,
             received: 0,
             deadline,
             idle_timeout: server.idle_timeout,
-            continue_at: (req.expect_continue
-                && req.framing != crate::wire::Framing::Empty
-                && req.version == crate::wire::Version::Http11)
+            continue_at: (body.expect_continue
+                && body.framing != Framing::Empty
+                && body.version == Version::Http11)
                 .then_some(0),
             max_pipelined: server.max_header_bytes,
+            out,
+            pos: 0,
+            framing: ClientFraming::Plain,
+            left: 0,
+            ended: false,
         }
     }
 
@@ -84,11 +113,16 @@ impl<'a, T: Transport> ClientBody<'a, T> {
         }
         Ok(true)
     }
+
+    /// Stops reading the body's deadline (the exchange's own waits take over).
+    pub(super) fn disarm(&mut self) {
+        self.deadline.disarm();
+    }
 }
 
-impl<T> ClientBody<'_, T> {
-    /// The upstream answered: no `100 Continue` may follow the final response. Returns what is
-    /// left to write of one already begun (it goes out before the response).
+impl<T> Client<'_, T> {
+    /// The upstream answered: no `100 Continue` may follow the final response. What is left to
+    /// write of one already begun goes out before the response.
     pub(super) fn end_continue(&mut self) -> &'static [u8] {
         match self.continue_at.take() {
             Some(at) if at > 0 => &CONTINUE[at..],
@@ -97,7 +131,7 @@ impl<T> ClientBody<'_, T> {
     }
 }
 
-impl<T: Transport> BodySource for ClientBody<'_, T> {
+impl<T: Transport> BodySource for Client<'_, T> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
         if let Some(at) = self.continue_at {
             // Once begun, a `100 Continue` is finished before anything else; it is not begun when
@@ -142,6 +176,12 @@ impl<T: Transport> BodySource for ClientBody<'_, T> {
 
     fn consume(&mut self, n: usize) {
         self.data.start += n;
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        let bytes = Bytes::copy_from_slice(&self.input.slice(self.data.clone())[..n]);
+        self.data.start += n;
+        bytes
     }
 
     fn poll_abandoned(&mut self, cx: &mut Context<'_>) -> Poll<()> {

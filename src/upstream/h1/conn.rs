@@ -1,5 +1,6 @@
 //! A connection to an upstream: reading the response head and then its body by its framing, and
-//! handing the raw stream over for a tunnel (connecting is `connect.rs`).
+//! handing the raw stream over for a tunnel (connecting is `upstream::connect`; HTTP/2 runs on
+//! the same [`Stream`]s).
 
 use std::io;
 use std::ops::Range;
@@ -10,14 +11,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{BodySource, ProxyError, Upload};
+use super::Upload;
 use crate::net::buffers;
+use crate::upstream::{BodySource, ProxyError};
 use crate::wire::{self, BodyDecoder, Piece, ResponseFraming, ResponseHead};
 
 /// A connection to an upstream, with what was read from it and not yet used.
 #[derive(Debug)]
 pub struct Conn {
-    pub(super) io: Stream,
+    pub(crate) io: Stream,
     /// Taken from the per-thread pool when a response is read, given back when the connection
     /// goes back to the pool (empty while idle).
     buf: Box<[u8]>,
@@ -28,13 +30,13 @@ pub struct Conn {
     data: Range<usize>,
     reading: BodyDecoder,
     /// It came from the pool.
-    pub(super) reused: bool,
+    pub(crate) reused: bool,
     /// Some response byte arrived for the current request.
-    pub(super) responded: bool,
+    pub(crate) responded: bool,
 }
 
 impl Conn {
-    pub(super) fn new(io: Stream) -> Conn {
+    pub(crate) fn new(io: Stream) -> Conn {
         Conn {
             io,
             buf: Box::default(),
@@ -50,7 +52,7 @@ impl Conn {
     /// An idle connection is usable when the upstream has neither closed it nor sent anything
     /// (an idle HTTP/1.1 connection has nothing to say). Uses the readiness the reactor already
     /// has; reads only when it says something might be there.
-    pub(super) fn is_usable(&mut self) -> bool {
+    pub(crate) fn is_usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         match &mut self.io {
             Stream::Tcp(tcp) => match tcp.poll_read_ready(&mut cx) {
@@ -96,7 +98,7 @@ impl Conn {
         Poll::Ready(Ok(n))
     }
 
-    pub(super) fn poll_head<R>(
+    pub(crate) fn poll_head<R>(
         &mut self,
         cx: &mut Context<'_>,
         head_request: bool,
@@ -197,6 +199,11 @@ impl Conn {
         }
     }
 
+    /// The body bytes given out and not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.data.clone()]
+    }
+
     /// Marks `n` body bytes as passed on.
     pub fn consume(&mut self, n: usize) {
         self.data.start += n;
@@ -208,13 +215,13 @@ impl Conn {
     }
 
     /// True when the response was read whole and nothing follows it.
-    pub(super) fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.pos == self.end && self.body_done()
     }
 
     /// Gives the read buffer back to the per-thread pool (a connection going idle, with
     /// nothing unread).
-    pub(super) fn shed(&mut self) {
+    pub(crate) fn shed(&mut self) {
         debug_assert!(self.pos == self.end && self.data.is_empty());
         self.pos = 0;
         self.end = 0;

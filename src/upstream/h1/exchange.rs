@@ -1,11 +1,10 @@
-//! One exchange with an upstream: send the request head and stream the body (re-framed), read
-//! the response head, and hand back the connection positioned at the response body. [`Upload`]
-//! writes a body from a [`BodySource`] with the gateway's own framing, both ways.
+//! One HTTP/1.1 exchange with an upstream: send the request head and stream the body
+//! (re-framed), read the response head, and hand back the connection positioned at the response
+//! body. [`Upload`] writes a body from a [`BodySource`] with the gateway's own framing.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -13,37 +12,52 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::conn::Conn;
-use super::{Answer, BodySource, Origin, ProxyError, RequestKind, SourceError};
 use crate::net::Deadline;
+use crate::upstream::{BodySource, Origin, ProxyError, RequestKind, SourceError};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead};
 
+/// The upstream's answer to [`Origin::exchange_h1`].
+#[derive(Debug)]
+pub(crate) struct Answer<R> {
+    /// The connection, positioned at the response body.
+    pub conn: Conn,
+    /// What `on_head` made of the response head.
+    pub head: R,
+    /// The response's framing.
+    pub framing: ResponseFraming,
+    /// The rest of the request body, when the upstream answered before it was all sent: it
+    /// goes on being sent while the response is relayed (an upstream that streams its answer
+    /// to a streamed request needs both at once).
+    pub upload: Option<Upload>,
+    /// The response status.
+    pub status: u16,
+}
+
 impl Origin {
-    /// Sends a request (`head`, then the body from `body`, framed as `framing`) and waits for
-    /// the response head, which `on_head` sees before its bytes are consumed (an error from it
-    /// is the upstream's fault: 502). `deadline` is
-    /// the caller's upstream deadline, reused across requests; `sent` is when forwarding began.
+    /// Sends a request on `conn` (`head`, then the body from `body`, framed as `framing`) and
+    /// waits for the response head, which `on_head` sees before its bytes are consumed (an
+    /// error from it is the upstream's fault: 502). A reused connection found closed before any
+    /// response byte is replaced once by a new one for a request that can be sent again.
+    /// `deadline` is the caller's upstream deadline, reused across requests; `sent` is when
+    /// forwarding began.
     #[allow(clippy::too_many_arguments)]
-    pub async fn exchange<S: BodySource, R>(
-        self: &Arc<Self>,
+    pub(crate) async fn exchange_h1<S: BodySource, R>(
+        &self,
+        mut conn: Conn,
         deadline: &mut Deadline,
-        request_head: &[u8],
+        head: &[u8],
         body: &mut S,
         framing: Framing,
         request: RequestKind,
         sent: Instant,
         mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
     ) -> Result<Answer<R>, ProxyError> {
-        let mut conn = match self.pool.take(sent) {
-            Some(conn) => conn,
-            // Boxed: a TLS handshake's state is large, and new connections are rare.
-            None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
-        };
         loop {
             let sent_on = self
                 .send(
                     &mut conn,
                     deadline,
-                    request_head,
+                    head,
                     body,
                     framing,
                     request,
@@ -315,19 +329,5 @@ impl Upload {
                 self.set_frame(b"\r\n");
             }
         }
-    }
-}
-
-/// A response body, read from the upstream connection, as a [`BodySource`].
-#[derive(Debug)]
-pub struct ResponseBody<'a>(pub &'a mut Conn);
-
-impl BodySource for ResponseBody<'_> {
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<&[u8], SourceError>> {
-        self.0.poll_body(cx).map_err(|_| SourceError::Broken)
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.0.consume(n);
     }
 }

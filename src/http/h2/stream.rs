@@ -1,0 +1,247 @@
+//! One HTTP/2 stream: its request decided, answered, refused or forwarded, as on HTTP/1 (see
+//! [`crate::http`]); run inside its connection's task.
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::header::CONTENT_LENGTH;
+use http::Request;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::client::{local_response, response_head, H2Client};
+use crate::http::end::RequestEnd;
+use crate::http::relay::{self, Cut};
+use crate::net::Deadline;
+use crate::pipeline::response::{self, Asked};
+use crate::pipeline::RequestView;
+use crate::pipeline::{ClientInfo, Decision, Forward, LocalResponse, Protocol, Rejection};
+use crate::runtime::{Gateway, Runtime};
+use crate::upstream::{Prepared, ProxyError, Relay};
+use crate::wire::{self, Framing};
+
+/// Serves the stream of `req`, answered on `respond`.
+pub(super) async fn serve(
+    gateway: &Gateway,
+    client: &ClientInfo,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let rt = gateway.current();
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str();
+    let mut end = RequestEnd::start(gateway, method);
+    let framing = match declared_length(&parts.headers) {
+        _ if parts.headers.len() > rt.config.server.max_headers => Err(Rejection::HeadersTooLarge),
+        _ if body.is_end_stream() => Ok(Framing::Empty),
+        Ok(Some(n)) => Ok(Framing::length(n)),
+        Ok(None) => Ok(Framing::Chunked),
+        Err(e) => Err(e),
+    };
+    let head_only = method == "HEAD";
+    let fields = wire::fields_of(&parts.headers);
+    let decision = match framing {
+        Ok(framing) => {
+            let view = RequestView {
+                method,
+                target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                authority: parts.uri.authority().map(|a| a.as_str()),
+                protocol: Protocol::Http2,
+                headers: &fields,
+                body: framing,
+                client,
+            };
+            crate::http::decide(&rt, &view, &mut end.record).await
+        }
+        Err(rejection) => Decision::Reject(rejection),
+    };
+    match decision {
+        Decision::Respond(local) => answer(&mut respond, &local, end, head_only),
+        Decision::Reject(rejection) => {
+            end.refuse(&rejection);
+            let local = rejection.response_to(end.record.grpc);
+            answer(&mut respond, &local, end, head_only);
+        }
+        Decision::Forward(Forward { route, request, .. }) => {
+            let sent = Instant::now();
+            let origin = rt.origin(route);
+            let prepared = {
+                let mut prepare = std::pin::pin!(origin.prepare(&request, sent));
+                // A client that resets its stream meanwhile is gone.
+                poll_fn(|cx| match respond.poll_reset(cx) {
+                    Poll::Ready(_) => Poll::Ready(Err(ProxyError::Abandoned)),
+                    Poll::Pending => prepare.as_mut().poll(cx),
+                })
+                .await
+            };
+            drop(request);
+            let prepared = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    if let Some(rejection) = e.into_rejection(&route.name) {
+                        let local = rejection.response_to(end.record.grpc);
+                        answer(&mut respond, &local, end, head_only);
+                    }
+                    return;
+                }
+            };
+            let mut h2 =
+                H2Client::new(body, route.max_body, rt.pipeline().header_policy(), respond);
+            forward(&rt, prepared, &mut h2, end, &route.name, head_only, sent).await;
+        }
+    }
+}
+
+use std::future::Future as _;
+
+/// Forwards a stream whose upstream connection and head are ready.
+async fn forward(
+    rt: &Runtime,
+    prepared: Prepared,
+    client: &mut H2Client<'_>,
+    mut end: RequestEnd<'_>,
+    route: &str,
+    head_only: bool,
+    sent: Instant,
+) {
+    let mut deadline = Deadline::new();
+    // HTTP/2 requests never switch protocols: a 101 is the upstream's error (502).
+    let asked = Asked {
+        head: head_only,
+        upgrade: None,
+    };
+    let exchanged = prepared
+        .exchange(&mut deadline, client, sent, |head, framing| {
+            let plan = response::plan(head, framing, asked)?;
+            Ok(response_head(head, &plan))
+        })
+        .await;
+    let (head, mut relay) = match exchanged {
+        Ok(answer) => answer,
+        Err(e) => {
+            let rejection = match e {
+                _ if client.exceeded => Some(Rejection::PayloadTooLarge),
+                e => e.into_rejection(route),
+            };
+            // None: the client went away; the request's end counts it.
+            if let Some(rejection) = rejection {
+                let local = rejection.response_to(end.record.grpc);
+                answer(&mut client.respond, &local, end, head_only);
+            }
+            return;
+        }
+    };
+    end.record.upstream = Some(sent.elapsed());
+    end.record.status = relay.status;
+    // A Trailers-Only answer has its grpc-status in the head.
+    end.record.grpc_status = crate::ops::access::grpc_status_of(head.headers());
+    let eos = relay.is_done();
+    match client.respond.send_response(head, eos) {
+        Ok(send) => client.send = Some(send),
+        Err(e) => {
+            debug!(route, error = %e, "client stream gone before the response head");
+            return;
+        }
+    }
+    if eos {
+        end.finish(0, true);
+        relay.finish();
+        return;
+    }
+    let idle = rt.config.server.idle_timeout;
+    let relayed = relay::relay(&mut relay, client, &mut deadline, idle).await;
+    if let Some(code) = client.grpc_status {
+        end.record.grpc_status = Some(code);
+    }
+    let complete = match relayed {
+        Ok(()) => true,
+        Err(cut) => {
+            cut_short(client, &mut end, &relay, cut, route);
+            false
+        }
+    };
+    end.finish(relay.bytes, complete);
+    relay.finish();
+}
+
+/// A response that could not be relayed whole. A gRPC call whose upstream was lost after the
+/// head ends with `grpc-status: 14` (UNAVAILABLE) trailers, so the client sees a precise error;
+/// anything else is reset.
+fn cut_short(
+    client: &mut H2Client<'_>,
+    end: &mut RequestEnd<'_>,
+    relay: &Relay,
+    cut: Cut,
+    route: &str,
+) {
+    let Some(send) = &mut client.send else {
+        return;
+    };
+    debug!(route, status = relay.status, error = %cut, "response not completed");
+    match cut {
+        Cut::Upstream(_) if end.record.grpc => {
+            tracing::warn!(
+                route,
+                "HTTP/2 upstream lost mid-call; ending it with grpc-status 14"
+            );
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+            trailers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static("upstream unavailable"),
+            );
+            end.record.grpc_status = Some(14);
+            if send.send_trailers(trailers).is_err() {
+                send.send_reset(h2::Reason::CANCEL);
+            }
+        }
+        Cut::Idle | Cut::Gone => send.send_reset(h2::Reason::CANCEL),
+        Cut::Upstream(_) | Cut::Client(_) => send.send_reset(h2::Reason::INTERNAL_ERROR),
+    }
+}
+
+/// The gateway's own answer (without a body for `HEAD`), and the request's end.
+fn answer(
+    respond: &mut SendResponse<Bytes>,
+    local: &LocalResponse,
+    mut end: RequestEnd<'_>,
+    head_only: bool,
+) {
+    // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
+    end.record.status = local.reported;
+    if end.record.grpc {
+        end.record.grpc_status = local
+            .fields
+            .iter()
+            .find(|(n, _)| *n == "grpc-status")
+            .and_then(|(_, v)| v.parse().ok());
+    }
+    let (head, body) = local_response(local, head_only);
+    let sent = match respond.send_response(head, body.is_empty()) {
+        Ok(mut send) if !body.is_empty() => {
+            let n = body.len() as u64;
+            send.send_data(body, true).map(|()| n)
+        }
+        Ok(_) => Ok(0),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(n) => end.finish(n, true),
+        Err(e) => debug!(error = %e, "client stream gone before the answer"),
+    }
+}
+
+/// `Content-Length`: `Ok(None)` when absent, an error when invalid or repeated.
+fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, Rejection> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    match (wire::parse_length(v.as_bytes()), values.next()) {
+        (Some(n), None) => Ok(Some(n)),
+        _ => Err(Rejection::BadRequest("invalid Content-Length")),
+    }
+}

@@ -1,0 +1,115 @@
+//! The request head for an HTTP/2 upstream ([`H2Head::of`]), written once the connection is in
+//! hand: `:method`, `:scheme`, `:authority` and `:path`, the fields the pipeline decided, then
+//! what belongs to HTTP/2: `te: trailers` (gRPC servers require it) and the body's length when
+//! it is known. Nothing connection-specific (RFC 9113 §8.2.2): the pipeline's fields never
+//! carry any.
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Uri};
+
+use crate::pipeline::{FieldSink, UpstreamRequest};
+use crate::wire::{self, Framing};
+
+/// The request head for an HTTP/2 upstream, kept to send again on another connection.
+#[derive(Debug)]
+pub struct H2Head {
+    /// The method.
+    pub method: Method,
+    /// `scheme://authority/path?query` (`:scheme`, `:authority`, `:path`).
+    pub uri: Uri,
+    /// The fields.
+    pub headers: HeaderMap,
+}
+
+impl H2Head {
+    /// The head of `req` for an HTTP/2 upstream reached with `scheme` (`http` or `https`); an
+    /// error names what HTTP/2 cannot carry.
+    pub fn of(req: &UpstreamRequest<'_, '_>, scheme: &str) -> Result<H2Head, &'static str> {
+        let mut sink = HeaderSink::default();
+        req.write_fields(&mut sink);
+        let mut headers = sink.map;
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        if let Framing::Length(n) = req.framing {
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                HeaderValue::from_bytes(wire::decimal(n, &mut [0; 20]))
+                    .map_err(|_| "bad length")?,
+            );
+        }
+        // Never in the connection's HPACK table: one connection carries many users' calls.
+        for name in [
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::COOKIE,
+        ] {
+            if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
+                for v in e.iter_mut() {
+                    v.set_sensitive(true);
+                }
+            }
+        }
+        let authority = std::str::from_utf8(req.authority()).map_err(|_| "bad authority")?;
+        let path = match req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.to_string(),
+        };
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .map_err(|_| "request target not valid for HTTP/2")?;
+        let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| "bad method")?;
+        Ok(H2Head {
+            method,
+            uri,
+            headers,
+        })
+    }
+
+    /// The head as a request for `h2` (a copy: it may be sent again).
+    pub fn request(&self) -> Request<()> {
+        let mut req = Request::new(());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Collects fields into a header map (the cookie the pipeline joins comes in parts).
+#[derive(Default)]
+struct HeaderSink {
+    map: HeaderMap,
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl FieldSink for HeaderSink {
+    fn begin(&mut self, name: &[u8]) {
+        self.name.clear();
+        self.name.extend_from_slice(name);
+        self.value.clear();
+    }
+
+    fn value(&mut self, part: &[u8]) {
+        self.value.extend_from_slice(part);
+    }
+
+    fn end(&mut self) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&self.name),
+            HeaderValue::from_bytes(&self.value),
+        ) {
+            self.map.append(name, value);
+        }
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            self.map.append(name, value);
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! One call to an HTTP/2 upstream ([`Origin::exchange_h2`]): the head sent on a place the pool
+//! gave, the body sent as the upstream's flow control allows ([`H2Upload`]: nothing is sent
+//! past the window the upstream granted, so nothing piles up in the gateway), and the response
+//! head awaited within `upstream_timeout` of the body's last progress.
+//!
+//! A request the upstream did not process (the connection was closing before it went out, a
+//! GOAWAY that excluded its stream, `REFUSED_STREAM`) goes to another connection, its body sent
+//! again from the copy kept of its start ([`Replay`]: up to [`REPLAY_LIMIT`], counted in the
+//! process-wide budget, freed once the response head came and the copy was sent). A request
+//! without a body and with an idempotent method that failed after it may have been processed
+//! is sent once more.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::client::ResponseFuture;
+use h2::{RecvStream, SendStream};
+use http::HeaderMap;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{unprocessed, Call, H2Head, UNSENT_TRIES};
+use crate::net::{Budget, Deadline, Reserved};
+use crate::upstream::{BodySource, Origin, ProxyError, RequestKind};
+use crate::wire::{self, Framing, ResponseFraming, ResponseHead, Version};
+
+/// Most request-body bytes kept to send again when the upstream did not process a request
+/// (payload, trailers, and [`FRAME_COST`] a piece); a larger body that meets a GOAWAY fails
+/// with 502.
+pub const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// What keeping a piece costs besides its payload (the entry and its share of the vector), so
+/// that a body of many tiny pieces is bounded too.
+const FRAME_COST: usize = 128;
+
+/// The upstream's answer to [`Origin::exchange_h2`].
+#[derive(Debug)]
+pub(crate) struct H2Answer<R> {
+    /// What `on_head` made of the response head.
+    pub head: R,
+    /// The response status.
+    pub status: u16,
+    /// The response body and trailers.
+    pub body: RecvStream,
+    /// The call's place on its connection (freed when the response ends).
+    pub call: Call,
+    /// The rest of the request body, still going up (a streaming call).
+    pub upload: Option<H2Upload>,
+}
+
+/// Why waiting for the response failed.
+enum Failed {
+    /// The stream or connection failed (maybe unprocessed: see [`unprocessed`]).
+    Stream(h2::Error),
+    /// Anything else (the client's body, a timeout, the client gone).
+    Proxy(ProxyError),
+}
+
+impl Origin {
+    /// Sends a request on `first` (its head `head`, then the body from `body` when
+    /// `has_body`), and waits for the response head, which `on_head` sees (an error from it is
+    /// the upstream's fault: 502). `deadline` is the caller's upstream deadline; `sent` is when
+    /// forwarding began. See the module docs for what is sent again.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn exchange_h2<S: BodySource, R>(
+        &self,
+        first: Call,
+        head: &H2Head,
+        deadline: &mut Deadline,
+        body: &mut S,
+        has_body: bool,
+        request: RequestKind,
+        sent: Instant,
+        mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
+    ) -> Result<H2Answer<R>, ProxyError> {
+        let mut replay = Some(Replay::new(&self.budget));
+        let mut next = Some(first);
+        let (mut unsent, mut resent) = (0, false);
+        loop {
+            let call = match next.take() {
+                Some(call) => call,
+                // Each connection gets the whole connect budget (a refusal may come late).
+                None => self.h2_call(Instant::now() + self.connect_timeout).await?,
+            };
+            let mut send = call.conn.send.clone();
+            let opened = match poll_fn(|cx| send.poll_ready(cx)).await {
+                Ok(()) => send.send_request(head.request(), !has_body),
+                Err(e) => Err(e),
+            };
+            let (response, stream) = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Not sent: the connection is closing or gone.
+                    call.conn.retired.store(true, Ordering::Release);
+                    unsent += 1;
+                    if unsent >= UNSENT_TRIES {
+                        return Err(ProxyError::Closed(io::Error::other(
+                            "every HTTP/2 connection to the upstream was closing",
+                        )));
+                    }
+                    debug!(upstream = %self.addr, error = %e, "HTTP/2 request not sent; trying another connection");
+                    continue;
+                }
+            };
+            let mut upload = has_body.then(|| {
+                let replay = replay.take().unwrap_or_else(|| Replay::new(&self.budget));
+                H2Upload::new(stream, replay)
+            });
+            let answered = self
+                .wait_head(response, &mut upload, body, deadline, sent)
+                .await;
+            let e = match answered {
+                Ok(res) => {
+                    if let Some(u) = &mut upload {
+                        u.stop_keeping();
+                    }
+                    let (parts, recv) = res.into_parts();
+                    let status = parts.status.as_u16();
+                    let fields = wire::fields_of(&parts.headers);
+                    let declared = parts
+                        .headers
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| wire::parse_length(v.as_bytes()));
+                    let framing = ResponseFraming {
+                        framing: match declared {
+                            _ if request.head || status == 204 || status == 304 => Framing::Empty,
+                            Some(n) => Framing::length(n),
+                            None if recv.is_end_stream() => Framing::Empty,
+                            None => Framing::Chunked,
+                        },
+                        reusable: true,
+                        declared,
+                    };
+                    let response_head = ResponseHead {
+                        version: Version::Http11,
+                        status,
+                        reason: parts.status.canonical_reason().unwrap_or(""),
+                        headers: &fields,
+                        len: 0,
+                    };
+                    let head = on_head(&response_head, &framing).map_err(ProxyError::Protocol)?;
+                    return Ok(H2Answer {
+                        head,
+                        status,
+                        body: recv,
+                        call,
+                        upload: upload.filter(|u| !u.done),
+                    });
+                }
+                Err(Failed::Proxy(e)) => return Err(e),
+                Err(Failed::Stream(e)) => e,
+            };
+            let replayable_body = upload.as_ref().is_none_or(|u| u.replay.replayable());
+            if unprocessed(&e) {
+                // The upstream refused the stream, or is going away: another connection.
+                call.conn.retired.store(true, Ordering::Release);
+                if replayable_body {
+                    debug!(upstream = %self.addr, error = %e, "HTTP/2 request not processed; sending it on another connection");
+                    replay = upload.map(H2Upload::into_replay);
+                    continue;
+                }
+            }
+            if request.retryable && !resent {
+                debug!(upstream = %self.addr, error = %e, "HTTP/2 request failed; sending it once more");
+                resent = true;
+                continue;
+            }
+            return Err(ProxyError::Closed(io::Error::other(e)));
+        }
+    }
+
+    /// Sends the body while waiting for the response head, within `upstream_timeout` of the
+    /// body's last progress (from `sent` without a body).
+    async fn wait_head<S: BodySource>(
+        &self,
+        mut response: ResponseFuture,
+        upload: &mut Option<H2Upload>,
+        body: &mut S,
+        deadline: &mut Deadline,
+        sent: Instant,
+    ) -> Result<http::Response<RecvStream>, Failed> {
+        let timeout = self.upstream_timeout;
+        deadline.disarm();
+        let mut progress = 0;
+        poll_fn(|cx| {
+            if let Some(u) = upload.as_mut().filter(|u| !u.done) {
+                let polled = u.poll(cx, body);
+                if u.sent != progress {
+                    // The upstream took bytes: its upstream_timeout starts again.
+                    progress = u.sent;
+                    deadline.disarm();
+                }
+                match polled {
+                    Poll::Ready(Ok(())) => {
+                        deadline.disarm();
+                        // upstream_timeout runs from the end of the body.
+                        deadline.arm_after(timeout);
+                    }
+                    Poll::Ready(Err(UploadError::Proxy(e))) => {
+                        return Poll::Ready(Err(Failed::Proxy(e)));
+                    }
+                    Poll::Ready(Err(e)) => {
+                        // An upstream that answered may reset the rest of the upload (RFC 9113
+                        // §8.1: `RST_STREAM` with `NO_ERROR` after a complete response): its
+                        // answer stands; the upload stays unfinished.
+                        if let Poll::Ready(Ok(res)) = Pin::new(&mut response).poll(cx) {
+                            return Poll::Ready(Ok(res));
+                        }
+                        return Poll::Ready(Err(match e {
+                            UploadError::Stream(e) => Failed::Stream(e),
+                            _ => Failed::Proxy(ProxyError::from(e)),
+                        }));
+                    }
+                    Poll::Pending if u.blocked => deadline.arm_after(timeout),
+                    // Waiting for the client: not the upstream's time.
+                    Poll::Pending => deadline.disarm(),
+                }
+            }
+            if let Poll::Ready(r) = Pin::new(&mut response).poll(cx) {
+                return Poll::Ready(r.map_err(Failed::Stream));
+            }
+            if upload.as_ref().is_none_or(|u| u.done) {
+                if body.poll_abandoned(cx).is_ready() {
+                    return Poll::Ready(Err(Failed::Proxy(ProxyError::Abandoned)));
+                }
+                if !deadline.is_armed() {
+                    // No body: upstream_timeout runs from when the request was forwarded.
+                    deadline.arm(sent + timeout);
+                }
+            }
+            match deadline.poll_expired(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Failed::Proxy(ProxyError::Timeout))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Why sending the body failed.
+pub(crate) enum UploadError {
+    /// The stream or connection failed.
+    Stream(h2::Error),
+    /// The upstream closed the stream.
+    Closed,
+    /// The client's body failed.
+    Proxy(ProxyError),
+}
+
+impl From<UploadError> for ProxyError {
+    fn from(e: UploadError) -> ProxyError {
+        match e {
+            UploadError::Stream(e) => ProxyError::Closed(io::Error::other(e)),
+            UploadError::Closed => {
+                ProxyError::Closed(io::Error::other("the upstream closed the stream"))
+            }
+            UploadError::Proxy(e) => e,
+        }
+    }
+}
+
+/// A piece of a request body kept to send again.
+#[derive(Debug)]
+enum Kept {
+    Data(Bytes),
+    Trailers(HeaderMap),
+}
+
+/// The start of a request body, kept to send again on another connection (see the module
+/// docs).
+#[derive(Debug)]
+pub(crate) struct Replay {
+    kept: Vec<Kept>,
+    /// What `kept` costs: payload plus [`FRAME_COST`] a piece, reserved from the budget.
+    reserved: Reserved,
+    /// More was sent than is kept: no replay.
+    lost: bool,
+    /// The response came: no more is kept.
+    keeping: bool,
+}
+
+impl Replay {
+    fn new(budget: &std::sync::Arc<Budget>) -> Replay {
+        Replay {
+            kept: Vec::new(),
+            reserved: Reserved::none(budget),
+            lost: false,
+            keeping: true,
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        !self.lost
+    }
+
+    fn keep(&mut self, piece: Kept, len: usize) {
+        if !self.keeping || self.lost {
+            return;
+        }
+        let cost = len + FRAME_COST;
+        if self.reserved.bytes() + cost <= REPLAY_LIMIT && self.reserved.grow(cost) {
+            self.kept.push(piece);
+        } else {
+            self.lose();
+        }
+    }
+
+    /// Gives up on sending the body again: what was kept is freed.
+    fn lose(&mut self) {
+        self.lost = true;
+        self.kept = Vec::new();
+        self.reserved.clear();
+    }
+}
+
+/// A request body going up an HTTP/2 stream as its flow control allows, sending again first
+/// what a [`Replay`] kept of it.
+#[derive(Debug)]
+pub(crate) struct H2Upload {
+    stream: SendStream<Bytes>,
+    replay: Replay,
+    /// The next kept piece to send again, and how much of it went.
+    at: usize,
+    offset: usize,
+    /// All of it went, the end of the stream included.
+    pub(crate) done: bool,
+    /// Body bytes sent.
+    pub(crate) sent: u64,
+    /// The last `Pending` was the upstream's flow control (not the client).
+    pub(crate) blocked: bool,
+}
+
+impl H2Upload {
+    fn new(stream: SendStream<Bytes>, replay: Replay) -> H2Upload {
+        H2Upload {
+            stream,
+            replay,
+            at: 0,
+            offset: 0,
+            done: false,
+            sent: 0,
+            blocked: false,
+        }
+    }
+
+    /// The kept pieces, to send again from the start.
+    fn into_replay(self) -> Replay {
+        self.replay
+    }
+
+    /// The response head came: what was kept is freed once it is sent again.
+    pub(crate) fn stop_keeping(&mut self) {
+        self.replay.keeping = false;
+        self.free_sent();
+    }
+
+    fn free_sent(&mut self) {
+        if !self.replay.keeping && self.at >= self.replay.kept.len() && !self.replay.kept.is_empty()
+        {
+            self.replay.kept = Vec::new();
+            self.replay.reserved.clear();
+            self.at = 0;
+        }
+    }
+
+    /// Stops sending: the upstream's stream is reset (the client's body failed, or the call is
+    /// being abandoned).
+    pub(crate) fn cancel(&mut self) {
+        if !self.done {
+            self.stream.send_reset(h2::Reason::CANCEL);
+            self.done = true;
+        }
+    }
+
+    /// Sends what can be sent: ready once the whole body (and the client's trailers) went.
+    pub(crate) fn poll<S: BodySource>(
+        &mut self,
+        cx: &mut Context<'_>,
+        source: &mut S,
+    ) -> Poll<Result<(), UploadError>> {
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(kept) = self.replay.kept.get(self.at) {
+                match kept {
+                    Kept::Data(data) => {
+                        let data = data.clone();
+                        let rest = data.len() - self.offset;
+                        let n = ready!(self.poll_capacity(cx, rest))?;
+                        let piece = data.slice(self.offset..self.offset + n);
+                        self.stream
+                            .send_data(piece, false)
+                            .map_err(UploadError::Stream)?;
+                        self.offset += n;
+                        if self.offset == data.len() {
+                            self.at += 1;
+                            self.offset = 0;
+                        }
+                    }
+                    Kept::Trailers(trailers) => {
+                        let trailers = trailers.clone();
+                        self.stream
+                            .send_trailers(trailers)
+                            .map_err(UploadError::Stream)?;
+                        self.at += 1;
+                        self.done = true;
+                    }
+                }
+                self.free_sent();
+                continue;
+            }
+            self.blocked = false;
+            let want = match source.poll_fill(cx) {
+                Poll::Ready(Ok(data)) => data.len(),
+                Poll::Ready(Err(e)) => {
+                    // Never played again: the body after the failure would not be the client's.
+                    self.replay.lose();
+                    self.cancel();
+                    return Poll::Ready(Err(UploadError::Proxy(ProxyError::Client(e))));
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            if want == 0 {
+                let trailers = match source.poll_trailers(cx) {
+                    Poll::Ready(Ok(t)) => t,
+                    Poll::Ready(Err(e)) => {
+                        self.replay.lose();
+                        self.cancel();
+                        return Poll::Ready(Err(UploadError::Proxy(ProxyError::Client(e))));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                };
+                match trailers {
+                    Some(t) => {
+                        let len = t.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+                        self.replay.keep(Kept::Trailers(t.clone()), len);
+                        self.stream.send_trailers(t).map_err(UploadError::Stream)?;
+                    }
+                    None => self
+                        .stream
+                        .send_data(Bytes::new(), true)
+                        .map_err(UploadError::Stream)?,
+                }
+                self.at = self.replay.kept.len();
+                self.done = true;
+                self.free_sent();
+                continue;
+            }
+            let n = ready!(self.poll_capacity(cx, want))?;
+            let bytes = source.take(n);
+            // Copied: a slice of the client connection's read buffer would keep all of it.
+            self.replay
+                .keep(Kept::Data(Bytes::copy_from_slice(&bytes)), bytes.len());
+            self.at = self.replay.kept.len();
+            self.stream
+                .send_data(bytes, false)
+                .map_err(UploadError::Stream)?;
+            self.sent += n as u64;
+        }
+    }
+
+    /// Up to `want` bytes of the upstream's window, once it has some.
+    fn poll_capacity(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<Result<usize, UploadError>> {
+        self.stream.reserve_capacity(want);
+        loop {
+            let capacity = self.stream.capacity();
+            if capacity > 0 {
+                return Poll::Ready(Ok(capacity.min(want)));
+            }
+            self.blocked = true;
+            match ready!(self.stream.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(UploadError::Stream(e))),
+                None => return Poll::Ready(Err(UploadError::Closed)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_keeps_at_most_its_limit_and_counts_in_the_budget() {
+        let budget = Budget::new(1 << 20);
+        let mut r = Replay::new(&budget);
+        r.keep(Kept::Data(Bytes::from(vec![1u8; 1000])), 1000);
+        assert!(r.replayable());
+        assert_eq!(budget.used(), 1000 + FRAME_COST);
+        r.keep(
+            Kept::Data(Bytes::from(vec![2u8; REPLAY_LIMIT])),
+            REPLAY_LIMIT,
+        );
+        assert!(!r.replayable(), "past the limit");
+        assert_eq!(budget.used(), 0, "what was kept is freed");
+        // Many tiny pieces cost their entries too.
+        let mut r = Replay::new(&budget);
+        for _ in 0..REPLAY_LIMIT / FRAME_COST {
+            r.keep(Kept::Data(Bytes::from_static(b"x")), 1);
+        }
+        assert!(!r.replayable());
+        // A spent budget: nothing kept, no replay.
+        let tight = Budget::new(100);
+        let mut r = Replay::new(&tight);
+        r.keep(Kept::Data(Bytes::from_static(b"abc")), 3);
+        assert!(!r.replayable());
+        assert_eq!(tight.used(), 0);
+    }
+}
