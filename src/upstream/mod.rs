@@ -215,7 +215,11 @@ impl Origin {
         }
         let way = if self.h2_for(upgrade) {
             let head = H2Head::of(req, self.h2_scheme()).map_err(ProxyError::Unsendable)?;
-            let call = self.h2_call(sent + self.connect_timeout).await?;
+            let call = match self.h2_call_now(sent) {
+                Some(call) => call,
+                // Boxed: waiting for room or connecting is rare, and large.
+                None => Box::pin(self.h2_call(sent + self.connect_timeout)).await?,
+            };
             Way::H2 { call, head }
         } else {
             let conn = match self.pool.take(sent) {
@@ -322,9 +326,12 @@ impl Prepared {
             }
             Way::H2 { call, head } => {
                 let has_body = framing != Framing::Empty;
-                let a = origin
-                    .exchange_h2(call, &head, deadline, source, has_body, kind, sent, on_head)
-                    .await?;
+                // Boxed: an HTTP/2 exchange's state is large, and would size every request's
+                // future, whatever its upstream.
+                let a = Box::pin(origin.exchange_h2(
+                    call, &head, deadline, source, has_body, kind, sent, on_head,
+                ))
+                .await?;
                 let relay = Relay::h2(origin, a.body, a.call, a.upload, a.status);
                 Ok((a.head, relay))
             }

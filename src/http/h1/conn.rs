@@ -370,7 +370,7 @@ impl<T: Transport> Connection<T> {
                 // What was gathered (the head, the start of the body) goes out before the
                 // close: the client sees a response cut short, not none.
                 let flush = poll_fn(|cx| relay::Sink::poll_flush(&mut client, cx));
-                let _ = tokio::time::timeout(idle, flush).await;
+                let _ = Box::pin(tokio::time::timeout(idle, flush)).await;
             }
         }
         let body_read = client.is_done();

@@ -100,6 +100,13 @@ impl Origin {
         Ok(())
     }
 
+    /// A place for a call at once, if the budget and a connection have room.
+    pub(crate) fn h2_call_now(&self, now: Instant) -> Option<Call> {
+        let window = self.budget.try_reserve(STREAM_WINDOW as usize)?;
+        let call = self.pool.h2.take(self.max_streams, now)?;
+        Some(call.with_window(window))
+    }
+
     /// A place for a call, before `deadline`: the call's window from the budget, then a
     /// connection with room (a new one when none has, up to [`MAX_CONNECTIONS`], else waiting
     /// for a call to end).

@@ -84,7 +84,7 @@ impl Origin {
             let call = match next.take() {
                 Some(call) => call,
                 // Each connection gets the whole connect budget (a refusal may come late).
-                None => self.h2_call(Instant::now() + self.connect_timeout).await?,
+                None => Box::pin(self.h2_call(Instant::now() + self.connect_timeout)).await?,
             };
             let mut send = call.conn.send.clone();
             let opened = match poll_fn(|cx| send.poll_ready(cx)).await {
