@@ -51,8 +51,9 @@ impl<'g> RequestEnd<'g> {
         self.gateway.count_refusal(rejection, &mut self.record);
     }
 
-    /// The response went out: `bytes` of body, all of it when `complete`.
-    pub fn finish(mut self, bytes: u64, complete: bool) {
+    /// The response went out: `bytes` of body, all of it when `complete` (the request ends
+    /// when this is dropped).
+    pub fn finish(&mut self, bytes: u64, complete: bool) {
         self.bytes = bytes;
         self.complete = complete;
     }

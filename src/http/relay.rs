@@ -12,14 +12,14 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::net::Deadline;
-use crate::upstream::{BodySource, Piece, ProxyError, Relay};
+use crate::upstream::{BodySource, Exchange, Piece, ProxyError};
 
 /// Where a front-end writes a forwarded response's pieces, in its own syntax (HTTP/1.1 bytes on
 /// a socket, HTTP/2 frames on a stream).
 pub trait Sink {
     /// Takes some of `relay.data()` (it is not empty): ready once some was taken, pending
     /// while the client cannot take more.
-    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Relay) -> Poll<io::Result<()>>;
+    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Exchange) -> Poll<io::Result<()>>;
     /// The upstream's trailers.
     fn trailers(&mut self, trailers: HeaderMap) -> io::Result<()>;
     /// Ends the response (and pushes everything out).
@@ -59,7 +59,7 @@ impl std::fmt::Display for Cut {
 /// Relays the rest of the response from `relay` into the client (and the rest of the request
 /// body from it): ok once the response ended at the client.
 pub async fn relay<C: Sink + BodySource>(
-    relay: &mut Relay,
+    relay: &mut Exchange,
     client: &mut C,
     deadline: &mut Deadline,
     idle: Duration,

@@ -3,9 +3,9 @@
 //! connection from the upstream's pool ([`pool`]), a new one ([`connect`]), or a place on an
 //! HTTP/2 connection ([`h2`])), writes the request head in the protocol that connection speaks
 //! (only then is it known: an `https://` upstream picks `h2` or `http/1.1` by ALPN), sends the
-//! head and the body, and reads the response head ([`Prepared::exchange`]). After the head,
-//! every response is the same stream of pieces ([`relay`]). `101 Switching Protocols` hands
-//! over the raw connection for a tunnel.
+//! head and the body, and reads the response head ([`Exchange::send`]). After the head, every
+//! response is the same stream of pieces ([`exchange`]). `101 Switching Protocols` hands over
+//! the raw connection for a tunnel.
 //!
 //! Failures map to 502 (refused, reset, garbage, connect timeout), 503 (the budget of bytes
 //! held for slow peers is spent) and 504 (no response head within `upstream_timeout` of the
@@ -22,10 +22,10 @@
 //! connections) of every upstream whose address and TLS settings did not change.
 
 pub mod connect;
+pub mod exchange;
 pub mod h1;
 pub mod h2;
 pub mod pool;
-pub mod relay;
 
 use std::collections::HashMap;
 use std::io;
@@ -40,14 +40,14 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
+pub use exchange::{Exchange, Piece};
 pub use h1::{Conn, Stream};
 pub use pool::{Pool, IDLE_FOR};
-pub use relay::{Piece, Relay};
 
-use crate::net::{buffers, Budget, Deadline};
+use crate::net::{buffers, Budget};
 use crate::pipeline::{Rejection, UpstreamRequest};
-use crate::wire::{Framing, ResponseFraming, ResponseHead};
-use h2::{Call, H2Head};
+use crate::wire::Framing;
+use h2::H2Head;
 
 /// How an upstream is reached over TLS: the client config, and what tells two TLS setups apart
 /// (0 for the default roots; a digest of the CA file otherwise).
@@ -207,37 +207,30 @@ impl Origin {
         self: &Arc<Self>,
         req: &UpstreamRequest<'_, '_>,
         sent: Instant,
-    ) -> Result<Prepared, ProxyError> {
+    ) -> Result<Exchange, ProxyError> {
         let kind = RequestKind::new(req.method, req.framing);
         let upgrade = req.upgrade.is_some();
         if !upgrade && !self.knows_protocol() {
             Box::pin(self.learn_protocol()).await?;
         }
-        let way = if self.h2_for(upgrade) {
+        if self.h2_for(upgrade) {
             let head = H2Head::of(req, self.h2_scheme()).map_err(ProxyError::Unsendable)?;
             let call = match self.h2_call_now(sent) {
                 Some(call) => call,
                 // Boxed: waiting for room or connecting is rare, and large.
                 None => Box::pin(self.h2_call(sent + self.connect_timeout)).await?,
             };
-            Way::H2 { call, head }
-        } else {
-            let conn = match self.pool.take(sent) {
-                Some(conn) => conn,
-                // Boxed: a TLS handshake's state is large, and new connections are rare.
-                None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
-            };
-            let mut head = buffers::take_out();
-            head.clear();
-            h1::write_request(req, &mut head);
-            Way::H1 { conn, head }
+            return Ok(Exchange::h2(self.clone(), kind, req.framing, call, head));
+        }
+        let conn = match self.pool.take(sent) {
+            Some(conn) => conn,
+            // Boxed: a TLS handshake's state is large, and new connections are rare.
+            None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
         };
-        Ok(Prepared {
-            origin: self.clone(),
-            way,
-            kind,
-            framing: req.framing,
-        })
+        let mut head = buffers::take_out();
+        head.clear();
+        h1::write_request(req, &mut head);
+        Ok(Exchange::h1(self.clone(), kind, req.framing, conn, head))
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.
@@ -256,87 +249,6 @@ impl Origin {
 pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(host.to_owned()).ok()
-}
-
-/// A request ready to go (see [`Origin::prepare`]).
-#[derive(Debug)]
-pub struct Prepared {
-    origin: Arc<Origin>,
-    way: Way,
-    kind: RequestKind,
-    framing: Framing,
-}
-
-#[derive(Debug)]
-enum Way {
-    /// An HTTP/1.1 connection, and the head written for it (a pooled buffer).
-    H1 { conn: Conn, head: Vec<u8> },
-    /// A place on an HTTP/2 connection, and the head for it.
-    H2 { call: Call, head: H2Head },
-}
-
-impl Prepared {
-    /// True when the request goes over HTTP/2.
-    pub fn is_h2(&self) -> bool {
-        matches!(self.way, Way::H2 { .. })
-    }
-
-    /// Sends the request (its body from `source`) and waits for the response head, which
-    /// `on_head` sees before anything of it reaches the client (an error from it is the
-    /// upstream's fault: 502); then the rest of the response is the [`Relay`]'s. `deadline` is
-    /// the caller's upstream deadline (reused across requests); `sent` is when forwarding
-    /// began.
-    pub async fn exchange<S: BodySource, R>(
-        self,
-        deadline: &mut Deadline,
-        source: &mut S,
-        sent: Instant,
-        on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
-    ) -> Result<(R, Relay), ProxyError> {
-        let Prepared {
-            origin,
-            way,
-            kind,
-            framing,
-        } = self;
-        match way {
-            Way::H1 { conn, head } => {
-                let answer = origin
-                    .exchange_h1(conn, deadline, &head, source, framing, kind, sent, on_head)
-                    .await;
-                let a = match answer {
-                    Ok(a) => a,
-                    Err(e) => {
-                        buffers::give_out(head);
-                        return Err(e);
-                    }
-                };
-                // An upstream that answered before it had the whole body may not read the
-                // rest: its connection is never reused, whatever happens to the upload.
-                let reusable = a.framing.reusable && a.upload.is_none();
-                let upload = match a.upload {
-                    Some(upload) => Some((upload, head)),
-                    None => {
-                        buffers::give_out(head);
-                        None
-                    }
-                };
-                let relay = Relay::h1(origin, a.conn, reusable, upload, a.status);
-                Ok((a.head, relay))
-            }
-            Way::H2 { call, head } => {
-                let has_body = framing != Framing::Empty;
-                // Boxed: an HTTP/2 exchange's state is large, and would size every request's
-                // future, whatever its upstream.
-                let a = Box::pin(origin.exchange_h2(
-                    call, &head, deadline, source, has_body, kind, sent, on_head,
-                ))
-                .await?;
-                let relay = Relay::h2(origin, a.body, a.call, a.upload, a.status);
-                Ok((a.head, relay))
-            }
-        }
-    }
 }
 
 /// Why forwarding failed.

@@ -26,7 +26,7 @@ use crate::pipeline::upgrade::Offer;
 use crate::pipeline::{ClientInfo, Decision, Forward, Protocol, Rejection, RequestView};
 use crate::policy::Route;
 use crate::runtime::{Gateway, Runtime};
-use crate::upstream::{Prepared, ProxyError, RequestKind};
+use crate::upstream::{Exchange, ProxyError, RequestKind};
 use crate::wire::{self, Framing, HeadError, Version};
 
 /// How the connection loop ended.
@@ -238,14 +238,33 @@ impl<T: Transport> Connection<T> {
                 drop(request);
                 self.consume_head(facts.head_len);
                 match prepared {
-                    Ok(prepared) => {
-                        let forward = Forwarding {
+                    Ok(mut exchange) => {
+                        let forwarding = Forwarding {
                             route,
                             upgrade,
                             facts,
                             sent,
                         };
-                        self.forward(rt, prepared, forward, end).await
+                        match self.forward(rt, &mut exchange, forwarding, &mut end).await {
+                            Forwarded::Done(next) => {
+                                exchange.finish();
+                                next
+                            }
+                            Forwarded::Tunnel => {
+                                let idle = rt.config.server.idle_timeout;
+                                drop(end);
+                                if let Some(tunnel) = exchange.into_tunnel() {
+                                    let tunnel =
+                                        super::tunnel::tunnel(self, tunnel, idle, &route.name);
+                                    Box::pin(tunnel).await;
+                                }
+                                Next::Close
+                            }
+                            Forwarded::Failed(e, reusable) => {
+                                exchange.abandon();
+                                Box::pin(self.failed(e, end, route, facts, reusable)).await
+                            }
+                        }
                     }
                     Err(e) => match e.into_rejection(&route.name) {
                         Some(rejection) => {
@@ -272,14 +291,14 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Forwards a request whose connection and head are ready: the exchange, then the relay
-    /// (or a tunnel).
+    /// (or the `101` of a tunnel).
     async fn forward(
         &mut self,
         rt: &Runtime,
-        prepared: Prepared,
+        exchange: &mut Exchange,
         forwarding: Forwarding<'_>,
-        mut end: RequestEnd<'_>,
-    ) -> Next {
+        end: &mut RequestEnd<'_>,
+    ) -> Forwarded {
         let Forwarding {
             route,
             upgrade,
@@ -308,8 +327,8 @@ impl<T: Transport> Connection<T> {
             upgrade: upgrade.as_ref(),
         };
         let version = facts.version;
-        let answer = prepared
-            .exchange(
+        let answer = exchange
+            .send(
                 &mut self.upstream_deadline,
                 &mut client,
                 sent,
@@ -323,8 +342,8 @@ impl<T: Transport> Connection<T> {
         let continue_rest = client.end_continue();
         client.disarm();
         self.upstream_deadline.disarm();
-        let (framing, mut relay) = match answer {
-            Ok(answer) => answer,
+        let framing = match answer {
+            Ok(framing) => framing,
             Err(e) => {
                 buffers::give_out(reply);
                 let reusable = facts.keep_alive && client.is_done();
@@ -334,14 +353,14 @@ impl<T: Transport> Connection<T> {
                     .await
                     .is_err()
                 {
-                    return Next::Close;
+                    return Forwarded::Done(Next::Close);
                 }
-                return Box::pin(self.failed(e, end, route, facts, reusable)).await;
+                return Forwarded::Failed(e, reusable);
             }
         };
         reply.splice(0..0, continue_rest.iter().copied());
         end.record.upstream = Some(sent.elapsed());
-        end.record.status = relay.status;
+        end.record.status = exchange.status;
         // The whole body read, not the upload ended: the upstream may stop taking it.
         let keep = finish_head(
             &mut reply,
@@ -355,15 +374,13 @@ impl<T: Transport> Connection<T> {
         if framing == ClientFraming::Tunnel {
             let written = poll_fn(|cx| relay::Sink::poll_flush(&mut client, cx)).await;
             buffers::give_out(std::mem::take(&mut client.out));
-            drop(client);
             end.finish(0, written.is_ok());
-            if let (Ok(()), Some(tunnel)) = (written, relay.into_tunnel()) {
-                Box::pin(super::tunnel::tunnel(self, tunnel, idle, &route.name)).await;
-            }
-            return Next::Close;
+            return match written {
+                Ok(()) => Forwarded::Tunnel,
+                Err(_) => Forwarded::Done(Next::Close),
+            };
         }
-        let relayed =
-            relay::relay(&mut relay, &mut client, &mut self.upstream_deadline, idle).await;
+        let relayed = relay::relay(exchange, &mut client, &mut self.upstream_deadline, idle).await;
         if let Err(e) = &relayed {
             debug!(route = %route.name, error = %e, "response not completed");
             if let relay::Cut::Upstream(_) = e {
@@ -375,18 +392,15 @@ impl<T: Transport> Connection<T> {
         }
         let body_read = client.is_done();
         buffers::give_out(std::mem::take(&mut client.out));
-        drop(client);
-        end.finish(relay.bytes, relayed.is_ok());
-        let upload_left = relay.upload_unfinished();
-        relay.finish();
-        match () {
+        end.finish(exchange.bytes, relayed.is_ok());
+        Forwarded::Done(match () {
             // A response cut short can only be signalled by closing.
             _ if relayed.is_err() => Next::Close,
             // The upstream answered without taking the whole body: the rest is unread.
-            _ if upload_left || !body_read => Next::Linger,
+            _ if exchange.upload_unfinished() || !body_read => Next::Linger,
             _ if keep => Next::KeepAlive,
             _ => Next::Close,
-        }
+        })
     }
 
     /// Answers 502/503/504/400/413 for a failed exchange, or leaves a client that went away
@@ -525,6 +539,17 @@ impl<T: Transport> Connection<T> {
         let _ = tokio::time::timeout(LINGER_TIME, drained).await;
         buffers::give_in(sink);
     }
+}
+
+/// How forwarding a request ended.
+enum Forwarded {
+    /// The response went (or not); the connection goes on as this says.
+    Done(Next),
+    /// A `101` went out: the connection becomes a tunnel.
+    Tunnel,
+    /// The exchange failed before the response head (the client's body was all read when
+    /// `reusable`).
+    Failed(ProxyError, bool),
 }
 
 /// What forwarding needs besides the connection and the head.

@@ -16,7 +16,7 @@ use super::Transport;
 use crate::http::relay::Sink;
 use crate::pipeline::response::{self, Body, Plan};
 use crate::upstream::h1::Head;
-use crate::upstream::Relay;
+use crate::upstream::Exchange;
 use crate::wire::{self, ResponseHead, Version};
 
 /// A body's pieces up to this size gather before one write (after the head, the first ones).
@@ -100,7 +100,7 @@ impl<T: Transport> Client<'_, T> {
 }
 
 impl<T: Transport> Sink for Client<'_, T> {
-    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Relay) -> Poll<io::Result<()>> {
+    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Exchange) -> Poll<io::Result<()>> {
         loop {
             if self.left > 0 {
                 // A large piece, straight from the upstream's buffer, after what is gathered

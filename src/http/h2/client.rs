@@ -18,7 +18,7 @@ use crate::http::relay::Sink;
 use crate::ops::access::grpc_status_of;
 use crate::pipeline::response::{self, Plan};
 use crate::pipeline::{FieldSink, HeaderPolicy, LocalResponse};
-use crate::upstream::{BodySource, Relay, SourceError};
+use crate::upstream::{BodySource, Exchange, SourceError};
 use crate::wire::ResponseHead;
 
 /// One stream's client (see the module docs).
@@ -125,7 +125,7 @@ impl BodySource for H2Client<'_> {
 }
 
 impl Sink for H2Client<'_> {
-    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Relay) -> Poll<io::Result<()>> {
+    fn poll_data(&mut self, cx: &mut Context<'_>, relay: &mut Exchange) -> Poll<io::Result<()>> {
         let Some(send) = &mut self.send else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };

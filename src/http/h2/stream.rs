@@ -1,7 +1,7 @@
 //! One HTTP/2 stream: its request decided, answered, refused or forwarded, as on HTTP/1 (see
 //! [`crate::http`]); run inside its connection's task.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use crate::pipeline::response::{self, Asked};
 use crate::pipeline::RequestView;
 use crate::pipeline::{ClientInfo, Decision, Forward, LocalResponse, Protocol, Rejection};
 use crate::runtime::{Gateway, Runtime};
-use crate::upstream::{Prepared, ProxyError, Relay};
+use crate::upstream::{Exchange, ProxyError};
 use crate::wire::{self, Framing};
 
 /// Serves the stream of `req`, answered on `respond`.
@@ -78,8 +78,8 @@ pub(super) async fn serve(
                 .await
             };
             drop(request);
-            let prepared = match prepared {
-                Ok(prepared) => prepared,
+            let mut exchange = match prepared {
+                Ok(exchange) => exchange,
                 Err(e) => {
                     if let Some(rejection) = e.into_rejection(&route.name) {
                         let local = rejection.response_to(end.record.grpc);
@@ -88,83 +88,88 @@ pub(super) async fn serve(
                     return;
                 }
             };
-            let mut h2 =
-                H2Client::new(body, route.max_body, rt.pipeline().header_policy(), respond);
-            forward(&rt, prepared, &mut h2, end, &route.name, head_only, sent).await;
+            let policy = rt.pipeline().header_policy();
+            let mut h2 = H2Client::new(body, route.max_body, policy, respond);
+            let forwarded = forward(
+                &rt,
+                &mut exchange,
+                &mut h2,
+                &mut end,
+                route,
+                head_only,
+                sent,
+            );
+            match forwarded.await {
+                Some(rejection) => {
+                    exchange.abandon();
+                    let local = rejection.response_to(end.record.grpc);
+                    answer(&mut h2.respond, &local, end, head_only);
+                }
+                None => exchange.finish(),
+            }
         }
     }
 }
 
-use std::future::Future as _;
-
-/// Forwards a stream whose upstream connection and head are ready.
+/// Forwards a stream whose upstream connection and head are ready; a refusal to answer when
+/// the exchange failed before the response head (none when the client is gone).
 async fn forward(
     rt: &Runtime,
-    prepared: Prepared,
+    exchange: &mut Exchange,
     client: &mut H2Client<'_>,
-    mut end: RequestEnd<'_>,
-    route: &str,
+    end: &mut RequestEnd<'_>,
+    route: &crate::policy::Route,
     head_only: bool,
     sent: Instant,
-) {
+) -> Option<Rejection> {
     let mut deadline = Deadline::new();
     // HTTP/2 requests never switch protocols: a 101 is the upstream's error (502).
     let asked = Asked {
         head: head_only,
         upgrade: None,
     };
-    let exchanged = prepared
-        .exchange(&mut deadline, client, sent, |head, framing| {
+    let exchanged = exchange
+        .send(&mut deadline, client, sent, |head, framing| {
             let plan = response::plan(head, framing, asked)?;
             Ok(response_head(head, &plan))
         })
         .await;
-    let (head, mut relay) = match exchanged {
-        Ok(answer) => answer,
-        Err(e) => {
-            let rejection = match e {
-                _ if client.exceeded => Some(Rejection::PayloadTooLarge),
-                e => e.into_rejection(route),
-            };
-            // None: the client went away; the request's end counts it.
-            if let Some(rejection) = rejection {
-                let local = rejection.response_to(end.record.grpc);
-                answer(&mut client.respond, &local, end, head_only);
-            }
-            return;
-        }
+    let head = match exchanged {
+        Ok(head) => head,
+        Err(_) if client.exceeded => return Some(Rejection::PayloadTooLarge),
+        // None: the client went away; the request's end counts it.
+        Err(e) => return e.into_rejection(&route.name),
     };
     end.record.upstream = Some(sent.elapsed());
-    end.record.status = relay.status;
+    end.record.status = exchange.status;
     // A Trailers-Only answer has its grpc-status in the head.
     end.record.grpc_status = crate::ops::access::grpc_status_of(head.headers());
-    let eos = relay.is_done();
+    let eos = exchange.is_done();
     match client.respond.send_response(head, eos) {
         Ok(send) => client.send = Some(send),
         Err(e) => {
-            debug!(route, error = %e, "client stream gone before the response head");
-            return;
+            debug!(route = %route.name, error = %e, "client stream gone before the response head");
+            return None;
         }
     }
     if eos {
         end.finish(0, true);
-        relay.finish();
-        return;
+        return None;
     }
     let idle = rt.config.server.idle_timeout;
-    let relayed = relay::relay(&mut relay, client, &mut deadline, idle).await;
+    let relayed = relay::relay(exchange, client, &mut deadline, idle).await;
     if let Some(code) = client.grpc_status {
         end.record.grpc_status = Some(code);
     }
     let complete = match relayed {
         Ok(()) => true,
         Err(cut) => {
-            cut_short(client, &mut end, &relay, cut, route);
+            cut_short(client, end, exchange.status, cut, &route.name);
             false
         }
     };
-    end.finish(relay.bytes, complete);
-    relay.finish();
+    end.finish(exchange.bytes, complete);
+    None
 }
 
 /// A response that could not be relayed whole. A gRPC call whose upstream was lost after the
@@ -173,14 +178,14 @@ async fn forward(
 fn cut_short(
     client: &mut H2Client<'_>,
     end: &mut RequestEnd<'_>,
-    relay: &Relay,
+    status: u16,
     cut: Cut,
     route: &str,
 ) {
     let Some(send) = &mut client.send else {
         return;
     };
-    debug!(route, status = relay.status, error = %cut, "response not completed");
+    debug!(route, status, error = %cut, "response not completed");
     match cut {
         Cut::Upstream(_) if end.record.grpc => {
             tracing::warn!(

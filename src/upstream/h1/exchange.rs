@@ -16,11 +16,10 @@ use crate::net::Deadline;
 use crate::upstream::{BodySource, Origin, ProxyError, RequestKind, SourceError};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead};
 
-/// The upstream's answer to [`Origin::exchange_h1`].
+/// The upstream's answer to [`Origin::exchange_h1`] (the connection is left positioned at the
+/// response body).
 #[derive(Debug)]
 pub(crate) struct Answer<R> {
-    /// The connection, positioned at the response body.
-    pub conn: Conn,
     /// What `on_head` made of the response head.
     pub head: R,
     /// The response's framing.
@@ -43,7 +42,7 @@ impl Origin {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn exchange_h1<S: BodySource, R>(
         &self,
-        mut conn: Conn,
+        conn: &mut Conn,
         deadline: &mut Deadline,
         head: &[u8],
         body: &mut S,
@@ -55,7 +54,7 @@ impl Origin {
         loop {
             let sent_on = self
                 .send(
-                    &mut conn,
+                    conn,
                     deadline,
                     head,
                     body,
@@ -69,14 +68,13 @@ impl Origin {
                 // Once, on a new connection (which is not `reused`, so not a second time).
                 Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
                     debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
-                    conn = Box::pin(self.fresh(Instant::now() + self.connect_timeout)).await?;
+                    *conn = Box::pin(self.fresh(Instant::now() + self.connect_timeout)).await?;
                     continue;
                 }
                 other => other?,
             };
             let (head, response_framing, status, upload) = answered;
             return Ok(Answer {
-                conn,
                 head,
                 framing: response_framing,
                 upload,

@@ -23,8 +23,9 @@ use http::HeaderMap;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{unprocessed, Call, H2Head, UNSENT_TRIES};
+use super::{unprocessed, UNSENT_TRIES};
 use crate::net::{Budget, Deadline, Reserved};
+use crate::upstream::exchange::{H2Way, Uploading};
 use crate::upstream::{BodySource, Origin, ProxyError, RequestKind};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead, Version};
 
@@ -37,21 +38,6 @@ pub const REPLAY_LIMIT: usize = 64 * 1024;
 /// that a body of many tiny pieces is bounded too.
 const FRAME_COST: usize = 128;
 
-/// The upstream's answer to [`Origin::exchange_h2`].
-#[derive(Debug)]
-pub(crate) struct H2Answer<R> {
-    /// What `on_head` made of the response head.
-    pub head: R,
-    /// The response status.
-    pub status: u16,
-    /// The response body and trailers.
-    pub body: RecvStream,
-    /// The call's place on its connection (freed when the response ends).
-    pub call: Call,
-    /// The rest of the request body, still going up (a streaming call).
-    pub upload: Option<H2Upload>,
-}
-
 /// Why waiting for the response failed.
 enum Failed {
     /// The stream or connection failed (maybe unprocessed: see [`unprocessed`]).
@@ -61,41 +47,39 @@ enum Failed {
 }
 
 impl Origin {
-    /// Sends a request on `first` (its head `head`, then the body from `body` when
-    /// `has_body`), and waits for the response head, which `on_head` sees (an error from it is
-    /// the upstream's fault: 502). `deadline` is the caller's upstream deadline; `sent` is when
-    /// forwarding began. See the module docs for what is sent again.
+    /// Sends a request on `way`'s call (its head, then the body from `body` when `has_body`),
+    /// and waits for the response head, which `on_head` sees (an error from it is the
+    /// upstream's fault: 502); the response body and the rest of the upload stay in `way`.
+    /// `deadline` is the caller's upstream deadline; `sent` is when forwarding began. See the
+    /// module docs for what is sent again.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn exchange_h2<S: BodySource, R>(
         &self,
-        first: Call,
-        head: &H2Head,
+        way: &mut H2Way,
         deadline: &mut Deadline,
         body: &mut S,
         has_body: bool,
         request: RequestKind,
         sent: Instant,
         mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
-    ) -> Result<H2Answer<R>, ProxyError> {
+    ) -> Result<(R, u16), ProxyError> {
         let mut replay = Some(Replay::new(&self.budget));
-        let mut next = Some(first);
-        let (mut unsent, mut resent) = (0, false);
+        let (mut first, mut unsent, mut resent) = (true, 0, false);
         loop {
-            let call = match next.take() {
-                Some(call) => call,
+            if !std::mem::take(&mut first) {
                 // Each connection gets the whole connect budget (a refusal may come late).
-                None => Box::pin(self.h2_call(Instant::now() + self.connect_timeout)).await?,
-            };
-            let mut send = call.conn.send.clone();
+                way.call = Box::pin(self.h2_call(Instant::now() + self.connect_timeout)).await?;
+            }
+            let mut send = way.call.conn.send.clone();
             let opened = match poll_fn(|cx| send.poll_ready(cx)).await {
-                Ok(()) => send.send_request(head.request(), !has_body),
+                Ok(()) => send.send_request(way.head.request(), !has_body),
                 Err(e) => Err(e),
             };
             let (response, stream) = match opened {
                 Ok(opened) => opened,
                 Err(e) => {
                     // Not sent: the connection is closing or gone.
-                    call.conn.retired.store(true, Ordering::Release);
+                    way.call.conn.retired.store(true, Ordering::Release);
                     unsent += 1;
                     if unsent >= UNSENT_TRIES {
                         return Err(ProxyError::Closed(io::Error::other(
@@ -143,13 +127,12 @@ impl Origin {
                         len: 0,
                     };
                     let head = on_head(&response_head, &framing).map_err(ProxyError::Protocol)?;
-                    return Ok(H2Answer {
-                        head,
-                        status,
-                        body: recv,
-                        call,
-                        upload: upload.filter(|u| !u.done),
-                    });
+                    way.recv = Some(recv);
+                    way.upload = match upload {
+                        Some(u) if !u.done => Uploading::Sending(u),
+                        _ => Uploading::Done,
+                    };
+                    return Ok((head, status));
                 }
                 Err(Failed::Proxy(e)) => return Err(e),
                 Err(Failed::Stream(e)) => e,
@@ -157,7 +140,7 @@ impl Origin {
             let replayable_body = upload.as_ref().is_none_or(|u| u.replay.replayable());
             if unprocessed(&e) {
                 // The upstream refused the stream, or is going away: another connection.
-                call.conn.retired.store(true, Ordering::Release);
+                way.call.conn.retired.store(true, Ordering::Release);
                 if replayable_body {
                     debug!(upstream = %self.addr, error = %e, "HTTP/2 request not processed; sending it on another connection");
                     replay = upload.map(H2Upload::into_replay);
