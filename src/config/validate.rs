@@ -158,7 +158,7 @@ impl Problems {
                 );
                 None
             }
-            Ok(name) if RESERVED_HEADERS.contains(&spoof_key(name.as_str()).as_str()) => {
+            Ok(name) if reserved(&spoof_key(name.as_str())) => {
                 self.add(
                     key,
                     format!("{raw:?} is a header the gateway manages itself; choose another name"),
@@ -170,21 +170,13 @@ impl Problems {
     }
 }
 
-/// Headers an identity header may not be named after: hop-by-hop, framing, routing and the
-/// `X-Forwarded-*` set the gateway writes.
+/// Headers an identity header may not be named after besides the hop-by-hop ones
+/// ([`crate::wire::HOP_BY_HOP`]): framing, routing, credentials and the `X-Forwarded-*` set the
+/// gateway writes.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
     "authorization",
     "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
     "cookie",
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -192,6 +184,11 @@ const RESERVED_HEADERS: &[&str] = &[
     "forwarded",
     "x-real-ip",
 ];
+
+/// True for a name (in its spoof-key form) the gateway manages itself.
+fn reserved(key: &str) -> bool {
+    RESERVED_HEADERS.contains(&key) || crate::wire::HOP_BY_HOP.contains(&key)
+}
 
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {

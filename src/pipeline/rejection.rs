@@ -43,8 +43,8 @@ pub struct LocalResponse {
     /// The status logs and metrics count it under: `status`, except for a refusal in gRPC form
     /// (HTTP 200 on the wire), which counts as the refusal's own (401, 403, ...).
     pub reported: u16,
-    /// Fields besides framing (names lower case).
-    pub fields: Vec<(&'static str, Cow<'static, str>)>,
+    /// Fields besides framing (names lower case; a name may come from the config).
+    pub fields: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body (its length is the framing).
     pub body: Cow<'static, [u8]>,
 }
@@ -204,19 +204,19 @@ impl Rejection {
             .to_string()
             .into_bytes();
         let mut fields = vec![
-            ("content-type", Cow::Borrowed("application/json")),
-            ("cache-control", Cow::Borrowed("no-store")),
+            ("content-type".into(), Cow::Borrowed("application/json")),
+            ("cache-control".into(), Cow::Borrowed("no-store")),
         ];
         if let Some(challenge) = challenge {
-            fields.push(("www-authenticate", Cow::Owned(challenge)));
+            fields.push(("www-authenticate".into(), Cow::Owned(challenge)));
         }
         if status == 405 {
-            fields.push(("allow", Cow::Borrowed(ALLOWED)));
+            fields.push(("allow".into(), Cow::Borrowed(ALLOWED)));
         }
         if status == 503 {
             // A provider's keys are being fetched (retried with backoff from 250 ms), or the
             // gateway is shedding load.
-            fields.push(("retry-after", Cow::Borrowed("1")));
+            fields.push(("retry-after".into(), Cow::Borrowed("1")));
         }
         LocalResponse {
             status,
@@ -326,16 +326,19 @@ impl Rejection {
             ..
         } = self.parts();
         let mut fields = vec![
-            ("content-type", Cow::Borrowed("application/grpc")),
-            ("cache-control", Cow::Borrowed("no-store")),
-            ("grpc-status", Cow::Owned(grpc.to_string())),
-            ("grpc-message", Cow::Owned(grpc_message(&description))),
+            ("content-type".into(), Cow::Borrowed("application/grpc")),
+            ("cache-control".into(), Cow::Borrowed("no-store")),
+            ("grpc-status".into(), Cow::Owned(grpc.to_string())),
+            (
+                "grpc-message".into(),
+                Cow::Owned(grpc_message(&description)),
+            ),
         ];
         if let Some(challenge) = challenge {
-            fields.push(("www-authenticate", Cow::Owned(challenge)));
+            fields.push(("www-authenticate".into(), Cow::Owned(challenge)));
         }
         if status == 503 {
-            fields.push(("retry-after", Cow::Borrowed("1")));
+            fields.push(("retry-after".into(), Cow::Borrowed("1")));
         }
         LocalResponse {
             status: 200,
@@ -365,7 +368,7 @@ impl LocalResponse {
         LocalResponse {
             status: 200,
             reported: 200,
-            fields: vec![("allow", Cow::Borrowed(ALLOWED))],
+            fields: vec![("allow".into(), Cow::Borrowed(ALLOWED))],
             body: Cow::Borrowed(b""),
         }
     }
@@ -426,7 +429,7 @@ mod tests {
             let field = |name: &str| {
                 r.fields
                     .iter()
-                    .find(|(n, _)| *n == name)
+                    .find(|(n, _)| n == name)
                     .map(|(_, v)| v.as_ref())
             };
             assert_eq!(field("www-authenticate"), www, "{rejection:?}");
@@ -471,7 +474,7 @@ mod tests {
             let field = |name: &str| {
                 r.fields
                     .iter()
-                    .find(|(n, _)| *n == name)
+                    .find(|(n, _)| n == name)
                     .map(|(_, v)| v.to_string())
             };
             assert_eq!(r.status, 200, "{rejection:?}");
@@ -496,7 +499,7 @@ mod tests {
         assert!(r
             .fields
             .iter()
-            .any(|(n, v)| *n == "cache-control" && v == "no-store"));
+            .any(|(n, v)| n == "cache-control" && v == "no-store"));
         let r = Rejection::MissingToken.response();
         assert_eq!((r.status, r.reported), (401, 401));
     }
@@ -578,7 +581,7 @@ mod tests {
         let (_, v) = r
             .fields
             .iter()
-            .find(|(n, _)| *n == "www-authenticate")
+            .find(|(n, _)| n == "www-authenticate")
             .unwrap();
         assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
     }

@@ -78,10 +78,16 @@ pub fn plan(
 
 /// Gives `sink` the upstream response's fields that reach the client: without hop-by-hop fields
 /// and framing; a tunnel's `101` keeps its `Upgrade` (the front-end writes its own
-/// `Connection`).
+/// `Connection`). A response without `Date` gets one (RFC 9110 §6.6.1: a recipient with a
+/// clock that forwards a response without it must add it).
 pub fn write_fields(headers: &[Header<'_>], plan: &Plan, sink: &mut impl FieldSink) {
+    let mut dated = false;
     for f in response_fields(headers, plan.body == Body::Tunnel) {
+        dated |= f.name.len() == 4 && f.name.eq_ignore_ascii_case("date");
         sink.field(f.name.as_bytes(), f.value);
+    }
+    if !dated {
+        sink.field(b"date", &crate::wire::http_date());
     }
 }
 
@@ -128,6 +134,51 @@ mod tests {
         assert_eq!((p.length, p.body), (None, Body::Stream));
         let p = planned("HTTP/1.0 200 OK\r\n\r\n", GET).unwrap();
         assert_eq!((p.length, p.body), (None, Body::Stream));
+    }
+
+    /// The fields `write_fields` gives, as (name, value) pairs.
+    fn written(raw: &str) -> Vec<(String, String)> {
+        struct Pairs(Vec<(String, String)>);
+        impl FieldSink for Pairs {
+            fn begin(&mut self, name: &[u8]) {
+                self.0
+                    .push((String::from_utf8_lossy(name).into_owned(), String::new()));
+            }
+            fn value(&mut self, part: &[u8]) {
+                self.0.last_mut().unwrap().1 += &String::from_utf8_lossy(part);
+            }
+            fn end(&mut self) {}
+        }
+        let mut slots = header_slots();
+        let head = parse_response(raw.as_bytes(), &mut slots[..64])
+            .unwrap()
+            .unwrap();
+        let framing = response_framing(&head, false).unwrap();
+        let plan = plan(&head, &framing, GET).unwrap();
+        let mut pairs = Pairs(Vec::new());
+        write_fields(head.headers, &plan, &mut pairs);
+        pairs.0
+    }
+
+    #[test]
+    fn a_response_without_a_date_gets_one_and_one_with_keeps_it() {
+        let kept = written(
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+        );
+        let dates: Vec<_> = kept
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("date"))
+            .collect();
+        assert_eq!(dates.len(), 1, "{kept:?}");
+        assert_eq!(dates[0].1, "Sun, 06 Nov 1994 08:49:37 GMT");
+        let added = written("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let dates: Vec<_> = added.iter().filter(|(n, _)| n == "date").collect();
+        assert_eq!(dates.len(), 1, "{added:?}");
+        let when = httpdate::parse_http_date(&dates[0].1).expect("an HTTP date");
+        let skew = std::time::SystemTime::now()
+            .duration_since(when)
+            .unwrap_or_default();
+        assert!(skew.as_secs() < 60, "{skew:?}");
     }
 
     #[test]

@@ -167,6 +167,29 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     }
 }
 
+/// The current time as an HTTP date (RFC 9110 §5.6.7, `Sun, 06 Nov 1994 08:49:37 GMT`),
+/// formatted once a second per thread.
+pub fn http_date() -> [u8; 29] {
+    thread_local! {
+        static DATE: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let (cached, text) = cell.get();
+        if cached == secs {
+            return text;
+        }
+        let mut text = [0u8; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        text.copy_from_slice(&formatted.as_bytes()[..29]);
+        cell.set((secs, text));
+        text
+    })
+}
+
 /// `map`'s fields as [`Header`]s, in the map's order (what the pipeline and the response plan
 /// read, whatever protocol the head came in).
 pub fn fields_of(map: &http::HeaderMap) -> Vec<Header<'_>> {

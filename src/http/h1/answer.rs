@@ -28,7 +28,7 @@ pub fn write_local(
         .unwrap_or("");
     status_line(out, local.status, reason);
     out.extend_from_slice(b"date: ");
-    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(&crate::wire::http_date());
     out.extend_from_slice(b"\r\n");
     let mut head = Head(out);
     for (name, value) in &local.fields {

@@ -223,11 +223,9 @@ pub fn local_response(local: &LocalResponse, head_only: bool) -> (Response<()>, 
     for (name, value) in &local.fields {
         fields.field(name.as_bytes(), value.as_bytes());
     }
-    res.headers_mut().insert(
-        http::header::DATE,
-        HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-            .unwrap_or(HeaderValue::from_static("")),
-    );
+    if let Ok(date) = HeaderValue::from_bytes(&crate::wire::http_date()) {
+        res.headers_mut().insert(http::header::DATE, date);
+    }
     res.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(local.body.len()));
     let body = match head_only {

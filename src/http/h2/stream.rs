@@ -221,7 +221,7 @@ fn answer(
         end.record.grpc_status = local
             .fields
             .iter()
-            .find(|(n, _)| *n == "grpc-status")
+            .find(|(n, _)| n == "grpc-status")
             .and_then(|(_, v)| v.parse().ok());
     }
     let (head, body) = local_response(local, head_only);
