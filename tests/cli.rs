@@ -5,27 +5,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{jwtgate, listen_addr, Running};
 use common::{Upstream, KEY, OLD_KEY};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
-
-/// A command with a clean environment: no key variables from the developer's shell.
-fn jwtgate(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_remove("JWT_SECRET_KEY")
-        .env_remove("JWT_SECRET_KEY_FILE")
-        .env_remove("JWT_SECRET_KEY_PREVIOUS")
-        .env_remove("JWT_SECRET_KEY_PREVIOUS_FILE")
-        .env_remove("JWT_SECRET_KEY_DIR")
-        .env_remove("JWTGATE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    c
-}
 
 fn text(o: &Output) -> (String, String) {
     (
@@ -477,96 +461,6 @@ fn token_mints_what_the_gateway_accepts() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-}
-
-/// A running binary whose stdout (the logs) is collected by a thread.
-struct Running {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            for line in s.lines() {
-                let _ = tx2.send(line.to_owned());
-            }
-        });
-        Running {
-            child,
-            lines: rx,
-            log: Vec::new(),
-        }
-    }
-
-    /// Returns the first line (seen or still to come, waiting at most 10 s) containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.log.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-        panic!("no line with {needle:?}; got:\n{}", self.log.join("\n"));
-    }
-
-    /// SIGTERM, then the exit code (within 10 s) and the rest of the output.
-    fn terminate(self) -> (Option<i32>, Vec<String>) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.terminate_waiting()
-    }
-
-    /// The exit code (within 10 s) and the rest of the output, without sending a signal.
-    fn terminate_waiting(mut self) -> (Option<i32>, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.log.push(line);
-        }
-        (code, self.log)
-    }
-}
-
-fn listen_addr(line: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-    v["listen"].as_str().unwrap().to_owned()
 }
 
 fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {

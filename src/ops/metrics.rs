@@ -111,6 +111,8 @@ pub struct Metrics {
     pub keys_loaded: Gauge<f64, AtomicU64>,
     /// 1 while ready (config loaded, listener up, not draining).
     pub ready: Gauge,
+    /// Bytes reserved now from `server.max_buffered_bytes` (read when rendered).
+    pub buffered_bytes: Gauge,
     /// Identity providers' key fetches and keys (see `auth::provider`).
     pub providers: FetchMetrics,
     /// Log lines dropped because standard output did not take them (see `ops::logs`).
@@ -162,6 +164,7 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let keys_loaded = Gauge::<f64, AtomicU64>::default();
         let ready = Gauge::default();
+        let buffered_bytes = Gauge::default();
         let log_lines_dropped = Counter::default();
         let providers = FetchMetrics {
             fetches: Family::default(),
@@ -218,6 +221,11 @@ impl Metrics {
             ready.clone(),
         );
         registry.register(
+            "buffered_bytes",
+            "Bytes reserved now from server.max_buffered_bytes: HTTP/2 upstream call windows and request-body replay copies",
+            buffered_bytes.clone(),
+        );
+        registry.register(
             "log_lines_dropped",
             "Log lines dropped because standard output was not taking them",
             log_lines_dropped.clone(),
@@ -233,6 +241,7 @@ impl Metrics {
             reloads,
             keys_loaded,
             ready,
+            buffered_bytes,
             providers,
             log_lines_dropped,
             log_lines_reported: AtomicU64::new(0),

@@ -450,9 +450,14 @@ impl Gateway {
     }
 
     /// The metrics as Prometheus text, `jwtgate_ready` as [`Gateway::is_ready`] says now (the
-    /// providers' keys arrive on their own, so the gauge is read, not kept).
+    /// providers' keys arrive on their own, so the gauge is read, not kept), and the bytes
+    /// reserved from the budget now.
     pub fn render_metrics(&self) -> String {
         self.metrics.ready.set(i64::from(self.is_ready()));
+        let reserved = self.current().budget.used();
+        self.metrics
+            .buffered_bytes
+            .set(i64::try_from(reserved).unwrap_or(i64::MAX));
         self.metrics.render()
     }
 
