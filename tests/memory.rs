@@ -225,9 +225,9 @@ async fn http2_clients_that_do_not_read_hold_one_window_per_stream_until_idle_ti
         up.sent.load(Ordering::SeqCst) - sent_before,
         grew
     );
-    // The gateway held each stream's window and little else (before: 2 MiB windows and
-    // 128 MiB connections, 880 MB held).
-    assert!(grew < 2 * 200 * window + (32 << 20), "grew {grew} bytes");
+    // The gateway held each stream's window, what h2's receive buffers pin around it, and
+    // little else (before: 2 MiB windows and 128 MiB connections, 880 MB held).
+    assert!(grew < 4 * 200 * window, "grew {grew} bytes");
     // The upstream never got more window than the first: the client did not read.
     assert_eq!(up.sent.load(Ordering::SeqCst) - sent_before, 200 * window);
     let give_up = Instant::now() + Duration::from_secs(60);
@@ -281,7 +281,7 @@ async fn http1_clients_that_do_not_read_hold_one_window_each_through_the_bridge(
     let grew = gw.peak_rss().saturating_sub(before);
     eprintln!("150 HTTP/1.1 clients not reading: the gateway's peak grew {grew} bytes");
     // Before: 280 MB for the same attack.
-    assert!(grew < 2 * 150 * window + (32 << 20), "grew {grew} bytes");
+    assert!(grew < 4 * 150 * window, "grew {grew} bytes");
     let give_up = Instant::now() + Duration::from_secs(60);
     while buffered(&admin).await != 0 {
         assert!(Instant::now() < give_up, "windows never given back");
