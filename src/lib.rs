@@ -43,7 +43,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;
-pub mod invariants;
+
 pub mod net;
 pub mod ops;
 pub mod pipeline;

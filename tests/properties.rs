@@ -1,13 +1,16 @@
 //! Property tests of the contract's invariants (the same checks the fuzz targets run, see
-//! `src/invariants.rs`), over inputs shaped like attacks: paths full of dots, slashes and
-//! escapes; tokens mutated byte by byte; header sets full of spellings of the identity headers.
+//! `tests/support/invariants.rs`), over inputs shaped like attacks: paths full of dots, slashes
+//! and escapes; tokens mutated byte by byte; header sets full of spellings of the identity
+//! headers.
 
+#[path = "support/invariants.rs"]
+mod invariants;
 mod oracle;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{HeaderName, HeaderValue};
-use jwtgate::invariants::{self, KEY};
+use invariants::KEY;
 use proptest::prelude::*;
 
 fn path_strategy() -> impl Strategy<Value = String> {

@@ -24,7 +24,7 @@ pub mod body;
 pub mod chunked;
 pub mod request;
 pub mod response;
-pub mod stream;
+
 pub mod uri;
 
 use std::mem::MaybeUninit;

@@ -1,4 +1,5 @@
-//! The differential oracle: the same bytes read by jwtgate ([`jwtgate::wire::stream`]) and by
+//! The differential oracle: the same bytes read by jwtgate ([`stream`], in memory, or the gateway
+//! itself, see `tests/differential.rs`) and by
 //! hyper (its HTTP/1 server for requests, its HTTP/1 client for responses), and the rule that
 //! jwtgate is at least as strict as hyper about where a message ends: for every input, both
 //! refuse, or jwtgate refuses, or both read the same messages (method, target, version, header
@@ -16,8 +17,10 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use jwtgate::wire::stream::{read_requests, read_response, End, Message, Reading, Response};
+pub mod stream;
+
 use jwtgate::wire::{HeadLimits, Version};
+use stream::{read_requests, read_response, End, Message, Reading, Response};
 
 /// The limits both sides read requests with (jwtgate's defaults; hyper's are looser: 100
 /// fields as here, but ~400 KB of head).
@@ -45,12 +48,17 @@ pub enum Verdict {
 
 /// A message as hyper's server read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Read {
-    method: String,
-    target: String,
-    version: Version,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
+pub struct Read {
+    /// The method.
+    pub method: String,
+    /// The request target.
+    pub target: String,
+    /// The version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -65,7 +73,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Header fields compared the way both sides mean them: names in lower case, each name's
 /// values in their order, names sorted (hyper's map groups a name's values together).
-fn canonical(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<Vec<u8>>)> {
+pub fn canonical(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<Vec<u8>>)> {
     let mut out: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
@@ -86,7 +94,7 @@ fn version(v: http::Version) -> Version {
     }
 }
 
-fn map_headers(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+pub fn map_headers(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
     map.iter()
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect()
@@ -94,7 +102,7 @@ fn map_headers(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
 
 /// What hyper's HTTP/1 server reads from `input` (sent whole, then the write side closed):
 /// the requests whose bodies it read completely, and whether it then failed.
-fn hyper_requests(input: &[u8]) -> (Vec<Read>, Option<String>) {
+pub fn hyper_requests(input: &[u8]) -> (Vec<Read>, Option<String>) {
     let input = input.to_vec();
     runtime().block_on(async move {
         let (mut client, server) = tokio::io::duplex(input.len() + 64 * 1024);
@@ -206,7 +214,7 @@ pub fn compare_requests_with(
 
 /// After this request hyper's server reads no more (it waits for the service to take the
 /// connection over).
-fn hands_over(read: &Read) -> bool {
+pub fn hands_over(read: &Read) -> bool {
     read.method == "CONNECT"
         || (read.version == Version::Http11
             && read
@@ -263,7 +271,7 @@ fn same_fields_and_body(
 
 /// What hyper's HTTP/1 client reads from `input`, the upstream's whole answer to a `GET` (or a
 /// `HEAD`) followed by the connection's close.
-fn hyper_response(input: &[u8], head_request: bool) -> Result<Response, String> {
+pub fn hyper_response(input: &[u8], head_request: bool) -> Result<Response, String> {
     let input = input.to_vec();
     runtime().block_on(async move {
         let (client, mut server) = tokio::io::duplex(input.len() + 64 * 1024);

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use http::header::{HeaderName, HeaderValue};
 use jwtgate::pipeline::headers::HeaderPolicy;
-use jwtgate::invariants;
+#[path = "../../support/invariants.rs"]
+mod invariants;
 use libfuzzer_sys::fuzz_target;
 
 static POLICY: OnceLock<HeaderPolicy> = OnceLock::new();

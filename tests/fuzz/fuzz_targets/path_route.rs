@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use jwtgate::invariants;
+#[path = "../../support/invariants.rs"]
+mod invariants;
 use jwtgate::Config;
 use libfuzzer_sys::fuzz_target;
 

@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use jwtgate::auth::Verifier;
-use jwtgate::invariants;
+#[path = "../../support/invariants.rs"]
+mod invariants;
 use libfuzzer_sys::fuzz_target;
 
 static VERIFIER: OnceLock<Verifier> = OnceLock::new();

@@ -3,7 +3,8 @@
 //! check; the rest is both a request head and a chunked body.
 #![no_main]
 
-use jwtgate::invariants;
+#[path = "../../support/invariants.rs"]
+mod invariants;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

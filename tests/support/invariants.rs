@@ -8,12 +8,12 @@ use hmac::{Hmac, Mac};
 use http::header::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
-use crate::auth::keys::Keys;
-use crate::auth::Verifier;
-use crate::config::{spoof_key, Config};
-use crate::pipeline::{ClientInfo, HeaderPolicy, UpstreamRequest};
-use crate::policy::RouteTable;
-use crate::wire::{self, uri as path, Framing, Header};
+use jwtgate::auth::keys::Keys;
+use jwtgate::auth::Verifier;
+use jwtgate::config::{spoof_key, Config};
+use jwtgate::pipeline::{ClientInfo, HeaderPolicy, UpstreamRequest};
+use jwtgate::policy::RouteTable;
+use jwtgate::wire::{self, uri as path, Framing, Header};
 
 /// The key the checks' verifier uses.
 pub const KEY: &str = "invariants-key-0123456789abcdef0123456789";
@@ -171,7 +171,7 @@ pub fn check_rewrite(
         })
         .collect();
     let identity = user.map(|u| {
-        std::sync::Arc::new(crate::auth::Identity {
+        std::sync::Arc::new(jwtgate::auth::Identity {
             user: HeaderValue::from_str(u).expect("test users are header values"),
             claim_values: vec![Some(HeaderValue::from_static("viewer"))],
             claims: Default::default(),
@@ -180,7 +180,7 @@ pub fn check_rewrite(
     });
     let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), "http");
     let mut out = Vec::new();
-    crate::upstream::h1::write_request(
+    jwtgate::upstream::h1::write_request(
         &UpstreamRequest {
             method: "GET",
             path: "/".into(),

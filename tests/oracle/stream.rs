@@ -1,11 +1,12 @@
-//! A whole connection's worth of bytes, read the way the gateway reads them but without I/O:
-//! requests as the HTTP/1 front-end reads them ([`read_requests`]: empty lines before a head,
-//! [`parse_head`] with the connection's limits, the body by its framing with [`BodyDecoder`],
-//! and no further request after one that closes the connection), and an upstream's answer as
-//! the upstream client reads it ([`read_response`]). What the differential tests against hyper,
-//! the fuzz targets and the property tests compare.
+//! Test code: a whole connection's worth of bytes, read with the gateway's HTTP/1.1 syntax
+//! (`jwtgate::wire`) but without I/O: requests as the HTTP/1 front-end reads them
+//! ([`read_requests`]: empty lines before a head, `parse_head` with the connection's limits, the
+//! body by its framing with `BodyDecoder`, and no further request after one that closes the
+//! connection), and an upstream's answer as the upstream client reads it ([`read_response`]).
+//! The fuzz targets and the property tests compare it with hyper, in memory; the corpus
+//! (`tests/differential.rs`) goes through the gateway itself.
 
-use super::{
+use jwtgate::wire::{
     header_slots, parse_head, parse_response, response_framing, skip_empty_lines, BodyDecoder,
     HeadError, HeadLimits, Header, Piece, Version, MAX_EMPTY_LINES, MAX_RESPONSE_FIELDS,
 };
