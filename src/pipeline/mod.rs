@@ -233,3 +233,366 @@ fn authenticate(
     }
     Ok(Some(identity))
 }
+
+#[cfg(test)]
+mod tests {
+    //! `decide` as a table: request heads in, decisions out, no sockets.
+
+    use super::*;
+    use crate::auth::keys::Keys;
+    use crate::config::Config;
+
+    const KEY: &str = "decide-table-key-0123456789abcdef01234567";
+
+    const CONFIG: &str = r#"
+[server]
+max_body_bytes = 1000
+[auth]
+leeway = "0s"
+claim_headers = { role = "X-Auth-Role" }
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:1"
+[[route]]
+path = "/public"
+upstream = "http://127.0.0.1:1"
+auth = "public"
+[[route]]
+path = "/maybe"
+upstream = "http://127.0.0.1:1"
+auth = "optional"
+[[route]]
+path = "/maybe-admin"
+upstream = "http://127.0.0.1:1"
+auth = "optional"
+require = { role = "admin" }
+[[route]]
+path = "/admin"
+upstream = "http://127.0.0.1:1"
+require = { role = "admin" }
+[[route]]
+path = "/ws"
+upstream = "http://127.0.0.1:1"
+auth = "public"
+[[route]]
+host = "api.example"
+path = "/"
+upstream = "http://127.0.0.1:2"
+auth = "public"
+"#;
+
+    fn pipeline() -> Pipeline {
+        let config = Config::from_toml(CONFIG).unwrap();
+        let keys = Keys::from_secrets(KEY, None);
+        Pipeline::new(
+            RouteTable::build(&config.routes),
+            Verifier::build(&config.auth, &keys, &[], None),
+            HeaderPolicy::new(&config.auth),
+        )
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn exp() -> u64 {
+        crate::auth::now() as u64 + 600
+    }
+
+    /// What a decision comes to, for the table.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        /// Forwarded: route, path?query, user, upgrade offered.
+        Forward(String, String, Option<String>, bool),
+        /// Answered here with this status.
+        Respond(u16),
+        /// Refused: status and reason.
+        Reject(u16, &'static str),
+    }
+
+    fn decide(
+        method: &str,
+        target: &str,
+        protocol: Protocol,
+        authority: Option<&str>,
+        fields: &[(&str, &str)],
+        body: Framing,
+    ) -> (Got, Record) {
+        let p = pipeline();
+        let client = ClientInfo::new("10.0.0.9".parse().unwrap(), "http");
+        let headers: Vec<Header> = fields
+            .iter()
+            .map(|(n, v)| Header {
+                name: n,
+                value: v.as_bytes(),
+            })
+            .collect();
+        let view = RequestView {
+            method,
+            target,
+            authority,
+            protocol,
+            headers: &headers,
+            body,
+            client: &client,
+        };
+        let mut record = Record::new(method);
+        let got = match p.decide(&view, &mut record) {
+            Decision::Forward(f) => Got::Forward(
+                f.route.name.to_string(),
+                match f.request.query {
+                    Some(q) => format!("{}?{q}", f.request.path),
+                    None => f.request.path.to_string(),
+                },
+                f.request
+                    .identity
+                    .as_ref()
+                    .map(|id| id.user.to_str().unwrap().to_owned()),
+                f.upgrade.is_some(),
+            ),
+            Decision::Respond(local) => Got::Respond(local.status),
+            Decision::Reject(r) => Got::Reject(r.status(), r.outcome()),
+        };
+        (got, record)
+    }
+
+    fn h1(method: &str, target: &str, fields: &[(&str, &str)]) -> Got {
+        decide(
+            method,
+            target,
+            Protocol::Http11,
+            None,
+            fields,
+            Framing::Empty,
+        )
+        .0
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let alice = token(serde_json::json!({"sub": "alice", "exp": exp(), "role": "user"}));
+        let root = token(serde_json::json!({"sub": "root", "exp": exp(), "role": "admin"}));
+        let expired = token(serde_json::json!({"sub": "alice", "exp": 1000}));
+        let bearer = |t: &str| format!("Bearer {t}");
+        let (a, r, x) = (bearer(&alice), bearer(&root), bearer(&expired));
+        let host = ("host", "gw");
+        let fwd = |route: &str, path: &str, user: Option<&str>| {
+            Got::Forward(route.into(), path.into(), user.map(Into::into), false)
+        };
+        let table: Vec<(&str, Got, Got)> = vec![
+            (
+                "a valid token on a required route",
+                h1("GET", "/orders?page=2", &[host, ("authorization", &a)]),
+                fwd("/", "/orders?page=2", Some("alice")),
+            ),
+            (
+                "no token on a required route",
+                h1("GET", "/orders", &[host]),
+                Got::Reject(401, "missing"),
+            ),
+            (
+                "an expired token",
+                h1("GET", "/", &[host, ("authorization", &x)]),
+                Got::Reject(401, "expired"),
+            ),
+            (
+                "a token that is not a JWT",
+                h1("GET", "/", &[host, ("authorization", "Bearer abc")]),
+                Got::Reject(401, "malformed"),
+            ),
+            (
+                "two Authorization fields",
+                h1(
+                    "GET",
+                    "/",
+                    &[host, ("authorization", &a), ("authorization", &a)],
+                ),
+                Got::Reject(401, "bad_credentials"),
+            ),
+            (
+                "a public route checks no token",
+                h1("GET", "/public/x", &[host, ("authorization", "Bearer abc")]),
+                fwd("/public", "/public/x", None),
+            ),
+            (
+                "an optional route without a token",
+                h1("GET", "/maybe", &[host]),
+                fwd("/maybe", "/maybe", None),
+            ),
+            (
+                "an optional route with an invalid token",
+                h1("GET", "/maybe", &[host, ("authorization", &x)]),
+                Got::Reject(401, "expired"),
+            ),
+            (
+                "an optional route with a requirement asks for a token",
+                h1("GET", "/maybe-admin", &[host]),
+                Got::Reject(401, "missing"),
+            ),
+            (
+                "a requirement not met",
+                h1("GET", "/admin/users", &[host, ("authorization", &a)]),
+                Got::Reject(403, "forbidden"),
+            ),
+            (
+                "a requirement met",
+                h1("GET", "/admin/users", &[host, ("authorization", &r)]),
+                fwd("/admin", "/admin/users", Some("root")),
+            ),
+            (
+                "routes match whole segments",
+                h1("GET", "/adminx", &[host, ("authorization", &a)]),
+                fwd("/", "/adminx", Some("alice")),
+            ),
+            (
+                "the path is normalized before routing, and forwarded so",
+                h1(
+                    "GET",
+                    "/public/../admin/users",
+                    &[host, ("authorization", &a)],
+                ),
+                Got::Reject(403, "forbidden"),
+            ),
+            (
+                "an encoded slash is refused",
+                h1("GET", "/public%2F..%2Fadmin", &[host]),
+                Got::Reject(400, "bad_request"),
+            ),
+            (
+                "a host route",
+                h1("GET", "/x", &[("host", "API.example:80")]),
+                fwd("api.example/", "/x", None),
+            ),
+            (
+                "two Host fields",
+                h1("GET", "/", &[host, ("host", "other")]),
+                Got::Reject(400, "bad_request"),
+            ),
+            (
+                "no Host on HTTP/1.1",
+                h1("GET", "/public", &[]),
+                Got::Reject(400, "bad_request"),
+            ),
+            (
+                "CONNECT",
+                h1("CONNECT", "gw:443", &[host]),
+                Got::Reject(405, "method_not_allowed"),
+            ),
+            (
+                "TRACE",
+                h1("TRACE", "/", &[host]),
+                Got::Reject(405, "method_not_allowed"),
+            ),
+            ("OPTIONS *", h1("OPTIONS", "*", &[host]), Got::Respond(200)),
+            (
+                "* with another method",
+                h1("GET", "*", &[host]),
+                Got::Reject(400, "bad_request"),
+            ),
+            (
+                "a WebSocket upgrade on a route that tunnels it",
+                h1(
+                    "GET",
+                    "/ws",
+                    &[host, ("connection", "Upgrade"), ("upgrade", "websocket")],
+                ),
+                Got::Forward("/ws".into(), "/ws".into(), None, true),
+            ),
+            (
+                "an h2c upgrade is never offered",
+                h1(
+                    "GET",
+                    "/ws",
+                    &[host, ("connection", "Upgrade"), ("upgrade", "h2c")],
+                ),
+                fwd("/ws", "/ws", None),
+            ),
+            (
+                "HTTP/2 routes on :authority",
+                decide(
+                    "GET",
+                    "/x",
+                    Protocol::Http2,
+                    Some("api.example"),
+                    &[],
+                    Framing::Empty,
+                )
+                .0,
+                fwd("api.example/", "/x", None),
+            ),
+            (
+                "a declared body over the route's limit",
+                decide(
+                    "POST",
+                    "/public",
+                    Protocol::Http11,
+                    None,
+                    &[host],
+                    Framing::Length(1001),
+                )
+                .0,
+                Got::Reject(413, "payload_too_large"),
+            ),
+            (
+                "no upgrade for a request with a body",
+                decide(
+                    "POST",
+                    "/ws",
+                    Protocol::Http11,
+                    None,
+                    &[host, ("connection", "Upgrade"), ("upgrade", "websocket")],
+                    Framing::Length(3),
+                )
+                .0,
+                fwd("/ws", "/ws", None),
+            ),
+        ];
+        for (case, got, want) in table {
+            assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn what_the_record_learns() {
+        let alice = token(serde_json::json!({"sub": "alice", "exp": exp()}));
+        let a = format!("Bearer {alice}");
+        let (_, r) = decide(
+            "POST",
+            "/svc.Echo/Call?q=secret",
+            Protocol::Http2,
+            Some("gw"),
+            &[("authorization", &a), ("content-type", "application/grpc")],
+            Framing::Chunked,
+        );
+        assert!(r.grpc && r.grpc_passed);
+        assert_eq!(r.grpc_method(), Some("/svc.Echo/Call"));
+        assert_eq!((&*r.route, r.auth), ("/", "ok"));
+        assert_eq!(r.user.as_ref().unwrap(), "alice");
+        // A refused gRPC client names no method.
+        let (_, r) = decide(
+            "POST",
+            "/svc.Echo/Call",
+            Protocol::Http2,
+            Some("gw"),
+            &[("content-type", "application/grpc")],
+            Framing::Chunked,
+        );
+        assert!(r.grpc && !r.grpc_passed);
+        // Not a gRPC call: a GET, or another content type.
+        let (_, r) = decide(
+            "GET",
+            "/public",
+            Protocol::Http11,
+            None,
+            &[("host", "gw"), ("content-type", "application/grpc")],
+            Framing::Empty,
+        );
+        assert!(!r.grpc);
+        assert_eq!(r.auth, "public");
+    }
+}

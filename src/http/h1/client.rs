@@ -207,3 +207,132 @@ impl<T: Transport> BodySource for Client<'_, T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    impl Transport for DuplexStream {}
+
+    fn server() -> crate::config::ServerConfig {
+        crate::config::Config::from_toml("[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"")
+            .unwrap()
+            .server
+    }
+
+    /// Everything `client` gives as body bytes, or its error.
+    async fn drain<T: Transport>(client: &mut Client<'_, T>) -> Result<Vec<u8>, SourceError> {
+        let mut body = Vec::new();
+        loop {
+            let data = poll_fn(|cx| client.poll_fill(cx).map(|r| r.map(<[u8]>::to_vec))).await?;
+            body.extend_from_slice(&data);
+            let n = data.len();
+            if n == 0 {
+                return Ok(body);
+            }
+            client.consume(n);
+        }
+    }
+
+    fn facts(framing: Framing, expect: bool, limit: Option<u64>) -> BodyFacts {
+        BodyFacts {
+            framing,
+            version: Version::Http11,
+            expect_continue: expect,
+            limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_decoded_and_a_pipelined_request_left_alone() {
+        let (mut io, mut peer) = tokio::io::duplex(1024);
+        peer.write_all(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\nGET / HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let (mut input, mut deadline) = (Input::default(), Deadline::new());
+        let server = server();
+        let mut client = Client::new(
+            &mut io,
+            &mut input,
+            &mut deadline,
+            facts(Framing::Chunked, false, None),
+            &server,
+            Vec::new(),
+        );
+        assert_eq!(drain(&mut client).await.unwrap(), b"hello world");
+        assert!(client.is_done());
+        drop(client);
+        assert_eq!(input.data(), b"GET / HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_or_cut_short_fails() {
+        let server = server();
+        let (mut io, mut peer) = tokio::io::duplex(1024);
+        peer.write_all(b"0123456789").await.unwrap();
+        let (mut input, mut deadline) = (Input::default(), Deadline::new());
+        let mut client = Client::new(
+            &mut io,
+            &mut input,
+            &mut deadline,
+            facts(Framing::Length(10), false, Some(9)),
+            &server,
+            Vec::new(),
+        );
+        assert_eq!(drain(&mut client).await, Err(SourceError::TooLarge));
+        let (mut io, mut peer) = tokio::io::duplex(1024);
+        peer.write_all(b"01234").await.unwrap();
+        drop(peer);
+        let (mut input, mut deadline) = (Input::default(), Deadline::new());
+        let mut client = Client::new(
+            &mut io,
+            &mut input,
+            &mut deadline,
+            facts(Framing::Length(10), false, None),
+            &server,
+            Vec::new(),
+        );
+        assert!(matches!(
+            drain(&mut client).await,
+            Err(SourceError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expect_continue_is_answered_when_the_body_is_first_wanted() {
+        let server = server();
+        let (mut io, mut peer) = tokio::io::duplex(1024);
+        let (mut input, mut deadline) = (Input::default(), Deadline::new());
+        let mut client = Client::new(
+            &mut io,
+            &mut input,
+            &mut deadline,
+            facts(Framing::Length(3), true, None),
+            &server,
+            Vec::new(),
+        );
+        // Nothing is written before the body is asked for.
+        let mut got = [0u8; 64];
+        assert!(
+            tokio::time::timeout(std::time::Duration::ZERO, peer.read(&mut got))
+                .await
+                .is_err()
+        );
+        let client_side = async {
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"\r\n\r\n") {
+                let n = peer.read(&mut got).await.unwrap();
+                seen.extend_from_slice(&got[..n]);
+            }
+            peer.write_all(b"abc").await.unwrap();
+            seen
+        };
+        let (body, seen) = tokio::join!(drain(&mut client), client_side);
+        assert_eq!(seen, b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(body.unwrap(), b"abc");
+        // Once the final response came, no 100 Continue is owed.
+        assert_eq!(client.end_continue(), b"");
+    }
+}

@@ -624,3 +624,51 @@ pub(super) async fn write_all<T: AsyncWrite + Unpin>(
     deadline.disarm();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_a_connection_is_kept_after_a_forwarded_response() {
+        // (may keep, framing, version) -> (kept, the field written, if any)
+        let table = [
+            (true, ClientFraming::Plain, Version::Http11, true, None),
+            (true, ClientFraming::Chunked, Version::Http11, true, None),
+            (
+                true,
+                ClientFraming::Plain,
+                Version::Http10,
+                true,
+                Some("connection: keep-alive"),
+            ),
+            // A body delimited by the close cannot be followed by another response.
+            (
+                true,
+                ClientFraming::UntilClose,
+                Version::Http10,
+                false,
+                Some("connection: close"),
+            ),
+            (
+                false,
+                ClientFraming::Plain,
+                Version::Http11,
+                false,
+                Some("connection: close"),
+            ),
+            (false, ClientFraming::Tunnel, Version::Http11, false, None),
+        ];
+        for (may_keep, framing, version, kept, field) in table {
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            let keep = finish_head(&mut head, may_keep, framing, version);
+            let text = String::from_utf8(head).unwrap();
+            assert_eq!(keep, kept, "{may_keep} {framing:?} {version:?}");
+            assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+            match field {
+                Some(f) => assert!(text.contains(&format!("{f}\r\n")), "{text:?}"),
+                None => assert!(!text.contains("connection:"), "{text:?}"),
+            }
+        }
+    }
+}

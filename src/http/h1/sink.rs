@@ -165,3 +165,59 @@ impl<T: Transport> Sink for Client<'_, T> {
         Pin::new(&mut *self.io).poll_flush(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::response::{plan, Asked};
+    use crate::wire::{header_slots, parse_response, response_framing};
+
+    /// The client's head for the upstream's `raw` head, and how its body goes.
+    fn head_for(raw: &str, head_request: bool, version: Version) -> (String, ClientFraming) {
+        let mut slots = header_slots();
+        let head = parse_response(raw.as_bytes(), &mut slots[..64])
+            .unwrap()
+            .unwrap();
+        let framing = response_framing(&head, head_request).unwrap();
+        let asked = Asked {
+            head: head_request,
+            upgrade: None,
+        };
+        let plan = plan(&head, &framing, asked).unwrap();
+        let mut out = Vec::new();
+        let framing = response_head(&mut out, &head, &plan, version);
+        (String::from_utf8(out).unwrap(), framing)
+    }
+
+    #[test]
+    fn the_clients_head_and_framing() {
+        let (h, f) = head_for(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nX-App: a\r\n\r\n",
+            false,
+            Version::Http11,
+        );
+        assert_eq!(f, ClientFraming::Plain);
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
+        assert!(
+            h.contains("X-App: a\r\n") && h.contains("content-length: 5\r\n"),
+            "{h}"
+        );
+        assert!(!h.contains("X-Hop") && !h.contains("Connection"), "{h}");
+        // A body of unknown length: re-chunked for HTTP/1.1, until the close for HTTP/1.0.
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (h, f) = head_for(raw, false, Version::Http11);
+        assert_eq!(f, ClientFraming::Chunked);
+        assert!(h.contains("transfer-encoding: chunked\r\n"), "{h}");
+        let (h, f) = head_for(raw, false, Version::Http10);
+        assert_eq!(f, ClientFraming::UntilClose);
+        assert!(!h.contains("transfer-encoding"), "{h}");
+        // HEAD keeps the declared length, with no body.
+        let (h, f) = head_for(
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            true,
+            Version::Http11,
+        );
+        assert_eq!(f, ClientFraming::Plain);
+        assert!(h.contains("content-length: 9\r\n"), "{h}");
+    }
+}
