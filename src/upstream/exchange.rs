@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::h1::{Conn, Stream, Upload};
 use super::h2::send::H2Upload;
 use super::h2::{Call, H2Head};
-use super::{BodySource, Origin, ProxyError, RequestKind};
+use super::{BodySource, Origin, ProxyError, RequestKind, Sending};
 use crate::net::{buffers, Deadline};
 use crate::wire::{Framing, ResponseFraming, ResponseHead};
 
@@ -160,7 +160,14 @@ impl Exchange {
         sent: Instant,
         on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
     ) -> Result<R, ProxyError> {
-        let (kind, framing) = (self.kind, self.framing);
+        let sending = Sending {
+            deadline,
+            body: source,
+            framing: self.framing,
+            kind: self.kind,
+            sent,
+            on_head,
+        };
         match &mut self.way {
             Way::H1 {
                 conn,
@@ -168,10 +175,7 @@ impl Exchange {
                 reusable,
                 upload,
             } => {
-                let answer = self
-                    .origin
-                    .exchange_h1(conn, deadline, head, source, framing, kind, sent, on_head)
-                    .await?;
+                let answer = self.origin.exchange_h1(conn, head, sending).await?;
                 // An upstream that answered before it had the whole body may not read the
                 // rest: its connection is never reused, whatever happens to the upload.
                 *reusable = answer.framing.reusable && answer.upload.is_none();
@@ -183,14 +187,9 @@ impl Exchange {
                 Ok(answer.head)
             }
             Way::H2(h2) => {
-                let has_body = framing != Framing::Empty;
                 // Boxed: an HTTP/2 exchange's future is large, and would size every request's
                 // future, whatever its upstream.
-                let (head, status) = Box::pin(
-                    self.origin
-                        .exchange_h2(h2, deadline, source, has_body, kind, sent, on_head),
-                )
-                .await?;
+                let (head, status) = Box::pin(self.origin.exchange_h2(h2, sending)).await?;
                 self.status = status;
                 Ok(head)
             }

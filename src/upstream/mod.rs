@@ -44,7 +44,7 @@ pub use exchange::{Exchange, Piece};
 pub use h1::{Conn, Stream};
 pub use pool::{Pool, IDLE_FOR};
 
-use crate::net::{buffers, Budget};
+use crate::net::{buffers, Budget, Deadline};
 use crate::pipeline::{Rejection, UpstreamRequest};
 use crate::wire::Framing;
 use h2::H2Head;
@@ -249,6 +249,20 @@ impl Origin {
 pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(host.to_owned()).ok()
+}
+
+/// What sending a request needs besides its connection and head: where its body comes from
+/// and how it is framed, what kind of request it is, the caller's upstream deadline (reused
+/// across requests), when forwarding began (`upstream_timeout` runs from there without a body),
+/// and what to make of the response head (`on_head`: it sees the head before any of it reaches
+/// the client; an error from it is the upstream's fault, 502).
+pub(crate) struct Sending<'a, S, F> {
+    pub(crate) deadline: &'a mut Deadline,
+    pub(crate) body: &'a mut S,
+    pub(crate) framing: Framing,
+    pub(crate) kind: RequestKind,
+    pub(crate) sent: Instant,
+    pub(crate) on_head: F,
 }
 
 /// Why forwarding failed.

@@ -12,8 +12,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::conn::Conn;
-use crate::net::Deadline;
-use crate::upstream::{BodySource, Origin, ProxyError, RequestKind, SourceError};
+use crate::upstream::{BodySource, Origin, ProxyError, Sending, SourceError};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead};
 
 /// The upstream's answer to [`Origin::exchange_h1`] (the connection is left positioned at the
@@ -33,40 +32,22 @@ pub(crate) struct Answer<R> {
 }
 
 impl Origin {
-    /// Sends a request on `conn` (`head`, then the body from `body`, framed as `framing`) and
-    /// waits for the response head, which `on_head` sees before its bytes are consumed (an
-    /// error from it is the upstream's fault: 502). A reused connection found closed before any
-    /// response byte is replaced once by a new one for a request that can be sent again.
-    /// `deadline` is the caller's upstream deadline, reused across requests; `sent` is when
-    /// forwarding began.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn exchange_h1<S: BodySource, R>(
+    /// Sends a request on `conn` (`head`, then the body) and waits for the response head (see
+    /// [`Sending`]). A reused connection found closed before any response byte is replaced once
+    /// by a new one for a request that can be sent again.
+    pub(crate) async fn exchange_h1<S: BodySource, R, F>(
         &self,
         conn: &mut Conn,
-        deadline: &mut Deadline,
         head: &[u8],
-        body: &mut S,
-        framing: Framing,
-        request: RequestKind,
-        sent: Instant,
-        mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
-    ) -> Result<Answer<R>, ProxyError> {
+        mut sending: Sending<'_, S, F>,
+    ) -> Result<Answer<R>, ProxyError>
+    where
+        F: FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
+    {
         loop {
-            let sent_on = self
-                .send(
-                    conn,
-                    deadline,
-                    head,
-                    body,
-                    framing,
-                    request,
-                    sent,
-                    &mut on_head,
-                )
-                .await;
-            let answered = match sent_on {
+            let answered = match self.send(conn, head, &mut sending).await {
                 // Once, on a new connection (which is not `reused`, so not a second time).
-                Err(ProxyError::Closed(e)) if conn.reused && request.retryable => {
+                Err(ProxyError::Closed(e)) if conn.reused && sending.kind.retryable => {
                     debug!(upstream = %self.addr, error = %e, "reused connection was closed; retrying");
                     *conn = Box::pin(self.fresh(Instant::now() + self.connect_timeout)).await?;
                     continue;
@@ -83,18 +64,24 @@ impl Origin {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn send<S: BodySource, R>(
+    async fn send<S: BodySource, R, F>(
         &self,
         conn: &mut Conn,
-        deadline: &mut Deadline,
         head: &[u8],
-        body: &mut S,
-        framing: Framing,
-        request: RequestKind,
-        sent: Instant,
-        on_head: &mut impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
-    ) -> Result<(R, ResponseFraming, u16, Option<Upload>), ProxyError> {
+        sending: &mut Sending<'_, S, F>,
+    ) -> Result<(R, ResponseFraming, u16, Option<Upload>), ProxyError>
+    where
+        F: FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
+    {
+        let Sending {
+            deadline,
+            body,
+            framing,
+            kind,
+            sent,
+            on_head,
+        } = sending;
+        let (framing, kind, sent) = (*framing, *kind, *sent);
         conn.responded = false;
         let mut upload = Some(Upload::new(framing));
         deadline.disarm();
@@ -102,7 +89,7 @@ impl Origin {
         let mut progress = 0;
         poll_fn(|cx| {
             if let Some(u) = &mut upload {
-                let polled = u.poll(cx, &mut conn.io, head, body);
+                let polled = u.poll(cx, &mut conn.io, head, *body);
                 if u.progress() != progress {
                     // The upstream took bytes: its upstream_timeout starts again.
                     progress = u.progress();
@@ -124,7 +111,7 @@ impl Origin {
                 }
             }
             // An answer (even an early one) ends the exchange.
-            if let Poll::Ready(r) = conn.poll_head(cx, request.head, on_head) {
+            if let Poll::Ready(r) = conn.poll_head(cx, kind.head, on_head) {
                 return Poll::Ready(r.map(|(h, f, s)| (h, f, s, upload.take())));
             }
             if upload.is_none() {

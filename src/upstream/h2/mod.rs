@@ -1,7 +1,7 @@
 //! HTTP/2 to upstreams, on the `h2` crate: `h2c://` (prior knowledge), and `https://` when the
 //! upstream picks `h2` by ALPN. A call's place on a connection comes from the pool ([`pool`]);
 //! its head is written once the connection is in hand ([`head`]); its body goes up with flow
-//! control, a copy of its start kept to send again ([`send`]).
+//! control ([`send`]), a copy of its start kept to send again ([`replay`]).
 //!
 //! **Memory.** What an upstream can send the gateway for one call is bounded by the call's
 //! receive window ([`STREAM_WINDOW`]), reserved from the process-wide budget
@@ -20,6 +20,7 @@
 
 pub mod head;
 pub mod pool;
+pub mod replay;
 pub mod send;
 
 use std::future::{poll_fn, Future};

@@ -5,10 +5,8 @@
 //!
 //! A request the upstream did not process (the connection was closing before it went out, a
 //! GOAWAY that excluded its stream, `REFUSED_STREAM`) goes to another connection, its body sent
-//! again from the copy kept of its start ([`Replay`]: up to [`REPLAY_LIMIT`], counted in the
-//! process-wide budget, freed once the response head came and the copy was sent). A request
-//! without a body and with an idempotent method that failed after it may have been processed
-//! is sent once more.
+//! again from the copy kept of its start ([`Replay`]). A request without a body and with an
+//! idempotent method that failed after it may have been processed is sent once more.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -19,24 +17,15 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
-use http::HeaderMap;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::replay::{Kept, Replay};
 use super::{unprocessed, UNSENT_TRIES};
-use crate::net::{Budget, Deadline, Reserved};
+use crate::net::Deadline;
 use crate::upstream::exchange::{H2Way, Uploading};
-use crate::upstream::{BodySource, Origin, ProxyError, RequestKind};
+use crate::upstream::{BodySource, Origin, ProxyError, Sending};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead, Version};
-
-/// Most request-body bytes kept to send again when the upstream did not process a request
-/// (payload, trailers, and [`FRAME_COST`] a piece); a larger body that meets a GOAWAY fails
-/// with 502.
-pub const REPLAY_LIMIT: usize = 64 * 1024;
-
-/// What keeping a piece costs besides its payload (the entry and its share of the vector), so
-/// that a body of many tiny pieces is bounded too.
-const FRAME_COST: usize = 128;
 
 /// Why waiting for the response failed.
 enum Failed {
@@ -47,22 +36,26 @@ enum Failed {
 }
 
 impl Origin {
-    /// Sends a request on `way`'s call (its head, then the body from `body` when `has_body`),
-    /// and waits for the response head, which `on_head` sees (an error from it is the
-    /// upstream's fault: 502); the response body and the rest of the upload stay in `way`.
-    /// `deadline` is the caller's upstream deadline; `sent` is when forwarding began. See the
-    /// module docs for what is sent again.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn exchange_h2<S: BodySource, R>(
+    /// Sends a request on `way`'s call (its head, then the body) and waits for the response
+    /// head (see [`Sending`]); the response body and the rest of the upload stay in `way`. See
+    /// the module docs for what is sent again.
+    pub(crate) async fn exchange_h2<S: BodySource, R, F>(
         &self,
         way: &mut H2Way,
-        deadline: &mut Deadline,
-        body: &mut S,
-        has_body: bool,
-        request: RequestKind,
-        sent: Instant,
-        mut on_head: impl FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
-    ) -> Result<(R, u16), ProxyError> {
+        sending: Sending<'_, S, F>,
+    ) -> Result<(R, u16), ProxyError>
+    where
+        F: FnMut(&ResponseHead<'_, '_>, &ResponseFraming) -> Result<R, &'static str>,
+    {
+        let Sending {
+            deadline,
+            body,
+            framing,
+            kind: request,
+            sent,
+            mut on_head,
+        } = sending;
+        let has_body = framing != Framing::Empty;
         let mut replay = Some(Replay::new(&self.budget));
         let (mut first, mut unsent, mut resent) = (true, 0, false);
         loop {
@@ -246,60 +239,6 @@ impl From<UploadError> for ProxyError {
     }
 }
 
-/// A piece of a request body kept to send again.
-#[derive(Debug)]
-enum Kept {
-    Data(Bytes),
-    Trailers(HeaderMap),
-}
-
-/// The start of a request body, kept to send again on another connection (see the module
-/// docs).
-#[derive(Debug)]
-pub(crate) struct Replay {
-    kept: Vec<Kept>,
-    /// What `kept` costs: payload plus [`FRAME_COST`] a piece, reserved from the budget.
-    reserved: Reserved,
-    /// More was sent than is kept: no replay.
-    lost: bool,
-    /// The response came: no more is kept.
-    keeping: bool,
-}
-
-impl Replay {
-    fn new(budget: &std::sync::Arc<Budget>) -> Replay {
-        Replay {
-            kept: Vec::new(),
-            reserved: Reserved::none(budget),
-            lost: false,
-            keeping: true,
-        }
-    }
-
-    fn replayable(&self) -> bool {
-        !self.lost
-    }
-
-    fn keep(&mut self, piece: Kept, len: usize) {
-        if !self.keeping || self.lost {
-            return;
-        }
-        let cost = len + FRAME_COST;
-        if self.reserved.bytes() + cost <= REPLAY_LIMIT && self.reserved.grow(cost) {
-            self.kept.push(piece);
-        } else {
-            self.lose();
-        }
-    }
-
-    /// Gives up on sending the body again: what was kept is freed.
-    fn lose(&mut self) {
-        self.lost = true;
-        self.kept = Vec::new();
-        self.reserved.clear();
-    }
-}
-
 /// A request body going up an HTTP/2 stream as its flow control allows, sending again first
 /// what a [`Replay`] kept of it.
 #[derive(Debug)]
@@ -466,37 +405,5 @@ impl H2Upload {
                 None => return Poll::Ready(Err(UploadError::Closed)),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_replay_keeps_at_most_its_limit_and_counts_in_the_budget() {
-        let budget = Budget::new(1 << 20);
-        let mut r = Replay::new(&budget);
-        r.keep(Kept::Data(Bytes::from(vec![1u8; 1000])), 1000);
-        assert!(r.replayable());
-        assert_eq!(budget.used(), 1000 + FRAME_COST);
-        r.keep(
-            Kept::Data(Bytes::from(vec![2u8; REPLAY_LIMIT])),
-            REPLAY_LIMIT,
-        );
-        assert!(!r.replayable(), "past the limit");
-        assert_eq!(budget.used(), 0, "what was kept is freed");
-        // Many tiny pieces cost their entries too.
-        let mut r = Replay::new(&budget);
-        for _ in 0..REPLAY_LIMIT / FRAME_COST {
-            r.keep(Kept::Data(Bytes::from_static(b"x")), 1);
-        }
-        assert!(!r.replayable());
-        // A spent budget: nothing kept, no replay.
-        let tight = Budget::new(100);
-        let mut r = Replay::new(&tight);
-        r.keep(Kept::Data(Bytes::from_static(b"abc")), 3);
-        assert!(!r.replayable());
-        assert_eq!(tight.used(), 0);
     }
 }
