@@ -20,8 +20,8 @@ use base64::Engine;
 use jsonwebtoken::DecodingKey;
 use serde_json::{Map, Value};
 
+use super::alg::to_jsonwebtoken;
 use super::cache::KeyId;
-use super::verifier::to_jsonwebtoken;
 use crate::config::{Algorithm, KeyKind};
 
 /// Smallest RSA modulus accepted, in bits (NIST SP 800-131A; every provider uses ≥ 2048).

@@ -3,6 +3,7 @@
 //! verified-token cache ([`cache`]). Identity providers: their public keys ([`jwk`]), fetched ([`fetch`]) and kept
 //! fresh ([`provider`]). Cookie tokens go here too.
 
+pub mod alg;
 pub mod bearer;
 pub mod cache;
 pub mod fetch;
@@ -12,5 +13,6 @@ pub mod keys;
 pub mod provider;
 pub mod verifier;
 
+pub use alg::to_jsonwebtoken;
 pub use bearer::bearer;
-pub use verifier::{now, to_jsonwebtoken, Identity, TokenError, Verifier};
+pub use verifier::{now, Identity, TokenError, Verifier};

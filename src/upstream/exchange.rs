@@ -21,9 +21,8 @@ use http::HeaderMap;
 use tokio::time::Instant;
 
 use super::h1::{Conn, Stream, Upload};
-use super::h2::send::H2Upload;
-use super::h2::{Call, H2Head};
-use super::{BodySource, Origin, ProxyError, RequestKind, Sending};
+use super::h2::{Call, H2Head, H2Way};
+use super::{BodySource, Origin, ProxyError, RequestKind, Sending, Uploading};
 use crate::net::{buffers, Deadline};
 use crate::wire::{Framing, ResponseFraming, ResponseHead};
 
@@ -65,33 +64,6 @@ enum Way {
     },
     /// Boxed: an HTTP/2 exchange's state is large, and the HTTP/1.1 one is the common case.
     H2(Box<H2Way>),
-}
-
-/// An exchange with an HTTP/2 upstream.
-#[derive(Debug)]
-pub(crate) struct H2Way {
-    /// The call's place on its connection, freed with the exchange.
-    pub(crate) call: Call,
-    pub(crate) head: H2Head,
-    /// The response body, once the head came.
-    pub(crate) recv: Option<RecvStream>,
-    /// Bytes received and not yet taken (their window not yet given back).
-    chunk: Bytes,
-    /// The trailers were given: the end comes next.
-    trailers: bool,
-    pub(crate) upload: Uploading<H2Upload>,
-}
-
-/// The rest of the request body, after the response head.
-#[derive(Debug)]
-pub(crate) enum Uploading<U> {
-    /// All sent (or none to send).
-    Done,
-    /// Still going.
-    Sending(U),
-    /// The upstream stopped taking it, or the client broke it off: the response still goes
-    /// out; the connections are not reused.
-    Failed,
 }
 
 impl Exchange {
@@ -383,14 +355,6 @@ impl Exchange {
                 Some(conn.into_tunnel())
             }
             Way::H2(_) => None,
-        }
-    }
-}
-
-impl H2Way {
-    fn release(&mut self, n: usize) {
-        if let Some(recv) = &mut self.recv {
-            let _ = recv.flow_control().release_capacity(n);
         }
     }
 }

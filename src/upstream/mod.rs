@@ -265,6 +265,18 @@ pub(crate) struct Sending<'a, S, F> {
     pub(crate) on_head: F,
 }
 
+/// The rest of the request body, after the response head.
+#[derive(Debug)]
+pub(crate) enum Uploading<U> {
+    /// All sent (or none to send).
+    Done,
+    /// Still going.
+    Sending(U),
+    /// The upstream stopped taking it, or the client broke it off: the response still goes
+    /// out; the connections are not reused.
+    Failed,
+}
+
 /// Why forwarding failed.
 #[derive(Debug)]
 pub enum ProxyError {

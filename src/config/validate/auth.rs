@@ -1,14 +1,11 @@
 //! `[auth]`: algorithms, claims, identity headers, and the providers in it.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use http::header::HeaderName;
-
 use super::provider::validate_provider;
-use super::Problems;
-use crate::config::raw::{OneOrMany, RawAuth, RawProvider, PROVIDER_KEYS};
-use crate::config::{spoof_key, Algorithm, AuthConfig, ProviderConfig};
+use super::{audience, claim_headers, Problems};
+use crate::config::raw::{RawAuth, RawProvider, PROVIDER_KEYS};
+use crate::config::{Algorithm, AuthConfig, ProviderConfig};
 
 pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
     let mut algorithms = Vec::new();
@@ -130,56 +127,4 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         token_cache: raw.token_cache.unwrap_or(10_000),
         providers,
     })
-}
-
-/// `audience`: one string or a non-empty list of non-empty strings.
-pub(super) fn audience(key: &str, raw: Option<OneOrMany>, p: &mut Problems) -> Vec<String> {
-    let audience = match raw {
-        None => Vec::new(),
-        Some(OneOrMany::One(a)) => vec![a],
-        Some(OneOrMany::Many(list)) => {
-            if list.is_empty() {
-                p.add(
-                    key,
-                    "must not be empty; remove the key to skip the audience check",
-                );
-            }
-            list
-        }
-    };
-    if audience.iter().any(String::is_empty) {
-        p.add(key, "must not contain an empty string");
-    }
-    audience
-}
-
-/// `claim_headers`: claim name to header name, each header once and never the user header.
-pub(super) fn claim_headers(
-    key: &str,
-    raw: BTreeMap<String, String>,
-    user_header: Option<&HeaderName>,
-    p: &mut Problems,
-) -> Vec<(String, HeaderName)> {
-    let mut claim_headers = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    if let Some(h) = user_header {
-        seen.insert(spoof_key(h.as_str()));
-    }
-    for (claim, header) in raw {
-        let key = format!("{key}.{claim}");
-        if claim.is_empty() {
-            p.add(&key, "the claim name must not be empty");
-        }
-        if let Some(name) = p.header_name(&key, &header) {
-            if !seen.insert(spoof_key(name.as_str())) {
-                p.add(
-                    &key,
-                    format!("header {header:?} is already used for another identity value"),
-                );
-            } else {
-                claim_headers.push((claim, name));
-            }
-        }
-    }
-    claim_headers
 }

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 
-use super::raw::{RawAuth, RawRoute, RawServer, AUTH_KEYS, ROUTE_KEYS, SERVER_KEYS, TLS_KEYS};
+use std::collections::{BTreeMap, HashSet};
+
+use super::raw::{
+    OneOrMany, RawAuth, RawRoute, RawServer, AUTH_KEYS, ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
+};
 use super::{parse_duration, spoof_key, Config, Problem};
 use auth::validate_auth;
 pub(crate) use provider::is_loopback;
@@ -197,6 +201,58 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         }
         None => String::new(),
     }
+}
+
+/// `audience`: one string or a non-empty list of non-empty strings.
+fn audience(key: &str, raw: Option<OneOrMany>, p: &mut Problems) -> Vec<String> {
+    let audience = match raw {
+        None => Vec::new(),
+        Some(OneOrMany::One(a)) => vec![a],
+        Some(OneOrMany::Many(list)) => {
+            if list.is_empty() {
+                p.add(
+                    key,
+                    "must not be empty; remove the key to skip the audience check",
+                );
+            }
+            list
+        }
+    };
+    if audience.iter().any(String::is_empty) {
+        p.add(key, "must not contain an empty string");
+    }
+    audience
+}
+
+/// `claim_headers`: claim name to header name, each header once and never the user header.
+fn claim_headers(
+    key: &str,
+    raw: BTreeMap<String, String>,
+    user_header: Option<&HeaderName>,
+    p: &mut Problems,
+) -> Vec<(String, HeaderName)> {
+    let mut claim_headers = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    if let Some(h) = user_header {
+        seen.insert(spoof_key(h.as_str()));
+    }
+    for (claim, header) in raw {
+        let key = format!("{key}.{claim}");
+        if claim.is_empty() {
+            p.add(&key, "the claim name must not be empty");
+        }
+        if let Some(name) = p.header_name(&key, &header) {
+            if !seen.insert(spoof_key(name.as_str())) {
+                p.add(
+                    &key,
+                    format!("header {header:?} is already used for another identity value"),
+                );
+            } else {
+                claim_headers.push((claim, name));
+            }
+        }
+    }
+    claim_headers
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use http::header::HeaderName;
 use http::Uri;
 
-use super::auth::{audience, claim_headers};
 use super::route::valid_server_name;
 use super::Problems;
+use super::{audience, claim_headers};
 use crate::config::raw::RawProvider;
 use crate::config::{Algorithm, KeySource, ProviderConfig, MIN_REFRESH};
 

@@ -4,9 +4,9 @@
 
 use http::StatusCode;
 
-use super::conn::{write_all, Connection, Facts, Next};
 use super::sink::{content_length, status_line};
 use super::Transport;
+use super::{write_all, Connection, Facts, Next};
 use crate::http::end::RequestEnd;
 use crate::net::buffers;
 use crate::pipeline::{FieldSink, LocalResponse};

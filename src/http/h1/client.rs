@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::input::Input;
-use super::sink::ClientFraming;
 use super::Transport;
 use crate::net::Deadline;
 use crate::upstream::{BodySource, SourceError};
@@ -44,6 +43,19 @@ pub(super) struct Client<'a, T> {
     pub(super) left: usize,
     /// The last chunk was written.
     pub(super) ended: bool,
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body, or a body of known length: the bytes as they are.
+    Plain,
+    /// Re-chunked (length unknown, HTTP/1.1 client).
+    Chunked,
+    /// Until the gateway closes the connection (length unknown, HTTP/1.0 client).
+    UntilClose,
+    /// `101`: the connection becomes a tunnel.
+    Tunnel,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

@@ -4,51 +4,32 @@
 //! ([`crate::http::relay`]), then keep the connection, close it, or linger.
 
 use std::future::{poll_fn, Future};
-use std::io;
 use std::pin::{pin, Pin};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::client::{BodyFacts, Client};
-use super::input::Input;
-use super::sink::{self, ClientFraming};
-use super::{answer, Transport, PREFACE};
+use super::client::{BodyFacts, Client, ClientFraming};
+use super::sink;
+use super::{answer, write_all, Connection, Facts, Next, Transport, PREFACE};
 use crate::http::end::RequestEnd;
 use crate::http::relay;
-use crate::net::{buffers, Closing, Deadline};
+use crate::net::{buffers, Deadline};
 use crate::pipeline::response::{self, Asked};
 use crate::pipeline::upgrade::Offer;
-use crate::pipeline::{ClientInfo, Decision, Forward, Protocol, Rejection, RequestView};
+use crate::pipeline::{Decision, Forward, Protocol, Rejection, RequestView};
 use crate::policy::Route;
-use crate::runtime::{Gateway, Runtime};
+use crate::runtime::Runtime;
 use crate::upstream::{Exchange, ProxyError, RequestKind};
-use crate::wire::{self, Framing, HeadError, Version};
+use crate::wire::{self, HeadError, Version};
 
 /// How the connection loop ended.
 pub(super) enum Run {
     Closed,
     Http2,
-}
-
-/// The connection's task stays small while it waits for the next request (what an idle
-/// keep-alive connection costs): each request runs boxed, and so do the rare endings, so that
-/// the task's future is sized for the wait.
-pub(super) struct Connection<T> {
-    pub(super) io: T,
-    pub(super) gateway: Arc<Gateway>,
-    pub(super) client: ClientInfo,
-    pub(super) closing: Arc<Closing>,
-    pub(super) input: Input,
-    pub(super) client_deadline: Deadline,
-    /// The exchanges' timer (the response head, then a stalled response or tunnel write),
-    /// kept between requests: re-arming a timer costs an atomic store, allocating and
-    /// registering a new one per request costs a few hundred instructions.
-    pub(super) upstream_deadline: Deadline,
 }
 
 /// Waiting on a connection with nothing read: a drain closes it, and so does `timeout`.
@@ -100,32 +81,12 @@ enum Wait {
     Blank,
 }
 
-/// Whether the connection carries another request.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Next {
-    KeepAlive,
-    Close,
-    /// Close, after letting the client finish sending what it was sending (a refused body).
-    Linger,
-}
-
 /// What handling a request left.
 enum Step {
     /// The head is not complete yet.
     More,
     /// The request is done; the connection goes on as this says.
     Done(Next),
-}
-
-/// What the connection needs to know about a request once its head's bytes are gone.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Facts {
-    head_len: usize,
-    pub(super) framing: Framing,
-    version: Version,
-    pub(super) keep_alive: bool,
-    expect_continue: bool,
-    pub(super) kind: RequestKind,
 }
 
 impl<T: Transport> Connection<T> {
@@ -585,45 +546,6 @@ pub(super) fn finish_head(
 
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
-
-/// Writes all of `bytes`, failing after `idle` without progress.
-pub(super) async fn write_all<T: AsyncWrite + Unpin>(
-    io: &mut T,
-    bytes: &[u8],
-    deadline: &mut Deadline,
-    idle: Duration,
-) -> io::Result<()> {
-    let mut pos = 0;
-    deadline.disarm();
-    let result = poll_fn(|cx| {
-        while pos < bytes.len() {
-            match Pin::new(&mut *io).poll_write(cx, &bytes[pos..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    pos += n;
-                    deadline.disarm();
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    deadline.arm_after(idle);
-                    ready!(deadline.poll_expired(cx));
-                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                }
-            }
-        }
-        match Pin::new(&mut *io).poll_flush(cx) {
-            Poll::Pending => {
-                deadline.arm_after(idle);
-                ready!(deadline.poll_expired(cx));
-                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
-            }
-            ready => ready,
-        }
-    })
-    .await;
-    deadline.disarm();
-    result
-}
 
 #[cfg(test)]
 mod tests {

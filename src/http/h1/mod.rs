@@ -34,7 +34,11 @@ mod tunnel;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -42,7 +46,9 @@ use tokio::net::TcpStream;
 use crate::net::{Closing, Deadline};
 use crate::pipeline::ClientInfo;
 use crate::runtime::Gateway;
-use conn::{Connection, Run};
+use crate::upstream::RequestKind;
+use crate::wire::{Framing, Version};
+use conn::Run;
 use input::Input;
 
 pub use answer::write_local;
@@ -87,6 +93,81 @@ pub struct Handoff<T> {
     pub client: ClientInfo,
     /// See `gateway`.
     pub closing: Arc<Closing>,
+}
+
+/// The connection's task stays small while it waits for the next request (what an idle
+/// keep-alive connection costs): each request runs boxed, and so do the rare endings, so that
+/// the task's future is sized for the wait.
+struct Connection<T> {
+    io: T,
+    gateway: Arc<Gateway>,
+    client: ClientInfo,
+    closing: Arc<Closing>,
+    input: Input,
+    client_deadline: Deadline,
+    /// The exchanges' timer (the response head, then a stalled response or tunnel write),
+    /// kept between requests: re-arming a timer costs an atomic store, allocating and
+    /// registering a new one per request costs a few hundred instructions.
+    upstream_deadline: Deadline,
+}
+
+/// Whether the connection carries another request.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close, after letting the client finish sending what it was sending (a refused body).
+    Linger,
+}
+
+/// What the connection needs to know about a request once its head's bytes are gone.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    head_len: usize,
+    framing: Framing,
+    version: Version,
+    keep_alive: bool,
+    expect_continue: bool,
+    kind: RequestKind,
+}
+
+/// Writes all of `bytes`, failing after `idle` without progress.
+async fn write_all<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    bytes: &[u8],
+    deadline: &mut Deadline,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut pos = 0;
+    deadline.disarm();
+    let result = poll_fn(|cx| {
+        while pos < bytes.len() {
+            match Pin::new(&mut *io).poll_write(cx, &bytes[pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    pos += n;
+                    deadline.disarm();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    deadline.arm_after(idle);
+                    ready!(deadline.poll_expired(cx));
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+            }
+        }
+        match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Pending => {
+                deadline.arm_after(idle);
+                ready!(deadline.poll_expired(cx));
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+            }
+            ready => ready,
+        }
+    })
+    .await;
+    deadline.disarm();
+    result
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).

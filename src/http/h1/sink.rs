@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 
 use http::HeaderMap;
 
-use super::client::Client;
+use super::client::{Client, ClientFraming};
 use super::Transport;
 use crate::http::relay::Sink;
 use crate::pipeline::response::{self, Body, Plan};
@@ -21,19 +21,6 @@ use crate::wire::{self, ResponseHead, Version};
 
 /// A body's pieces up to this size gather before one write (after the head, the first ones).
 const COALESCE: usize = 16 * 1024;
-
-/// How the response body goes to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFraming {
-    /// No body, or a body of known length: the bytes as they are.
-    Plain,
-    /// Re-chunked (length unknown, HTTP/1.1 client).
-    Chunked,
-    /// Until the gateway closes the connection (length unknown, HTTP/1.0 client).
-    UntilClose,
-    /// `101`: the connection becomes a tunnel.
-    Tunnel,
-}
 
 /// The status line.
 pub(super) fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {

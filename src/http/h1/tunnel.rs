@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
-use super::conn::Connection;
+use super::Connection;
 use super::Transport;
 use crate::net::IdleIo;
 use crate::upstream::Stream;

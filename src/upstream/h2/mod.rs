@@ -32,6 +32,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2::RecvStream;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -39,8 +40,32 @@ pub use head::H2Head;
 pub use pool::{Call, H2Conns, MAX_CONNECTIONS};
 
 use super::h1::{Conn, Stream};
-use super::{Origin, ProxyError};
+use super::{Origin, ProxyError, Uploading};
 use pool::{H2Conn, HTTP1, HTTP2, UNKNOWN};
+use send::H2Upload;
+
+/// An exchange with an HTTP/2 upstream.
+#[derive(Debug)]
+pub(crate) struct H2Way {
+    /// The call's place on its connection, freed with the exchange.
+    pub(crate) call: Call,
+    pub(crate) head: H2Head,
+    /// The response body, once the head came.
+    pub(crate) recv: Option<RecvStream>,
+    /// Bytes received and not yet taken (their window not yet given back).
+    pub(crate) chunk: Bytes,
+    /// The trailers were given: the end comes next.
+    pub(crate) trailers: bool,
+    pub(crate) upload: Uploading<H2Upload>,
+}
+
+impl H2Way {
+    pub(crate) fn release(&mut self, n: usize) {
+        if let Some(recv) = &mut self.recv {
+            let _ = recv.flow_control().release_capacity(n);
+        }
+    }
+}
 
 /// Each call's receive window: what an upstream may send for a call before the client has
 /// taken it (and what the call reserves from the budget).

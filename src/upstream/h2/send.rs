@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::replay::{Kept, Replay};
+use super::H2Way;
 use super::{unprocessed, UNSENT_TRIES};
 use crate::net::Deadline;
-use crate::upstream::exchange::{H2Way, Uploading};
+use crate::upstream::Uploading;
 use crate::upstream::{BodySource, Origin, ProxyError, Sending};
 use crate::wire::{self, Framing, ResponseFraming, ResponseHead, Version};
 

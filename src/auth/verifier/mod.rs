@@ -22,145 +22,25 @@
 //! each entry remembers the key that verified it: an entry is used only while that key (and its
 //! algorithm) is still configured, so a key dropped from the set stops every token it verified.
 
+mod claims;
+mod error;
+mod hmac;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use http::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
-use sha2::{Sha256, Sha384, Sha512};
+
+pub use error::TokenError;
 
 use super::cache::{KeyId, TokenCache};
 use super::jwt;
 use super::keys::Keys;
 use super::provider::ProviderKeys;
 use crate::config::{Algorithm, AuthConfig};
-
-/// The same algorithm as `jsonwebtoken` names it (to sign with, in `jwtgate token` and tests).
-pub fn to_jsonwebtoken(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    use jsonwebtoken::Algorithm as J;
-    match alg {
-        Algorithm::HS256 => J::HS256,
-        Algorithm::HS384 => J::HS384,
-        Algorithm::HS512 => J::HS512,
-        Algorithm::RS256 => J::RS256,
-        Algorithm::RS384 => J::RS384,
-        Algorithm::RS512 => J::RS512,
-        Algorithm::PS256 => J::PS256,
-        Algorithm::PS384 => J::PS384,
-        Algorithm::PS512 => J::PS512,
-        Algorithm::ES256 => J::ES256,
-        Algorithm::ES384 => J::ES384,
-        Algorithm::EdDSA => J::EdDSA,
-    }
-}
-
-/// Why a token was refused. Each has a stable `reason` (metrics, logs) and a `description` for
-/// the client that never contains any part of the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    /// More than one `Authorization` header, or a Bearer credential that is not one token.
-    BadCredentials,
-    /// Longer than `auth.max_token_bytes`.
-    TooLarge,
-    /// Not three canonical base64url segments of JSON objects.
-    Malformed,
-    /// A duplicate name in the header or the claims.
-    DuplicateMember,
-    /// `alg` missing or not in `auth.algorithms`.
-    AlgorithmNotAllowed,
-    /// A `crit` header parameter.
-    UnsupportedCritical,
-    /// The signature does not match any configured key.
-    BadSignature,
-    /// The token's `kid` names no key in the key ring or the provider's key set.
-    UnknownKey,
-    /// The same, for provider `provider` (its index in the config) while a fetch of its keys
-    /// is asked for or under way: worth deciding again once keys newer than `seen` (the
-    /// provider's fetch count when the token was looked at) are in
-    /// ([`Verifier::wait_for_keys`]). Answered like [`TokenError::UnknownKey`] otherwise.
-    UnknownKeyFetching {
-        /// The provider's index.
-        provider: usize,
-        /// Its fetch count when the token was looked at.
-        seen: u64,
-    },
-    /// The token's issuer is a provider whose keys are not loaded yet (503, not 401).
-    KeysUnavailable,
-    /// No `exp` claim.
-    MissingExp,
-    /// `exp`, `nbf` or `iat` is not a number.
-    BadTimeClaim,
-    /// `exp` is past (beyond the leeway).
-    Expired,
-    /// `nbf` is in the future (beyond the leeway).
-    NotYetValid,
-    /// `iss` missing or not the configured issuer.
-    WrongIssuer,
-    /// `aud` missing or none of the configured audiences.
-    WrongAudience,
-    /// The user claim is missing.
-    MissingUser,
-    /// The user claim is not a non-empty string usable as a header value.
-    BadUser,
-}
-
-impl TokenError {
-    /// Short, stable reason for metrics and logs.
-    pub fn reason(self) -> &'static str {
-        match self {
-            TokenError::BadCredentials => "bad_credentials",
-            TokenError::TooLarge => "too_large",
-            TokenError::Malformed => "malformed",
-            TokenError::DuplicateMember => "duplicate_member",
-            TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
-            TokenError::UnsupportedCritical => "unsupported_crit",
-            TokenError::BadSignature => "bad_signature",
-            TokenError::UnknownKey | TokenError::UnknownKeyFetching { .. } => "unknown_kid",
-            TokenError::KeysUnavailable => "keys_unavailable",
-            TokenError::MissingExp => "missing_exp",
-            TokenError::BadTimeClaim => "bad_time_claim",
-            TokenError::Expired => "expired",
-            TokenError::NotYetValid => "not_yet_valid",
-            TokenError::WrongIssuer => "wrong_issuer",
-            TokenError::WrongAudience => "wrong_audience",
-            TokenError::MissingUser => "missing_user",
-            TokenError::BadUser => "bad_user",
-        }
-    }
-
-    /// Human-readable description for `error_description` (RFC 6750 §3).
-    pub fn description(self) -> &'static str {
-        match self {
-            TokenError::BadCredentials => "malformed Authorization header",
-            TokenError::TooLarge => "token too large",
-            TokenError::Malformed => "malformed token",
-            TokenError::DuplicateMember => "duplicate member in token",
-            TokenError::AlgorithmNotAllowed => "token algorithm not allowed",
-            TokenError::UnsupportedCritical => "unsupported critical header",
-            TokenError::BadSignature => "invalid signature",
-            TokenError::UnknownKey | TokenError::UnknownKeyFetching { .. } => "unknown key id",
-            TokenError::KeysUnavailable => {
-                "the token issuer's keys are not loaded yet; try again shortly"
-            }
-            TokenError::MissingExp => "token has no exp claim",
-            TokenError::BadTimeClaim => "exp, nbf or iat claim is not a number",
-            TokenError::Expired => "token expired",
-            TokenError::NotYetValid => "token not yet valid",
-            TokenError::WrongIssuer => "wrong issuer",
-            TokenError::WrongAudience => "wrong audience",
-            TokenError::MissingUser => "token has no user claim",
-            TokenError::BadUser => "user claim is not a valid user name",
-        }
-    }
-}
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())
-    }
-}
+use hmac::Key;
 
 /// What a verified token says: the caller and the claims passed on.
 #[derive(Debug, Clone)]
@@ -174,74 +54,6 @@ pub struct Identity {
     pub claims: Map<String, Value>,
     /// `exp` as Unix seconds.
     pub exp: f64,
-}
-
-enum HmacState {
-    HS256(Hmac<Sha256>),
-    HS384(Hmac<Sha384>),
-    HS512(Hmac<Sha512>),
-}
-
-/// One key for one algorithm, its HMAC state computed once.
-struct Key {
-    mac: HmacState,
-    id: KeyId,
-    /// The key ring's name for it (`JWT_SECRET_KEY_DIR`); `None` for the single keys.
-    kid: Option<Box<str>>,
-}
-
-impl Key {
-    fn new(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> Key {
-        // `new_from_slice` accepts keys of any length for HMAC, so these cannot fail; the
-        // fallback to an empty-keyed MAC is unreachable, and is anyway never a usable key
-        // because `keys` refuses secrets shorter than 32 bytes.
-        let mac = match alg {
-            Algorithm::HS256 => HmacState::HS256(
-                Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
-            ),
-            Algorithm::HS384 => HmacState::HS384(
-                Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
-            ),
-            Algorithm::HS512 => HmacState::HS512(
-                Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
-            ),
-            // Only HMAC algorithms reach here (`auth.algorithms` takes no others).
-            _ => HmacState::HS512(
-                Hmac::new_from_slice(secret).unwrap_or_else(|_| Hmac::new(&Default::default())),
-            ),
-        };
-        Key {
-            mac,
-            id: key_id(alg, kid, secret),
-            kid: kid.map(Box::from),
-        }
-    }
-
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        fn check<M: Mac + Clone>(mac: &M, message: &[u8], signature: &[u8]) -> bool {
-            let mut mac = mac.clone();
-            mac.update(message);
-            mac.verify_slice(signature).is_ok()
-        }
-        match &self.mac {
-            HmacState::HS256(m) => check(m, message, signature),
-            HmacState::HS384(m) => check(m, message, signature),
-            HmacState::HS512(m) => check(m, message, signature),
-        }
-    }
-}
-
-/// A key's identity for the cache ([`KeyId::of`]): the algorithm, the ring's name for it and
-/// the secret. A ring key's name is part of it: a token verified as `kid` "a" is not served
-/// from the cache once "a" is gone, even if another name holds the same secret.
-fn key_id(alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> KeyId {
-    KeyId::of(&[
-        b"hmac",
-        alg.name().as_bytes(),
-        if kid.is_some() { b"1" } else { b"0" },
-        kid.unwrap_or("").as_bytes(),
-        secret,
-    ])
 }
 
 /// How one issuer's tokens become identities: the checks besides the signature.
@@ -579,68 +391,6 @@ impl Verifier {
             _ => Err(TokenError::BadSignature),
         }
     }
-
-    fn check_claims(
-        &self,
-        rules: &Rules,
-        claims: Map<String, Value>,
-        now: f64,
-    ) -> Result<Identity, TokenError> {
-        let leeway = self.shape.leeway;
-        let time = |name: &str| match claims.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(TokenError::BadTimeClaim),
-            Some(_) => Err(TokenError::BadTimeClaim),
-        };
-        let exp = time("exp")?.ok_or(TokenError::MissingExp)?;
-        let nbf = time("nbf")?;
-        time("iat")?;
-        // RFC 7519 §4.1.4: the token must not be accepted "on or after" exp.
-        if now >= exp + leeway {
-            return Err(TokenError::Expired);
-        }
-        if nbf.is_some_and(|nbf| now + leeway < nbf) {
-            return Err(TokenError::NotYetValid);
-        }
-        if let Some(want) = &rules.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
-                return Err(TokenError::WrongIssuer);
-            }
-        }
-        if !rules.audience.is_empty() {
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => rules.audience.iter().any(|w| w == a),
-                Some(Value::Array(list)) => list.iter().any(|a| {
-                    a.as_str()
-                        .is_some_and(|a| rules.audience.iter().any(|w| w == a))
-                }),
-                _ => false,
-            };
-            if !ok {
-                return Err(TokenError::WrongAudience);
-            }
-        }
-        let user = match claims.get(&rules.user_claim) {
-            None | Some(Value::Null) => return Err(TokenError::MissingUser),
-            Some(Value::String(s)) => header_value(s).ok_or(TokenError::BadUser)?,
-            Some(_) => return Err(TokenError::BadUser),
-        };
-        let claim_values = rules
-            .claim_names
-            .iter()
-            .map(|name| match name.as_ref().and_then(|n| claims.get(n)) {
-                Some(Value::String(s)) => header_value(s),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => header_value(&v.to_string()),
-                _ => None,
-            })
-            .collect();
-        Ok(Identity {
-            user,
-            claim_values,
-            claims,
-            exp,
-        })
-    }
 }
 
 /// Current time as Unix seconds.
@@ -651,26 +401,14 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A value an upstream reads back exactly: printable ASCII, no leading or trailing space
-/// (which header parsers would trim, turning `" admin"` into `"admin"`).
-fn header_value(s: &str) -> Option<HeaderValue> {
-    let ok = !s.is_empty()
-        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !s.starts_with(' ')
-        && !s.ends_with(' ');
-    if ok {
-        HeaderValue::from_str(s).ok()
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use ::hmac::{Hmac, Mac};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use sha2::Sha256;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
     const OLD: &str = "fedcba9876543210fedcba9876543210-old-key";
