@@ -1,5 +1,5 @@
 //! Where a request's token comes from: the `Authorization: Bearer` credential (RFC 6750 §2.1).
-//! Later token sources (cookies) go beside it.
+//! Other token sources (cookies, the query) would sit beside it.
 
 use super::TokenError;
 use crate::wire::Header;

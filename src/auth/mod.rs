@@ -1,7 +1,7 @@
 //! Who is calling: where a token comes from ([`bearer`]), its strict parse ([`jwt`]), the keys
 //! ([`keys`]: `JWT_SECRET_KEY` and friends), its verification ([`verifier`]) and the
 //! verified-token cache ([`cache`]). Identity providers: their public keys ([`jwk`]), fetched ([`fetch`]) and kept
-//! fresh ([`provider`]). Cookie tokens go here too.
+//! fresh ([`provider`]); algorithm names as the `jsonwebtoken` crate has them ([`alg`]).
 
 pub mod alg;
 pub mod bearer;

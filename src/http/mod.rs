@@ -1,5 +1,5 @@
 //! The client-facing front-ends: [`h1`] (jwtgate's own HTTP/1.1 engine) and [`h2`] (HTTP/2 on
-//! the `h2` crate); forward-auth endpoints go beside them. Each turns its protocol's request
+//! the `h2` crate). Each turns its protocol's request
 //! head into a [`RequestView`], and then every request takes the same steps, whatever the
 //! protocols on either side:
 //!

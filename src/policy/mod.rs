@@ -1,5 +1,5 @@
-//! What a request may do: the route table and its matching, a route's claim requirements.
-//! CORS, rate limits and revocation go here too.
+//! What a request may do: the route table and its matching, a route's claim requirements
+//! (policy the pipeline consults when it decides).
 
 pub mod routes;
 

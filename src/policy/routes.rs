@@ -1,6 +1,6 @@
 //! The route table: which upstream a request goes to and what authentication it needs.
 //!
-//! Matching is done on the *normalized* path (see [`crate::policy::path`]), by whole segments: `/api`
+//! Matching is done on the *normalized* path (see [`crate::wire::uri`]), by whole segments: `/api`
 //! matches `/api` and `/api/x`, never `/apix`. Routes with a `host` that equals the request's host
 //! (case-insensitive, port ignored) are tried first, then routes without a `host`; within each
 //! group the longest matching prefix wins.
