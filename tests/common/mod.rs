@@ -30,6 +30,51 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const KEY: &str = "test-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
+/// How long a test waits for something it expects before it fails: only a guard against a
+/// hang, far beyond what anything takes on a loaded machine. Tests wait for events, never for
+/// a time, and assert no upper bound on one (timings belong in `benches/`); where a test must
+/// tell "closed by this timeout" from "closed by that one", the other is configured well past
+/// this.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often a condition is checked while waiting for it.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `done` holds; fails the test, naming `what`, if it does not within
+/// [`PATIENCE`].
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(std::time::Instant::now() < give_up, "never: {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`until`] for a condition that awaits (a request, metrics fetched over HTTP).
+pub async fn until_async(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let give_up = std::time::Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(std::time::Instant::now() < give_up, "never: {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`until`] on a plain thread.
+pub fn until_blocking(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(std::time::Instant::now() < give_up, "never: {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `f`'s output; fails the test, naming `what`, if it does not come within [`PATIENCE`].
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .unwrap_or_else(|_| panic!("never: {what}"))
+}
 pub const OLD_KEY: &str = "old-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// What the upstream received for one request.
@@ -67,7 +112,8 @@ impl Seen {
 }
 
 /// A recording upstream. Paths:
-/// * `/__slow`: answers after 3 s;
+/// * `/__slow`: answers after 3 s (counted in `slow_done` when the 3 s are over);
+/// * `/__held`: answers once the test calls [`Upstream::release`];
 /// * `/__echo`: streams the request body back;
 /// * `/__big/N`: streams N MiB;
 /// * `/__ws`: accepts an upgrade and echoes bytes;
@@ -77,6 +123,11 @@ pub struct Upstream {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// TCP connections accepted so far.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// `/__slow` requests whose 3 s wait is over (their answer goes out next): a test reads it
+    /// to tell whether something came before the slow upstream had finished.
+    pub slow_done: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns true when `/__held` requests are to be answered.
+    release: Arc<tokio::sync::watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
@@ -94,15 +145,20 @@ impl Upstream {
         let s = seen.clone();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let acc = accepted.clone();
+        let slow_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::watch::channel(false).0);
+        let (done, rel) = (slow_done.clone(), release.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let s = s.clone();
+                let (s, done, rel) = (s.clone(), done.clone(), rel.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| upstream_handle(req, s.clone()));
+                    let svc = service_fn(move |req| {
+                        upstream_handle(req, s.clone(), done.clone(), rel.subscribe())
+                    });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
@@ -113,8 +169,20 @@ impl Upstream {
             addr,
             seen,
             accepted,
+            slow_done,
+            release,
             task,
         }
+    }
+
+    /// `/__slow` requests answered (or about to be) so far.
+    pub fn slow_done(&self) -> usize {
+        self.slow_done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets every `/__held` request, now and later, be answered.
+    pub fn release(&self) {
+        self.release.send_replace(true);
     }
 
     pub fn url(&self) -> String {
@@ -151,6 +219,8 @@ type UpBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 async fn upstream_handle(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    slow_done: Arc<std::sync::atomic::AtomicUsize>,
+    mut released: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Response<UpBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let record = |body_len, body_sha256| Seen {
@@ -226,6 +296,10 @@ async fn upstream_handle(
     });
     if path == "/__slow" {
         tokio::time::sleep(Duration::from_secs(3)).await;
+        slow_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    if path == "/__held" {
+        let _ = released.wait_for(|r| *r).await;
     }
     if let Some(mib) = path.strip_prefix("/__big/") {
         let n: usize = mib.parse().unwrap_or(1);
