@@ -821,18 +821,22 @@ async fn bodies_over_the_route_limit_are_413_and_never_complete_upstream() {
     );
 }
 
-/// Sends `partial` and expects the gateway to close the connection within 3 s.
-async fn closed_within_3s(addr: std::net::SocketAddr, partial: &[u8]) {
+/// Sends `partial` and expects the gateway to close the connection once `timeout` has passed
+/// (not at once: it is the timeout that cuts it), and not to leave it open.
+async fn closed_by_timeout(addr: std::net::SocketAddr, partial: &[u8], timeout: Duration) {
+    // Before the connect: the gateway's clock for this connection starts later.
+    let start = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(partial).await.unwrap();
-    let start = Instant::now();
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("slow-loris connection kept open");
+    let _ = within(
+        "the gateway closing the slow-loris connection",
+        s.read_to_end(&mut buf),
+    )
+    .await;
     assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
+        start.elapsed() >= timeout,
+        "closed after {:?}",
         start.elapsed()
     );
 }
@@ -842,11 +846,17 @@ async fn slowloris_heads_and_bodies_are_cut_off() {
     let up = Upstream::start().await;
     let gw = Gateway::start(TIGHT, &up.url()).await;
     // A head that never finishes: closed after header_read_timeout (1s).
-    closed_within_3s(gw.addr, b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: ").await;
+    closed_by_timeout(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: ",
+        Duration::from_secs(1),
+    )
+    .await;
     // A body that stops coming: closed after idle_timeout (1s); the upstream never sees it whole.
-    closed_within_3s(
+    closed_by_timeout(
         gw.addr,
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-part",
+        Duration::from_secs(1),
     )
     .await;
     assert!(up.seen().iter().all(|s| !s.body_ok));
@@ -855,23 +865,25 @@ async fn slowloris_heads_and_bodies_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_idle_connections_do_not_stop_service() {
     let up = Upstream::start().await;
+    // No idle connection times out while the test runs, however long it takes.
     let cfg = CONFIG.replace(
         "[server]\n",
-        "[server]\nmax_connections = 5000\nheader_read_timeout = \"30s\"\n",
+        "[server]\nmax_connections = 5000\nheader_read_timeout = \"300s\"\n",
     );
     let gw = Gateway::start(&cfg, &up.url()).await;
     let mut idle = Vec::new();
     for _ in 0..3000 {
         idle.push(TcpStream::connect(gw.addr).await.unwrap());
     }
-    let start = Instant::now();
-    let got = get(&gw, "/public/x", &[]).await;
+    let got = within("an answer beside 3,000 idle connections", async {
+        get(&gw, "/public/x", &[]).await
+    })
+    .await;
     assert_eq!(got.status, 200);
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    // Served while every idle connection was still open: none was closed (or timed out) to
+    // make way for it.
+    let open = gw.gateway.metrics.open_connections.get();
+    assert!(open >= 3000, "only {open} connections open");
     drop(idle);
 }
 
@@ -961,40 +973,51 @@ fn file_descriptor_exhaustion_does_not_kill_the_accept_loop() {
             break v["listen"].as_str().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    let (log, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = log.send(line);
+        }
+    });
     let mut held = Vec::new();
     for _ in 0..100 {
         if let Ok(s) = std::net::TcpStream::connect(&addr) {
             held.push(s);
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // The accept loop met the limit, backed off and met it again: it went on after an error.
+    let give_up = Instant::now() + PATIENCE;
+    let mut failures = 0;
+    while failures < 2 {
+        let line = logged
+            .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+            .expect("never: the gateway running out of descriptors (\"accept failed\" twice)");
+        if line.contains("accept failed") {
+            failures += 1;
+        }
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "the gateway died under descriptor exhaustion"
     );
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
-    let mut ok = false;
-    for _ in 0..20 {
-        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-            use std::io::{Read, Write};
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let _ = s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.1 200") {
-                ok = true;
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    std::thread::spawn(move || for _ in logged {});
+    // Served again once the gateway has seen the descriptors freed.
+    until_blocking("serving after descriptors were freed", || {
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+            return false;
+        };
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    });
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();
-    assert!(ok, "not serving after descriptors were freed");
     assert_eq!(status.code(), Some(0));
     drop(up);
     drop(rt);
@@ -1084,13 +1107,5 @@ async fn idle_http2_connections_are_closed_after_idle_timeout() {
         .unwrap();
     assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
     // Nothing more: the gateway must close the connection, not keep it alive with pings.
-    let start = Instant::now();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn)
-        .await
-        .expect("idle h2 connection kept open");
-    assert!(
-        start.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        start.elapsed()
-    );
+    let _ = within("the idle h2 connection closed", conn).await;
 }
