@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::{jwtgate, listen_addr, Running};
 use common::{Upstream, KEY, OLD_KEY};
@@ -728,7 +728,7 @@ async fn log_format_follows_the_terminal_and_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_a_second_one_stops_at_once() {
-    let up = Upstream::start().await;
+    let up = std::sync::Arc::new(Upstream::start().await);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_to(
         dir.path(),
@@ -741,21 +741,27 @@ async fn sigterm_drains_in_flight_requests_and_a_second_one_stops_at_once() {
         cmd.args(["--config", &cfg])
             .env("JWT_SECRET_KEY", KEY)
             .env("JWTGATE_LOG_FORMAT", "json");
+        let up = up.clone();
         tokio::task::spawn_blocking(move || {
             let mut run = Running::start(cmd);
             let addr = listen_addr(&run.wait_for("\"listening\""));
             // /__slow answers after 3 s.
+            let (seen, answered) = (up.count(), up.slow_done());
             let slow = std::thread::spawn(move || http_get(&addr, "/__slow", None));
-            std::thread::sleep(Duration::from_millis(300));
+            common::until_blocking("the slow request at the upstream", || up.count() > seen);
             let pid = run.child.id().to_string();
             Command::new("kill").args(["-TERM", &pid]).status().unwrap();
             run.wait_for("draining");
-            let start = Instant::now();
             if twice {
                 Command::new("kill").args(["-TERM", &pid]).status().unwrap();
                 let (code, _) = run.terminate_waiting();
                 assert_eq!(code, Some(1), "a forced stop is not a clean one");
-                assert!(start.elapsed() < Duration::from_secs(2));
+                // At once: gone before the upstream had its answer ready.
+                assert_eq!(
+                    up.slow_done(),
+                    answered,
+                    "the forced stop waited for the in-flight request"
+                );
                 assert_ne!(slow.join().unwrap().0, 200);
             } else {
                 let (code, _) = run.terminate_waiting();
@@ -859,19 +865,13 @@ async fn a_gateway_whose_stdout_nobody_reads_keeps_serving_and_counts_the_lines_
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not exit while stdout was blocked"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut exited = None;
+        common::until_blocking("an exit while stdout was blocked", || {
+            exited = child.try_wait().unwrap();
+            exited.is_some()
+        });
         drop(out);
-        assert_eq!(code, Some(0));
+        assert_eq!(exited.unwrap().code(), Some(0));
     })
     .await
     .unwrap();
