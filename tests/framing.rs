@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -368,8 +369,8 @@ async fn an_early_answer_stops_the_upload_and_closes_the_client_connection() {
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&[b'x'; 1000]).await.unwrap();
     // The client keeps sending (slowly) while reading: it gets the 413, then the connection
-    // ends, long before its 10 MB are through.
-    let started = Instant::now();
+    // ends, long before its 10 MB are through (at this pace, PATIENCE sees a few kB sent).
+    let give_up = Instant::now() + PATIENCE;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -379,10 +380,7 @@ async fn an_early_answer_stops_the_upload_and_closes_the_client_connection() {
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
             Err(_) => {}
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no end: {out:?}"
-        );
+        assert!(Instant::now() < give_up, "no end: {out:?}");
     }
     let out = String::from_utf8_lossy(&out);
     assert_eq!(statuses(&out), vec![413], "{out}");
@@ -443,59 +441,97 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test]
 async fn idle_keep_alive_connections_get_idle_timeout_and_heads_header_read_timeout() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(TIMEOUTS, &up.url()).await;
+    // idle_timeout 4 s: 3 s for the test to come back to the connection between the two
+    // timeouts (the one stretch of wall-clock time this test needs).
+    let gw = Gateway::start(
+        &TIMEOUTS.replace("idle_timeout = \"2s\"", "idle_timeout = \"4s\""),
+        &up.url(),
+    )
+    .await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     // With an old client's extra CRLF after the body, which must not start a head.
     let post = b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok\r\n";
     assert_eq!(statuses(&exchange(&mut s, post).await), vec![200]);
-    // Idle longer than header_read_timeout, shorter than idle_timeout: still open.
-    tokio::time::sleep(Duration::from_millis(1400)).await;
+    // Idle longer than header_read_timeout, shorter than idle_timeout: still open. A head
+    // begun on another connection from now on is cut at header_read_timeout: once it is, this
+    // one has been idle that long. (Were header_read_timeout not 1 s but longer than
+    // idle_timeout, this connection would be closed first.)
+    let mut begun = TcpStream::connect(gw.addr).await.unwrap();
+    begun.write_all(b"GET /begun HTTP/1.1\r\n").await.unwrap();
+    assert!(
+        closed_within(&mut begun, PATIENCE).await,
+        "a begun head kept open"
+    );
+    // Before the request: the gateway's idle clock for the connection starts after it.
+    let started = Instant::now();
     assert_eq!(
         statuses(&exchange(&mut s, b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n").await),
         vec![200]
     );
-    // Idle past idle_timeout: closed.
-    let started = Instant::now();
-    assert!(closed_within(&mut s, Duration::from_secs(4)).await);
+    // Idle past idle_timeout: closed (and not before).
+    assert!(
+        closed_within(&mut s, PATIENCE).await,
+        "idle connection kept open"
+    );
     let idle = started.elapsed();
-    assert!(idle >= Duration::from_millis(1800), "closed after {idle:?}");
+    assert!(idle >= Duration::from_secs(4), "closed after {idle:?}");
+    assert_eq!(up.count(), 2);
+}
 
-    // A head that has begun gets header_read_timeout, however it trickles.
+#[tokio::test]
+async fn a_head_that_has_begun_gets_header_read_timeout_however_it_trickles() {
+    let up = Upstream::start().await;
+    // idle_timeout far past PATIENCE: only header_read_timeout can end the connection below.
+    let gw = Gateway::start(
+        &TIMEOUTS.replace("idle_timeout = \"2s\"", "idle_timeout = \"300s\""),
+        &up.url(),
+    )
+    .await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /three HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
     read_response(&mut s).await;
     s.write_all(b"GET /four HTTP/1.1\r\n").await.unwrap();
-    let started = Instant::now();
-    for _ in 0..20 {
-        if s.write_all(b"X: y\r\n").await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
-    assert!(started.elapsed() < Duration::from_millis(2500));
-    assert_eq!(up.count(), 3);
+    // A header line every 100 ms, for as long as the connection takes them: it must be closed
+    // while they still come (a timer that each byte put off would never fire).
+    within("the trickling head cut off", async {
+        while s.write_all(b"X: y\r\n").await.is_ok()
+            && !closed_within(&mut s, Duration::from_millis(100)).await
+        {}
+    })
+    .await;
+    assert_eq!(up.count(), 1);
 }
 
 #[tokio::test]
 async fn a_drain_closes_idle_keep_alive_connections_at_once() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(TIMEOUTS, &up.url()).await;
+    // Neither idle_timeout nor drain_timeout can close the connection within PATIENCE: if it
+    // closes, the drain closed it.
+    let gw = Gateway::start(
+        &TIMEOUTS
+            .replace("idle_timeout = \"2s\"", "idle_timeout = \"300s\"")
+            .replace("drain_timeout = \"10s\"", "drain_timeout = \"300s\""),
+        &up.url(),
+    )
+    .await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     assert_eq!(
         statuses(&exchange(&mut s, b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n").await),
         vec![200]
     );
-    let started = Instant::now();
     let stopping = tokio::spawn(gw.stop());
-    assert!(closed_within(&mut s, Duration::from_secs(1)).await);
-    stopping.await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the drain waited for an idle connection"
+        closed_within(&mut s, PATIENCE).await,
+        "the drain left an idle connection open"
     );
+    within(
+        "the end of the drain: it waited for an idle connection",
+        stopping,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -507,7 +543,11 @@ async fn a_head_split_anywhere_is_read_and_empty_lines_are_bounded() {
     s.write_all(b"\r\nGET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The gateway has taken the first part before the rest is sent.
+    until("the gateway to read the split head's first part", || {
+        unread_by_peer(&s) == Some(0)
+    })
+    .await;
     // Meanwhile the gateway serves others (a connection spinning on its half head would
     // starve this single-threaded test runtime).
     let out = raw(
@@ -570,27 +610,36 @@ async fn an_upstream_that_answered_before_reading_the_body_is_not_reused() {
     let addr = l.local_addr().unwrap();
     let later: Log = Arc::default();
     let seen = later.clone();
+    // Connections accepted, and those whose handling is over (recorded or not).
+    let (accepted, over) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (acc, done) = (accepted.clone(), over.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            let seen = seen.clone();
+            acc.fetch_add(1, Ordering::SeqCst);
+            let (seen, done) = (seen.clone(), done.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
                     match s.read(&mut chunk).await {
                         Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
+                        _ => {
+                            done.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
                     }
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
+                // What else comes on the connection until it closes, or for 2 s.
                 let mut rest = Vec::new();
                 let _ =
                     tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&rest).into_owned());
+                done.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
@@ -603,10 +652,14 @@ async fn an_upstream_that_answered_before_reading_the_body_is_not_reused() {
     )
     .replace("GET", "POST");
     s.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.write_all(smuggled.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out)).await;
+    // The answer reaches the client while the body is still to come: the gateway has it, and
+    // knows the upstream answered before the whole body was sent.
+    let mut out = read_head(&mut s).await;
+    // The gateway may have closed the connection by now.
+    let _ = s.write_all(smuggled.as_bytes()).await;
+    let mut rest = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut rest)).await;
+    out.push_str(&rest);
     assert_eq!(statuses(&out), vec![200], "{out}");
     // The next request must go over another connection.
     let out = raw(
@@ -615,7 +668,11 @@ async fn an_upstream_that_answered_before_reading_the_body_is_not_reused() {
     )
     .await;
     assert_eq!(statuses(&out), vec![200], "{out}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Every upstream connection has recorded what followed its answer.
+    until("the upstream's records", || {
+        over.load(Ordering::SeqCst) == accepted.load(Ordering::SeqCst)
+    })
+    .await;
     for after in later.lock().unwrap().iter() {
         assert!(
             !after.contains("GET /next"),

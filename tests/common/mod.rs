@@ -69,6 +69,42 @@ pub fn until_blocking(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Bytes written on `s` that its peer's program has not read yet: those the peer's kernel has
+/// not acknowledged, plus those waiting in the peer socket's receive queue (from
+/// `/proc/net/tcp`, for IPv4 connections on this machine). `None` when a socket is not found.
+pub fn unread_by_peer(s: &TcpStream) -> Option<u64> {
+    fn hex(addr: SocketAddr) -> String {
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            panic!("not IPv4: {addr}");
+        };
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(ip.octets()),
+            addr.port()
+        )
+    }
+    // tx_queue (unacknowledged) or rx_queue (unread) of the socket from `local` to `remote`.
+    let queue = |local: SocketAddr, remote: SocketAddr, rx: bool| -> Option<u64> {
+        let (local, remote) = (hex(local), hex(remote));
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(1) != Some(&local.as_str()) || f.get(2) != Some(&remote.as_str()) {
+                return None;
+            }
+            let (tx, rx_queue) = f.get(4)?.split_once(':')?;
+            u64::from_str_radix(if rx { rx_queue } else { tx }, 16).ok()
+        })
+    };
+    let (me, peer) = (s.local_addr().ok()?, s.peer_addr().ok()?);
+    // First what has not reached the peer; only once all has is its receive queue telling.
+    let unacked = queue(me, peer, false)?;
+    if unacked > 0 {
+        return Some(unacked);
+    }
+    queue(peer, me, true)
+}
+
 /// `f`'s output; fails the test, naming `what`, if it does not come within [`PATIENCE`].
 pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(PATIENCE, f)
