@@ -282,11 +282,13 @@ async fn http1_clients_reach_an_h2c_upstream() {
     );
 }
 
-/// An HTTP/2 upstream that counts its connections and requests: each request waits `hold`,
-/// then gets 200 with the connection's number; a connection sends GOAWAY (a graceful
-/// shutdown) after `goaway_after` requests; a request to a path ending in `/fail-once` is
-/// reset the first time that path comes (a request lost after it was sent).
+/// An HTTP/2 upstream that counts its connections and requests: each request waits until
+/// `gather` requests have come (so that they are all in at once, however they are spaced),
+/// then `hold` (its processing time), then gets 200 with the connection's number; a connection
+/// sends GOAWAY (a graceful shutdown) after `goaway_after` requests; a request to a path ending
+/// in `/fail-once` is reset the first time that path comes (a request lost after it was sent).
 async fn counting_upstream(
+    gather: usize,
     hold: std::time::Duration,
     goaway_after: Option<usize>,
 ) -> (
@@ -300,10 +302,11 @@ async fn counting_upstream(
     let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let conns = Arc::new(AtomicUsize::new(0));
     let (log, count) = (requests.clone(), conns.clone());
+    let gathered = Arc::new(tokio::sync::watch::channel(gather == 0).0);
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            let log = log.clone();
+            let (log, gathered) = (log.clone(), gathered.clone());
             let served = Arc::new(AtomicUsize::new(0));
             let enough = Arc::new(tokio::sync::Notify::new());
             let (served2, enough2) = (served.clone(), enough.clone());
@@ -311,18 +314,23 @@ async fn counting_upstream(
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (log, served, enough) = (log.clone(), served2.clone(), enough2.clone());
+                        let gathered = gathered.clone();
                         async move {
                             let path = req.uri().path().to_owned();
                             let first = {
                                 let mut log = log.lock().unwrap();
                                 let first = !log.contains(&path);
                                 log.push(path.clone());
+                                if log.len() >= gather {
+                                    gathered.send_replace(true);
+                                }
                                 first
                             };
                             let _ = req.into_body().collect().await;
                             if path.ends_with("/fail-once") && first {
                                 return Err("reset this stream");
                             }
+                            let _ = gathered.subscribe().wait_for(|all| *all).await;
                             tokio::time::sleep(hold).await;
                             if goaway_after == Some(served.fetch_add(1, Ordering::SeqCst) + 1) {
                                 enough.notify_one();
@@ -388,8 +396,8 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_stream_limit_another_connection_opens() {
-    let hold = std::time::Duration::from_millis(400);
-    let (addr, requests, conns) = counting_upstream(hold, None).await;
+    // The six calls are answered once all are in: each holds its stream meanwhile.
+    let (addr, requests, conns) = counting_upstream(6, std::time::Duration::ZERO, None).await;
     let config = format!(
         "[server]\nupstream_max_streams = 2\n[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n"
     );
@@ -424,7 +432,7 @@ async fn at_the_stream_limit_another_connection_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_loses_no_request_and_sent_ones_are_not_replayed_unless_safe() {
     let hold = std::time::Duration::from_millis(5);
-    let (addr, requests, conns) = counting_upstream(hold, Some(3)).await;
+    let (addr, requests, conns) = counting_upstream(0, hold, Some(3)).await;
     let config = format!("[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n");
     let gw = Gateway::start(&config, "").await;
     let client = h2_client();
@@ -517,8 +525,8 @@ async fn a_long_response_stream_is_not_cut_by_upstream_timeout() {
     );
 }
 
-/// An HTTP/2 upstream on the h2 crate, with a stream window of 4 KiB: a GET is answered after
-/// 300 ms; the first POST is read up to `refuse_after` body bytes and then refused with
+/// An HTTP/2 upstream on the h2 crate, with a stream window of 4 KiB: GETs are answered once
+/// two are in (two calls at once, however the test's calls are spaced); the first POST is read up to `refuse_after` body bytes and then refused with
 /// `REFUSED_STREAM` (not processed: the gateway sends it again); later ones get their response
 /// head at once, and only 100 ms later is their body read, its length and SHA-256 sent back.
 async fn refusing_upstream(refuse_after: usize) -> std::net::SocketAddr {
@@ -526,9 +534,10 @@ async fn refusing_upstream(refuse_after: usize) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
+    let two_gets = Arc::new(tokio::sync::Barrier::new(2));
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            let seen = seen.clone();
+            let (seen, two_gets) = (seen.clone(), two_gets.clone());
             tokio::spawn(async move {
                 let Ok(mut conn) = h2::server::Builder::new()
                     .initial_window_size(4096)
@@ -540,10 +549,11 @@ async fn refusing_upstream(refuse_after: usize) -> std::net::SocketAddr {
                 while let Some(Ok((req, mut respond))) = conn.accept().await {
                     let get = req.method() == http::Method::GET;
                     let first = !get && seen.fetch_add(1, Ordering::SeqCst) == 0;
+                    let two_gets = two_gets.clone();
                     tokio::spawn(async move {
                         let mut body = req.into_body();
                         if get {
-                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            two_gets.wait().await;
                             if let Ok(mut send) = respond.send_response(Response::new(()), false) {
                                 let _ = send.send_data(Bytes::from_static(b"ok"), true);
                             }
@@ -676,13 +686,19 @@ async fn an_http1_body_the_upstream_did_not_read_is_never_taken_for_a_request() 
         got.to_ascii_lowercase().contains("connection: close"),
         "{got}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(*paths.lock().unwrap(), ["/upload"]);
+    // A request sent now, after the connection closed, reaches the upstream after anything
+    // the gateway sent before (on the one pooled HTTP/2 connection, in order).
+    let marker = format!(
+        "GET /marker HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        token("alice")
+    );
+    assert_eq!(statuses(&raw(gw.addr, marker.as_bytes()).await), [200]);
+    assert_eq!(*paths.lock().unwrap(), ["/upload", "/marker"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_keep_the_http2_connection_of_an_unchanged_upstream() {
-    let (addr, requests, conns) = counting_upstream(std::time::Duration::ZERO, None).await;
+    let (addr, requests, conns) = counting_upstream(0, std::time::Duration::ZERO, None).await;
     let config = format!("[[route]]\npath = \"/\"\nupstream = \"h2c://{addr}\"\n");
     let gw = Gateway::start(&config, "").await;
     let base = gw.url("");
