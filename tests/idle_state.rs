@@ -110,6 +110,35 @@ fn idle_clients(gateway: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStr
         .collect()
 }
 
+/// Runs the gateway's runtime until it has `open` client connections and they have settled:
+/// three 20 ms stretches in a row in which the runtime ran out of work (it parked) and nothing
+/// was allocated or freed. What is measured then is the connections' settled state.
+fn settle(rt: &tokio::runtime::Runtime, gw: &common::Gateway, open: i64) {
+    rt.block_on(async {
+        common::until("the client connections to be open or closed", || {
+            gw.gateway.metrics.open_connections.get() == open
+        })
+        .await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let give_up = std::time::Instant::now() + common::PATIENCE;
+        let mut quiet = 0;
+        while quiet < 3 {
+            let (parks, live) = (metrics.worker_park_count(0), LIVE.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let idle = metrics.worker_park_count(0) > parks;
+            quiet = if idle && LIVE.load(Ordering::Relaxed) == live {
+                quiet + 1
+            } else {
+                0
+            };
+            assert!(
+                std::time::Instant::now() < give_up,
+                "never: the connections settled"
+            );
+        }
+    });
+}
+
 #[test]
 fn an_idle_keep_alive_connection_keeps_at_most_2_kib() {
     const N: usize = 500;
@@ -130,18 +159,16 @@ fn an_idle_keep_alive_connection_keeps_at_most_2_kib() {
             let _ = keep.recv();
             drop(clients);
         });
-        rt.block_on(async {
-            clients_done.await.unwrap();
-            // Let the connections settle into their idle wait.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        });
+        rt.block_on(async { clients_done.await.unwrap() });
+        // Let the connections settle into their idle wait.
+        settle(&rt, &gw, n as i64);
     };
     // Warm up what is made once (the upstream connection and its pool, buffer pools, metric
     // handles, the runtime's structures), then close those connections.
     let (close_warm, warm_keep) = std::sync::mpsc::channel();
     run(20, warm_keep);
     drop(close_warm);
-    rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
+    settle(&rt, &gw, 0);
 
     let before = LIVE.load(Ordering::Relaxed);
     let (close, keep) = std::sync::mpsc::channel::<()>();
@@ -155,7 +182,7 @@ fn an_idle_keep_alive_connection_keeps_at_most_2_kib() {
     );
     // And they are the connections' own: closed, the bytes go back.
     drop(close);
-    rt.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+    settle(&rt, &gw, 0);
     let closed = LIVE.load(Ordering::Relaxed);
     assert!(
         (closed - before) / (N as isize) < 64,
