@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use jsonwebtoken::Algorithm::{EdDSA, ES256, HS256};
 use jwtgate::auth::keys::Env;
+use jwtgate::auth::provider::{FIRST_RETRY, MAX_RETRY};
 use jwtgate::runtime::reload::Reloader;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,8 +90,13 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     );
     assert_eq!(get(&gw, "/public/x", &[]).await.status, 200);
 
+    // One client connection open: this one, once the gateway has it and the clients above
+    // have closed theirs.
     let _held = TcpStream::connect(gw.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("one open connection", || {
+        gw.gateway.metrics.open_connections.get() == 1
+    })
+    .await;
     let (status, m) = admin_get(a, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -172,7 +178,7 @@ async fn readyz_is_503_until_the_listener_is_up() {
         gateway.clone(),
         std::future::pending(),
     ));
-    wait_until("ready", async || admin_get(a, "/readyz").await.0 == 200).await;
+    until_async("ready", async || admin_get(a, "/readyz").await.0 == 200).await;
 }
 
 #[tokio::test]
@@ -188,9 +194,9 @@ async fn a_request_abandoned_by_its_client_is_still_counted() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the request at the upstream", || up.count() == 1).await;
     drop(s);
-    wait_until("the 499 to be counted", async || {
+    until_async("the 499 to be counted", async || {
         metric(
             &admin_get(a, "/metrics").await.1,
             r#"jwtgate_requests_total{route="/",status="499"}"#,
@@ -202,23 +208,31 @@ async fn a_request_abandoned_by_its_client_is_still_counted() {
 #[tokio::test]
 async fn readyz_is_503_while_draining() {
     let up = Upstream::start().await;
-    let cfg = CONFIG.replace("upstream_timeout = \"1s\"", "upstream_timeout = \"5s\"");
+    // The request is held at the upstream until the test lets it go: neither timeout may end
+    // it first, however slowly the test runs.
+    let cfg = CONFIG
+        .replace("upstream_timeout = \"1s\"", "upstream_timeout = \"300s\"")
+        .replace("drain_timeout = \"5s\"", "drain_timeout = \"300s\"");
     let gw = Gateway::start(&cfg, &up.url()).await;
     let a = admin(&gw).await;
-    let addr = gw.addr;
+    let (addr, gateway) = (gw.addr, gw.gateway.clone());
     let t = token("a");
-    let slow = tokio::spawn(async move {
-        raw_quiet(addr, format!("GET /__slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5)).await
+    let held = tokio::spawn(async move {
+        raw_quiet(addr, format!("GET /__held HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes(), PATIENCE).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the request at the upstream", || up.count() == 1).await;
     let stopping = tokio::spawn(gw.stop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The drain has begun (the gateway is no longer ready), and cannot end while the request
+    // is held: what the admin endpoints say now, they say while draining.
+    until("the drain to begin", || !gateway.is_ready()).await;
     assert_eq!(admin_get(a, "/readyz").await.0, 503);
     assert_eq!(admin_get(a, "/healthz").await.0, 200);
     let (_, m) = admin_get(a, "/metrics").await;
     assert_eq!(metric(&m, "jwtgate_ready"), Some(0.0));
-    assert_eq!(statuses(&slow.await.unwrap()), vec![200]);
-    stopping.await.unwrap();
+    assert!(!stopping.is_finished(), "the drain did not wait");
+    up.release();
+    assert_eq!(statuses(&held.await.unwrap()), vec![200]);
+    within("the end of the drain", stopping).await.unwrap();
 }
 
 /// A Kubernetes-style volume: `name -> ..data/name`, `..data -> ..<version>`, swapped atomically.
@@ -270,14 +284,6 @@ fn reloader(gw: &Gateway, config: &Path, current: &str, previous: &str) -> Arc<R
         ])
     });
     Arc::new(Reloader::new(gw.gateway.clone(), config.to_owned(), env))
-}
-
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A gateway whose keys come from a Secret-style volume (current A, previous the old key) and
@@ -389,7 +395,11 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     let mut tasks: Vec<_> = (0..3)
         .map(|_| load(token_a.clone(), ok_a.clone(), failed_a.clone()))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Traffic before the rotation (or a failure, which the checks below report).
+    let going = |ok: &AtomicUsize, failed: &AtomicUsize, n: usize| {
+        ok.load(Ordering::Relaxed) >= n || failed.load(Ordering::Relaxed) > 0
+    };
+    until("A traffic", || going(&ok_a, &failed_a, 30)).await;
 
     // Rotate: B becomes current, A previous, in one atomic swap (as Kubernetes does), while
     // SIGHUP-style reloads race the file watcher.
@@ -402,7 +412,7 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
         .collect();
     let token_b = token_with(json!({"sub": "bob", "exp": now() + 600}), HS256, KEY_B);
     let gw_ref = &gw;
-    wait_until("B tokens accepted", async || {
+    until_async("B tokens accepted", async || {
         get(gw_ref, "/r", &[("authorization", &bearer(&token_b))])
             .await
             .status
@@ -415,7 +425,11 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
     // From now on B tokens must pass on every request too, alongside the A traffic.
     let (ok_b, failed_b) = counters();
     tasks.extend((0..2).map(|_| load(token_b.clone(), ok_b.clone(), failed_b.clone())));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a_before = ok_a.load(Ordering::Relaxed);
+    until("B traffic beside more A traffic", || {
+        going(&ok_b, &failed_b, 20) && going(&ok_a, &failed_a, (a_before + 20).max(50))
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -438,7 +452,7 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
 
     // Retire A by removing the previous key from the volume: only B remains.
     vol.swap(&[("key", KEY_B)]);
-    wait_until("A tokens refused", async || {
+    until_async("A tokens refused", async || {
         get(gw_ref, "/r", &[("authorization", &bearer(&token_a))])
             .await
             .status
@@ -454,7 +468,7 @@ async fn key_rotation_by_file_swap_loses_no_request_under_load() {
 
     // A weak key arriving in the volume is refused by the watcher; B keeps serving.
     vol.swap(&[("key", "short")]);
-    wait_until("the weak key to be refused", async || {
+    until_async("the weak key to be refused", async || {
         metric(
             &admin_get(a, "/metrics").await.1,
             r#"jwtgate_config_reloads_total{result="error"}"#,
@@ -513,7 +527,7 @@ async fn config_changes_are_picked_up_and_bad_ones_ignored() {
     )
     .unwrap();
     let gw_ref = &gw;
-    wait_until("the new route", async || {
+    until_async("the new route", async || {
         get(gw_ref, "/open", &[]).await.status == 200
     })
     .await;
@@ -524,7 +538,7 @@ async fn config_changes_are_picked_up_and_bad_ones_ignored() {
         "[[route]]\npath = \"/\"\nupstream = \"http://x\"\ntypo = true\n",
     )
     .unwrap();
-    wait_until("the refusal to be counted", async || {
+    until_async("the refusal to be counted", async || {
         metric(
             &admin_get(a, "/metrics").await.1,
             r#"jwtgate_config_reloads_total{result="error"}"#,
@@ -575,7 +589,7 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
     let slow = tokio::spawn(async move {
         raw_quiet(addr, format!("GET /__slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5)).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the slow request at the upstream", || up.count() == 1).await;
     // The new config would time the slow request out after 100ms; it must not.
     std::fs::write(&cfg_path, with_timeout("100ms")).unwrap();
     reloader(&gw, &cfg_path, &vol.path("key"), &vol.path("previous"))
@@ -594,7 +608,11 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
 #[tokio::test]
 async fn websockets_are_closed_at_the_drain_deadline() {
     let up = Upstream::start().await;
-    let cfg = CONFIG.replace("drain_timeout = \"5s\"", "drain_timeout = \"1s\"");
+    // drain_timeout 3 s: room for the echo below between the drain's start and its deadline
+    // (the one stretch of wall-clock time this test needs); idle_timeout past PATIENCE.
+    let cfg = CONFIG
+        .replace("drain_timeout = \"5s\"", "drain_timeout = \"3s\"")
+        .replace("[server]\n", "[server]\nidle_timeout = \"300s\"\n");
     let gw = Gateway::start(&cfg, &up.url()).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let t = token("alice");
@@ -604,25 +622,22 @@ async fn websockets_are_closed_at_the_drain_deadline() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
     assert_eq!(gw.gateway.open_tunnels(), 1);
 
+    let gateway = gw.gateway.clone();
     let start = Instant::now();
     let stopping = tokio::spawn(gw.stop());
     // Still open (and working) during the drain...
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the drain to begin", || !gateway.is_ready()).await;
     s.write_all(b"hello").await.unwrap();
     let n = s.read(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"hello");
-    // ...and closed at the deadline.
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+    // ...and closed at the deadline (nothing else closes it within PATIENCE).
+    let n = within("the tunnel closed at the drain deadline", s.read(&mut buf))
         .await
-        .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0, "tunnel still open after the drain deadline");
-    stopping.await.unwrap();
+    within("the end of the drain", stopping).await.unwrap();
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
 }
 
 /// An HS256 token for `sub` signed with `key`, naming `kid` in its header (or no kid).
@@ -675,7 +690,7 @@ async fn a_key_ring_rotates_by_kid_through_a_secret_volume() {
     // Publish the next key (the kubelet adds the file's link and swaps `..data`).
     vol.swap(&[("2026-10", KEY), ("2026-11", KEY_B)]);
     std::os::unix::fs::symlink("..data/2026-11", vol.dir.path().join("2026-11")).unwrap();
-    wait_until("the new key to verify", async || status(&new).await == 200).await;
+    until_async("the new key to verify", async || status(&new).await == 200).await;
     assert_eq!(up.seen().last().unwrap().all("x-auth-user"), vec!["bob"]);
     assert_eq!(status(&old).await, 200);
     // A kid names one key: the old kid with the new key's signature is refused.
@@ -687,7 +702,7 @@ async fn a_key_ring_rotates_by_kid_through_a_secret_volume() {
     // Retire the old key: its link dangles, as in Kubernetes. Its tokens stop verifying,
     // though the verified-token cache holds them.
     vol.swap(&[("2026-11", KEY_B)]);
-    wait_until("the retired key to stop verifying", async || {
+    until_async("the retired key to stop verifying", async || {
         status(&old).await == 401
     })
     .await;
@@ -725,7 +740,7 @@ async fn a_jwks_file_rotates_on_change_and_a_fetched_provider_survives_reloads()
     let env: jwtgate::runtime::reload::EnvSource = Arc::new(|| Env::from_pairs([]));
     let r = Arc::new(Reloader::new(gw.gateway.clone(), cfg_path.clone(), env));
     let watcher = r.clone().watch(Duration::from_millis(100));
-    wait_until("the remote provider's keys", async || gw.gateway.is_ready()).await;
+    until_async("the remote provider's keys", async || gw.gateway.is_ready()).await;
     let fetched = remote.requests();
     let status = async |t: &str| {
         get(&gw, "/r", &[("authorization", &bearer(t))])
@@ -742,13 +757,13 @@ async fn a_jwks_file_rotates_on_change_and_a_fetched_provider_survives_reloads()
     assert_eq!(status(&file_b).await, 401);
 
     write_jwks(&[p256_jwk("a"), ed25519_jwk("b")]);
-    wait_until("the published key to verify", async || {
+    until_async("the published key to verify", async || {
         status(&file_b).await == 200
     })
     .await;
     assert_eq!(up.seen().last().unwrap().all("x-auth-user"), vec!["bob"]);
     write_jwks(&[ed25519_jwk("b")]);
-    wait_until("the removed key to stop verifying", async || {
+    until_async("the removed key to stop verifying", async || {
         status(&file_a).await == 401
     })
     .await;
@@ -802,7 +817,7 @@ async fn a_reload_stops_a_dropped_providers_fetches_and_keeps_the_keys_of_one_wh
     let gw = Gateway::start_with_keys(&both, "", jwtgate::Keys::none()).await;
     let env: jwtgate::runtime::reload::EnvSource = Arc::new(|| Env::from_pairs([]));
     let r = Reloader::new(gw.gateway.clone(), cfg_path.clone(), env);
-    wait_until("the failing provider to retry", async || {
+    until_async("the failing provider to retry", async || {
         failing.requests() >= 3
     })
     .await;
@@ -833,12 +848,20 @@ async fn a_reload_stops_a_dropped_providers_fetches_and_keeps_the_keys_of_one_wh
     let got = get(&gw, "/r", &[("authorization", &bearer(&token))]).await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(up.one().all("x-auth-user"), vec!["gail"]);
-    wait_until("the changed provider's own fetch", async || {
+    until_async("the changed provider's own fetch", async || {
         good.requests() > fetched
     })
     .await;
+    // Let as much time pass as the dropped provider's next two retries would take (its
+    // backoff doubles from FIRST_RETRY, with up to a fifth of jitter, and the fetches it made
+    // tell how far it got): were it still fetching, it would have made both.
     let after = failing.requests();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let retry = |k: usize| {
+        (FIRST_RETRY * 2u32.pow(k as u32))
+            .min(MAX_RETRY)
+            .mul_f64(1.2)
+    };
+    tokio::time::sleep(retry(after - 1) + retry(after) + Duration::from_millis(500)).await;
     assert!(
         failing.requests() <= after + 1,
         "the dropped provider kept fetching: {} after {after}",
