@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use jwtgate::auth::provider::REFETCH_INTERVAL;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -223,19 +224,28 @@ fn url_provider(idp: &Idp, algorithms: &str) -> String {
 async fn ready_gateway(providers: &str) -> (Upstream, Gateway) {
     let up = Upstream::start().await;
     let gw = Gateway::start(&config(providers), &up.url()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    until_ready(&gw).await;
     (up, gw)
 }
 
-async fn until_ready(gw: &Gateway, within: Duration) {
-    let start = Instant::now();
-    while !gw.gateway.is_ready() {
-        assert!(
-            start.elapsed() < within,
-            "the gateway did not become ready within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn until_ready(gw: &Gateway) {
+    until("the gateway ready", || gw.gateway.is_ready()).await;
+}
+
+/// The failed key fetches the gateway counted for `provider`.
+fn fetch_errors(gw: &Gateway, provider: &str) -> f64 {
+    let line = format!("jwtgate_jwks_fetches_total{{provider=\"{provider}\",result=\"error\"}} ");
+    gw.gateway
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str())?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the gateway has tried `provider`'s keys and failed.
+async fn until_a_failed_fetch(gw: &Gateway, provider: &str) {
+    until("a failed key fetch", || fetch_errors(gw, provider) >= 1.0).await;
 }
 
 async fn call(gw: &Gateway, token: &str) -> Got {
@@ -493,7 +503,7 @@ async fn discovery_and_a_jwks_url_on_a_loopback_provider() {
     );
     let up = Upstream::start().await;
     let gw = Gateway::start_with_keys(&config(&providers), &up.url(), jwtgate::Keys::none()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    until_ready(&gw).await;
     let mut with_aud = claims(&iss, "dora");
     with_aud["aud"] = json!(["orders"]);
     let tokens = mint(
@@ -551,7 +561,7 @@ async fn a_provider_that_comes_up_after_the_gateway() {
     let providers = format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
     let up = Upstream::start().await;
     let gw = Gateway::start(&config(&providers), &up.url()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_a_failed_fetch(&gw, &iss).await;
     assert!(!gw.gateway.is_ready(), "ready without the provider's keys");
     let token = mint(
         &keys,
@@ -568,7 +578,7 @@ async fn a_provider_that_comes_up_after_the_gateway() {
         TcpListener::bind(port).await.unwrap(),
         jwks(&[jwk(&keys, "p256", "k1", None)]),
     );
-    until_ready(&gw, Duration::from_secs(15)).await;
+    until_ready(&gw).await;
     up.clear();
     let got = call(&gw, &token).await;
     assert_eq!(got.status, 200, "{}", got.body);
@@ -602,8 +612,10 @@ async fn a_failing_provider_keeps_the_last_good_keys() {
     .enumerate()
     {
         idp.set_mode(mode.clone());
-        // Past the 5 s between refetches.
-        tokio::time::sleep(Duration::from_millis(5100)).await;
+        // Past the time between refetches: the wall-clock time this behaviour needs (the
+        // fetches that follow are the provider's retries too, so no fetch tells that it has
+        // passed).
+        tokio::time::sleep(REFETCH_INTERVAL + Duration::from_millis(100)).await;
         let got = call(&gw, &tokens[1 + i]).await;
         assert_eq!(got.status, 401, "{mode:?}: {}", got.body);
         assert_eq!(got.json()["error_description"], "unknown key id");
@@ -705,20 +717,31 @@ async fn jwks_rotation_under_load_loses_nothing_and_a_retired_key_stops_verifyin
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each step below gets 30 more requests through (or a failure, reported below).
+    let more = || {
+        let n = sent.load(Ordering::SeqCst) + 30;
+        let (sent, failures) = (sent.clone(), failures.clone());
+        move || sent.load(Ordering::SeqCst) >= n || failures.load(Ordering::SeqCst) > 0
+    };
+    until("load on the old key", more()).await;
     // 1. Publish the next key beside the old one.
     idp.set_jwks(jwks(&[
         jwk(&keys, "rsa", "old", None),
         jwk(&keys, "p256", "new", None),
     ]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until("load while the new key is published", more()).await;
     // 2. Sign with it: its kid is unknown to the gateway until a refetch, which the first
     // request asks for and waits on.
+    let fetched = idp.fetches();
     *signing.lock().unwrap() = tokens[1].clone();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after_switch = more();
+    until("the refetch, and load on the new key", || {
+        (idp.fetches() > fetched && after_switch()) || failures.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // 3. Retire the old key.
     idp.set_jwks(jwks(&[jwk(&keys, "p256", "new", None)]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until("load after the old key is retired", more()).await;
     stop.store(true, Ordering::SeqCst);
     for t in load {
         t.await.unwrap();
@@ -727,19 +750,24 @@ async fn jwks_rotation_under_load_loses_nothing_and_a_retired_key_stops_verifyin
     assert!(sent > 100, "only {sent} requests");
     assert_eq!(failures.load(Ordering::SeqCst), 0, "of {sent} requests");
     // The gateway learns of the retirement at its next fetch (an unknown kid asks for one,
-    // at most every 5 s); then the old key's tokens fail, cached ones too.
+    // at most every REFETCH_INTERVAL); then the old key's tokens fail, cached ones too.
     assert_eq!(
         call(&gw, &tokens[0]).await.status,
         200,
         "the old key is still in the gateway's set until its next fetch"
     );
-    tokio::time::sleep(Duration::from_millis(5100)).await;
     let unknown = mint(
         &keys,
         &[("p256", "ES256", Some("other"), claims(&iss, "x"))],
     )
     .remove(0);
-    assert_eq!(call(&gw, &unknown).await.status, 401);
+    // Asked until the interval has passed and the gateway fetches.
+    let fetched = idp.fetches();
+    until_async("a refetch for an unknown kid", async || {
+        assert_eq!(call(&gw, &unknown).await.status, 401);
+        idp.fetches() > fetched
+    })
+    .await;
     for token in [&tokens[0], &tokens[2]] {
         let got = call(&gw, token).await;
         assert_eq!(got.status, 401, "{}", got.body);
@@ -776,7 +804,7 @@ async fn a_discovery_document_for_another_issuer_or_pointing_elsewhere_gives_no_
         let providers =
             format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
         let gw = Gateway::start(&config(&providers), &up.url()).await;
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        until_a_failed_fetch(&gw, &iss).await;
         assert!(!gw.gateway.is_ready(), "{why}: ready");
         let got = call(&gw, &token).await;
         assert_eq!(got.status, 503, "{why}: {}", got.body);
@@ -786,7 +814,7 @@ async fn a_discovery_document_for_another_issuer_or_pointing_elsewhere_gives_no_
     *idp.discovery.lock().unwrap() = None;
     let providers = format!("[[auth.provider]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\n");
     let gw = Gateway::start(&config(&providers), &up.url()).await;
-    until_ready(&gw, Duration::from_secs(10)).await;
+    until_ready(&gw).await;
     assert_eq!(call(&gw, &token).await.status, 200);
 }
 
@@ -798,14 +826,14 @@ async fn a_jwks_with_no_key_for_the_provider_algorithms_is_a_failed_fetch() {
     let iss = idp.issuer();
     let up = Upstream::start().await;
     let gw = Gateway::start(&config(&url_provider(&idp, r#""RS256""#)), &up.url()).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_a_failed_fetch(&gw, &iss).await;
     assert!(!gw.gateway.is_ready());
     // Publishing a key that fits: ready.
     idp.set_jwks(jwks(&[
         jwk(&keys, "p256", "k1", None),
         jwk(&keys, "rsa", "r1", None),
     ]));
-    until_ready(&gw, Duration::from_secs(10)).await;
+    until_ready(&gw).await;
     let token = mint(&keys, &[("rsa", "RS256", Some("r1"), claims(&iss, "fits"))]).remove(0);
     assert_eq!(call(&gw, &token).await.status, 200);
 }
