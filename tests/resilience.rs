@@ -212,26 +212,33 @@ async fn an_upstream_restart_loses_no_request() {
     let gw = Gateway::start(CONFIG, &format!("http://{addr}")).await;
     let (mut ok, mut failed) = (0, Vec::new());
     let mut up = Some(up);
-    let start = tokio::time::Instant::now();
-    let mut restarted = false;
+    let mut coming_back = None;
+    let mut restarted: Option<Blinking> = None;
+    let give_up = std::time::Instant::now() + PATIENCE;
     // Requests back to back on one keep-alive client connection, while the upstream stops
-    // (closing its pooled connections) and comes back 400 ms later.
+    // (closing its pooled connections) once 10 went through, and comes back 400 ms later;
+    // until the restarted upstream has answered 10.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    while start.elapsed() < Duration::from_millis(1500) {
-        let elapsed = start.elapsed();
-        if elapsed > Duration::from_millis(300) && up.is_some() {
-            up.take().unwrap().kill();
-            let later = tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                Blinking::start_on(addr).await
-            });
-            up = None;
-            tokio::spawn(async move {
-                let up = later.await.unwrap();
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                drop(up);
-            });
-            restarted = true;
+    while restarted
+        .as_ref()
+        .is_none_or(|up| up.requests.load(Ordering::SeqCst) < 10)
+    {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "never: 10 requests after the restart ({ok} answered, {} failed)",
+            failed.len()
+        );
+        if ok > 10 {
+            if let Some(up) = up.take() {
+                up.kill();
+                coming_back = Some(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    Blinking::start_on(addr).await
+                }));
+            }
+        }
+        if let Some(back) = coming_back.take_if(|back| back.is_finished()) {
+            restarted = Some(back.await.unwrap());
         }
         s.write_all(b"GET /r HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
@@ -247,7 +254,6 @@ async fn an_upstream_restart_loses_no_request() {
             s = TcpStream::connect(gw.addr).await.unwrap();
         }
     }
-    assert!(restarted);
     assert!(
         failed.is_empty(),
         "{} of {} failed: {:?}",
@@ -340,7 +346,7 @@ async fn connects_in_flight_are_bounded_by_max_connecting() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert.pem()).unwrap();
     let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nconnect_timeout = \"1s\"\nmax_connecting = 3\n[[route]]\npath = \"/\"\nupstream = \"https://{addr}\"\nca_file = {:?}\nauth = \"public\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nconnect_timeout = \"5s\"\nmax_connecting = 3\n[[route]]\npath = \"/\"\nupstream = \"https://{addr}\"\nca_file = {:?}\nauth = \"public\"\n",
         ca_file.to_str().unwrap()
     );
     let gw = Gateway::start(&cfg, "unused").await;
@@ -349,14 +355,18 @@ async fn connects_in_flight_are_bounded_by_max_connecting() {
             let addr = gw.addr;
             tokio::spawn(async move {
                 let req = format!("GET /c/{i} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-                // The 502 comes once connect_timeout (1s) is spent.
-                statuses(&raw_quiet(addr, req.as_bytes(), Duration::from_secs(3)).await)
+                // The 502 comes once connect_timeout is spent.
+                statuses(&raw_quiet(addr, req.as_bytes(), PATIENCE).await)
             })
         })
         .collect();
-    // Before the first connects give up (at connect_timeout, 1 s after they began), the
+    // Once all 24 requests are at the gateway and connects are in flight, and before the first
+    // connects give up (at connect_timeout, 5 s after they began: room for this), the
     // handshakes the upstream holds are the connects in flight: the 3 slots' worth.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    until("24 requests in, connects in flight", || {
+        gw.gateway.metrics.open_connections.get() == 24 && most.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     let in_flight = most.load(Ordering::SeqCst);
     assert!(
         in_flight <= 3,
@@ -418,7 +428,10 @@ async fn a_connecting_request_takes_a_connection_given_back_meanwhile() {
             )
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("/slow at the upstream", || {
+        requests.load(Ordering::SeqCst) == 2
+    })
+    .await;
     // The pooled connection is busy with /slow: this one connects (SYNs dropped) until
     // /slow's connection is given back, well before connect_timeout.
     assert_eq!(get(&gw, "/next").await, 200);
