@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use common::process::{jwtgate, listen_addr, Running};
-use common::{token, KEY};
+use common::{token, until, KEY};
 use jwtgate::upstream::h2::STREAM_WINDOW;
 
 /// An `h2c` upstream that answers every request with an endless body, sending only what the
@@ -122,15 +122,6 @@ async fn buffered(admin: &str) -> u64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// Waits (at most a minute: a ceiling against a hang, not a measure) until `done`.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < give_up, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// An HTTP/2 client that never gives its streams any window (and pings to stay alive): it
