@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const KEY: &str = "test-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+pub const OLD_KEY: &str = "old-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// How long a test waits for something it expects before it fails: only a guard against a
 /// hang, far beyond what anything takes on a loaded machine. Tests wait for events, never for
@@ -111,7 +112,6 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .await
         .unwrap_or_else(|_| panic!("never: {what}"))
 }
-pub const OLD_KEY: &str = "old-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// What the upstream received for one request.
 #[derive(Debug, Clone)]
