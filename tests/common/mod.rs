@@ -36,8 +36,8 @@ pub const OLD_KEY: &str = "old-key-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 /// hang, far beyond what anything takes on a loaded machine. Tests wait for events, never for
 /// a time, and assert no upper bound on one (timings belong in `benches/`); where a test must
 /// tell "closed by this timeout" from "closed by that one", the other is configured well past
-/// this.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+/// this (and the default idle_timeout, 60 s, is).
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// How often a condition is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(20);
