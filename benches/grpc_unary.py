@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from hs256 import SECRET, token
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(os.environ.get("JWTGATE_BIN", os.path.join(HERE, "..", "target", "release", "jwtgate")))
 N = int(os.environ.get("N", "200000"))
@@ -31,7 +33,6 @@ C = int(os.environ.get("C", "16"))
 M = int(os.environ.get("M", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 CLK = os.sysconf("SC_CLK_TCK")
-SECRET = "Kq8dKj29mN3pQ7vX2zY9wR5uT8sL6fH4jK2nM9pQ3rT7vY12"
 UP, NGINX, HAPROXY, JWTGATE = 9301, 9302, 9303, 9304
 
 UPSTREAM = f"""pid up.pid;
@@ -88,19 +89,6 @@ def haproxy_cfg(shared):
     assert "proto h2" in cfg and f"127.0.0.1:{UP}" in cfg, "the harness's haproxy-jwt.cfg changed shape"
     return cfg
 
-
-def token():
-    import base64
-    import hashlib
-    import hmac
-    import json
-
-    def b64(b):
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"sub": "alice", "exp": int(time.time()) + 7200}).encode())
-    sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
 
 
 def ticks(pids):

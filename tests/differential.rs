@@ -503,36 +503,14 @@ fn through_the_gateway(
         let tcp = tokio::net::TcpStream::connect(gw)
             .await
             .map_err(|e| e.to_string())?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = http::Request::builder()
-            .method(if head_request { "HEAD" } else { "GET" })
-            .uri("/")
-            .header("host", "gateway")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let read = async {
-            let res = send.send_request(req).await.map_err(|e| e.to_string())?;
-            let (parts, body) = res.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok((
-                parts.status.as_u16(),
-                map_headers(&parts.headers),
-                body.to_vec(),
-            ))
-        };
         // A ceiling against a hang, not a measure.
-        let result = tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .map_err(|_| "no answer".to_owned())
-            .and_then(|r| r);
-        driver.abort();
-        result
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            oracle::hyper_get(tcp, head_request, "gateway"),
+        )
+        .await
+        .map_err(|_| "no answer".to_owned())??;
+        Ok((answer.status, answer.headers, answer.body))
     })
 }
 

@@ -289,38 +289,44 @@ pub fn hyper_response(input: &[u8], head_request: bool) -> Result<Response, Stri
             let _ = server.shutdown().await;
             let _ = server.read_to_end(&mut request).await;
         };
-        let client = async move {
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            let driver = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let req = http::Request::builder()
-                .method(if head_request { "HEAD" } else { "GET" })
-                .uri("/")
-                .header("host", "upstream")
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())?;
-            let result = async {
-                let res = send.send_request(req).await.map_err(|e| e.to_string())?;
-                let (parts, body) = res.into_parts();
-                let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-                Ok(Response {
-                    status: parts.status.as_u16(),
-                    version: version(parts.version),
-                    headers: map_headers(&parts.headers),
-                    body: body.to_vec(),
-                })
-            }
-            .await;
-            driver.abort();
-            result
-        };
+        let client = hyper_get(client, head_request, "upstream");
         let (result, ()) = tokio::join!(client, upstream);
         result
     })
+}
+
+/// What hyper's HTTP/1 client reads in answer to a `GET /` (or a `HEAD /`) with `host` sent
+/// on `io`: status, version, fields and the whole body.
+pub async fn hyper_get<IO>(io: IO, head_request: bool, host: &str) -> Result<Response, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::builder()
+        .method(if head_request { "HEAD" } else { "GET" })
+        .uri("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let res = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            version: version(parts.version),
+            headers: map_headers(&parts.headers),
+            body: body.to_vec(),
+        })
+    }
+    .await;
+    driver.abort();
+    result
 }
 
 /// Compares jwtgate's and hyper's reading of an upstream's answer. `Err` describes a place
