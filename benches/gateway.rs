@@ -255,6 +255,7 @@ fn rewrite(c: &mut Criterion) {
                 host: Some(b"api.example.com"),
                 upstream_host: "127.0.0.1:8000",
                 headers: black_box(&fields),
+                map: None,
                 identity: Some(identity.clone()),
                 upgrade: None,
                 framing: Framing::Empty,
@@ -306,6 +307,7 @@ fn pipeline(c: &mut Criterion) {
                     authority: None,
                     protocol: Protocol::Http11,
                     headers: head.headers,
+                    map: None,
                     body: head.framing,
                     client: &client,
                 };

@@ -129,6 +129,17 @@ pub struct Metrics {
 struct Handles {
     counters: Vec<(u64, Arc<str>, u16, Counter)>,
     histograms: Vec<(u64, Arc<str>, Histogram)>,
+    grpc: Vec<GrpcHandle>,
+}
+
+/// A gRPC call counter, by instance, route, method, HTTP status and gRPC status.
+struct GrpcHandle {
+    id: u64,
+    route: Arc<str>,
+    method: Arc<str>,
+    status: u16,
+    grpc_status: Option<u8>,
+    counter: Counter,
 }
 
 /// Most handles of each kind a thread keeps (routes times statuses seen); beyond, the family.
@@ -139,6 +150,7 @@ thread_local! {
         std::cell::RefCell::new(Handles {
             counters: Vec::new(),
             histograms: Vec::new(),
+            grpc: Vec::new(),
         })
     };
 }
@@ -284,6 +296,24 @@ impl Metrics {
 
     /// Counts a gRPC call to `method` on `route` that ended with `status` and `grpc_status`.
     pub fn count_grpc(&self, route: &Arc<str>, method: &str, status: u16, grpc_status: Option<u8>) {
+        let (id, asked) = (self.id, method);
+        let hit = CACHED.with(|c| {
+            let c = c.borrow();
+            c.grpc
+                .iter()
+                .find(|h| {
+                    h.id == id
+                        && h.status == status
+                        && h.grpc_status == grpc_status
+                        && Arc::ptr_eq(&h.route, route)
+                        && *h.method == *method
+                })
+                .map(|h| h.counter.inc())
+                .is_some()
+        });
+        if hit {
+            return;
+        }
         let method: Arc<str> = {
             let mut known = self.grpc_methods.lock().unwrap_or_else(|e| e.into_inner());
             match known.get(method) {
@@ -296,18 +326,34 @@ impl Metrics {
                 None => Arc::from("other"),
             }
         };
-        let grpc_status: Arc<str> = match grpc_status {
+        let grpc_label: Arc<str> = match grpc_status {
             Some(code) => itoa::Buffer::new().format(code).into(),
             None => "-".into(),
         };
-        self.grpc_requests
+        let counter = self
+            .grpc_requests
             .get_or_create(&GrpcLabels {
                 route: route.clone(),
-                method,
+                method: method.clone(),
                 status,
-                grpc_status,
+                grpc_status: grpc_label,
             })
-            .inc();
+            .clone();
+        counter.inc();
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            // Only a method counted under its own name ("other" stands for many).
+            if c.grpc.len() < HANDLES && *method == *asked {
+                c.grpc.push(GrpcHandle {
+                    id,
+                    route: route.clone(),
+                    method,
+                    status,
+                    grpc_status,
+                    counter,
+                });
+            }
+        });
     }
 
     /// Observes an upstream's time to its response head on `route`.

@@ -35,6 +35,11 @@ use crate::auth::Identity;
 use crate::config::{spoof_key, AuthConfig};
 use crate::wire::{self, is_hop_by_hop, Framing, Header, HOP_BY_HOP};
 
+/// The forwarding fields the gateway writes.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Headers some upstream frameworks (IIS, Symfony, Laravel, some WAFs) route on instead of the
 /// request line; a client must not be able to steer an upstream past the gateway's routing.
 const ROUTING_OVERRIDES: &[&str] = &[
@@ -198,8 +203,8 @@ impl HeaderPolicy {
 pub struct ClientInfo {
     /// The peer's address.
     pub ip: IpAddr,
-    /// The same, formatted once (not per request).
-    ip_text: Box<str>,
+    /// The same, formatted once (not per request), as a field value.
+    ip_text: HeaderValue,
     /// `http` or `https`: how the client reached the gateway.
     pub proto: &'static str,
 }
@@ -210,7 +215,7 @@ impl ClientInfo {
         let ip = ip.to_canonical();
         ClientInfo {
             ip,
-            ip_text: ip.to_string().into_boxed_str(),
+            ip_text: HeaderValue::try_from(ip.to_string()).expect("an address is a valid value"),
             proto,
         }
     }
@@ -233,6 +238,90 @@ pub trait FieldSink {
         self.value(value);
         self.end();
     }
+    /// The head's field number `index` (in the order of its `&[Header]`), passed on unchanged.
+    /// A sink that holds the head's fields as objects as well ([`MapSink`]) shares them.
+    fn pass(&mut self, index: usize, name: &[u8], value: &[u8]) {
+        let _ = index;
+        self.field(name, value);
+    }
+    /// A whole field the gateway holds as objects already (identity fields, its own names).
+    fn typed(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.field(name.as_str().as_bytes(), value.as_bytes());
+    }
+}
+
+/// Fields into a header map (an HTTP/2 head). Fields passed on unchanged from a head that came
+/// as a header map too (an HTTP/2 client's request, an HTTP/2 upstream's response: `source`)
+/// share its names and values, which are reference-counted, instead of being parsed and copied
+/// again; every other field is parsed, and one not valid in a header map is left out.
+pub struct MapSink<'s> {
+    /// The fields written.
+    pub map: http::HeaderMap,
+    /// The source's fields not yet passed over, and the index of the next.
+    source: Option<(http::header::Iter<'s, HeaderValue>, usize)>,
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<'s> MapSink<'s> {
+    /// A sink for about `fields` fields whose head came as `source`, if it did.
+    pub fn new(fields: usize, source: Option<&'s http::HeaderMap>) -> MapSink<'s> {
+        MapSink {
+            map: http::HeaderMap::with_capacity(fields),
+            source: source.map(|m| (m.iter(), 0)),
+            name: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+}
+
+impl FieldSink for MapSink<'_> {
+    fn begin(&mut self, name: &[u8]) {
+        self.name.clear();
+        self.name.extend_from_slice(name);
+        self.value.clear();
+    }
+
+    fn value(&mut self, part: &[u8]) {
+        self.value.extend_from_slice(part);
+    }
+
+    fn end(&mut self) {
+        let (name, value) = (
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.value),
+        );
+        self.field(&name, &value);
+        (self.name, self.value) = (name, value);
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            self.map.append(name, value);
+        }
+    }
+
+    fn typed(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.map.append(name.clone(), value.clone());
+    }
+
+    fn pass(&mut self, index: usize, name: &[u8], value: &[u8]) {
+        if let Some((fields, next)) = &mut self.source {
+            // Indices only grow: skip to this one.
+            let shared = index
+                .checked_sub(*next)
+                .and_then(|skip| fields.nth(skip))
+                .filter(|(n, v)| n.as_str().as_bytes() == name && v.as_bytes() == value);
+            *next = index + 1;
+            if let Some((n, v)) = shared {
+                self.map.append(n.clone(), v.clone());
+                return;
+            }
+        }
+        self.field(name, value);
+    }
 }
 
 /// The request the upstream gets, decided by the pipeline and written by the upstream client
@@ -252,6 +341,8 @@ pub struct UpstreamRequest<'p, 'a> {
     pub upstream_host: &'p str,
     /// The client's header fields.
     pub headers: &'a [Header<'a>],
+    /// The same fields as a header map, when the client's head came as one (HTTP/2).
+    pub map: Option<&'a http::HeaderMap>,
     /// The verified caller, if any.
     pub identity: Option<Arc<Identity>>,
     /// The `Upgrade` value to send, for a tunnelled upgrade (see [`super::upgrade`]); the
@@ -297,12 +388,12 @@ impl UpstreamRequest<'_, '_> {
             declared_length |=
                 class == Class::Drop && h.name.eq_ignore_ascii_case("content-length");
             match class {
-                Class::Plain if !dropped(h) => sink.field(h.name.as_bytes(), h.value),
+                Class::Plain if !dropped(h) => sink.pass(i, h.name.as_bytes(), h.value),
                 Class::Authorization if policy.forward_token && !dropped(h) => {
-                    sink.field(h.name.as_bytes(), h.value);
+                    sink.pass(i, h.name.as_bytes(), h.value);
                 }
                 Class::Cookie if self.join_cookies => cookies += 1,
-                Class::Cookie if !dropped(h) => sink.field(h.name.as_bytes(), h.value),
+                Class::Cookie if !dropped(h) => sink.pass(i, h.name.as_bytes(), h.value),
                 Class::ForwardedFor => forwarded_for = true,
                 Class::Identity => {
                     debug!(header = h.name, "removed client-sent identity header");
@@ -325,10 +416,10 @@ impl UpstreamRequest<'_, '_> {
             sink.end();
         }
 
-        sink.begin(b"x-forwarded-for");
         if forwarded_for {
             // The client's chain, then the address the gateway saw (as nginx's
             // $proxy_add_x_forwarded_for): only the last entry is the gateway's own observation.
+            sink.begin(X_FORWARDED_FOR.as_str().as_bytes());
             let chain = headers
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
@@ -337,16 +428,21 @@ impl UpstreamRequest<'_, '_> {
                 sink.value(h.value);
                 sink.value(b", ");
             }
+            sink.value(self.client.ip_text.as_bytes());
+            sink.end();
+        } else {
+            sink.typed(&X_FORWARDED_FOR, &self.client.ip_text);
         }
-        sink.value(self.client.ip_text.as_bytes());
-        sink.end();
-        sink.field(b"x-forwarded-proto", self.client.proto.as_bytes());
+        sink.typed(
+            &X_FORWARDED_PROTO,
+            &HeaderValue::from_static(self.client.proto),
+        );
         if let Some(host) = self.host {
-            sink.field(b"x-forwarded-host", host);
+            sink.field(X_FORWARDED_HOST.as_str().as_bytes(), host);
         }
         if let Some(id) = &self.identity {
             for (name, value) in policy.identity_fields(id) {
-                sink.field(name.as_str().as_bytes(), value.as_bytes());
+                sink.typed(name, value);
             }
         }
         Written {
@@ -371,9 +467,9 @@ pub struct Written {
 pub fn response_fields<'a, 'h>(
     headers: &'h [Header<'a>],
     switching: bool,
-) -> impl Iterator<Item = &'h Header<'a>> {
+) -> impl Iterator<Item = (usize, &'h Header<'a>)> {
     let nominating = nominates(headers);
-    headers.iter().filter(move |h| {
+    headers.iter().enumerate().filter(move |(_, h)| {
         if switching && h.name.eq_ignore_ascii_case("upgrade") {
             return true;
         }
@@ -483,6 +579,7 @@ mod tests {
             host: Some(b"app.example"),
             upstream_host: "10.0.0.1:8000",
             headers: &headers,
+            map: None,
             identity: identity.cloned().map(Arc::new),
             upgrade: upgrade.map(Cow::Borrowed),
             framing: Framing::Empty,
@@ -658,7 +755,9 @@ mod tests {
                 value: b"ok",
             },
         ];
-        let kept: Vec<&str> = response_fields(&headers, false).map(|h| h.name).collect();
+        let kept: Vec<&str> = response_fields(&headers, false)
+            .map(|(_, h)| h.name)
+            .collect();
         assert_eq!(kept, vec!["X-App"]);
     }
 }

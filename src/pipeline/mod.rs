@@ -25,7 +25,7 @@ pub mod upgrade;
 
 use std::sync::Arc;
 
-pub use headers::{ClientInfo, FieldSink, HeaderPolicy, UpstreamRequest};
+pub use headers::{ClientInfo, FieldSink, HeaderPolicy, MapSink, UpstreamRequest};
 pub use rejection::{LocalResponse, Rejection};
 
 use crate::auth::{self, Identity, Verifier};
@@ -58,6 +58,9 @@ pub struct RequestView<'a> {
     pub protocol: Protocol,
     /// The header fields, in order.
     pub headers: &'a [Header<'a>],
+    /// The same fields as a header map, when the head came as one (HTTP/2): an HTTP/2
+    /// upstream's head shares them (see [`MapSink`]).
+    pub map: Option<&'a http::HeaderMap>,
     /// How the body will be sent upstream: `Length` when its length is known, else `Chunked`.
     pub body: Framing,
     /// Where it came from.
@@ -197,6 +200,7 @@ impl Pipeline {
                 host: target.host_header,
                 upstream_host: route.upstream.authority().map_or("", |a| a.as_str()),
                 headers: req.headers,
+                map: req.map,
                 identity,
                 upgrade: upgrade_value,
                 framing: req.body,
@@ -338,6 +342,7 @@ auth = "public"
             authority,
             protocol,
             headers: &headers,
+            map: None,
             body,
             client: &client,
         };

@@ -82,9 +82,9 @@ pub fn plan(
 /// clock that forwards a response without it must add it).
 pub fn write_fields(headers: &[Header<'_>], plan: &Plan, sink: &mut impl FieldSink) {
     let mut dated = false;
-    for f in response_fields(headers, plan.body == Body::Tunnel) {
+    for (i, f) in response_fields(headers, plan.body == Body::Tunnel) {
         dated |= f.name.len() == 4 && f.name.eq_ignore_ascii_case("date");
-        sink.field(f.name.as_bytes(), f.value);
+        sink.pass(i, f.name.as_bytes(), f.value);
     }
     if !dated {
         sink.field(b"date", &crate::wire::http_date());

@@ -136,6 +136,7 @@ mod tests {
             authority: None,
             protocol: Protocol::Http11,
             headers,
+            map: None,
             body: Framing::Empty,
             client: client(),
         }

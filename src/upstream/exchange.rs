@@ -224,6 +224,15 @@ impl Exchange {
         }
     }
 
+    /// True when [`Exchange::data`] is the rest of the response body: no data and no trailers
+    /// follow it.
+    pub fn data_ends_body(&self) -> bool {
+        match &self.way {
+            Way::H1 { conn, .. } => conn.data_ends_body(),
+            Way::H2(h2) => !h2.trailers && h2.recv.as_ref().is_none_or(|r| r.is_end_stream()),
+        }
+    }
+
     /// Marks the first `n` bytes of [`Exchange::data`] as taken.
     pub fn consume(&mut self, n: usize) {
         self.bytes += n as u64;

@@ -378,6 +378,12 @@ pub trait BodySource {
     /// Takes the first `n` bytes of the last fill (without a copy where the source holds
     /// them as `Bytes`).
     fn take(&mut self, n: usize) -> Bytes;
+    /// True when what was taken is the whole rest of the body: no data and no trailers follow,
+    /// so the last piece can end the upstream's stream itself. A source that cannot tell yet
+    /// says false (an empty piece ends the stream then).
+    fn at_end(&self) -> bool {
+        false
+    }
     /// After the data: the trailers to send on, if any (only between HTTP/2 peers).
     fn poll_trailers(
         &mut self,

@@ -21,6 +21,9 @@ pub struct ResponseHead<'b, 'h> {
     pub reason: &'b str,
     /// The header fields, in order.
     pub headers: &'h [Header<'b>],
+    /// The same fields as a header map, when the head came as one (from an HTTP/2 upstream):
+    /// an HTTP/2 response head written from them shares their names and values.
+    pub map: Option<&'b http::HeaderMap>,
     /// Bytes of the head, final empty line included.
     pub len: usize,
 }
@@ -57,6 +60,7 @@ pub fn parse_response<'b, 'h>(
         status,
         reason: res.reason.unwrap_or(""),
         headers: res.headers,
+        map: None,
         len,
     }))
 }

@@ -188,6 +188,7 @@ pub fn check_rewrite(
             host: Some(b"app.example"),
             upstream_host: "127.0.0.1:1",
             headers: &fields,
+            map: None,
             identity,
             upgrade: None,
             framing: Framing::Empty,

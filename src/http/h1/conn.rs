@@ -175,6 +175,7 @@ impl<T: Transport> Connection<T> {
                 Version::Http11 => Protocol::Http11,
             },
             headers: head.headers,
+            map: None,
             body: head.framing,
             client: &self.client,
         };

@@ -11,13 +11,13 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::http::relay::Sink;
 use crate::ops::access::grpc_status_of;
 use crate::pipeline::response::{self, Plan};
-use crate::pipeline::{FieldSink, HeaderPolicy, LocalResponse};
+use crate::pipeline::{FieldSink, HeaderPolicy, LocalResponse, MapSink};
 use crate::upstream::{BodySource, Exchange, SourceError};
 use crate::wire::ResponseHead;
 
@@ -35,8 +35,8 @@ pub(super) struct H2Client<'p> {
     pub(super) respond: SendResponse<Bytes>,
     /// Where the response body goes, once the head went.
     pub(super) send: Option<SendStream<Bytes>>,
-    /// The upstream's trailers went (they end the stream).
-    trailers: bool,
+    /// The response's stream was ended (by its last data or the upstream's trailers).
+    ended: bool,
     /// The `grpc-status` the trailers carried.
     pub(super) grpc_status: Option<u8>,
 }
@@ -57,7 +57,7 @@ impl<'p> H2Client<'p> {
             policy,
             respond,
             send: None,
-            trailers: false,
+            ended: false,
             grpc_status: None,
         }
     }
@@ -96,6 +96,11 @@ impl BodySource for H2Client<'_> {
         let bytes = self.chunk.split_to(n);
         self.release(n);
         bytes
+    }
+
+    fn at_end(&self) -> bool {
+        // The stream's end came with its last DATA frame: nothing is pending behind it.
+        self.chunk.is_empty() && self.recv.is_end_stream()
     }
 
     fn poll_trailers(
@@ -142,14 +147,18 @@ impl Sink for H2Client<'_> {
                 None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             }
         };
-        let data = relay.take(capacity.min(want));
-        send.send_data(data, false).map_err(io::Error::other)?;
+        let n = capacity.min(want);
+        // The body's last bytes end the stream themselves (no empty frame after them).
+        let end = n == want && relay.data_ends_body();
+        let data = relay.take(n);
+        send.send_data(data, end).map_err(io::Error::other)?;
+        self.ended |= end;
         Poll::Ready(Ok(()))
     }
 
     fn trailers(&mut self, trailers: HeaderMap) -> io::Result<()> {
         self.grpc_status = grpc_status_of(&trailers);
-        self.trailers = true;
+        self.ended = true;
         match &mut self.send {
             Some(send) => send.send_trailers(trailers).map_err(io::Error::other),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -157,8 +166,8 @@ impl Sink for H2Client<'_> {
     }
 
     fn poll_end(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.trailers {
-            self.trailers = true;
+        if !self.ended {
+            self.ended = true;
             if let Some(send) = &mut self.send {
                 send.send_data(Bytes::new(), true)
                     .map_err(io::Error::other)?;
@@ -180,32 +189,13 @@ impl Sink for H2Client<'_> {
     }
 }
 
-/// Puts fields into a header map (a field that is not valid in HTTP/2 is left out).
-pub(super) struct Fields<'h>(pub(super) &'h mut HeaderMap);
-
-impl FieldSink for Fields<'_> {
-    fn begin(&mut self, _name: &[u8]) {
-        // Every field here is given whole.
-    }
-
-    fn value(&mut self, _part: &[u8]) {}
-
-    fn end(&mut self) {}
-
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            self.0.append(name, value);
-        }
-    }
-}
-
 /// The client's response head for the upstream's `head`, as `plan` says.
 pub(super) fn response_head(head: &ResponseHead<'_, '_>, plan: &Plan) -> Response<()> {
     let mut res = Response::new(());
     *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    response::write_fields(head.headers, plan, &mut Fields(res.headers_mut()));
+    let mut fields = MapSink::new(head.headers.len() + 2, head.map);
+    response::write_fields(head.headers, plan, &mut fields);
+    *res.headers_mut() = fields.map;
     if let Some(n) = plan.length {
         res.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(n));
@@ -219,10 +209,11 @@ pub fn local_response(local: &LocalResponse, head_only: bool) -> (Response<()>, 
     let mut res = Response::new(());
     *res.status_mut() =
         StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut fields = Fields(res.headers_mut());
+    let mut fields = MapSink::new(local.fields.len() + 2, None);
     for (name, value) in &local.fields {
         fields.field(name.as_bytes(), value.as_bytes());
     }
+    *res.headers_mut() = fields.map;
     if let Ok(date) = HeaderValue::from_bytes(&crate::wire::http_date()) {
         res.headers_mut().insert(http::header::DATE, date);
     }

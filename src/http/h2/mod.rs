@@ -93,7 +93,8 @@ pub async fn serve<I>(
         loop {
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
-                    streams.push(stream::serve(&gateway, &client, req, respond));
+                    // Boxed: a stream's future (about 3 KB) is then moved as a pointer.
+                    streams.push(Box::pin(stream::serve(&gateway, &client, req, respond)));
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),

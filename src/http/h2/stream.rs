@@ -51,6 +51,7 @@ pub(super) async fn serve(
                 authority: parts.uri.authority().map(|a| a.as_str()),
                 protocol: Protocol::Http2,
                 headers: &fields,
+                map: Some(&parts.headers),
                 body: framing,
                 client,
             };

@@ -204,6 +204,11 @@ impl Conn {
         &self.buf[self.data.clone()]
     }
 
+    /// True when the body bytes given out are the last of the body.
+    pub fn data_ends_body(&self) -> bool {
+        self.reading.is_done()
+    }
+
     /// Marks `n` body bytes as passed on.
     pub fn consume(&mut self, n: usize) {
         self.data.start += n;

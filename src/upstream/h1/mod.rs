@@ -84,6 +84,7 @@ mod tests {
             host: None,
             upstream_host: "10.0.0.1:8000",
             headers: fields,
+            map: None,
             identity: None,
             upgrade: upgrade.map(Cow::Borrowed),
             framing,

@@ -4,10 +4,10 @@
 //! it is known. Nothing connection-specific (RFC 9113 §8.2.2): the pipeline's fields never
 //! carry any.
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Method, Request, Uri};
 
-use crate::pipeline::{FieldSink, UpstreamRequest};
+use crate::pipeline::{MapSink, UpstreamRequest};
 use crate::wire::{self, Framing};
 
 /// The request head for an HTTP/2 upstream, kept to send again on another connection.
@@ -25,7 +25,8 @@ impl H2Head {
     /// The head of `req` for an HTTP/2 upstream reached with `scheme` (`http` or `https`); an
     /// error names what HTTP/2 cannot carry.
     pub fn of(req: &UpstreamRequest<'_, '_>, scheme: &str) -> Result<H2Head, &'static str> {
-        let mut sink = HeaderSink::default();
+        // The client's fields, the gateway's (forwarding, identity) and the two below.
+        let mut sink = MapSink::new(req.headers.len() + 8, req.map);
         req.write_fields(&mut sink);
         let mut headers = sink.map;
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -74,42 +75,5 @@ impl H2Head {
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
         req
-    }
-}
-
-/// Collects fields into a header map (the cookie the pipeline joins comes in parts).
-#[derive(Default)]
-struct HeaderSink {
-    map: HeaderMap,
-    name: Vec<u8>,
-    value: Vec<u8>,
-}
-
-impl FieldSink for HeaderSink {
-    fn begin(&mut self, name: &[u8]) {
-        self.name.clear();
-        self.name.extend_from_slice(name);
-        self.value.clear();
-    }
-
-    fn value(&mut self, part: &[u8]) {
-        self.value.extend_from_slice(part);
-    }
-
-    fn end(&mut self) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&self.name),
-            HeaderValue::from_bytes(&self.value),
-        ) {
-            self.map.append(name, value);
-        }
-    }
-
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            self.map.append(name, value);
-        }
     }
 }

@@ -118,6 +118,7 @@ impl Origin {
                         status,
                         reason: parts.status.canonical_reason().unwrap_or(""),
                         headers: &fields,
+                        map: Some(&parts.headers),
                         len: 0,
                     };
                     let head = on_head(&response_head, &framing).map_err(ProxyError::Protocol)?;
@@ -376,14 +377,20 @@ impl H2Upload {
             }
             let n = ready!(self.poll_capacity(cx, want))?;
             let bytes = source.take(n);
+            // The last piece ends the stream itself (one frame fewer than an empty one after).
+            let end = source.at_end();
             // Copied: a slice of the client connection's read buffer would keep all of it.
             self.replay
                 .keep(Kept::Data(Bytes::copy_from_slice(&bytes)), bytes.len());
             self.at = self.replay.kept.len();
             self.stream
-                .send_data(bytes, false)
+                .send_data(bytes, end)
                 .map_err(UploadError::Stream)?;
             self.sent += n as u64;
+            if end {
+                self.done = true;
+                self.free_sent();
+            }
         }
     }
 
