@@ -190,3 +190,68 @@ fn an_idle_keep_alive_connection_keeps_at_most_2_kib() {
         (closed - before) / N as isize
     );
 }
+
+/// A request waiting for an upstream connection (a burst, an upstream slow to accept) holds
+/// neither the client's read buffer (8 KiB) nor its parsed fields: its head is already written
+/// for the upstream, and that and the request's own state are all it keeps. The upstream here
+/// never completes a connect: its accept queue is full, so the kernel drops the gateway's SYNs
+/// and every request waits within `connect_timeout`.
+#[test]
+fn a_request_waiting_for_an_upstream_connection_holds_no_read_buffer() {
+    const N: usize = 200;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (full, _fillers) = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = sock.listen(1).unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            let connect = tokio::net::TcpStream::connect(full.local_addr().unwrap());
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), connect).await {
+                fillers.push(s);
+            }
+        }
+        (full, fillers)
+    });
+    let config = CONFIG.replace("workers = 1", "workers = 1\nconnect_timeout = \"60s\"");
+    let upstream = format!("http://{}", full.local_addr().unwrap());
+    let gw = rt.block_on(common::Gateway::start(&config, &upstream));
+    let addr = gw.addr;
+    // Warm up what is made once (buffer pools, metric handles, the runtime's structures) with
+    // a few requests that wait the same way.
+    let send = |n: usize, open: usize| {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let clients: Vec<_> = (0..n)
+                .map(|_| {
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    s.write_all(
+                        b"GET /wait HTTP/1.1\r\nHost: a\r\nX-Padding: 0123456789abcdef\r\n\r\n",
+                    )
+                    .unwrap();
+                    s
+                })
+                .collect();
+            let _ = done.send(clients);
+        });
+        let clients = rt.block_on(async { sent.await.unwrap() });
+        settle(&rt, &gw, open as i64);
+        clients
+    };
+    let warm = send(8, 8);
+    let before = LIVE.load(Ordering::Relaxed);
+    let waiting = send(N, N + 8);
+    let after = LIVE.load(Ordering::Relaxed);
+    let per_request = (after - before) / N as isize;
+    eprintln!("a request waiting for an upstream connection holds {per_request} heap bytes");
+    // Its connection's idle state (about 1.3 KiB) plus the request's: far below the 8 KiB read
+    // buffer alone.
+    assert!(
+        per_request <= 6 * 1024,
+        "a request waiting for an upstream connection holds {per_request} heap bytes"
+    );
+    drop((warm, waiting));
+}

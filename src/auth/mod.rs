@@ -1,4 +1,4 @@
-//! Who is calling: where a token comes from ([`bearer`]), its strict parse ([`jwt`]), the keys
+//! Who is calling: where a token comes from ([`mod@bearer`]), its strict parse ([`jwt`]), the keys
 //! ([`keys`]: `JWT_SECRET_KEY` and friends), its verification ([`verifier`]) and the
 //! verified-token cache ([`cache`]). Identity providers: their public keys ([`jwk`]), fetched ([`fetch`]) and kept
 //! fresh ([`provider`]); algorithm names as the `jsonwebtoken` crate has them ([`alg`]).

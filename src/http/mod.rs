@@ -6,9 +6,10 @@
 //! 1. [`RequestEnd::start`] ([`end`]): the request is counted, logged and traced when it ends,
 //!    whatever happens;
 //! 2. [`decide`]: the pipeline's decision (forward, answer, refuse);
-//! 3. [`crate::upstream::Origin::prepare`]: a connection to the upstream, and the request head
-//!    written for the protocol it speaks; then [`crate::upstream::Prepared::exchange`]: the
-//!    body up, the response head back through [`crate::pipeline::response::plan`];
+//! 3. [`crate::upstream::Origin::prepare`]: the request head written for the protocol the
+//!    upstream speaks; [`crate::upstream::Prepared::connect`]: a connection for it; then
+//!    [`crate::upstream::Exchange::send`]: the head and the body up, the response head back
+//!    through [`crate::pipeline::response::plan`];
 //! 4. [`relay::relay`]: the rest of the response, piece by piece, into the front-end's one
 //!    [`relay::Sink`].
 //!

@@ -179,7 +179,7 @@ impl RouteTable {
         !self.by_host.is_empty()
     }
 
-    /// Picks the route for a normalized host (see [`normalize_host`]) and normalized path.
+    /// Picks the route for a normalized host (see [`crate::wire::uri::normalize_host`]) and normalized path.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         host.and_then(|h| self.by_host.get(h))
             .and_then(|group| group.select(path))

@@ -1,6 +1,7 @@
 //! One exchange with an upstream, from the connection to the response's end, as one value
-//! ([`Exchange`]): made ready by [`crate::upstream::Origin::prepare`] (a connection, and the
-//! request head written for the protocol it speaks), sent ([`Exchange::send`]: the head and the
+//! ([`Exchange`]): made ready by [`crate::upstream::Origin::prepare`] (the request head written
+//! for the protocol the upstream speaks) and [`crate::upstream::Prepared::connect`] (a
+//! connection), sent ([`Exchange::send`]: the head and the
 //! body up, the response head back), then relayed: whatever protocol the upstream speaks, after
 //! its response head the exchange gives the same pieces ([`Piece`]: body data, trailers, the
 //! end; pingora's `HttpTask` is the model), and goes on sending the rest of the request body

@@ -1,8 +1,10 @@
 //! Forwarding: the only step of a request that does I/O with the upstream. It takes the
-//! pipeline's decision, gets a connection for it ([`Origin::prepare`]: an idle HTTP/1.1
-//! connection from the upstream's pool ([`pool`]), a new one ([`connect`]), or a place on an
-//! HTTP/2 connection ([`h2`])), writes the request head in the protocol that connection speaks
-//! (only then is it known: an `https://` upstream picks `h2` or `http/1.1` by ALPN), sends the
+//! pipeline's decision, writes the request head in the protocol the upstream speaks
+//! ([`Origin::prepare`]; only then is it known: an `https://` upstream picks `h2` or `http/1.1`
+//! by ALPN on the first connection), so that the client's read buffer can go before any wait,
+//! gets a connection for it ([`Prepared::connect`]: an idle HTTP/1.1 connection from the
+//! upstream's pool ([`pool`]), a new one ([`connect`]), or a place on an HTTP/2 connection
+//! ([`h2`])), sends the
 //! head and the body, and reads the response head ([`Exchange::send`]). After the head, every
 //! response is the same stream of pieces ([`exchange`]). `101 Switching Protocols` hands over
 //! the raw connection for a tunnel.
@@ -199,38 +201,32 @@ impl Origin {
         }
     }
 
-    /// Gets a connection for `req` and writes its head for the protocol that connection speaks
-    /// (see the module docs): an idle pooled connection at once when there is one, else within
-    /// `connect_timeout` of `sent`. An `https://` upstream whose protocol is not known yet is
-    /// connected to first (it may pick `h2`).
+    /// Writes `req`'s head for the protocol this upstream speaks (see the module docs), so that
+    /// the caller can let go of the request's bytes before waiting for a connection. An
+    /// `https://` upstream whose protocol is not known yet is connected to first (it may pick
+    /// `h2`).
     pub async fn prepare(
         self: &Arc<Self>,
         req: &UpstreamRequest<'_, '_>,
-        sent: Instant,
-    ) -> Result<Exchange, ProxyError> {
-        let kind = RequestKind::new(req.method, req.framing);
+    ) -> Result<Prepared, ProxyError> {
         let upgrade = req.upgrade.is_some();
         if !upgrade && !self.knows_protocol() {
             Box::pin(self.learn_protocol()).await?;
         }
-        if self.h2_for(upgrade) {
-            let head = H2Head::of(req, self.h2_scheme()).map_err(ProxyError::Unsendable)?;
-            let call = match self.h2_call_now(sent) {
-                Some(call) => call,
-                // Boxed: waiting for room or connecting is rare, and large.
-                None => Box::pin(self.h2_call(sent + self.connect_timeout)).await?,
-            };
-            return Ok(Exchange::h2(self.clone(), kind, req.framing, call, head));
-        }
-        let conn = match self.pool.take(sent) {
-            Some(conn) => conn,
-            // Boxed: a TLS handshake's state is large, and new connections are rare.
-            None => Box::pin(self.checkout(sent + self.connect_timeout)).await?,
+        let head = if self.h2_for(upgrade) {
+            Head::H2(H2Head::of(req, self.h2_scheme()).map_err(ProxyError::Unsendable)?)
+        } else {
+            let mut head = buffers::take_out();
+            head.clear();
+            h1::write_request(req, &mut head);
+            Head::H1(head)
         };
-        let mut head = buffers::take_out();
-        head.clear();
-        h1::write_request(req, &mut head);
-        Ok(Exchange::h1(self.clone(), kind, req.framing, conn, head))
+        Ok(Prepared {
+            origin: self.clone(),
+            kind: RequestKind::new(req.method, req.framing),
+            framing: req.framing,
+            head,
+        })
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.
@@ -241,6 +237,56 @@ impl Origin {
     /// The pool (tests, metrics).
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+}
+
+/// A request whose upstream head is written, waiting for its connection.
+pub struct Prepared {
+    origin: Arc<Origin>,
+    kind: RequestKind,
+    framing: Framing,
+    head: Head,
+}
+
+enum Head {
+    H1(Vec<u8>),
+    H2(H2Head),
+}
+
+impl Prepared {
+    /// Gets a connection for the request: an idle pooled one (or a place on a pooled HTTP/2
+    /// connection) at once when there is one, else within `connect_timeout` of `sent`.
+    pub async fn connect(self, sent: Instant) -> Result<Exchange, ProxyError> {
+        let Prepared {
+            origin,
+            kind,
+            framing,
+            head,
+        } = self;
+        match head {
+            Head::H2(head) => {
+                let call = match origin.h2_call_now(sent) {
+                    Some(call) => call,
+                    // Boxed: waiting for room or connecting is rare, and large.
+                    None => Box::pin(origin.h2_call(sent + origin.connect_timeout)).await?,
+                };
+                Ok(Exchange::h2(origin, kind, framing, call, head))
+            }
+            Head::H1(head) => {
+                let conn = match origin.pool.take(sent) {
+                    Some(conn) => conn,
+                    // Boxed: a TLS handshake's state is large, and new connections are rare.
+                    None => match Box::pin(origin.checkout(sent + origin.connect_timeout)).await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            buffers::give_out(head);
+                            return Err(e);
+                        }
+                    },
+                };
+                Ok(Exchange::h1(origin, kind, framing, conn, head))
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub enum TokenError {
     /// The same, for provider `provider` (its index in the config) while a fetch of its keys
     /// is asked for or under way: worth deciding again once keys newer than `seen` (the
     /// provider's fetch count when the token was looked at) are in
-    /// ([`Verifier::wait_for_keys`]). Answered like [`TokenError::UnknownKey`] otherwise.
+    /// ([`crate::auth::verifier::Verifier::wait_for_keys`]). Answered like [`TokenError::UnknownKey`] otherwise.
     UnknownKeyFetching {
         /// The provider's index.
         provider: usize,

@@ -1,6 +1,7 @@
 //! One HTTP/1.x client connection, request after request (see the module docs of `http::h1`):
-//! the wait for a head, then for each request, in one boxed future: parse, decide, get the
-//! upstream connection and write its head ([`crate::upstream::Origin::prepare`]), exchange, relay
+//! the wait for a head, then for each request, in one boxed future: parse, decide, write the
+//! upstream head ([`crate::upstream::Origin::prepare`]), let go of the read buffer, get the
+//! upstream connection ([`crate::upstream::Prepared::connect`]), exchange, relay
 //! ([`crate::http::relay`]), then keep the connection, close it, or linger.
 
 use std::future::{poll_fn, Future};
@@ -196,10 +197,17 @@ impl<T: Transport> Connection<T> {
                 upgrade,
             }) => {
                 let sent = Instant::now();
-                let prepared = rt.origin(route).prepare(&request, sent).await;
+                let prepared = rt.origin(route).prepare(&request).await;
                 drop(request);
+                // Neither the read buffer nor the parsed fields are held while the connection
+                // is awaited.
+                drop(slots);
                 self.consume_head(facts.head_len);
-                match prepared {
+                let connected = match prepared {
+                    Ok(prepared) => prepared.connect(sent).await,
+                    Err(e) => Err(e),
+                };
+                match connected {
                     Ok(mut exchange) => {
                         let forwarding = Forwarding {
                             route,

@@ -5,8 +5,9 @@
 //!    connection holds no buffer, and a drain closes it;
 //! 2. parse it ([`crate::wire::parse_head`]) and let the pipeline decide, on the bytes where they lie
 //!    ([`crate::pipeline::Pipeline::decide`]): forward, answer, or refuse (`answer.rs`);
-//! 3. forward: the upstream connection is got and the request head written for its protocol
-//!    ([`crate::upstream::Origin::prepare`]), the request body ([`client`]) is decoded and
+//! 3. forward: the request head is written for the upstream's protocol
+//!    ([`crate::upstream::Origin::prepare`]), the read buffer let go, the upstream connection
+//!    got ([`crate::upstream::Prepared::connect`]), the request body ([`client`]) is decoded and
 //!    re-framed for the upstream, the response head is rewritten for the client as
 //!    [`crate::pipeline::response::plan`] says and the rest relayed by the one relay
 //!    ([`crate::http::relay`]) into this front-end's writer (`sink.rs`);

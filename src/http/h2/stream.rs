@@ -70,7 +70,8 @@ pub(super) async fn serve(
             let sent = Instant::now();
             let origin = rt.origin(route);
             let prepared = {
-                let mut prepare = std::pin::pin!(origin.prepare(&request, sent));
+                let mut prepare =
+                    std::pin::pin!(async { origin.prepare(&request).await?.connect(sent).await });
                 // A client that resets its stream meanwhile is gone.
                 poll_fn(|cx| match respond.poll_reset(cx) {
                     Poll::Ready(_) => Poll::Ready(Err(ProxyError::Abandoned)),

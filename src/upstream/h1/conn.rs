@@ -142,7 +142,7 @@ impl Conn {
         }
     }
 
-    /// Goes on with a request body the upstream answered early (see [`Answer::upload`]).
+    /// Goes on with a request body the upstream answered early (see [`super::exchange::Answer::upload`]).
     pub fn poll_upload<S: BodySource>(
         &mut self,
         cx: &mut Context<'_>,
