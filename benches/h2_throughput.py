@@ -120,6 +120,8 @@ def measure(port, tok):
 
 def main():
     work = tempfile.mkdtemp(prefix="jwtgate-h2-throughput-")
+    # nginx's worker runs as `nobody` when started as root: it must be able to read www/.
+    os.chmod(work, 0o755)
     os.chdir(work)
     os.makedirs("tmp")
     os.makedirs("www")

@@ -254,6 +254,8 @@ pub trait FieldSink {
 /// as a header map too (an HTTP/2 client's request, an HTTP/2 upstream's response: `source`)
 /// share its names and values, which are reference-counted, instead of being parsed and copied
 /// again; every other field is parsed, and one not valid in a header map is left out.
+/// Credentials (`Authorization`, `Proxy-Authorization`, `Cookie`) are marked never to enter an
+/// HPACK table: one upstream connection carries many users' calls.
 pub struct MapSink<'s> {
     /// The fields written.
     pub map: http::HeaderMap,
@@ -272,6 +274,14 @@ impl<'s> MapSink<'s> {
             name: Vec::new(),
             value: Vec::new(),
         }
+    }
+
+    fn push(&mut self, name: HeaderName, mut value: HeaderValue) {
+        use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+        if name == AUTHORIZATION || name == COOKIE || name == PROXY_AUTHORIZATION {
+            value.set_sensitive(true);
+        }
+        self.map.append(name, value);
     }
 }
 
@@ -299,12 +309,12 @@ impl FieldSink for MapSink<'_> {
         if let (Ok(name), Ok(value)) =
             (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         {
-            self.map.append(name, value);
+            self.push(name, value);
         }
     }
 
     fn typed(&mut self, name: &HeaderName, value: &HeaderValue) {
-        self.map.append(name.clone(), value.clone());
+        self.push(name.clone(), value.clone());
     }
 
     fn pass(&mut self, index: usize, name: &[u8], value: &[u8]) {
@@ -316,7 +326,7 @@ impl FieldSink for MapSink<'_> {
                 .filter(|(n, v)| n.as_str().as_bytes() == name && v.as_bytes() == value);
             *next = index + 1;
             if let Some((n, v)) = shared {
-                self.map.append(n.clone(), v.clone());
+                self.push(n.clone(), v.clone());
                 return;
             }
         }
@@ -759,5 +769,29 @@ mod tests {
             .map(|(_, h)| h.name)
             .collect();
         assert_eq!(kept, vec!["X-App"]);
+    }
+
+    /// Credentials written into a header map never enter an HPACK table, however they came:
+    /// shared from the source map, parsed, or typed; other fields may.
+    #[test]
+    fn a_map_sink_marks_credentials_never_indexed() {
+        let mut source = http::HeaderMap::new();
+        source.append("authorization", HeaderValue::from_static("Bearer a.b.c"));
+        source.append("x-app", HeaderValue::from_static("1"));
+        let mut sink = MapSink::new(8, Some(&source));
+        sink.pass(0, b"authorization", b"Bearer a.b.c");
+        sink.pass(1, b"x-app", b"1");
+        sink.field(b"Cookie", b"session=1");
+        sink.typed(
+            &http::header::PROXY_AUTHORIZATION,
+            &HeaderValue::from_static("Basic x"),
+        );
+        sink.field(b"x-user", b"alice");
+        let map = sink.map;
+        for name in ["authorization", "cookie", "proxy-authorization"] {
+            assert!(map[name].is_sensitive(), "{name} is not marked sensitive");
+        }
+        assert!(!map["x-app"].is_sensitive());
+        assert!(!map["x-user"].is_sensitive());
     }
 }

@@ -28,26 +28,16 @@ impl H2Head {
         // The client's fields, the gateway's (forwarding, identity) and the two below.
         let mut sink = MapSink::new(req.headers.len() + 8, req.map);
         req.write_fields(&mut sink);
+        // Credentials come marked never to enter the connection's HPACK table (see MapSink).
         let mut headers = sink.map;
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        // Appended: the pipeline never passes `TE` (hop-by-hop) nor `Content-Length` (framing).
+        headers.append(http::header::TE, HeaderValue::from_static("trailers"));
         if let Framing::Length(n) = req.framing {
-            headers.insert(
+            headers.append(
                 http::header::CONTENT_LENGTH,
                 HeaderValue::from_bytes(wire::decimal(n, &mut [0; 20]))
                     .map_err(|_| "bad length")?,
             );
-        }
-        // Never in the connection's HPACK table: one connection carries many users' calls.
-        for name in [
-            http::header::AUTHORIZATION,
-            http::header::PROXY_AUTHORIZATION,
-            http::header::COOKIE,
-        ] {
-            if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
-                for v in e.iter_mut() {
-                    v.set_sensitive(true);
-                }
-            }
         }
         let authority = std::str::from_utf8(req.authority()).map_err(|_| "bad authority")?;
         let path = match req.query {
