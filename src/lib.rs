@@ -29,8 +29,9 @@
 //!            one rejection table (status, challenge, JSON body, gRPC code); the one
 //!            after-the-upstream plan (101 check, lengths, response fields)
 //! upstream/  Origin::prepare (the head written for the protocol the upstream speaks),
-//!            Prepared::connect (a connection for it), the Exchange (send, then the response as pieces), HTTP/1.1 (h1/) and
-//!            HTTP/2 (h2/: pool, head, flow-controlled sends, replays), pools, connects
+//!            Prepared::connect (a connection for it), the Exchange (send, then the
+//!            response as pieces), HTTP/1.1 (h1/) and HTTP/2 (h2/: pool, head,
+//!            flow-controlled sends, replays), pools, connects
 //! runtime/   Config + keys -> Runtime (reusing what a reload did not change), the Gateway
 //!            that holds the current one, reload and file watching on their own thread
 //! http/      front-ends: h1 (own engine) and h2 (the h2 crate, one task a connection); the
