@@ -115,6 +115,20 @@ upstream = "http://127.0.0.1:1"
     }
     // The gRPC-form refusals are counted under their own status, not the 200 on the wire.
     let metrics = gw.gateway.render_metrics();
+    // ... and under their gRPC code, over HTTP/2 and HTTP/1.1 alike: the two calls without a
+    // valid token and the gRPC-Web one.
+    assert!(
+        metrics.lines().any(|l| l
+            == "jwtgate_grpc_requests_total{route=\"/pkg.Svc\",method=\"-\",status=\"401\",grpc_status=\"16\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("jwtgate_grpc_requests_total{")
+                && l.contains("grpc_status=\"-\"")),
+        "{metrics}"
+    );
     assert!(
         !metrics
             .lines()

@@ -5,8 +5,10 @@
 
 use tracing::field::Empty;
 
+use tokio::time::Instant;
+
 use crate::ops::access::Record;
-use crate::pipeline::Rejection;
+use crate::pipeline::{LocalResponse, Rejection};
 use crate::runtime::Gateway;
 
 /// A request in flight (see the module docs). Its [`Record`] is filled in as the request goes;
@@ -40,15 +42,29 @@ impl<'g> RequestEnd<'g> {
         }
     }
 
-    /// The request's span (entered around the work done for it).
-    pub fn span(&self) -> &tracing::Span {
-        &self.span
-    }
-
     /// The request is refused: an authentication or authorization refusal is counted by
     /// reason (and named in the access line).
     pub fn refuse(&mut self, rejection: &Rejection) {
         self.gateway.count_refusal(rejection, &mut self.record);
+    }
+
+    /// The gateway answers the request itself with `local`: counted under its reported status
+    /// (a refusal in gRPC form is a 200 on the wire) and, for a gRPC call, its `grpc-status`.
+    pub fn answered_here(&mut self, local: &LocalResponse) {
+        self.record.status = local.reported;
+        if self.record.grpc {
+            self.record.grpc_status = local
+                .fields
+                .iter()
+                .find(|(n, _)| n == "grpc-status")
+                .and_then(|(_, v)| v.parse().ok());
+        }
+    }
+
+    /// The upstream's response head came, with `status`, for a request forwarded at `sent`.
+    pub fn upstream_answered(&mut self, sent: Instant, status: u16) {
+        self.record.upstream = Some(sent.elapsed());
+        self.record.status = status;
     }
 
     /// The response went out: `bytes` of body, all of it when `complete` (the request ends

@@ -282,9 +282,8 @@ impl Exchange {
     /// True while some of the request body was not sent (the upstream answered early, or the
     /// upload failed): the client's connection cannot carry another request.
     pub fn upload_unfinished(&self) -> bool {
-        let done = |u: &Uploading<_>| matches!(u, Uploading::Done);
         match &self.way {
-            Way::H1 { upload, .. } => !done(upload),
+            Way::H1 { upload, .. } => !matches!(upload, Uploading::Done),
             Way::H2(h2) => !matches!(h2.upload, Uploading::Done),
         }
     }

@@ -54,8 +54,7 @@ pub(super) async fn respond<T: Transport>(
     close: bool,
     head: bool,
 ) {
-    // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
-    end.record.status = local.reported;
+    end.answered_here(local);
     let mut out = buffers::take_out();
     let body = write_local(&mut out, local, close, head);
     let idle = conn.gateway.current().config.server.idle_timeout;

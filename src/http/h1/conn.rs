@@ -329,8 +329,7 @@ impl<T: Transport> Connection<T> {
             }
         };
         reply.splice(0..0, continue_rest.iter().copied());
-        end.record.upstream = Some(sent.elapsed());
-        end.record.status = exchange.status;
+        end.upstream_answered(sent, exchange.status);
         // The whole body read, not the upload ended: the upstream may stop taking it.
         let keep = finish_head(
             &mut reply,

@@ -142,8 +142,7 @@ async fn forward(
         // None: the client went away; the request's end counts it.
         Err(e) => return e.into_rejection(&route.name),
     };
-    end.record.upstream = Some(sent.elapsed());
-    end.record.status = exchange.status;
+    end.upstream_answered(sent, exchange.status);
     // A Trailers-Only answer has its grpc-status in the head.
     end.record.grpc_status = crate::ops::access::grpc_status_of(head.headers());
     let eos = exchange.is_done();
@@ -217,15 +216,7 @@ fn answer(
     mut end: RequestEnd<'_>,
     head_only: bool,
 ) {
-    // A refusal in gRPC form is a 200 on the wire, counted as the refusal it is.
-    end.record.status = local.reported;
-    if end.record.grpc {
-        end.record.grpc_status = local
-            .fields
-            .iter()
-            .find(|(n, _)| n == "grpc-status")
-            .and_then(|(_, v)| v.parse().ok());
-    }
+    end.answered_here(local);
     let (head, body) = local_response(local, head_only);
     let sent = match respond.send_response(head, body.is_empty()) {
         Ok(mut send) if !body.is_empty() => {
