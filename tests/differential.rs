@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
-use oracle::{canonical, hands_over, hyper_requests, hyper_response, map_headers, Read};
+use oracle::{canonical, hands_over, hyper_requests, hyper_response, Read};
 
 #[derive(serde::Deserialize)]
 struct Entry {
@@ -327,15 +327,8 @@ fn recording_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Ve
                         hyper::service::service_fn(move |req: http::Request<Incoming>| {
                             let record = record.clone();
                             async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body.collect().await?.to_bytes();
-                                record.lock().unwrap().push(Read {
-                                    method: parts.method.as_str().to_owned(),
-                                    target: parts.uri.to_string(),
-                                    version: jwtgate::wire::Version::Http11,
-                                    headers: map_headers(&parts.headers),
-                                    body: body.to_vec(),
-                                });
+                                let read = Read::of(req).await?;
+                                record.lock().unwrap().push(read);
                                 let mut res =
                                     http::Response::new(Full::new(Bytes::from_static(b"ok")));
                                 res.headers_mut()
@@ -460,7 +453,6 @@ fn requests_the_gateway_refuses_or_passes_on_as_hyper_reads_them() {
 /// An upstream that answers every connection's first request head with the bytes in `answer`,
 /// then closes.
 fn scripted_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let answer: Arc<Mutex<Vec<u8>>> = Arc::default();
     let script = answer.clone();
     let addr = rt.block_on(async move {
@@ -469,19 +461,7 @@ fn scripted_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let bytes = script.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
-                            _ => return,
-                        }
-                    }
-                    let _ = s.write_all(&bytes).await;
-                    let _ = s.shutdown().await;
-                    let _ = s.read_to_end(&mut request).await;
-                });
+                tokio::spawn(async move { oracle::answer_after_head(&mut s, &bytes).await });
             }
         });
         addr

@@ -61,6 +61,21 @@ pub struct Read {
     pub body: Vec<u8>,
 }
 
+impl Read {
+    /// The request hyper's server read, its body read whole.
+    pub async fn of(req: http::Request<Incoming>) -> Result<Read, hyper::Error> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Read {
+            method: parts.method.as_str().to_owned(),
+            target: parts.uri.to_string(),
+            version: version(parts.version),
+            headers: map_headers(&parts.headers),
+            body: body.to_vec(),
+        })
+    }
+}
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
@@ -111,15 +126,8 @@ pub fn hyper_requests(input: &[u8]) -> (Vec<Read>, Option<String>) {
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let record = record.clone();
             async move {
-                let (parts, body) = req.into_parts();
-                let body = body.collect().await?.to_bytes();
-                record.lock().unwrap_or_else(|e| e.into_inner()).push(Read {
-                    method: parts.method.as_str().to_owned(),
-                    target: parts.uri.to_string(),
-                    version: version(parts.version),
-                    headers: map_headers(&parts.headers),
-                    body: body.to_vec(),
-                });
+                let read = Read::of(req).await?;
+                record.lock().unwrap_or_else(|e| e.into_inner()).push(read);
                 Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
             }
         });
@@ -269,26 +277,33 @@ fn same_fields_and_body(
     Ok(())
 }
 
+/// An upstream's side of one connection: once the request head is in (a client reads no answer
+/// before it asks), `answer` is written whole and the write side closed; what the client still
+/// sends is read and dropped.
+pub async fn answer_after_head<S>(s: &mut S, answer: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+    let _ = s.write_all(answer).await;
+    let _ = s.shutdown().await;
+    let _ = s.read_to_end(&mut request).await;
+}
+
 /// What hyper's HTTP/1 client reads from `input`, the upstream's whole answer to a `GET` (or a
 /// `HEAD`) followed by the connection's close.
 pub fn hyper_response(input: &[u8], head_request: bool) -> Result<Response, String> {
     let input = input.to_vec();
     runtime().block_on(async move {
         let (client, mut server) = tokio::io::duplex(input.len() + 64 * 1024);
-        let upstream = async move {
-            // Answer once the request head is in (a client reads no answer before it asks).
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match server.read(&mut chunk).await {
-                    Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
-            }
-            let _ = server.write_all(&input).await;
-            let _ = server.shutdown().await;
-            let _ = server.read_to_end(&mut request).await;
-        };
+        let upstream = answer_after_head(&mut server, &input);
         let client = hyper_get(client, head_request, "upstream");
         let (result, ()) = tokio::join!(client, upstream);
         result
