@@ -339,9 +339,19 @@ fn serve(path: &Path) -> ExitCode {
         // Signal handlers first, so that a signal during start-up is not fatal.
         let signals = Signals::register()?;
         let server = &built.config.server;
-        let listener = jwtgate::net::listen::bind(server.listen).map_err(|e| {
-            error!(listen = %server.listen, error = %e, "cannot listen");
-        })?;
+        let bind = |addr: Option<SocketAddr>, key: &'static str| match addr {
+            None => Ok(None),
+            Some(addr) => jwtgate::net::listen::bind(addr).map(Some).map_err(|e| {
+                error!(listen = %addr, key, error = %e, "cannot listen");
+            }),
+        };
+        let listeners = jwtgate::server::Listeners {
+            inline: bind(server.listen, "server.listen")?,
+            checks: bind(
+                built.config.forward_auth.as_ref().map(|f| f.listen),
+                "forward_auth.listen",
+            )?,
+        };
         let admin = match server.admin_listen {
             Some(addr) => Some(jwtgate::net::listen::bind(addr).map_err(|e| {
                 error!(admin_listen = %addr, error = %e, "cannot listen");
@@ -363,7 +373,7 @@ fn serve(path: &Path) -> ExitCode {
         let watcher = Arc::new(reloader.watch(Duration::from_secs(1)));
         let Signals { hup, stop } = signals;
         tokio::spawn(reload_on_sighup(hup, watcher));
-        jwtgate::server::serve(listener, gateway, stop.first())
+        jwtgate::server::serve_all(listeners, gateway, stop.first())
             .await
             .map_err(|e| error!(error = %e, "server failed"))
     });

@@ -84,13 +84,75 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[[route]]`, in file order (the valid ones; a route's position is its id).
     pub routes: Vec<RouteConfig>,
+    /// `[forward_auth]`: the check listener, when set.
+    pub forward_auth: Option<ForwardAuthConfig>,
+}
+
+/// `[forward_auth]`: a listener that answers other proxies' auth checks (nginx `auth_request`,
+/// Traefik ForwardAuth, Caddy `forward_auth`, Envoy `ext_authz`) with the same routes and token
+/// rules as the inline listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    /// The check listener. Default `0.0.0.0:8081`.
+    pub listen: SocketAddr,
+    /// Who asks, and so which headers name the original request (required).
+    pub proxy: Dialect,
+    /// `envoy` only: Envoy's `path_prefix`, removed before the original path is routed
+    /// (normalized like a route prefix; `None`: the whole path is the original's).
+    pub path_prefix: Option<String>,
+    /// Also answer Envoy's ext_authz gRPC API (`envoy.service.auth.v3.Authorization/Check`)
+    /// on the same listener, over h2c. Default false.
+    pub grpc: bool,
+    /// `[forward_auth.tls]`: serve the checks over HTTPS. Default: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The proxy that sends checks: which of its headers name the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Forwarded-Host`.
+    Nginx,
+    /// ingress-nginx `auth-url`: `X-Original-Method`, `X-Original-URL` (a whole URL).
+    IngressNginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`.
+    Traefik,
+    /// Caddy `forward_auth`: the same headers as Traefik.
+    Caddy,
+    /// Envoy `ext_authz` (HTTP): the check request itself, its path after `path_prefix`.
+    Envoy,
+}
+
+impl Dialect {
+    /// Every dialect, in the order the config names them.
+    pub const ALL: [Dialect; 5] = [
+        Dialect::Nginx,
+        Dialect::IngressNginx,
+        Dialect::Traefik,
+        Dialect::Caddy,
+        Dialect::Envoy,
+    ];
+
+    /// The name `forward_auth.proxy` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Nginx => "nginx",
+            Dialect::IngressNginx => "ingress-nginx",
+            Dialect::Traefik => "traefik",
+            Dialect::Caddy => "caddy",
+            Dialect::Envoy => "envoy",
+        }
+    }
 }
 
 /// `[server]`: listeners, timeouts and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Public listener. Default `0.0.0.0:8080`.
-    pub listen: SocketAddr,
+    /// Public (inline) listener. Default `0.0.0.0:8080`; with `[forward_auth]` and no
+    /// `listen`, none (a check-only deployment).
+    pub listen: Option<SocketAddr>,
+    /// Peers whose forwarded headers are believed: forward-auth checks are answered only for
+    /// them. Default: loopback only (`127.0.0.0/8`, `::1`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Admin listener for `/healthz`, `/readyz`, `/metrics`. Default: none (disabled).
     pub admin_listen: Option<SocketAddr>,
     /// Time a request may spend getting an upstream connection (waiting for a connect slot,
@@ -374,8 +436,9 @@ pub struct RouteConfig {
     pub path: String,
     /// Lower-case host without port, if the route is host-specific.
     pub host: Option<String>,
-    /// `scheme://authority` of the upstream.
-    pub upstream: Uri,
+    /// `scheme://authority` of the upstream; `None` for a route only forward-auth checks
+    /// reach.
+    pub upstream: Option<Uri>,
     /// Token policy. Default `required`.
     pub auth: AuthMode,
     /// Claims a token must carry on this route, as (claim, value).
@@ -421,7 +484,8 @@ impl Config {
     /// listener's certificate and key, and route CA files.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        if let Some(tls) = &self.server.tls {
+        let check_tls = self.forward_auth.as_ref().and_then(|f| f.tls.as_ref());
+        for tls in self.server.tls.iter().chain(check_tls) {
             files.push(tls.cert.clone());
             files.push(tls.key.clone());
         }
@@ -470,7 +534,7 @@ mod tests {
         let c =
             Config::from_toml("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8000\"\n")
                 .unwrap();
-        assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.server.admin_listen, None);
         assert_eq!(c.server.connect_timeout, Duration::from_secs(2));
         assert_eq!(c.server.upstream_timeout, Duration::from_secs(30));

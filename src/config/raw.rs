@@ -24,6 +24,17 @@ pub(super) struct RawServer {
     pub max_connecting: Option<usize>,
     pub upstream_max_streams: Option<usize>,
     pub max_buffered_bytes: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForwardAuth {
+    pub listen: Option<String>,
+    pub proxy: Option<String>,
+    pub path_prefix: Option<String>,
+    pub grpc: Option<bool>,
     pub tls: Option<RawTls>,
 }
 
@@ -78,7 +89,7 @@ pub(super) enum OneOrMany {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub path: String,
-    pub upstream: String,
+    pub upstream: Option<String>,
     pub host: Option<String>,
     pub auth: Option<String>,
     pub require: Option<BTreeMap<String, toml::Value>>,
@@ -103,8 +114,10 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "max_connecting",
     "upstream_max_streams",
     "max_buffered_bytes",
+    "trusted_proxies",
     "tls",
 ];
+pub(super) const FORWARD_AUTH_KEYS: &[&str] = &["listen", "proxy", "path_prefix", "grpc", "tls"];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];
 pub(super) const AUTH_KEYS: &[&str] = &[
     "algorithms",

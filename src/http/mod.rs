@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod end;
+pub mod forward_auth;
 pub mod h1;
 pub mod h2;
 pub mod relay;

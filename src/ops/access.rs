@@ -31,6 +31,8 @@ pub struct Record {
     pub user: Option<HeaderValue>,
     /// `ok`, `public`, `anonymous`, or why the token was refused.
     pub auth: &'static str,
+    /// `inline` (a request to forward) or `forward_auth` (a check another proxy asked).
+    pub mode: &'static str,
     /// From forwarding to the upstream's response head.
     pub upstream: Option<Duration>,
     /// The status sent (0 until then).
@@ -78,6 +80,7 @@ impl Record {
             route: no_route(),
             user: None,
             auth: "-",
+            mode: "inline",
             upstream: None,
             status: 0,
             grpc: false,
@@ -96,6 +99,15 @@ impl Record {
     /// The method of a gRPC call that passed the checks.
     pub fn grpc_method(&self) -> Option<&str> {
         self.grpc_passed.then_some(self.path.as_str())
+    }
+
+    /// The request is a forward-auth check of an original request with `method` (the check's
+    /// own method is not what is logged).
+    pub fn set_check(&mut self, method: &str) {
+        self.mode = "forward_auth";
+        if self.start.is_some() {
+            method.clone_into(&mut self.method);
+        }
     }
 
     /// Sets the path logged (only while the access log is on).
@@ -150,6 +162,7 @@ impl Record {
             status,
             user,
             auth = self.auth,
+            mode = self.mode,
             upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0),
             total_ms = start.elapsed().as_secs_f64() * 1000.0,
             bytes,
@@ -207,6 +220,8 @@ impl Fields<'_> {
         json_str(out, self.user);
         out.extend_from_slice(b",\"auth\":");
         json_str(out, r.auth);
+        out.extend_from_slice(b",\"mode\":");
+        json_str(out, r.mode);
         if let Some(upstream) = r.upstream {
             out.extend_from_slice(b",\"upstream_ms\":");
             millis(out, upstream);
@@ -370,6 +385,7 @@ mod tests {
                 "complete",
                 "level",
                 "method",
+                "mode",
                 "path",
                 "route",
                 "status",
@@ -393,6 +409,7 @@ mod tests {
         );
         assert_eq!(v["status"], 200);
         assert_eq!(v["auth"], "ok");
+        assert_eq!(v["mode"], "inline");
         assert_eq!(v["upstream_ms"].as_f64(), Some(0.263));
         assert_eq!(v["total_ms"].as_f64(), Some(1530.002));
         assert_eq!(v["bytes"], 353);

@@ -18,6 +18,8 @@ pub struct RequestLabels {
     pub route: Arc<str>,
     /// Response status code.
     pub status: u16,
+    /// `inline` or `forward_auth` (checks answered for another proxy).
+    pub mode: &'static str,
 }
 
 /// Labels of `jwtgate_grpc_requests_total`.
@@ -127,7 +129,7 @@ pub struct Metrics {
 /// short scan instead of hashing its labels into a family (a family hands out handles to the
 /// same counter every time).
 struct Handles {
-    counters: Vec<(u64, Arc<str>, u16, Counter)>,
+    counters: Vec<(u64, Arc<str>, u16, &'static str, Counter)>,
     histograms: Vec<(u64, Arc<str>, Histogram)>,
     grpc: Vec<GrpcHandle>,
 }
@@ -264,14 +266,17 @@ impl Metrics {
         }
     }
 
-    /// Counts a request answered with `status` on `route`.
-    pub fn count_request(&self, route: &Arc<str>, status: u16) {
+    /// Counts a request (`mode`: `inline` or `forward_auth`) answered with `status` on
+    /// `route`.
+    pub fn count_request(&self, route: &Arc<str>, status: u16, mode: &'static str) {
         let id = self.id;
         let hit = CACHED.with(|c| {
             let c = c.borrow();
             c.counters
                 .iter()
-                .find(|(i, r, s, _)| *i == id && *s == status && Arc::ptr_eq(r, route))
+                .find(|(i, r, s, m, _)| {
+                    *i == id && *s == status && *m == mode && Arc::ptr_eq(r, route)
+                })
                 .map(|(.., counter)| counter.inc())
                 .is_some()
         });
@@ -283,13 +288,14 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 route: route.clone(),
                 status,
+                mode,
             })
             .clone();
         counter.inc();
         CACHED.with(|c| {
             let mut c = c.borrow_mut();
             if c.counters.len() < HANDLES {
-                c.counters.push((id, route.clone(), status, counter));
+                c.counters.push((id, route.clone(), status, mode, counter));
             }
         });
     }

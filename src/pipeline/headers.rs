@@ -165,6 +165,17 @@ impl HeaderPolicy {
         )
     }
 
+    /// Every identity header's name: `user_header`, then each `claim_headers` header.
+    pub fn identity_names(&self) -> impl Iterator<Item = &HeaderName> {
+        std::iter::once(&self.user_header).chain(&self.claim_headers)
+    }
+
+    /// True for a field named as an identity header in some spelling (any letter case, `_`
+    /// for `-`, the gRPC `-bin` twin).
+    pub fn is_identity(&self, name: &str) -> bool {
+        self.classify(name) == Class::Identity
+    }
+
     /// True for a request trailer's name that may reach the upstream: none the gateway manages
     /// or writes (identity headers above all: trailers arrive after the token was checked).
     pub fn trailer_passes(&self, name: &str) -> bool {
@@ -207,6 +218,8 @@ pub struct ClientInfo {
     ip_text: HeaderValue,
     /// `http` or `https`: how the client reached the gateway.
     pub proto: &'static str,
+    /// The connection came in on the forward-auth listener: its requests are checks.
+    pub checks: bool,
 }
 
 impl ClientInfo {
@@ -217,7 +230,14 @@ impl ClientInfo {
             ip,
             ip_text: HeaderValue::try_from(ip.to_string()).expect("an address is a valid value"),
             proto,
+            checks: false,
         }
+    }
+
+    /// The same, for a connection to the forward-auth listener.
+    pub fn checking(mut self) -> ClientInfo {
+        self.checks = true;
+        self
     }
 }
 

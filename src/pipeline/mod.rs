@@ -95,6 +95,9 @@ pub struct Forward<'p, 'a> {
 #[derive(Debug)]
 pub struct Pipeline {
     routes: RouteTable,
+    /// The table forward-auth checks route with, when it differs from `routes` (some route
+    /// has no upstream).
+    check_routes: Option<RouteTable>,
     verifier: Verifier,
     headers: HeaderPolicy,
 }
@@ -104,9 +107,17 @@ impl Pipeline {
     pub fn new(routes: RouteTable, verifier: Verifier, headers: HeaderPolicy) -> Pipeline {
         Pipeline {
             routes,
+            check_routes: None,
             verifier,
             headers,
         }
+    }
+
+    /// The same pipeline, routing forward-auth checks with `routes` (every route, those
+    /// without an upstream included).
+    pub fn with_check_routes(mut self, routes: RouteTable) -> Pipeline {
+        self.check_routes = Some(routes);
+        self
     }
 
     /// The route table.
@@ -157,15 +168,20 @@ impl Pipeline {
         if req.target.starts_with('/') || req.target == "*" {
             record.set_path(req.target.split('?').next().unwrap_or(""));
         }
-        let Some(target) = target::target(req, self.routes.has_host_routes())? else {
+        let hosts = self.routes.has_host_routes()
+            || self.check_routes.as_ref().is_some_and(|t| t.has_host_routes());
+        let Some(target) = target::target(req, hosts)? else {
             return match req.method {
                 "OPTIONS" => Ok(None),
                 _ => Err(Rejection::BadRequest("asterisk-form request target")),
             };
         };
         record.set_path(&target.path);
-        let route = self
-            .routes
+        let table = match (&self.check_routes, req.client.checks) {
+            (Some(checks), true) => checks,
+            _ => &self.routes,
+        };
+        let route = table
             .select(target.host.as_deref(), &target.path)
             .ok_or(Rejection::NoRoute)?;
         record.route = route.name.clone();
@@ -198,7 +214,11 @@ impl Pipeline {
                 path: target.path,
                 query: target.query,
                 host: target.host_header,
-                upstream_host: route.upstream.authority().map_or("", |a| a.as_str()),
+                upstream_host: route
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| u.authority())
+                    .map_or("", |a| a.as_str()),
                 headers: req.headers,
                 map: req.map,
                 identity,

@@ -26,6 +26,9 @@ pub enum Rejection {
     InvalidToken(TokenError),
     /// The token is valid but lacks a claim the route requires (the claim's name).
     Forbidden(String),
+    /// A forward-auth check from a peer outside `server.trusted_proxies`: its headers naming
+    /// the original request cannot be believed.
+    UntrustedPeer,
     /// The upstream could not be reached, reset the connection or sent garbage.
     UpstreamUnavailable,
     /// The upstream did not send a response head within `upstream_timeout`.
@@ -70,6 +73,7 @@ impl Rejection {
             Rejection::MissingToken => "missing",
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::Forbidden(_) => "forbidden",
+            Rejection::UntrustedPeer => "untrusted_peer",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::Overloaded => "overloaded",
@@ -80,7 +84,10 @@ impl Rejection {
     pub fn is_auth(&self) -> bool {
         matches!(
             self,
-            Rejection::MissingToken | Rejection::InvalidToken(_) | Rejection::Forbidden(_)
+            Rejection::MissingToken
+                | Rejection::InvalidToken(_)
+                | Rejection::Forbidden(_)
+                | Rejection::UntrustedPeer
         )
     }
 
@@ -159,6 +166,13 @@ impl Rejection {
                         PERMISSION_DENIED,
                     )
                 }
+                Rejection::UntrustedPeer => (
+                    403,
+                    "forbidden",
+                    "checks are answered only for server.trusted_proxies".into(),
+                    None,
+                    PERMISSION_DENIED,
+                ),
                 Rejection::UpstreamUnavailable => (
                     502,
                     "bad_gateway",
@@ -418,6 +432,7 @@ mod tests {
                 ),
                 "insufficient_scope",
             ),
+            (Rejection::UntrustedPeer, 403, None, "forbidden"),
             (Rejection::UpstreamUnavailable, 502, None, "bad_gateway"),
             (Rejection::UpstreamTimeout, 504, None, "gateway_timeout"),
             (Rejection::Overloaded, 503, None, "temporarily_unavailable"),

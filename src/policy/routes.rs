@@ -38,8 +38,8 @@ pub struct Route {
     pub path: String,
     /// Lower-case host without port, if the route is host-specific.
     pub host: Option<String>,
-    /// `scheme://authority` of the upstream.
-    pub upstream: Uri,
+    /// `scheme://authority` of the upstream; `None` for a route only forward-auth checks reach.
+    pub upstream: Option<Uri>,
     /// Token policy.
     pub auth: AuthMode,
     /// Claims a token must carry on this route, as (claim, value).
@@ -152,6 +152,19 @@ impl RouteTable {
         )
     }
 
+    /// The table the inline listener routes with: the routes that have an upstream (a route
+    /// without one is reachable only through forward-auth checks), ids as in [`Self::build`].
+    pub fn inline(routes: &[RouteConfig]) -> Self {
+        RouteTable::new(
+            routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.upstream.is_some())
+                .map(|(id, r)| Route::new(id, r))
+                .collect(),
+        )
+    }
+
     /// Builds the table.
     pub fn new(routes: Vec<Route>) -> Self {
         let mut table = RouteTable::default();
@@ -197,7 +210,7 @@ mod tests {
             name: format!("{}{}", host.unwrap_or(""), path).into(),
             path: path.into(),
             host: host.map(Into::into),
-            upstream: "http://127.0.0.1:1".parse().unwrap(),
+            upstream: Some("http://127.0.0.1:1".parse().unwrap()),
             auth: AuthMode::Required,
             require: vec![],
             max_body: None,

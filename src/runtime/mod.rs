@@ -44,6 +44,8 @@ pub struct Runtime {
     upstreams: Upstreams,
     /// The listener's TLS config, and the digests of the files it was built from.
     listener_tls: Option<(Arc<rustls::ServerConfig>, [u8; 32])>,
+    /// The same for the forward-auth listener (`forward_auth.tls`).
+    check_tls: Option<(Arc<rustls::ServerConfig>, [u8; 32])>,
     /// The TLS setups of routes and providers with a CA file, by file, with the file's digest.
     ca_tls: HashMap<PathBuf, ([u8; 32], UpstreamTls)>,
     head_limits: HeadLimits,
@@ -96,41 +98,25 @@ impl Runtime {
     ) -> Result<Runtime, BuildError> {
         let mut problems = Vec::new();
         let listener_tls = config.server.tls.as_ref().and_then(|files| {
-            let cert = read(&files.cert, "server.tls.cert", &mut problems);
-            let key = read(&files.key, "server.tls.key", &mut problems);
-            let (cert, key) = (cert?, key?);
-            let digest = Sha256::new()
-                .chain_update(&cert)
-                .chain_update([0])
-                .chain_update(&key)
-                .finalize()
-                .into();
-            if let Some((config, _)) = previous
-                .and_then(|p| p.listener_tls.as_ref())
-                .filter(|(_, d)| *d == digest)
-            {
-                return Some((config.clone(), digest));
-            }
-            match tls::server_config(&cert, &key) {
-                Ok(c) => Some((c, digest)),
-                Err((part, why)) => {
-                    let path = if part == "cert" {
-                        &files.cert
-                    } else {
-                        &files.key
-                    };
-                    problems.push(Problem::new(
-                        format!("server.tls.{part}"),
-                        format!("{}: {why}", path.display()),
-                    ));
-                    None
-                }
-            }
+            let reuse = previous.and_then(|p| p.listener_tls.as_ref());
+            listener_tls_of(files, "server.tls", reuse, &mut problems)
         });
+        let check_tls = config
+            .forward_auth
+            .as_ref()
+            .and_then(|f| f.tls.as_ref())
+            .and_then(|files| {
+                let reuse = previous.and_then(|p| p.check_tls.as_ref());
+                listener_tls_of(files, "forward_auth.tls", reuse, &mut problems)
+            });
         let mut ca_tls: HashMap<PathBuf, ([u8; 32], UpstreamTls)> = HashMap::new();
         let mut route_upstreams = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
-            let https = route.upstream.scheme_str() == Some("https");
+            let Some(upstream) = &route.upstream else {
+                route_upstreams.push(None);
+                continue;
+            };
+            let https = upstream.scheme_str() == Some("https");
             let tls = match (&route.ca_file, https) {
                 (_, false) => None,
                 (None, true) => Some(UpstreamTls {
@@ -146,7 +132,7 @@ impl Runtime {
                 )
                 .map(|(_, t)| t),
             };
-            route_upstreams.push((route.upstream.clone(), tls));
+            route_upstreams.push(Some((upstream.clone(), tls)));
         }
         let providers = build_providers(&config, previous, &mut ca_tls, &mut problems);
         if !problems.is_empty() {
@@ -154,8 +140,9 @@ impl Runtime {
         }
         let provider_keys: Vec<Arc<ProviderKeys>> =
             providers.iter().map(|(_, k)| k.clone()).collect();
+        let inline = config.routes.iter().all(|r| r.upstream.is_some());
         let pipeline = Pipeline::new(
-            RouteTable::build(&config.routes),
+            RouteTable::inline(&config.routes),
             Verifier::build(
                 &config.auth,
                 keys,
@@ -164,6 +151,11 @@ impl Runtime {
             ),
             HeaderPolicy::new(&config.auth),
         );
+        // Checks reach every route; the inline listener only those with an upstream.
+        let pipeline = match (&config.forward_auth, inline) {
+            (Some(_), false) => pipeline.with_check_routes(RouteTable::build(&config.routes)),
+            _ => pipeline,
+        };
         let budget = match previous {
             Some(p) => {
                 p.budget.set_limit(config.server.max_buffered_bytes);
@@ -192,6 +184,7 @@ impl Runtime {
             pipeline,
             upstreams,
             listener_tls,
+            check_tls,
             ca_tls,
             providers,
             budget,
@@ -221,14 +214,20 @@ impl Runtime {
         &self.pipeline
     }
 
-    /// The upstream of `route`.
-    pub fn origin(&self, route: &Route) -> &Arc<Origin> {
+    /// The upstream of `route` (`None` for a route only forward-auth checks reach, which the
+    /// inline listener never routes to).
+    pub fn origin(&self, route: &Route) -> Option<&Arc<Origin>> {
         self.upstreams.for_route(route.id)
     }
 
-    /// The listener's TLS config (`server.tls`), for new connections.
+    /// The inline listener's TLS config (`server.tls`), for new connections.
     pub fn listener_tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
         self.listener_tls.as_ref().map(|(c, _)| c)
+    }
+
+    /// The forward-auth listener's TLS config (`forward_auth.tls`), for new connections.
+    pub fn check_tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.check_tls.as_ref().map(|(c, _)| c)
     }
 
     /// The limits request heads are read with.
@@ -242,6 +241,43 @@ impl Runtime {
         let mut files = self.key_files.clone();
         files.extend(self.config.files());
         files
+    }
+}
+
+/// A listener's TLS config from `files` (problems under `key`), reusing `previous` when the
+/// files' contents are the same.
+fn listener_tls_of(
+    files: &crate::config::TlsFiles,
+    key: &str,
+    previous: Option<&(Arc<rustls::ServerConfig>, [u8; 32])>,
+    problems: &mut Vec<Problem>,
+) -> Option<(Arc<rustls::ServerConfig>, [u8; 32])> {
+    let cert = read(&files.cert, &format!("{key}.cert"), problems);
+    let tls_key = read(&files.key, &format!("{key}.key"), problems);
+    let (cert, tls_key) = (cert?, tls_key?);
+    let digest = Sha256::new()
+        .chain_update(&cert)
+        .chain_update([0])
+        .chain_update(&tls_key)
+        .finalize()
+        .into();
+    if let Some((config, _)) = previous.filter(|(_, d)| *d == digest) {
+        return Some((config.clone(), digest));
+    }
+    match tls::server_config(&cert, &tls_key) {
+        Ok(c) => Some((c, digest)),
+        Err((part, why)) => {
+            let path = if part == "cert" {
+                &files.cert
+            } else {
+                &files.key
+            };
+            problems.push(Problem::new(
+                format!("{key}.{part}"),
+                format!("{}: {why}", path.display()),
+            ));
+            None
+        }
     }
 }
 
@@ -483,7 +519,8 @@ impl Gateway {
             self.metrics
                 .observe_upstream(&record.route, upstream.as_secs_f64());
         }
-        self.metrics.count_request(&record.route, status);
+        self.metrics
+            .count_request(&record.route, status, record.mode);
     }
 
     /// Counts a gRPC call that ended (its `grpc-status` in `record`, HTTP `status`).
@@ -540,8 +577,8 @@ mod tests {
         let same = runtime(TWO, Some(&first));
         for i in 0..2 {
             assert!(Arc::ptr_eq(
-                first.origin(&route(&first, i)).pool(),
-                same.origin(&route(&same, i)).pool()
+                first.origin(&route(&first, i)).unwrap().pool(),
+                same.origin(&route(&same, i)).unwrap().pool()
             ));
         }
         // Another route, another timeout: the unchanged upstream keeps its pool.
@@ -550,18 +587,18 @@ mod tests {
             Some(&same),
         );
         assert!(Arc::ptr_eq(
-            same.origin(&route(&same, 0)).pool(),
-            changed.origin(&route(&changed, 0)).pool()
+            same.origin(&route(&same, 0)).unwrap().pool(),
+            changed.origin(&route(&changed, 0)).unwrap().pool()
         ));
         assert!(!Arc::ptr_eq(
-            same.origin(&route(&same, 1)).pool(),
-            changed.origin(&route(&changed, 1)).pool()
+            same.origin(&route(&same, 1)).unwrap().pool(),
+            changed.origin(&route(&changed, 1)).unwrap().pool()
         ));
         // Without a previous runtime, nothing is shared.
         let fresh = runtime(TWO, None);
         assert!(!Arc::ptr_eq(
-            first.origin(&route(&first, 0)).pool(),
-            fresh.origin(&route(&fresh, 0)).pool()
+            first.origin(&route(&first, 0)).unwrap().pool(),
+            fresh.origin(&route(&fresh, 0)).unwrap().pool()
         ));
     }
 

@@ -1,4 +1,4 @@
-//! The public listener: accepts connections (at most `server.max_connections` at once), serves
+//! The listeners (the inline one and the forward-auth check listener): accept connections (at most `server.max_connections` at once), serves
 //! HTTP/1.1 ([`crate::http::h1`]) and HTTP/2 ([`crate::http::h2`]: by prior knowledge, "h2c",
 //! or by ALPN over TLS) on the same port, and drains on shutdown: stop accepting, close idle connections, let
 //! in-flight requests finish within `server.drain_timeout`, then return.
@@ -22,6 +22,16 @@ use crate::net::Closing;
 use crate::pipeline::ClientInfo;
 use crate::runtime::Gateway;
 
+/// The listeners one gateway serves: the inline listener (`server.listen`) and the
+/// forward-auth check listener (`forward_auth.listen`), either or both.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Requests forwarded to upstreams.
+    pub inline: Option<TcpListener>,
+    /// Checks answered for other proxies.
+    pub checks: Option<TcpListener>,
+}
+
 /// Serves `listener` until `shutdown` completes, then drains. Returns when every connection has
 /// finished or `drain_timeout` (read from the config current at shutdown) has passed.
 pub async fn serve(
@@ -29,50 +39,122 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let listeners = Listeners {
+        inline: Some(listener),
+        checks: None,
+    };
+    serve_all(listeners, gateway, shutdown).await
+}
+
+/// Serves every listener of `listeners` until `shutdown` completes, then drains them together
+/// (see [`serve`]); they share `server.max_connections`.
+pub async fn serve_all(
+    listeners: Listeners,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let max = gateway.current().config.server.max_connections;
     let limit = Arc::new(Semaphore::new(max));
     let closing = Arc::new(Closing::default());
     let h2 = Arc::new(http2::settings(&gateway.current().config.server));
-    let local = listener.local_addr()?;
-    info!(listen = %local, "listening");
+    let shared = Shared {
+        gateway: &gateway,
+        limit: &limit,
+        closing: &closing,
+        h2: &h2,
+    };
+    for (listener, mode) in [
+        (&listeners.inline, "inline"),
+        (&listeners.checks, "forward_auth"),
+    ] {
+        if let Some(l) = listener {
+            info!(listen = %l.local_addr()?, mode, "listening");
+        }
+    }
     gateway.set_ready(true);
-    tokio::pin!(shutdown);
+    let accepting = async {
+        tokio::join!(
+            accept(listeners.inline, false, shared),
+            accept(listeners.checks, true, shared)
+        )
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = accepting => {}
+    }
 
+    gateway.set_ready(false);
+    closing.set();
+    let drain = gateway.current().config.server.drain_timeout;
+    info!(
+        connections = max - limit.available_permits(),
+        tunnels = gateway.open_tunnels(),
+        drain_timeout = ?drain,
+        "draining"
+    );
+    // Every connection holds a permit: all of them back means all connections are done.
+    let all_done = limit.acquire_many(u32::try_from(max).unwrap_or(u32::MAX));
+    match tokio::time::timeout(drain, all_done).await {
+        Ok(_) => info!("drained"),
+        Err(_) => {
+            error!(
+                connections = max - limit.available_permits(),
+                tunnels = gateway.open_tunnels(),
+                "drain_timeout passed with connections still open; closing them"
+            );
+            gateway.close_tunnels();
+        }
+    }
+    Ok(())
+}
+
+/// What every listener's accept loop shares.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    gateway: &'a Arc<Gateway>,
+    limit: &'a Arc<Semaphore>,
+    closing: &'a Arc<Closing>,
+    h2: &'a Arc<http2::Settings>,
+}
+
+/// Accepts connections on `listener` (none: returns at once; else until cancelled), each
+/// served as inline requests, or as checks when `checks`.
+async fn accept(listener: Option<TcpListener>, checks: bool, shared: Shared<'_>) {
+    let Some(listener) = listener else { return };
+    let gateway = shared.gateway;
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        let Ok(permit) = shared.limit.clone().acquire_owned().await else {
+            return;
         };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE/ENFILE and friends: back off instead of spinning; keep serving the
-                    // connections already open.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning; keep serving the
+                // connections already open.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let rt = gateway.current();
         // The TLS settings current now: a reload with a renewed certificate applies to new
         // connections.
-        let tls = rt.listener_tls().cloned();
+        let tls = match checks {
+            false => rt.listener_tls(),
+            true => rt.check_tls(),
+        }
+        .cloned();
         let handshake_timeout = rt.config.server.header_read_timeout;
         drop(rt);
         let client = ClientInfo::new(peer.ip(), if tls.is_some() { "https" } else { "http" });
+        let client = if checks { client.checking() } else { client };
         gateway.metrics.open_connections.inc();
         let slot = Slot {
             gateway: gateway.clone(),
             _permit: permit,
         };
-        let (closing, h2) = (closing.clone(), h2.clone());
+        let (closing, h2) = (shared.closing.clone(), shared.h2.clone());
         // Two kinds of task, each sized for itself: a plain connection's is what most idle
         // connections cost.
         match tls {
@@ -96,31 +178,6 @@ pub async fn serve(
             }
         }
     }
-
-    gateway.set_ready(false);
-    drop(listener);
-    closing.set();
-    let drain = gateway.current().config.server.drain_timeout;
-    info!(
-        connections = max - limit.available_permits(),
-        tunnels = gateway.open_tunnels(),
-        drain_timeout = ?drain,
-        "draining"
-    );
-    // Every connection holds a permit: all of them back means all connections are done.
-    let all_done = limit.acquire_many(u32::try_from(max).unwrap_or(u32::MAX));
-    match tokio::time::timeout(drain, all_done).await {
-        Ok(_) => info!("drained"),
-        Err(_) => {
-            error!(
-                connections = max - limit.available_permits(),
-                tunnels = gateway.open_tunnels(),
-                "drain_timeout passed with connections still open; closing them"
-            );
-            gateway.close_tunnels();
-        }
-    }
-    Ok(())
 }
 
 /// A connection's place: counted in `jwtgate_open_connections` and under `max_connections`

@@ -81,15 +81,16 @@ type PoolKey = (String, u64);
 /// settings), shared by the routes that point there.
 #[derive(Debug)]
 pub struct Upstreams {
-    by_route: Vec<Arc<Origin>>,
+    by_route: Vec<Option<Arc<Origin>>>,
     pools: HashMap<PoolKey, Arc<Pool>>,
 }
 
 impl Upstreams {
-    /// The upstreams of routes `0..n`, each given as its URL and TLS setup (for `https://`),
-    /// keeping `previous`'s pool of every upstream that did not change.
+    /// The upstreams of routes `0..n`, each given as its URL and TLS setup (for `https://`;
+    /// `None` for a route without an upstream), keeping `previous`'s pool of every upstream
+    /// that did not change.
     pub fn build(
-        routes: &[(Uri, Option<UpstreamTls>)],
+        routes: &[Option<(Uri, Option<UpstreamTls>)>],
         timeouts: Timeouts,
         budget: &Arc<Budget>,
         previous: Option<&Upstreams>,
@@ -98,7 +99,8 @@ impl Upstreams {
         let mut pools = HashMap::new();
         let by_route = routes
             .iter()
-            .map(|(uri, tls)| {
+            .map(|route| {
+                let (uri, tls) = route.as_ref()?;
                 let key = (
                     uri.to_string().to_ascii_lowercase(),
                     tls.as_ref().map_or(0, |t| t.id),
@@ -114,14 +116,15 @@ impl Upstreams {
                         Arc::new(Origin::new(uri, tls.as_ref(), timeouts, pool, budget))
                     })
                     .clone()
+                    .into()
             })
             .collect();
         Upstreams { by_route, pools }
     }
 
-    /// The upstream of route `id`.
-    pub fn for_route(&self, id: usize) -> &Arc<Origin> {
-        &self.by_route[id]
+    /// The upstream of route `id` (`None` for a route without one).
+    pub fn for_route(&self, id: usize) -> Option<&Arc<Origin>> {
+        self.by_route.get(id)?.as_ref()
     }
 }
 
@@ -343,6 +346,8 @@ pub enum ProxyError {
     Client(SourceError),
     /// The client went away while the gateway waited for the upstream.
     Abandoned,
+    /// The route has no upstream: only forward-auth checks reach it (404).
+    NoUpstream,
 }
 
 impl std::fmt::Display for ProxyError {
@@ -356,6 +361,7 @@ impl std::fmt::Display for ProxyError {
             ProxyError::Unsendable(why) => f.write_str(why),
             ProxyError::Client(e) => write!(f, "request body: {e:?}"),
             ProxyError::Abandoned => f.write_str("client went away"),
+            ProxyError::NoUpstream => f.write_str("the route has no upstream"),
         }
     }
 }
@@ -369,6 +375,7 @@ impl ProxyError {
                 debug!(route, "client went away");
                 return None;
             }
+            ProxyError::NoUpstream => Rejection::NoRoute,
             ProxyError::Timeout => {
                 warn!(
                     route,

@@ -2,6 +2,7 @@
 //! file per section: [`server`], [`auth`] (and [`provider`] in it), [`route`].
 
 mod auth;
+mod forward_auth;
 mod provider;
 mod route;
 mod server;
@@ -13,10 +14,12 @@ use http::header::HeaderName;
 use std::collections::{BTreeMap, HashSet};
 
 use super::raw::{
-    OneOrMany, RawAuth, RawRoute, RawServer, AUTH_KEYS, ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
+    OneOrMany, RawAuth, RawForwardAuth, RawRoute, RawServer, AUTH_KEYS, FORWARD_AUTH_KEYS,
+    ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
 };
 use super::{parse_duration, spoof_key, Config, Problem};
 use auth::validate_auth;
+use forward_auth::validate_forward_auth;
 pub(crate) use provider::is_loopback;
 use route::validate_routes;
 use server::validate_server;
@@ -38,6 +41,7 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
     let mut server = RawServer::default();
     let mut auth = RawAuth::default();
     let mut routes = Vec::new();
+    let mut forward_auth = None;
     for (key, value) in doc {
         match key.as_str() {
             "server" => {
@@ -49,6 +53,12 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
                 if let Some(v) = p.section::<RawAuth>("auth", value, AUTH_KEYS) {
                     auth = v;
                 }
+            }
+            "forward_auth" => {
+                forward_auth = Some(
+                    p.section::<RawForwardAuth>("forward_auth", value, FORWARD_AUTH_KEYS)
+                        .unwrap_or_default(),
+                );
             }
             "route" => match value {
                 toml::Value::Array(items) => {
@@ -63,19 +73,22 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
             },
             other => p.add(
                 other,
-                "unknown key (expected one of: server, auth, route)".to_owned(),
+                "unknown key (expected one of: server, auth, forward_auth, route)".to_owned(),
             ),
         }
     }
-    let server = validate_server(server, &mut p);
+    let checks = forward_auth.is_some();
+    let server = validate_server(server, checks, &mut p);
+    let forward_auth = forward_auth.and_then(|raw| validate_forward_auth(raw, server.as_ref(), &mut p));
     let auth = validate_auth(auth, &mut p);
     let default_body = server.as_ref().map_or(0, |s| s.max_body_bytes);
-    let routes = validate_routes(routes, default_body, &mut p);
+    let routes = validate_routes(routes, default_body, checks, &mut p);
     match (p.0.is_empty(), server, auth, routes) {
         (true, Some(server), Some(auth), Some(routes)) => Ok(Config {
             server,
             auth,
             routes,
+            forward_auth,
         }),
         _ => Err(p.0),
     }
@@ -111,7 +124,8 @@ impl Problems {
                 );
                 table.remove(&k);
             }
-            if let (Some(toml::Value::Table(tls)), true) = (table.get_mut("tls"), key == "server") {
+            let has_tls = key == "server" || key == "forward_auth";
+            if let (Some(toml::Value::Table(tls)), true) = (table.get_mut("tls"), has_tls) {
                 let unknown: Vec<String> = tls
                     .keys()
                     .filter(|k| !TLS_KEYS.contains(&k.as_str()))
@@ -119,7 +133,7 @@ impl Problems {
                     .collect();
                 for k in unknown {
                     self.add(
-                        format!("server.tls.{k}"),
+                        format!("{key}.tls.{k}"),
                         format!("unknown key (expected one of: {})", TLS_KEYS.join(", ")),
                     );
                     tls.remove(&k);

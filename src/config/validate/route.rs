@@ -13,6 +13,7 @@ use crate::wire::uri;
 pub(super) fn validate_routes(
     raw: Vec<(usize, Option<RawRoute>)>,
     default_body: u64,
+    checks: bool,
     p: &mut Problems,
 ) -> Option<Vec<RouteConfig>> {
     if raw.is_empty() {
@@ -34,10 +35,24 @@ pub(super) fn validate_routes(
                 None
             }
         };
-        let upstream = upstream_uri(&r.upstream).map_err(|m| p.add(format!("{key}.upstream"), m));
+        // A route without an upstream is reachable only through forward-auth checks.
+        let upstream = match r.upstream.as_deref() {
+            Some(u) => upstream_uri(u)
+                .map(Some)
+                .map_err(|m| p.add(format!("{key}.upstream"), m)),
+            None if checks => Ok(None),
+            None => {
+                p.add(
+                    format!("{key}.upstream"),
+                    "missing: a route needs an upstream unless [forward_auth] answers checks for it",
+                );
+                Err(())
+            }
+        };
         let ca_file = r.ca_file.map(PathBuf::from);
         if let (Ok(u), Some(_)) = (&upstream, &ca_file) {
-            if u.scheme_str() != Some("https") {
+            let u = u.as_ref();
+            if u.and_then(|u| u.scheme_str()) != Some("https") {
                 p.add(
                     format!("{key}.ca_file"),
                     "only applies to an https:// upstream",

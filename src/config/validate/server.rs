@@ -21,17 +21,40 @@ fn socket_addr(p: &mut Problems, key: &str, raw: &str) -> Option<SocketAddr> {
     }
 }
 
-pub(super) fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
-    let listen = socket_addr(
-        p,
-        "server.listen",
-        raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
-    );
+/// A network (`10.0.0.0/8`, `fd00::/8`) or one address (`10.1.2.3`, `::1`).
+fn network(raw: &str) -> Result<ipnet::IpNet, String> {
+    let bad = || {
+        format!("{raw:?} is not an address or network; write e.g. \"10.0.0.0/8\" or \"127.0.0.1\"")
+    };
+    let net = match raw.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => raw.parse::<std::net::IpAddr>().map_err(|_| bad())?.into(),
+    };
+    if net.addr() != net.network() {
+        return Err(format!(
+            "{raw:?} has host bits set; write the network, {}",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+pub(super) fn validate_server(
+    raw: RawServer,
+    checks: bool,
+    p: &mut Problems,
+) -> Option<ServerConfig> {
+    // With `[forward_auth]`, no `listen` is a check-only deployment.
+    let listen = match (raw.listen.as_deref(), checks) {
+        (Some(l), _) => Some(socket_addr(p, "server.listen", l)),
+        (None, false) => Some(socket_addr(p, "server.listen", "0.0.0.0:8080")),
+        (None, true) => None,
+    };
     let admin_listen = raw
         .admin_listen
         .as_deref()
         .and_then(|a| socket_addr(p, "server.admin_listen", a));
-    if let (Some(l), Some(a)) = (listen, admin_listen) {
+    if let (Some(Some(l)), Some(a)) = (listen, admin_listen) {
         if l == a && l.port() != 0 {
             p.add(
                 "server.admin_listen",
@@ -120,8 +143,28 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems) -> Option<Server
         cert: PathBuf::from(t.cert),
         key: PathBuf::from(t.key),
     });
+    let trusted_proxies = match raw.trusted_proxies {
+        None => ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|raw| match network(raw) {
+                Ok(net) => Some(net),
+                Err(why) => {
+                    p.add("server.trusted_proxies", why);
+                    None
+                }
+            })
+            .collect(),
+    };
     Some(ServerConfig {
-        listen: listen?,
+        listen: match listen {
+            Some(l) => Some(l?),
+            None => None,
+        },
+        trusted_proxies,
         admin_listen,
         connect_timeout,
         upstream_timeout,

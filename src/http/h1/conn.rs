@@ -180,6 +180,13 @@ impl<T: Transport> Connection<T> {
             body: head.framing,
             client: &self.client,
         };
+        if self.client.checks {
+            // A check for another proxy: answered here, never forwarded.
+            let local = crate::http::forward_auth::answer(rt, &view, &mut end).await;
+            drop(slots);
+            self.consume_head(facts.head_len);
+            return Step::Done(answer::answer_here(self, &local, end, facts).await);
+        }
         let next = match crate::http::decide(rt, &view, &mut end.record).await {
             Decision::Respond(local) => {
                 self.consume_head(facts.head_len);
@@ -197,7 +204,11 @@ impl<T: Transport> Connection<T> {
                 upgrade,
             }) => {
                 let sent = Instant::now();
-                let prepared = rt.origin(route).prepare(&request).await;
+                let prepared = match rt.origin(route) {
+                    Some(origin) => origin.prepare(&request).await,
+                    // The inline table holds no route without an upstream.
+                    None => Err(ProxyError::NoUpstream),
+                };
                 drop(request);
                 // Neither the read buffer nor the parsed fields are held while the connection
                 // is awaited.

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::client::{local_response, response_head, H2Client};
 use crate::http::end::RequestEnd;
+use crate::http::forward_auth;
 use crate::http::relay::{self, Cut};
 use crate::net::Deadline;
 use crate::pipeline::response::{self, Asked};
@@ -43,6 +44,36 @@ pub(super) async fn serve(
     };
     let head_only = method == "HEAD";
     let fields = wire::fields_of(&parts.headers);
+    if client.checks {
+        // A check for another proxy: answered here, never forwarded.
+        let grpc = rt.config.forward_auth.as_ref().is_some_and(|f| f.grpc);
+        if grpc && method == "POST" && parts.uri.path() == forward_auth::grpc::CHECK_PATH {
+            drop(fields);
+            forward_auth::grpc::serve(&rt, client, &parts.headers, body, respond, end).await;
+            return;
+        }
+        let local = match framing {
+            Ok(framing) => {
+                let view = RequestView {
+                    method,
+                    target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                    authority: parts.uri.authority().map(|a| a.as_str()),
+                    protocol: Protocol::Http2,
+                    headers: &fields,
+                    map: None,
+                    body: framing,
+                    client,
+                };
+                forward_auth::answer(&rt, &view, &mut end).await
+            }
+            Err(rejection) => {
+                end.refuse(&rejection);
+                rejection.response()
+            }
+        };
+        answer(&mut respond, &local, end, head_only);
+        return;
+    }
     let decision = match framing {
         Ok(framing) => {
             let view = RequestView {
@@ -70,8 +101,11 @@ pub(super) async fn serve(
             let sent = Instant::now();
             let origin = rt.origin(route);
             let prepared = {
-                let mut prepare =
-                    std::pin::pin!(async { origin.prepare(&request).await?.connect(sent).await });
+                let mut prepare = std::pin::pin!(async {
+                    // The inline table holds no route without an upstream.
+                    let origin = origin.ok_or(ProxyError::NoUpstream)?;
+                    origin.prepare(&request).await?.connect(sent).await
+                });
                 // A client that resets its stream meanwhile is gone.
                 poll_fn(|cx| match respond.poll_reset(cx) {
                     Poll::Ready(_) => Poll::Ready(Err(ProxyError::Abandoned)),
