@@ -133,7 +133,7 @@ pub fn parse_request<'b, 'h>(
         return Err(HeadError::Malformed("malformed request line"));
     };
     if !valid_target(target) {
-        return Err(HeadError::Malformed("invalid character in request target"));
+        return Err(HeadError::Malformed(INVALID_TARGET));
     }
     let version = if minor == 0 {
         Version::Http10
@@ -177,8 +177,19 @@ pub fn parse_request<'b, 'h>(
     }))
 }
 
+/// Why a request target is refused (see [`valid_target`]).
+pub const INVALID_TARGET: &str = "invalid character in request target";
+
+/// A method as the request line may carry it: a token (RFC 9110 §9.1).
+pub fn valid_method(method: &str) -> bool {
+    !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// A request target the gateway reads (see [`parse_request`]).
-fn valid_target(target: &str) -> bool {
+pub fn valid_target(target: &str) -> bool {
     let bytes = target.as_bytes();
     match bytes.first() {
         Some(b'/') => {

@@ -409,6 +409,8 @@ impl http_body::Body for Chunks {
 /// The gateway running in-process.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The forward-auth check listener, when started with one.
+    pub checks: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     pub gateway: Arc<jwtgate::Gateway>,
@@ -450,6 +452,40 @@ impl Gateway {
         ));
         Gateway {
             addr,
+            checks: None,
+            stop: Some(tx),
+            task: Some(task),
+            gateway,
+        }
+    }
+
+    /// Starts the gateway with `toml` (where `{upstream}` stands for `upstream`'s URL) on an
+    /// inline listener and a forward-auth check listener (`checks`).
+    pub async fn start_checking(toml: &str, upstream: &str) -> Gateway {
+        let toml = toml.replace("{upstream}", upstream);
+        let config = jwtgate::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let keys = jwtgate::Keys::from_secrets(KEY, Some(OLD_KEY));
+        let inline = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let checks = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, checks_addr) = (inline.local_addr().unwrap(), checks.local_addr().unwrap());
+        let gateway = Arc::new(jwtgate::Gateway::new(
+            jwtgate::Runtime::build(config, &keys, None).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        let (tx, rx) = oneshot::channel();
+        let listeners = jwtgate::server::Listeners {
+            inline: Some(inline),
+            checks: Some(checks),
+        };
+        let task = tokio::spawn(jwtgate::server::serve_all(
+            listeners,
+            gateway.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Gateway {
+            addr,
+            checks: Some(checks_addr),
             stop: Some(tx),
             task: Some(task),
             gateway,

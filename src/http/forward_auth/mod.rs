@@ -29,6 +29,7 @@ use crate::config::Dialect;
 use crate::http::end::RequestEnd;
 use crate::pipeline::{Decision, HeaderPolicy, LocalResponse, Protocol, Rejection, RequestView};
 use crate::runtime::Runtime;
+use crate::wire::request::{valid_method, valid_target, INVALID_TARGET};
 use crate::wire::Framing;
 
 /// What a header that names the original request names.
@@ -140,6 +141,13 @@ pub fn original<'a>(
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("host"));
         named.host = host.and_then(|h| std::str::from_utf8(h.value).ok());
+    }
+    // What the request line would have carried is checked as the request line is.
+    if !valid_method(named.method) {
+        return Err(Rejection::BadRequest("malformed request line"));
+    }
+    if !valid_target(named.target) {
+        return Err(Rejection::BadRequest(INVALID_TARGET));
     }
     // Every other naming header present must name the same request.
     let scheme = found[6];
