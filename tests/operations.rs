@@ -100,17 +100,17 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     let (status, m) = admin_get(a, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/",status="200"}"#),
+        metric(&m, r#"jwtgate_requests_total{route="/",status="200",mode="inline"}"#),
         Some(2.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/",status="401"}"#),
+        metric(&m, r#"jwtgate_requests_total{route="/",status="401",mode="inline"}"#),
         Some(2.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/admin",status="403"}"#),
+        metric(&m, r#"jwtgate_requests_total{route="/admin",status="403",mode="inline"}"#),
         Some(1.0),
         "{m}"
     );
@@ -199,7 +199,7 @@ async fn a_request_abandoned_by_its_client_is_still_counted() {
     until_async("the 499 to be counted", async || {
         metric(
             &admin_get(a, "/metrics").await.1,
-            r#"jwtgate_requests_total{route="/",status="499"}"#,
+            r#"jwtgate_requests_total{route="/",status="499",mode="inline"}"#,
         ) == Some(1.0)
     })
     .await;

@@ -1,0 +1,205 @@
+//! Envoy's ext_authz gRPC API (`envoy.service.auth.v3.Authorization/Check`) on the check
+//! listener, called by grpcio with stubs compiled from the same vendored protos
+//! (`tests/grpc/ext_authz.py`; needs python3 with grpcio and grpcio-tools, which `.ci/test`
+//! installs). The answers are compared with what inline mode does with the same requests.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+{trusted}
+
+[auth]
+leeway = "0s"
+claim_headers = { role = "X-Auth-Role" }
+
+[forward_auth]
+listen = "127.0.0.1:0"
+proxy = "envoy"
+grpc = true
+
+[[route]]
+path = "/"
+upstream = "{upstream}"
+
+[[route]]
+path = "/public"
+upstream = "{upstream}"
+auth = "public"
+
+[[route]]
+path = "/admin"
+upstream = "{upstream}"
+require = { role = "admin" }
+
+[[route]]
+path = "/internal"
+auth = "public"
+"#;
+
+/// Runs the client off the runtime that serves the gateway.
+async fn calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+    tokio::task::spawn_blocking(move || run_client(addr, calls))
+        .await
+        .unwrap()
+}
+
+fn run_client(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
+    let path = format!("{}/tests/grpc/ext_authz.py", env!("CARGO_MANIFEST_DIR"));
+    let out = python(
+        &[&path, &addr.to_string()],
+        &[],
+        &calls.to_string(),
+        "grpcio and grpcio-tools",
+    );
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn by_case(results: &[Value], case: &str) -> Value {
+    results
+        .iter()
+        .find(|r| r["case"] == case)
+        .unwrap_or_else(|| panic!("no result for {case}: {results:?}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start_checking(&CONFIG.replace("{trusted}", ""), &upstream.url()).await;
+    let admin = token_with(
+        json!({"sub": "alice", "role": "admin", "exp": now() + 600}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    );
+    let user = token("bob");
+    let expired = token_with(
+        json!({"sub": "bob", "exp": now() - 60}),
+        jsonwebtoken::Algorithm::HS256,
+        KEY,
+    );
+    let auth = |t: &str| json!({"authorization": format!("Bearer {t}")});
+    let results = calls(
+        gw.checks.unwrap(),
+        json!([
+            {"case": "admin", "method": "GET", "host": "app.example", "path": "/admin/x?q=1", "headers": auth(&admin)},
+            {"case": "admin-raw", "method": "GET", "host": "app.example", "path": "/admin/x", "headers": auth(&admin), "raw": true},
+            {"case": "user", "method": "POST", "host": "app.example", "path": "/orders", "headers": auth(&user)},
+            {"case": "public-forged", "method": "GET", "host": "app.example", "path": "/public", "headers": {"x-auth-user": "admin"}},
+            {"case": "internal", "method": "GET", "host": "app.example", "path": "/internal/x", "headers": {}},
+            {"case": "none", "method": "GET", "host": "app.example", "path": "/orders", "headers": {}},
+            {"case": "expired", "method": "GET", "host": "app.example", "path": "/orders", "headers": auth(&expired)},
+            {"case": "forbidden", "method": "GET", "host": "app.example", "path": "/admin", "headers": auth(&user)},
+            {"case": "grpc-original", "method": "POST", "host": "app.example", "path": "/pkg.Svc/Call",
+             "headers": {"content-type": "application/grpc", "te": "trailers"}},
+            {"case": "dot-dot", "method": "GET", "host": "app.example", "path": "/public/%2e%2e/admin", "headers": auth(&user)},
+            {"case": "bad-path", "method": "GET", "host": "app.example", "path": "/public/\u{00e9}", "headers": {}},
+            {"case": "spoofed-uri", "method": "GET", "host": "app.example", "path": "/admin",
+             "headers": {"authorization": format!("Bearer {user}"), "x-forwarded-uri": "/public"}},
+            {"case": "underscore", "method": "GET", "host": "app.example", "path": "/public", "headers": {"x_auth_user": "admin"}},
+        ]),
+    )
+    .await;
+    // Allowed: the identity inline mode injects, to overwrite; the empty ones to remove.
+    for case in ["admin", "admin-raw"] {
+        let r = by_case(&results, case);
+        assert_eq!((r["code"].as_str(), r["kind"].as_str()), (Some("OK"), Some("ok")), "{r}");
+        assert_eq!(r["status"], 0);
+        assert_eq!(r["headers"], json!({"x-auth-user": "alice", "x-auth-role": "admin"}), "{r}");
+        assert_eq!(r["append"], json!([false, false]));
+        assert_eq!(
+            r["append_action"],
+            json!(["OVERWRITE_IF_EXISTS_OR_ADD", "OVERWRITE_IF_EXISTS_OR_ADD"])
+        );
+        assert_eq!(r["remove"], json!([]));
+    }
+    let r = by_case(&results, "user");
+    assert_eq!(r["headers"], json!({"x-auth-user": "bob"}));
+    assert_eq!(r["remove"], json!(["x-auth-role"]));
+    for case in ["public-forged", "internal"] {
+        let r = by_case(&results, case);
+        assert_eq!(r["kind"], "ok", "{r}");
+        assert_eq!(r["headers"], json!({}));
+        assert_eq!(r["remove"], json!(["x-auth-user", "x-auth-role"]), "{r}");
+    }
+    // Refused: the inline refusal, with the contract's code.
+    let inline = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let gw = &gw;
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            get(gw, path, &headers).await
+        }
+    };
+    for (case, status, code, got) in [
+        ("none", 401, 16, inline("/orders", vec![]).await),
+        (
+            "expired",
+            401,
+            16,
+            inline("/orders", vec![("authorization", bearer(&expired))]).await,
+        ),
+        (
+            "forbidden",
+            403,
+            7,
+            inline("/admin", vec![("authorization", bearer(&user))]).await,
+        ),
+        (
+            "dot-dot",
+            403,
+            7,
+            inline("/public/%2e%2e/admin", vec![("authorization", bearer(&user))]).await,
+        ),
+    ] {
+        let r = by_case(&results, case);
+        assert_eq!((r["kind"].as_str(), r["code"].as_str()), (Some("denied"), Some("OK")), "{r}");
+        assert_eq!(r["status"], code, "{r}");
+        assert_eq!(r["http_status"], status, "{r}");
+        assert_eq!(got.status, status, "{case} inline");
+        assert_eq!(r["body"].as_str(), Some(got.body.as_str()), "{case}");
+        assert_eq!(
+            r["headers"]["www-authenticate"].as_str(),
+            got.headers
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            "{case}"
+        );
+        assert_eq!(r["headers"]["content-type"], "application/json");
+    }
+    // A gRPC original is denied with a 401, never an OK.
+    let r = by_case(&results, "grpc-original");
+    assert_eq!((r["kind"].as_str(), r["http_status"].as_u64()), (Some("denied"), Some(401)));
+    for (case, status, code) in [("bad-path", 400, 3), ("spoofed-uri", 400, 3), ("underscore", 400, 3)] {
+        let r = by_case(&results, case);
+        assert_eq!(
+            (r["kind"].as_str(), r["http_status"].as_u64(), r["status"].as_i64()),
+            (Some("denied"), Some(status), Some(code)),
+            "{r}"
+        );
+    }
+    assert_eq!(upstream.count(), 4, "only the inline requests reach the upstream");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_call_from_outside_trusted_proxies_is_denied_403_code_7() {
+    let upstream = Upstream::start().await;
+    let toml = CONFIG.replace("{trusted}", "trusted_proxies = [\"10.0.0.0/8\"]");
+    let gw = Gateway::start_checking(&toml, &upstream.url()).await;
+    let results = calls(
+        gw.checks.unwrap(),
+        json!([{"case": "public", "method": "GET", "host": "app.example", "path": "/public", "headers": {}}]),
+    )
+    .await;
+    let r = by_case(&results, "public");
+    assert_eq!(
+        (r["kind"].as_str(), r["http_status"].as_u64(), r["status"].as_i64()),
+        (Some("denied"), Some(403), Some(7)),
+        "{r}"
+    );
+    gw.stop().await;
+}
