@@ -56,7 +56,9 @@ fn run_client(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
         &calls.to_string(),
         "grpcio and grpcio-tools",
     );
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn by_case(results: &[Value], case: &str) -> Value {
@@ -107,9 +109,17 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
     // Allowed: the identity inline mode injects, to overwrite; the empty ones to remove.
     for case in ["admin", "admin-raw"] {
         let r = by_case(&results, case);
-        assert_eq!((r["code"].as_str(), r["kind"].as_str()), (Some("OK"), Some("ok")), "{r}");
+        assert_eq!(
+            (r["code"].as_str(), r["kind"].as_str()),
+            (Some("OK"), Some("ok")),
+            "{r}"
+        );
         assert_eq!(r["status"], 0);
-        assert_eq!(r["headers"], json!({"x-auth-user": "alice", "x-auth-role": "admin"}), "{r}");
+        assert_eq!(
+            r["headers"],
+            json!({"x-auth-user": "alice", "x-auth-role": "admin"}),
+            "{r}"
+        );
         assert_eq!(r["append"], json!([false, false]));
         assert_eq!(
             r["append_action"],
@@ -130,7 +140,8 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
     let inline = |path: &'static str, headers: Vec<(&'static str, String)>| {
         let gw = &gw;
         async move {
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             get(gw, path, &headers).await
         }
     };
@@ -152,11 +163,19 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
             "dot-dot",
             403,
             7,
-            inline("/public/%2e%2e/admin", vec![("authorization", bearer(&user))]).await,
+            inline(
+                "/public/%2e%2e/admin",
+                vec![("authorization", bearer(&user))],
+            )
+            .await,
         ),
     ] {
         let r = by_case(&results, case);
-        assert_eq!((r["kind"].as_str(), r["code"].as_str()), (Some("denied"), Some("OK")), "{r}");
+        assert_eq!(
+            (r["kind"].as_str(), r["code"].as_str()),
+            (Some("denied"), Some("OK")),
+            "{r}"
+        );
         assert_eq!(r["status"], code, "{r}");
         assert_eq!(r["http_status"], status, "{r}");
         assert_eq!(got.status, status, "{case} inline");
@@ -172,11 +191,22 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
     }
     // A gRPC original is denied with a 401, never an OK.
     let r = by_case(&results, "grpc-original");
-    assert_eq!((r["kind"].as_str(), r["http_status"].as_u64()), (Some("denied"), Some(401)));
-    for (case, status, code) in [("bad-path", 400, 3), ("spoofed-uri", 400, 3), ("underscore", 400, 3)] {
+    assert_eq!(
+        (r["kind"].as_str(), r["http_status"].as_u64()),
+        (Some("denied"), Some(401))
+    );
+    for (case, status, code) in [
+        ("bad-path", 400, 3),
+        ("spoofed-uri", 400, 3),
+        ("underscore", 400, 3),
+    ] {
         let r = by_case(&results, case);
         assert_eq!(
-            (r["kind"].as_str(), r["http_status"].as_u64(), r["status"].as_i64()),
+            (
+                r["kind"].as_str(),
+                r["http_status"].as_u64(),
+                r["status"].as_i64()
+            ),
             (Some("denied"), Some(status), Some(code)),
             "{r}"
         );
@@ -198,7 +228,11 @@ async fn a_check_call_from_outside_trusted_proxies_is_denied_403_code_7() {
     .await;
     let r = by_case(&results, "public");
     assert_eq!(
-        (r["kind"].as_str(), r["http_status"].as_u64(), r["status"].as_i64()),
+        (
+            r["kind"].as_str(),
+            r["http_status"].as_u64(),
+            r["status"].as_i64()
+        ),
         (Some("denied"), Some(403), Some(7)),
         "{r}"
     );

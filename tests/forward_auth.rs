@@ -50,6 +50,9 @@ upstream = "{upstream}"
 require = { role = "admin" }
 "#;
 
+/// A client's header lines.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+
 const DIALECTS: [&str; 5] = ["nginx", "ingress-nginx", "traefik", "caddy", "envoy"];
 
 /// A response read off the wire.
@@ -296,7 +299,7 @@ async fn refusals_are_inline_refusals_never_2xx_whatever_the_content_type() {
     ));
     for dialect in DIALECTS {
         let gw = gateway(dialect, &upstream, "").await;
-        let cases: [(&str, &str, Vec<(&str, &str)>); 7] = [
+        let cases: [(&str, &str, Fields); 7] = [
             ("GET", "/orders", vec![]),
             ("GET", "/orders", vec![("Authorization", &expired)]),
             ("GET", "/orders", vec![("Authorization", &forged)]),
@@ -452,7 +455,11 @@ async fn a_clients_own_naming_headers_and_underscore_identities_are_refused() {
             // Caddy's X-Forwarded-*), its copy replaces the client's: the check then names
             // /admin and is refused there (403). Otherwise the disagreement is a 400.
             let prefix = format!("{}: ", spoof.0);
-            let own = head.split("\r\n").filter(|l| l.starts_with(&prefix)).count() > 1;
+            let own = head
+                .split("\r\n")
+                .filter(|l| l.starts_with(&prefix))
+                .count()
+                > 1;
             if own {
                 let at = head.find(&prefix).unwrap();
                 let end = at + head[at..].find("\r\n").unwrap() + 2;
@@ -504,7 +511,9 @@ async fn a_clients_own_naming_headers_and_underscore_identities_are_refused() {
             let head = check_head(dialect, gw.checks.unwrap(), &o);
             let head: String = head
                 .split_inclusive("\r\n")
-                .filter(|l| !l.starts_with("X-Original-Method") && !l.starts_with("X-Forwarded-Method"))
+                .filter(|l| {
+                    !l.starts_with("X-Original-Method") && !l.starts_with("X-Forwarded-Method")
+                })
                 .collect();
             let answer = exchange(gw.checks.unwrap(), &head).await;
             assert_eq!(answer.status, 400, "{dialect}: {answer:?}");
@@ -543,7 +552,8 @@ async fn checks_are_counted_with_their_mode_and_envoy_checks_outside_the_prefix_
     let upstream = Upstream::start().await;
     let gw = gateway("envoy", &upstream, "").await;
     let user = bearer(&token("bob"));
-    let ok = format!("GET /ext_authz/orders HTTP/1.1\r\nHost: app.example\r\nAuthorization: {user}\r\n");
+    let ok =
+        format!("GET /ext_authz/orders HTTP/1.1\r\nHost: app.example\r\nAuthorization: {user}\r\n");
     assert_eq!(exchange(gw.checks.unwrap(), &ok).await.status, 200);
     let outside = format!("GET /orders HTTP/1.1\r\nHost: app.example\r\nAuthorization: {user}\r\n");
     assert_eq!(exchange(gw.checks.unwrap(), &outside).await.status, 404);
@@ -581,4 +591,87 @@ impl Answer {
         let v: serde_json::Value = serde_json::from_str(&self.body).unwrap();
         v["error"].as_str().unwrap().to_owned()
     }
+}
+
+/// A raw HTTP/1.1 exchange, blocking: the status and the whole answer.
+fn blocking(addr: &str, head: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// The binary, check-only (no `server.listen`, routes without upstreams): ready once the check
+/// listener is up, a config change applied to the next check, SIGTERM drained and exit 0.
+#[test]
+fn a_check_only_deployment_reloads_and_drains() {
+    use common::process::{jwtgate, listen_addr, Running};
+    let dir = tempfile::tempdir().unwrap();
+    let config = |require: &str| {
+        format!(
+            "[server]\nadmin_listen = \"127.0.0.1:0\"\n[auth]\nclaim_headers = {{ role = \"X-Auth-Role\" }}\n[forward_auth]\nlisten = \"127.0.0.1:0\"\nproxy = \"traefik\"\n[[route]]\npath = \"/\"\n{require}\n"
+        )
+    };
+    let path = dir.path().join("jwtgate.toml");
+    std::fs::write(&path, config("")).unwrap();
+    let mut cmd = jwtgate(dir.path());
+    cmd.args(["--config", path.to_str().unwrap()])
+        .env("JWT_SECRET_KEY", KEY)
+        .env("JWTGATE_LOG_FORMAT", "json");
+    let mut run = Running::start(cmd);
+    let admin = {
+        let line = run.wait_for("\"admin listening\"");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["admin_listen"].as_str().unwrap().to_owned()
+    };
+    let line = run.wait_for("\"listening\"");
+    assert!(line.contains("\"mode\":\"forward_auth\""), "{line}");
+    let checks = listen_addr(&line);
+    assert_eq!(
+        blocking(&admin, "GET /readyz HTTP/1.1\r\nHost: a\r\n").0,
+        200
+    );
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {checks}\r\nAuthorization: Bearer {}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: app.example\r\nX-Forwarded-Uri: /orders\r\n",
+        token("bob")
+    );
+    let (status, answer) = blocking(&checks, &head);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-auth-user: bob"),
+        "{answer}"
+    );
+    // A route that now requires a role: the next check is refused.
+    std::fs::write(&path, config("require = { role = \"admin\" }")).unwrap();
+    run.wait_for("reloaded config and keys");
+    assert_eq!(blocking(&checks, &head).0, 403);
+    // Adding an inline listener needs a restart: refused, the old config keeps serving.
+    std::fs::write(
+        &path,
+        config("require = { role = \"admin\" }")
+            .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    run.wait_for("needs a restart");
+    assert_eq!(blocking(&checks, &head).0, 403);
+    let metrics = blocking(&admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n").1;
+    assert!(
+        metrics
+            .contains("jwtgate_requests_total{route=\"/\",status=\"403\",mode=\"forward_auth\"} 2"),
+        "{metrics}"
+    );
+    let (code, log) = run.terminate();
+    assert_eq!(code, Some(0), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("\"mode\":\"forward_auth\"") && l.contains("\"path\":\"/orders\"")),
+        "no access line for the checks: {log:?}"
+    );
+    assert!(std::net::TcpStream::connect(&checks).is_err());
 }

@@ -18,7 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/forward-auth").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/forward-auth")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -54,7 +56,10 @@ fn proxy_config(name: &str, proxy: SocketAddr, checks: SocketAddr, app: SocketAd
         .replace("http://:8080", &format!("http://:{}", proxy.port()))
         .replace("127.0.0.1:8081", &checks.to_string())
         .replace("127.0.0.1:8000", &app.to_string());
-    assert!(text.contains(&checks.to_string()), "{name} names no check address");
+    assert!(
+        text.contains(&checks.to_string()),
+        "{name} names no check address"
+    );
     text
 }
 
@@ -146,8 +151,14 @@ async fn caddy(checks: SocketAddr, app: SocketAddr) -> Proxy {
 }
 
 /// A raw HTTP/1.1 request (`target` byte for byte): status, fields, body.
-async fn request(addr: SocketAddr, method: &str, target: &str, fields: &[(&str, &str)]) -> (u16, HeaderMap, String) {
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n");
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    fields: &[(&str, &str)],
+) -> (u16, HeaderMap, String) {
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n");
     for (n, v) in fields {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -169,7 +180,11 @@ async fn request(addr: SocketAddr, method: &str, target: &str, fields: &[(&str, 
             http::HeaderValue::from_bytes(h.value).unwrap(),
         );
     }
-    (res.code.unwrap(), map, String::from_utf8_lossy(&out[at..]).into_owned())
+    (
+        res.code.unwrap(),
+        map,
+        String::from_utf8_lossy(&out[at..]).into_owned(),
+    )
 }
 
 /// The identity headers an upstream request carried, in any spelling.
@@ -221,7 +236,8 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
         ("/public/p", Some(user.as_str())),
     ] {
         for forge in [false, true] {
-            let mut fields: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+            let mut fields: Vec<(&str, &str)> =
+                auth.map(|a| ("Authorization", a)).into_iter().collect();
             if forge {
                 // The `_` spelling would get the check refused (400), tested below.
                 fields.extend(forged.iter().take(2));
@@ -234,8 +250,15 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
             let (status, _, body) = request(proxy.addr, "GET", target, &fields).await;
             assert_eq!(status, 200, "{proxy_name} {target} forged={forge}: {body}");
             let seen = upstream.one();
-            assert_eq!(identity(&seen), inline_identity, "{proxy_name} {target} forged={forge}");
-            assert_eq!(seen.uri, target, "{proxy_name}: the upstream gets the target checked");
+            assert_eq!(
+                identity(&seen),
+                inline_identity,
+                "{proxy_name} {target} forged={forge}"
+            );
+            assert_eq!(
+                seen.uri, target,
+                "{proxy_name}: the upstream gets the target checked"
+            );
         }
     }
 
@@ -243,8 +266,18 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
     upstream.clear();
     for (target, auth, status, challenge) in [
         ("/orders", None, 401, "Bearer realm=\"jwtgate\""),
-        ("/orders", Some(bad.as_str()), 401, "Bearer error=\"invalid_token\""),
-        ("/admin", Some(user.as_str()), 403, "Bearer error=\"insufficient_scope\""),
+        (
+            "/orders",
+            Some(bad.as_str()),
+            401,
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "/admin",
+            Some(user.as_str()),
+            403,
+            "Bearer error=\"insufficient_scope\"",
+        ),
     ] {
         let fields: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
         let (got, headers, body) = request(proxy.addr, "GET", target, &fields).await;
@@ -266,12 +299,18 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
         ("X-Original-Method", "OPTIONS"),
     ] {
         let (status, _, _) = request(proxy.addr, "GET", "/admin", &[spoof]).await;
-        assert!(!(200..300).contains(&status), "{proxy_name} {spoof:?}: {status}");
+        assert!(
+            !(200..300).contains(&status),
+            "{proxy_name} {spoof:?}: {status}"
+        );
     }
     assert_eq!(upstream.count(), 0, "{proxy_name}: a spoof got through");
     let (status, _, _) = request(proxy.addr, "GET", "/public", &[("X_Auth_User", "admin")]).await;
     if status == 200 {
-        assert!(upstream.one().folded("x-auth-user").is_empty(), "{proxy_name}");
+        assert!(
+            upstream.one().folded("x-auth-user").is_empty(),
+            "{proxy_name}"
+        );
     }
     upstream.clear();
 
@@ -295,7 +334,10 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
         let (inline_status, _, _) = request(gw.addr, "GET", target, &[]).await;
         let inline_allows = inline_status == 200;
         if reached {
-            assert!(inline_allows, "{proxy_name} {target}: let through, inline {inline_status}");
+            assert!(
+                inline_allows,
+                "{proxy_name} {target}: let through, inline {inline_status}"
+            );
         }
         if !inline_allows {
             assert!(!reached, "{proxy_name} {target}: proxied {proxied}");
@@ -308,7 +350,10 @@ async fn the_proxy_gives_the_upstream_what_inline_mode_would(proxy_name: &str) {
         proxy.addr,
         "POST",
         "/pkg.Svc/Call",
-        &[("Content-Type", "application/grpc"), ("Content-Length", "0")],
+        &[
+            ("Content-Type", "application/grpc"),
+            ("Content-Length", "0"),
+        ],
     )
     .await;
     assert_eq!(status, 401, "{proxy_name}");

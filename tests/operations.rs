@@ -100,17 +100,26 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     let (status, m) = admin_get(a, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/",status="200",mode="inline"}"#),
+        metric(
+            &m,
+            r#"jwtgate_requests_total{route="/",status="200",mode="inline"}"#
+        ),
         Some(2.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/",status="401",mode="inline"}"#),
+        metric(
+            &m,
+            r#"jwtgate_requests_total{route="/",status="401",mode="inline"}"#
+        ),
         Some(2.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, r#"jwtgate_requests_total{route="/admin",status="403",mode="inline"}"#),
+        metric(
+            &m,
+            r#"jwtgate_requests_total{route="/admin",status="403",mode="inline"}"#
+        ),
         Some(1.0),
         "{m}"
     );

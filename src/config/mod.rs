@@ -592,6 +592,103 @@ typo = 1
     }
 
     #[test]
+    fn forward_auth_makes_the_inline_listener_and_upstreams_optional() {
+        let c = Config::from_toml(
+            r#"
+[forward_auth]
+proxy = "envoy"
+path_prefix = "/ext_authz/"
+grpc = true
+[[route]]
+path = "/"
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:1"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, None);
+        let fa = c.forward_auth.unwrap();
+        assert_eq!(fa.listen, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(
+            (fa.proxy, fa.path_prefix.as_deref(), fa.grpc),
+            (Dialect::Envoy, Some("/ext_authz"), true)
+        );
+        assert_eq!(c.routes[0].upstream, None);
+        assert!(c.routes[1].upstream.is_some());
+        // Loopback only, unless said otherwise.
+        let trusted: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
+        // With a listen, both listeners.
+        let c = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n[forward_auth]\nproxy = \"nginx\"\n[[route]]\npath = \"/\"",
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        let trusted: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["10.0.0.0/8", "192.168.1.7/32"]);
+    }
+
+    #[test]
+    fn forward_auth_problems_are_all_reported() {
+        let joined = problems(
+            r#"
+[server]
+listen = "127.0.0.1:8081"
+admin_listen = "127.0.0.1:9901"
+trusted_proxies = ["10.0.0.1/8", "nowhere"]
+[forward_auth]
+listen = "127.0.0.1:8081"
+proxy = "haproxy"
+typo = 1
+tls = { cert = "c", key = "k", extra = 1 }
+[[route]]
+path = "/"
+"#,
+        )
+        .join("\n");
+        for needle in [
+            "server.trusted_proxies: \"10.0.0.1/8\" has host bits set; write the network, 10.0.0.0/8",
+            "server.trusted_proxies: \"nowhere\"",
+            "forward_auth.listen: must differ from server.listen",
+            "forward_auth.proxy: \"haproxy\" is not one of: nginx | ingress-nginx | traefik | caddy | envoy",
+            "forward_auth.typo: unknown key",
+            "forward_auth.tls.extra: unknown key",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        let joined = problems(
+            "[forward_auth]\nproxy = \"nginx\"\npath_prefix = \"/x\"\ngrpc = true\n[[route]]\npath = \"/\"",
+        )
+        .join("\n");
+        assert!(
+            joined.contains("forward_auth.path_prefix: only for proxy = \"envoy\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("forward_auth.grpc: only for proxy = \"envoy\""),
+            "{joined}"
+        );
+        let joined =
+            problems("[forward_auth]\nlisten = \"127.0.0.1:8081\"\n[[route]]\npath = \"/\"")
+                .join("\n");
+        assert!(joined.contains("forward_auth.proxy: missing"), "{joined}");
+        // Without [forward_auth], a route needs an upstream.
+        let joined = problems("[[route]]\npath = \"/\"").join("\n");
+        assert!(joined.contains("route[0].upstream: missing"), "{joined}");
+    }
+
+    #[test]
     fn providers_parse_with_their_defaults_and_sources() {
         let c = Config::from_toml(
             r#"

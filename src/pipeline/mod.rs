@@ -169,7 +169,10 @@ impl Pipeline {
             record.set_path(req.target.split('?').next().unwrap_or(""));
         }
         let hosts = self.routes.has_host_routes()
-            || self.check_routes.as_ref().is_some_and(|t| t.has_host_routes());
+            || self
+                .check_routes
+                .as_ref()
+                .is_some_and(|t| t.has_host_routes());
         let Some(target) = target::target(req, hosts)? else {
             return match req.method {
                 "OPTIONS" => Ok(None),

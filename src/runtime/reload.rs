@@ -94,10 +94,20 @@ impl Reloader {
         if config.server.tls.is_some() != current.config.server.tls.is_some() {
             return Err(vec![file(&"server.tls was added or removed: switching the listener between HTTP and HTTPS needs a restart")]);
         }
+        // The listeners are bound at start: which ones there are, and whether each speaks
+        // TLS, cannot change under them.
+        let checks = |c: &crate::config::Config| c.forward_auth.as_ref().map(|f| f.tls.is_some());
+        if checks(&config) != checks(&current.config)
+            || config.server.listen.is_some() != current.config.server.listen.is_some()
+        {
+            return Err(vec![file(&"a listener was added or removed ([forward_auth], forward_auth.tls or server.listen): that needs a restart")]);
+        }
+        let check_listen = |c: &crate::config::Config| c.forward_auth.as_ref().map(|f| f.listen);
         if config.server.listen != current.config.server.listen
             || config.server.admin_listen != current.config.server.admin_listen
+            || check_listen(&config) != check_listen(&current.config)
         {
-            warn!("server.listen / server.admin_listen changed: that takes effect on restart");
+            warn!("server.listen / server.admin_listen / forward_auth.listen changed: that takes effect on restart");
         }
         Runtime::build(config, &keys, Some(&current))
             .map_err(|e| e.problems.iter().map(|p| file(p)).collect())

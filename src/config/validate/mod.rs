@@ -79,7 +79,8 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
     }
     let checks = forward_auth.is_some();
     let server = validate_server(server, checks, &mut p);
-    let forward_auth = forward_auth.and_then(|raw| validate_forward_auth(raw, server.as_ref(), &mut p));
+    let forward_auth =
+        forward_auth.and_then(|raw| validate_forward_auth(raw, server.as_ref(), &mut p));
     let auth = validate_auth(auth, &mut p);
     let default_body = server.as_ref().map_or(0, |s| s.max_body_bytes);
     let routes = validate_routes(routes, default_body, checks, &mut p);

@@ -28,8 +28,7 @@ use super::proto::envoy::config::core::v3::{
 };
 use super::proto::envoy::r#type::v3::HttpStatus;
 use super::proto::envoy::service::auth::v3::{
-    check_response::HttpResponse, CheckRequest, CheckResponse, DeniedHttpResponse,
-    OkHttpResponse,
+    check_response::HttpResponse, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
 use super::proto::google::rpc::Status;
 use crate::config::Dialect;
@@ -87,7 +86,10 @@ pub async fn serve(
         message(body, MAX_MESSAGE),
     )
     .await
-    .unwrap_or(Err((code::UNAVAILABLE, "the CheckRequest did not arrive in time")))
+    .unwrap_or(Err((
+        code::UNAVAILABLE,
+        "the CheckRequest did not arrive in time",
+    )))
     .and_then(|m| {
         CheckRequest::decode(m).map_err(|_| (code::INVALID_ARGUMENT, "not a CheckRequest"))
     });
@@ -135,7 +137,11 @@ pub async fn serve(
         body: Framing::Empty,
         client,
     };
-    let configured = rt.config.forward_auth.as_ref().map(|_| (Dialect::Envoy, None));
+    let configured = rt
+        .config
+        .forward_auth
+        .as_ref()
+        .map(|_| (Dialect::Envoy, None));
     let verdict = super::verdict(rt, &check, configured, &mut end).await;
     let policy = rt.pipeline().header_policy();
     let (status, response) = match verdict {
@@ -296,7 +302,11 @@ mod tests {
             (Rejection::Forbidden("role".into()), 403, 7),
             (Rejection::UntrustedPeer, 403, 7),
             (Rejection::NoRoute, 404, 5),
-            (Rejection::InvalidToken(TokenError::KeysUnavailable), 503, 14),
+            (
+                Rejection::InvalidToken(TokenError::KeysUnavailable),
+                503,
+                14,
+            ),
             (Rejection::BadRequest("bad path"), 400, 3),
             (Rejection::MethodNotAllowed, 405, 3),
         ] {
@@ -305,19 +315,25 @@ mod tests {
             let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
                 panic!("{rejection:?}: not denied");
             };
-            assert_eq!(d.status.unwrap().code, i32::from(http));
+            assert_eq!(d.status.unwrap().code, http);
             let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
             assert!(body["error"].is_string());
             let challenge = d
                 .headers
                 .iter()
                 .find(|h| h.header.as_ref().unwrap().key == "www-authenticate");
-            assert_eq!(challenge.is_some(), matches!(http, 401) || matches!(rejection, Rejection::Forbidden(_)));
+            assert_eq!(
+                challenge.is_some(),
+                matches!(http, 401) || matches!(rejection, Rejection::Forbidden(_))
+            );
             for h in &d.headers {
                 #[allow(deprecated)]
                 let append = h.append;
                 assert_eq!(append, Some(false));
-                assert_eq!(h.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+                assert_eq!(
+                    h.append_action,
+                    HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+                );
             }
         }
     }

@@ -180,8 +180,9 @@ fn name<'a>(named: &mut Original<'a>, part: Part, value: &'a str) -> Result<(), 
         Part::Host => named.host = Some(value),
         Part::Target => named.target = value,
         Part::Url => {
-            let (host, target) = split_url(value)
-                .ok_or(Rejection::BadRequest("X-Original-URL is not an http(s) URL"))?;
+            let (host, target) = split_url(value).ok_or(Rejection::BadRequest(
+                "X-Original-URL is not an http(s) URL",
+            ))?;
             named.host = Some(host);
             named.target = target;
         }
@@ -247,7 +248,11 @@ pub async fn answer(
     check: &RequestView<'_>,
     end: &mut RequestEnd<'_>,
 ) -> LocalResponse {
-    let dialect = rt.config.forward_auth.as_ref().map(|f| (f.proxy, f.path_prefix.as_deref()));
+    let dialect = rt
+        .config
+        .forward_auth
+        .as_ref()
+        .map(|f| (f.proxy, f.path_prefix.as_deref()));
     match verdict(rt, check, dialect, end).await {
         Ok(identity) => allowed(rt.pipeline().header_policy(), identity.as_deref()),
         Err(rejection) => rejection.response(),
@@ -328,10 +333,7 @@ pub fn allowed(policy: &HeaderPolicy, identity: Option<&Identity>) -> LocalRespo
         fields.push((Cow::Owned(name.as_str().to_owned()), Cow::Owned(value)));
     }
     if !empty.is_empty() {
-        fields.push((
-            "x-envoy-auth-headers-to-remove".into(),
-            Cow::Owned(empty),
-        ));
+        fields.push(("x-envoy-auth-headers-to-remove".into(), Cow::Owned(empty)));
     }
     LocalResponse {
         status: 200,
@@ -449,11 +451,23 @@ mod tests {
         }
         let envoy = [("Host", "app.example")];
         assert_eq!(
-            named(Dialect::Envoy, Some("/ext_authz"), "PUT", "/ext_authz/p?q", &envoy),
+            named(
+                Dialect::Envoy,
+                Some("/ext_authz"),
+                "PUT",
+                "/ext_authz/p?q",
+                &envoy
+            ),
             ok("PUT", "app.example", "/p?q")
         );
         assert_eq!(
-            named(Dialect::Envoy, Some("/ext_authz"), "GET", "/ext_authz", &envoy),
+            named(
+                Dialect::Envoy,
+                Some("/ext_authz"),
+                "GET",
+                "/ext_authz",
+                &envoy
+            ),
             ok("GET", "app.example", "/")
         );
         for outside in ["/other", "/ext_authzx/p", "/ext_authz?q"] {
@@ -518,7 +532,10 @@ mod tests {
         }
         // Envoy: a client's X-Forwarded-Uri passed along must name the checked path.
         let envoy = [("Host", "app.example"), ("X-Forwarded-Uri", "/public")];
-        assert_eq!(named(Dialect::Envoy, None, "GET", "/admin", &envoy), Err(400));
+        assert_eq!(
+            named(Dialect::Envoy, None, "GET", "/admin", &envoy),
+            Err(400)
+        );
         // A targets compares byte for byte: an encoded twin is another target.
         let traefik = [
             ("X-Forwarded-Method", "GET"),
@@ -526,7 +543,10 @@ mod tests {
             ("X-Forwarded-Uri", "/admin"),
             ("X-Original-URI", "/%61dmin"),
         ];
-        assert_eq!(named(Dialect::Traefik, None, "GET", "/", &traefik), Err(400));
+        assert_eq!(
+            named(Dialect::Traefik, None, "GET", "/", &traefik),
+            Err(400)
+        );
         // X-Forwarded-Prefix names nothing: it is not believed, and not a reason to refuse.
         let prefixed = [
             ("X-Forwarded-Method", "GET"),
@@ -542,7 +562,12 @@ mod tests {
 
     #[test]
     fn identity_headers_spelled_with_underscores_are_refused() {
-        for name in ["X_Auth_User", "x_auth_role", "X-Auth_User", "x_auth_user_bin"] {
+        for name in [
+            "X_Auth_User",
+            "x_auth_role",
+            "X-Auth_User",
+            "x_auth_user_bin",
+        ] {
             let fields = [
                 ("X-Forwarded-Method", "GET"),
                 ("X-Forwarded-Host", "app.example"),
