@@ -35,8 +35,11 @@
 //! runtime/   Config + keys -> Runtime (reusing what a reload did not change), the Gateway
 //!            that holds the current one, reload and file watching on their own thread
 //! http/      front-ends: h1 (own engine) and h2 (the h2 crate, one task a connection); the
-//!            one end of every request (end.rs) and the one relay (relay.rs)
-//! server/    listeners, TLS accept, connection cap, drain; the admin listener
+//!            one end of every request (end.rs) and the one relay (relay.rs); forward_auth/:
+//!            other proxies' auth checks answered from the same decision (the dialects,
+//!            Envoy's ext_authz gRPC API)
+//! server/    listeners (inline and forward-auth), TLS accept, connection cap, drain; the
+//!            admin listener
 //! ```
 //!
 //! Besides: `main.rs` (CLI, logging, signals) and `demo.rs` (`jwtgate demo`). Test machinery

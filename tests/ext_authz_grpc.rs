@@ -238,3 +238,98 @@ async fn a_check_call_from_outside_trusted_proxies_is_denied_403_code_7() {
     );
     gw.stop().await;
 }
+
+/// Calls that carry no usable `CheckRequest` end with their gRPC status and no answer that
+/// Envoy could read as "allowed": compressed (12), over 1 MiB by its length prefix (8, refused
+/// before it is read), two messages or a cut one (3), not gRPC at all (415).
+#[tokio::test]
+async fn calls_without_one_usable_check_request_end_with_their_grpc_status() {
+    use bytes::{BufMut, Bytes, BytesMut};
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start_checking(&CONFIG.replace("{trusted}", ""), &upstream.url()).await;
+    let tcp = tokio::net::TcpStream::connect(gw.checks.unwrap())
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let frame = |flag: u8, len: u32, body: &[u8]| {
+        let mut b = BytesMut::new();
+        b.put_u8(flag);
+        b.put_u32(len);
+        b.put_slice(body);
+        b.freeze()
+    };
+    let cases: [(&str, &str, Bytes, Option<&str>, u16); 6] = [
+        (
+            "compressed",
+            "application/grpc",
+            frame(1, 0, b""),
+            Some("12"),
+            200,
+        ),
+        (
+            "oversized",
+            "application/grpc",
+            frame(0, 2 << 20, b""),
+            Some("8"),
+            200,
+        ),
+        (
+            "two",
+            "application/grpc",
+            [frame(0, 0, b""), frame(0, 0, b"")].concat().into(),
+            Some("3"),
+            200,
+        ),
+        (
+            "cut",
+            "application/grpc",
+            frame(0, 10, b"abc"),
+            Some("3"),
+            200,
+        ),
+        (
+            "garbage",
+            "application/grpc",
+            frame(0, 3, b"\xff\xff\xff"),
+            Some("3"),
+            200,
+        ),
+        (
+            "json",
+            "application/json",
+            Bytes::from_static(b"{}"),
+            None,
+            415,
+        ),
+    ];
+    for (case, content_type, body, grpc_status, status) in cases {
+        let req = http::Request::post(format!(
+            "http://{}/envoy.service.auth.v3.Authorization/Check",
+            gw.checks.unwrap()
+        ))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let mut client = client.clone().ready().await.unwrap();
+        let (response, mut send) = client.send_request(req, false).unwrap();
+        send.send_data(body, true).unwrap();
+        let response = within(case, response).await.unwrap();
+        assert_eq!(response.status(), status, "{case}");
+        let (parts, mut body) = response.into_parts();
+        let mut data = 0;
+        while let Some(chunk) = body.data().await {
+            data += chunk.unwrap().len();
+        }
+        let trailers = body.trailers().await.unwrap();
+        let code = parts
+            .headers
+            .get("grpc-status")
+            .or(trailers.as_ref().and_then(|t| t.get("grpc-status")))
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(code.as_deref(), grpc_status, "{case}");
+        assert_eq!(data, 0, "{case}: no CheckResponse");
+    }
+    gw.stop().await;
+}

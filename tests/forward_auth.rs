@@ -165,7 +165,10 @@ fn check_head(dialect: &str, checks: SocketAddr, o: &Original<'_>) -> String {
             let auth = o
                 .fields
                 .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                // `allowed_headers` here: content-type.
+                .filter(|(n, _)| {
+                    n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("content-type")
+                })
                 .map(|(n, v)| format!("{n}: {v}\r\n"))
                 .collect::<String>();
             format!(
@@ -377,12 +380,24 @@ const TRICKS: &[&str] = &[
     "/public//x",
     "/public/%",
     "/public/%zz",
+    "/admin/../public",
+    "/admin/%2e%2e/public",
+    "/admin/.%2E/public/x",
+    "/admin//../public",
+    "/admin/./../public",
+    "/%61dmin",
+    "/admin/%7e",
+    "/admin/%7E",
+    "/public/%c3%a9",
     "*",
 ];
 
 #[tokio::test]
 async fn path_tricks_get_the_inline_decision_in_every_dialect() {
     let upstream = Upstream::start().await;
+    // A token without the admin role: `/admin` (403) and the other routes (200) tell apart.
+    let user = bearer(&token("bob"));
+    let fields = [("Authorization", user.as_str())];
     for dialect in DIALECTS {
         let gw = gateway(dialect, &upstream, "").await;
         for target in TRICKS {
@@ -395,7 +410,7 @@ async fn path_tricks_get_the_inline_decision_in_every_dialect() {
                 method: "GET",
                 host: "app.example",
                 target,
-                fields: &[],
+                fields: &fields,
             };
             upstream.clear();
             let inline_answer = inline(&gw, &o).await;
@@ -406,17 +421,31 @@ async fn path_tricks_get_the_inline_decision_in_every_dialect() {
                 assert_eq!(answer.status, 400, "{dialect} {target}");
                 continue;
             }
-            assert_eq!(
-                allowed(answer.status),
-                allowed(inline_answer.status),
-                "{dialect} {target}: check {answer:?} inline {inline_answer:?}"
-            );
-            if !allowed(answer.status) {
-                assert_eq!(
+            match (allowed(answer.status), allowed(inline_answer.status)) {
+                // The same route: the same identity, and the path the proxy forwards (the
+                // target as sent) is the one inline mode forwards (normalized).
+                (true, true) => {
+                    let seen = upstream.one();
+                    assert_eq!(
+                        &seen.uri, target,
+                        "{dialect}: checked a path not in normal form"
+                    );
+                    let injected = seen.all("x-auth-user").pop().unwrap_or_default();
+                    assert_eq!(answer.header("x-auth-user"), Some(injected.as_str()));
+                }
+                (true, false) => panic!("{dialect} {target}: allowed, inline {inline_answer:?}"),
+                // Inline mode forwards the normalized path; the proxy would forward the target
+                // as sent, which is then refused.
+                (false, true) => assert_eq!(
+                    (answer.status, answer.json()["error_description"].as_str()),
+                    (400, Some(jwtgate::http::forward_auth::NOT_NORMAL)),
+                    "{dialect} {target}"
+                ),
+                (false, false) => assert_eq!(
                     (answer.status, &answer.body),
                     (inline_answer.status, &inline_answer.body),
                     "{dialect} {target}"
-                );
+                ),
             }
         }
         gw.stop().await;
@@ -469,20 +498,34 @@ async fn a_clients_own_naming_headers_and_underscore_identities_are_refused() {
             let expected = if own { 403 } else { 400 };
             assert_eq!(answer.status, expected, "{dialect} {spoof:?}: {answer:?}");
         }
-        // X-Forwarded-Prefix names nothing: spoofed, it changes nothing (GHSA-6384-m2mw-rf54).
-        let fields = [
-            ("Authorization", user.as_str()),
+        // X-Forwarded-Prefix names nothing, nor do `_` spellings of naming headers: spoofed,
+        // they change nothing (GHSA-6384-m2mw-rf54).
+        for spoof in [
             ("X-Forwarded-Prefix", "/public"),
-        ];
-        let o = Original {
-            method: "GET",
-            host: "app.example",
-            target: "/admin",
-            fields: &fields,
-        };
-        assert_eq!(check(&gw, dialect, &o).await.status, 403, "{dialect}");
+            ("X_Forwarded_Uri", "/public"),
+            ("X_Original_URL", "http://app.example/public"),
+        ] {
+            let fields = [("Authorization", user.as_str()), spoof];
+            let o = Original {
+                method: "GET",
+                host: "app.example",
+                target: "/admin",
+                fields: &fields,
+            };
+            assert_eq!(
+                check(&gw, dialect, &o).await.status,
+                403,
+                "{dialect} {spoof:?}"
+            );
+        }
         // An identity header spelled with `_` (GHSA-5m6w-wvh7-57vm, Caddy passes it on).
-        for name in ["X_Auth_User", "x_auth_role", "X-Auth_User"] {
+        for name in [
+            "X_Auth_User",
+            "x_auth_role",
+            "X-Auth_User",
+            "x-auth-user-bin",
+            "X-Auth-Role-Bin",
+        ] {
             let fields = [(name, "admin")];
             let o = Original {
                 method: "GET",
@@ -539,6 +582,18 @@ async fn a_check_from_outside_trusted_proxies_is_refused_with_403_in_every_diale
             let answer = check(&gw, dialect, &o).await;
             assert_eq!(answer.status, 403, "{dialect} {target}: {answer:?}");
             assert_eq!(answer.json_error(), "forbidden");
+            // Before any naming rule: a spoofed naming header or an `_` identity is still 403.
+            for extra in [("X-Forwarded-Uri", "/elsewhere"), ("X_Auth_User", "admin")] {
+                let fields = [("Authorization", user.as_str()), extra];
+                let o = Original {
+                    fields: &fields,
+                    ..o
+                };
+                let mut head = check_head(dialect, gw.checks.unwrap(), &o);
+                head.push_str(&format!("{}: {}\r\n", extra.0, extra.1));
+                let answer = exchange(gw.checks.unwrap(), &head).await;
+                assert_eq!(answer.status, 403, "{dialect} {extra:?}: {answer:?}");
+            }
             assert_eq!(answer.header("x-auth-user"), None);
             // The inline listener does not care who its peers are.
             assert_eq!(inline(&gw, &o).await.status, 200);
@@ -587,9 +642,12 @@ async fn checks_are_counted_with_their_mode_and_envoy_checks_outside_the_prefix_
 }
 
 impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+
     fn json_error(&self) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap();
-        v["error"].as_str().unwrap().to_owned()
+        self.json()["error"].as_str().unwrap().to_owned()
     }
 }
 
@@ -674,4 +732,54 @@ fn a_check_only_deployment_reloads_and_drains() {
         "no access line for the checks: {log:?}"
     );
     assert!(std::net::TcpStream::connect(&checks).is_err());
+}
+
+/// A route without an upstream is for checks only: inline, it is a 404, never a fall-through
+/// to a shorter route (which may ask less, here nothing).
+#[tokio::test]
+async fn inline_requests_never_fall_through_a_route_only_checks_reach() {
+    let upstream = Upstream::start().await;
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+[forward_auth]
+listen = "127.0.0.1:0"
+proxy = "traefik"
+[[route]]
+path = "/"
+upstream = "{upstream}"
+auth = "public"
+[[route]]
+path = "/admin"
+require = { role = "admin" }
+[[route]]
+host = "app.example"
+path = "/"
+"#;
+    let gw = Gateway::start_checking(toml, &upstream.url()).await;
+    for (host, target) in [("other.example", "/admin/x"), ("app.example", "/x")] {
+        let o = Original {
+            method: "GET",
+            host,
+            target,
+            fields: &[],
+        };
+        let answer = inline(&gw, &o).await;
+        assert_eq!(answer.status, 404, "{host}{target}: {answer:?}");
+        assert_eq!(upstream.count(), 0);
+        // Checks reach it.
+        assert_eq!(
+            check(&gw, "traefik", &o).await.status,
+            401,
+            "{host}{target}"
+        );
+    }
+    let o = Original {
+        method: "GET",
+        host: "other.example",
+        target: "/x",
+        fields: &[],
+    };
+    assert_eq!(inline(&gw, &o).await.status, 200);
+    gw.stop().await;
 }

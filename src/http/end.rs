@@ -8,7 +8,7 @@ use tracing::field::Empty;
 use tokio::time::Instant;
 
 use crate::ops::access::Record;
-use crate::pipeline::{LocalResponse, Rejection};
+use crate::pipeline::{ClientInfo, LocalResponse, Rejection};
 use crate::runtime::Gateway;
 
 /// A request in flight (see the module docs). Its [`Record`] is filled in as the request goes;
@@ -25,11 +25,16 @@ pub struct RequestEnd<'g> {
 }
 
 impl<'g> RequestEnd<'g> {
-    /// A request with `method` starts (its head is in).
-    pub fn start(gateway: &'g Gateway, method: &str) -> RequestEnd<'g> {
+    /// A request with `method` starts (its head is in), from `client` (on the forward-auth
+    /// listener: a check, whatever becomes of it).
+    pub fn start(gateway: &'g Gateway, method: &str, client: &ClientInfo) -> RequestEnd<'g> {
+        let mut record = Record::new(method);
+        if client.checks {
+            record.mode = "forward_auth";
+        }
         RequestEnd {
             gateway,
-            record: Record::new(method),
+            record,
             span: tracing::debug_span!(
                 target: "jwtgate::request",
                 "request",

@@ -95,9 +95,6 @@ pub struct Forward<'p, 'a> {
 #[derive(Debug)]
 pub struct Pipeline {
     routes: RouteTable,
-    /// The table forward-auth checks route with, when it differs from `routes` (some route
-    /// has no upstream).
-    check_routes: Option<RouteTable>,
     verifier: Verifier,
     headers: HeaderPolicy,
 }
@@ -107,17 +104,9 @@ impl Pipeline {
     pub fn new(routes: RouteTable, verifier: Verifier, headers: HeaderPolicy) -> Pipeline {
         Pipeline {
             routes,
-            check_routes: None,
             verifier,
             headers,
         }
-    }
-
-    /// The same pipeline, routing forward-auth checks with `routes` (every route, those
-    /// without an upstream included).
-    pub fn with_check_routes(mut self, routes: RouteTable) -> Pipeline {
-        self.check_routes = Some(routes);
-        self
     }
 
     /// The route table.
@@ -168,25 +157,22 @@ impl Pipeline {
         if req.target.starts_with('/') || req.target == "*" {
             record.set_path(req.target.split('?').next().unwrap_or(""));
         }
-        let hosts = self.routes.has_host_routes()
-            || self
-                .check_routes
-                .as_ref()
-                .is_some_and(|t| t.has_host_routes());
-        let Some(target) = target::target(req, hosts)? else {
+        let Some(target) = target::target(req, self.routes.has_host_routes())? else {
             return match req.method {
                 "OPTIONS" => Ok(None),
                 _ => Err(Rejection::BadRequest("asterisk-form request target")),
             };
         };
         record.set_path(&target.path);
-        let table = match (&self.check_routes, req.client.checks) {
-            (Some(checks), true) => checks,
-            _ => &self.routes,
-        };
-        let route = table
+        let route = self
+            .routes
             .select(target.host.as_deref(), &target.path)
             .ok_or(Rejection::NoRoute)?;
+        // A route without an upstream is only for forward-auth checks: inline, it is a 404
+        // (never a fall-through to a shorter route, which may ask less).
+        if route.upstream.is_none() && !req.client.checks {
+            return Err(Rejection::NoRoute);
+        }
         record.route = route.name.clone();
         let identity = authenticate(&self.verifier, route, req.headers)?;
         record.auth = match (&identity, route.auth) {

@@ -152,19 +152,6 @@ impl RouteTable {
         )
     }
 
-    /// The table the inline listener routes with: the routes that have an upstream (a route
-    /// without one is reachable only through forward-auth checks), ids as in [`Self::build`].
-    pub fn inline(routes: &[RouteConfig]) -> Self {
-        RouteTable::new(
-            routes
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.upstream.is_some())
-                .map(|(id, r)| Route::new(id, r))
-                .collect(),
-        )
-    }
-
     /// Builds the table.
     pub fn new(routes: Vec<Route>) -> Self {
         let mut table = RouteTable::default();

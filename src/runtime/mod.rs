@@ -140,9 +140,8 @@ impl Runtime {
         }
         let provider_keys: Vec<Arc<ProviderKeys>> =
             providers.iter().map(|(_, k)| k.clone()).collect();
-        let inline = config.routes.iter().all(|r| r.upstream.is_some());
         let pipeline = Pipeline::new(
-            RouteTable::inline(&config.routes),
+            RouteTable::build(&config.routes),
             Verifier::build(
                 &config.auth,
                 keys,
@@ -151,11 +150,6 @@ impl Runtime {
             ),
             HeaderPolicy::new(&config.auth),
         );
-        // Checks reach every route; the inline listener only those with an upstream.
-        let pipeline = match (&config.forward_auth, inline) {
-            (Some(_), false) => pipeline.with_check_routes(RouteTable::build(&config.routes)),
-            _ => pipeline,
-        };
         let budget = match previous {
             Some(p) => {
                 p.budget.set_limit(config.server.max_buffered_bytes);
@@ -207,6 +201,11 @@ impl Runtime {
     /// The providers' keys, in config order.
     pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderKeys>> {
         self.providers.iter().map(|(_, k)| k)
+    }
+
+    /// The process's budget of bytes held for peers (`server.max_buffered_bytes`).
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// The pipeline requests are decided by.

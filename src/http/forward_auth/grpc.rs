@@ -33,6 +33,7 @@ use super::proto::envoy::service::auth::v3::{
 use super::proto::google::rpc::Status;
 use crate::config::Dialect;
 use crate::http::end::RequestEnd;
+use crate::net::budget::Reserved;
 use crate::pipeline::{ClientInfo, Protocol, Rejection, RequestView};
 use crate::runtime::Runtime;
 use crate::wire::{Framing, Header};
@@ -68,6 +69,15 @@ pub async fn serve(
     mut respond: SendResponse<Bytes>,
     mut end: RequestEnd<'_>,
 ) {
+    end.record.set_check("-");
+    // An untrusted peer is answered first, before its message is read (and never held).
+    if !super::trusted(rt, client) {
+        let rejection = Rejection::UntrustedPeer;
+        end.refuse(&rejection);
+        end.record.status = rejection.status();
+        send(&mut respond, &denied(&rejection), &mut end);
+        return;
+    }
     let grpc = headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
@@ -81,9 +91,10 @@ pub async fn serve(
         }
         return;
     }
+    let mut held = Reserved::none(rt.budget());
     let read = tokio::time::timeout(
         rt.config.server.header_read_timeout,
-        message(body, MAX_MESSAGE),
+        message(body, MAX_MESSAGE, &mut held),
     )
     .await
     .unwrap_or(Err((
@@ -96,7 +107,6 @@ pub async fn serve(
     let request = match read {
         Ok(request) => request,
         Err((status, why)) => {
-            end.record.set_check("-");
             end.record.status = 400;
             debug!(why, "ext_authz call without a usable CheckRequest");
             trailers_only(&mut respond, status, why, &mut end);
@@ -111,10 +121,19 @@ pub async fn serve(
     // Envoy gives the headers as a map (lower-case names, repeated ones joined), or, with
     // `encode_raw_headers`, as a list of raw values.
     let mut fields: Vec<Header<'_>> = Vec::with_capacity(http.headers.len());
-    fields.extend(http.headers.iter().map(|(n, v)| Header {
-        name: n,
-        value: v.as_bytes(),
-    }));
+    for (name, value) in &http.headers {
+        // Envoy joins repeated fields with ","; a credential never contains one, so the
+        // parts of `authorization` are its fields (two credentials: inline mode's 401).
+        let parts: Box<dyn Iterator<Item = &str>> = if name == "authorization" {
+            Box::new(value.split(','))
+        } else {
+            Box::new(std::iter::once(value.as_str()))
+        };
+        fields.extend(parts.map(|v| Header {
+            name,
+            value: v.trim_matches(' ').as_bytes(),
+        }));
+    }
     if let Some(map) = &http.header_map {
         fields.extend(map.headers.iter().map(|h| Header {
             name: &h.key,
@@ -165,7 +184,13 @@ pub async fn serve(
         }
         Err(rejection) => (rejection.status(), denied(&rejection)),
     };
+    drop(held);
     end.record.status = status;
+    send(&mut respond, &response, &mut end);
+}
+
+/// Answers the call with `response`, then `grpc-status: 0`.
+fn send(respond: &mut SendResponse<Bytes>, response: &CheckResponse, end: &mut RequestEnd<'_>) {
     let mut framed = BytesMut::with_capacity(5 + response.encoded_len());
     framed.put_u8(0);
     framed.put_u32(response.encoded_len() as u32);
@@ -241,30 +266,51 @@ pub fn status_code(status: u16) -> i32 {
     }
 }
 
-/// The call's one message, unframed: at most `limit` bytes, uncompressed, exactly one.
-async fn message(mut body: RecvStream, limit: usize) -> Result<Bytes, CallError> {
+/// The call's one message, unframed: uncompressed, exactly one, at most `limit` bytes (refused
+/// from its length prefix, before it is read), and reserved in `held` (from
+/// `server.max_buffered_bytes`) before it is read.
+async fn message(
+    mut body: RecvStream,
+    limit: usize,
+    held: &mut Reserved,
+) -> Result<Bytes, CallError> {
     let mut buf = BytesMut::new();
+    let mut expected = None;
     while let Some(data) = body.data().await {
         let data = data.map_err(|_| (code::UNAVAILABLE, "the call was reset"))?;
         let _ = body.flow_control().release_capacity(data.len());
-        if buf.len() + data.len() > limit + 5 {
-            return Err((code::RESOURCE_EXHAUSTED, "CheckRequest too large"));
+        let room = expected.unwrap_or(5) - buf.len();
+        if data.len() > room && expected.is_some() {
+            return Err((code::INVALID_ARGUMENT, "not exactly one message"));
         }
-        buf.extend_from_slice(&data);
+        let (now, rest) = data.split_at(room.min(data.len()));
+        buf.extend_from_slice(now);
+        if expected.is_none() && buf.len() == 5 {
+            if buf[0] != 0 {
+                return Err((code::UNIMPLEMENTED, "compressed messages are not accepted"));
+            }
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if len > limit {
+                return Err((code::RESOURCE_EXHAUSTED, "CheckRequest too large"));
+            }
+            if !held.grow(5 + len) {
+                return Err((code::RESOURCE_EXHAUSTED, "the gateway is overloaded"));
+            }
+            buf.reserve(len);
+            expected = Some(5 + len);
+            if rest.len() > len {
+                return Err((code::INVALID_ARGUMENT, "not exactly one message"));
+            }
+            buf.extend_from_slice(rest);
+        }
     }
-    if buf.len() < 5 {
-        return Err((code::INVALID_ARGUMENT, "no message"));
+    match expected {
+        Some(n) if buf.len() == n => {
+            buf.advance(5);
+            Ok(buf.freeze())
+        }
+        _ => Err((code::INVALID_ARGUMENT, "no whole message")),
     }
-    let compressed = buf[0];
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if compressed != 0 {
-        return Err((code::UNIMPLEMENTED, "compressed messages are not accepted"));
-    }
-    if buf.len() != 5 + len {
-        return Err((code::INVALID_ARGUMENT, "not exactly one message"));
-    }
-    buf.advance(5);
-    Ok(buf.freeze())
 }
 
 /// Ends a call with `status` and no message ("Trailers-Only").

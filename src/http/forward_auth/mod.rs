@@ -27,7 +27,9 @@ use std::sync::Arc;
 use crate::auth::Identity;
 use crate::config::Dialect;
 use crate::http::end::RequestEnd;
-use crate::pipeline::{Decision, HeaderPolicy, LocalResponse, Protocol, Rejection, RequestView};
+use crate::pipeline::{
+    ClientInfo, Decision, HeaderPolicy, LocalResponse, Protocol, Rejection, RequestView,
+};
 use crate::runtime::Runtime;
 use crate::wire::request::{valid_method, valid_target, INVALID_TARGET};
 use crate::wire::Framing;
@@ -109,9 +111,15 @@ pub fn original<'a>(
                     "forward-auth naming header sent more than once",
                 ));
             }
-        } else if h.name.contains('_') && policy.is_identity(h.name) {
+        } else if policy.is_identity(h.name)
+            && !policy
+                .identity_names()
+                .any(|n| n.as_str().eq_ignore_ascii_case(h.name))
+        {
+            // `X_Auth_User`, `x-auth-user-bin`: the proxy replaces the identity headers by
+            // their names, never these, and an upstream may read them as the real one.
             return Err(Rejection::BadRequest(
-                "identity header spelled with '_': the proxy cannot replace it",
+                "identity header in another spelling ('_' or '-bin'): the proxy cannot replace it",
             ));
         }
     }
@@ -242,6 +250,30 @@ fn without_prefix<'a>(target: &'a str, prefix: Option<&str>) -> Option<&'a str> 
     }
 }
 
+/// The refusal of a check whose path is not in normal form.
+pub const NOT_NORMAL: &str =
+    "path not in normal form (dot segments, '//', needless escapes): the proxy forwards it as sent";
+
+/// True when checks from `client` are answered (`server.trusted_proxies`).
+pub fn trusted(rt: &Runtime, client: &ClientInfo) -> bool {
+    let trusted = &rt.config.server.trusted_proxies;
+    trusted.iter().any(|n| n.contains(&client.ip))
+}
+
+/// The path of a request target (origin or absolute form), without the query.
+fn path_of(target: &str) -> &str {
+    let path = match target.split_once("://") {
+        Some((_, rest)) if !target.starts_with('/') => {
+            rest.find(['/', '?']).map_or("", |i| &rest[i..])
+        }
+        _ => target,
+    };
+    match path.split_once('?') {
+        Some((p, _)) => p,
+        None => path,
+    }
+}
+
 /// Answers the check `check` (see the module docs) with `rt`'s rules, recording it in `end`.
 pub async fn answer(
     rt: &Runtime,
@@ -268,7 +300,8 @@ pub async fn verdict(
     dialect: Option<(Dialect, Option<&str>)>,
     end: &mut RequestEnd<'_>,
 ) -> Result<Option<Arc<Identity>>, Rejection> {
-    end.record.set_check(check.method);
+    // The method is logged once it is known to be one.
+    end.record.set_check("-");
     let decided = decide(rt, check, dialect, end).await;
     // A check is not a gRPC call, whatever the original was: its answer is never in gRPC
     // form, and the original's method is not a metrics label.
@@ -285,8 +318,7 @@ async fn decide(
 ) -> Result<Option<Arc<Identity>>, Rejection> {
     // `[forward_auth]` removed by a reload: the listener stays until a restart.
     let (dialect, prefix) = dialect.ok_or(Rejection::NoRoute)?;
-    let trusted = &rt.config.server.trusted_proxies;
-    if !trusted.iter().any(|n| n.contains(&check.client.ip)) {
+    if !trusted(rt, check.client) {
         return Err(Rejection::UntrustedPeer);
     }
     let named = original(dialect, prefix, check, rt.pipeline().header_policy())?;
@@ -305,6 +337,12 @@ async fn decide(
         client: check.client,
     };
     match crate::http::decide(rt, &view, &mut end.record).await {
+        // The proxy forwards the target as sent, and what is routed on must be that: a path
+        // that normalization changed (dot segments, `//`, escapes of unreserved characters,
+        // hex case) is refused, after inline mode's own refusals.
+        Decision::Forward(forward) if forward.request.path != path_of(named.target) => {
+            Err(Rejection::BadRequest(NOT_NORMAL))
+        }
         Decision::Forward(forward) => Ok(forward.request.identity),
         Decision::Reject(rejection) => Err(rejection),
         // `OPTIONS *` names no resource to check.

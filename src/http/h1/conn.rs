@@ -166,7 +166,7 @@ impl<T: Transport> Connection<T> {
             kind: RequestKind::new(head.method, head.framing),
         };
         let gateway = self.gateway.clone();
-        let mut end = RequestEnd::start(&gateway, head.method);
+        let mut end = RequestEnd::start(&gateway, head.method, &self.client);
         let view = RequestView {
             method: head.method,
             target: head.target,
@@ -206,7 +206,7 @@ impl<T: Transport> Connection<T> {
                 let sent = Instant::now();
                 let prepared = match rt.origin(route) {
                     Some(origin) => origin.prepare(&request).await,
-                    // The inline table holds no route without an upstream.
+                    // `decide` forwards no inline request to a route without an upstream.
                     None => Err(ProxyError::NoUpstream),
                 };
                 drop(request);
@@ -411,7 +411,7 @@ impl<T: Transport> Connection<T> {
     /// Answers a request the gateway cannot read (400/431) and closes.
     async fn unreadable(&mut self, e: Rejection) {
         let gateway = self.gateway.clone();
-        let mut end = RequestEnd::start(&gateway, "-");
+        let mut end = RequestEnd::start(&gateway, "-", &self.client);
         end.refuse(&e);
         answer::respond(self, &e.response(), end, true, false).await;
         self.linger().await;

@@ -34,7 +34,7 @@ pub(super) async fn serve(
     let rt = gateway.current();
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
-    let mut end = RequestEnd::start(gateway, method);
+    let mut end = RequestEnd::start(gateway, method, client);
     let framing = match declared_length(&parts.headers) {
         _ if parts.headers.len() > rt.config.server.max_headers => Err(Rejection::HeadersTooLarge),
         _ if body.is_end_stream() => Ok(Framing::Empty),
@@ -67,6 +67,12 @@ pub(super) async fn serve(
                 forward_auth::answer(&rt, &view, &mut end).await
             }
             Err(rejection) => {
+                // An untrusted peer learns nothing more than that.
+                let rejection = match forward_auth::trusted(&rt, client) {
+                    true => rejection,
+                    false => Rejection::UntrustedPeer,
+                };
+                end.record.set_check("-");
                 end.refuse(&rejection);
                 rejection.response()
             }
@@ -102,7 +108,7 @@ pub(super) async fn serve(
             let origin = rt.origin(route);
             let prepared = {
                 let mut prepare = std::pin::pin!(async {
-                    // The inline table holds no route without an upstream.
+                    // `decide` forwards no inline request to a route without an upstream.
                     let origin = origin.ok_or(ProxyError::NoUpstream)?;
                     origin.prepare(&request).await?.connect(sent).await
                 });
