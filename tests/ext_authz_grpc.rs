@@ -8,38 +8,14 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-const CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-{trusted}
-
-[auth]
-leeway = "0s"
-claim_headers = { role = "X-Auth-Role" }
-
-[forward_auth]
-listen = "127.0.0.1:0"
-proxy = "envoy"
-grpc = true
-
-[[route]]
-path = "/"
-upstream = "{upstream}"
-
-[[route]]
-path = "/public"
-upstream = "{upstream}"
-auth = "public"
-
-[[route]]
-path = "/admin"
-upstream = "{upstream}"
-require = { role = "admin" }
-
-[[route]]
-path = "/internal"
-auth = "public"
-"#;
+/// The usual config with Envoy's gRPC API on a check listener and a route only checks reach;
+/// `{trusted}` goes in `[server]`.
+fn config() -> String {
+    CONFIG.replace(
+        "[auth]",
+        "{trusted}\n[forward_auth]\nlisten = \"127.0.0.1:0\"\nproxy = \"envoy\"\ngrpc = true\n\n[auth]",
+    ) + "\n[[route]]\npath = \"/internal\"\nauth = \"public\"\n"
+}
 
 /// Runs the client off the runtime that serves the gateway.
 async fn calls(addr: std::net::SocketAddr, calls: Value) -> Vec<Value> {
@@ -72,7 +48,7 @@ fn by_case(results: &[Value], case: &str) -> Value {
 #[tokio::test]
 async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start_checking(&CONFIG.replace("{trusted}", ""), &upstream.url()).await;
+    let gw = Gateway::start_checking(&config().replace("{trusted}", ""), &upstream.url()).await;
     let admin = token_with(
         json!({"sub": "alice", "role": "admin", "exp": now() + 600}),
         jsonwebtoken::Algorithm::HS256,
@@ -219,7 +195,7 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
 #[tokio::test]
 async fn a_check_call_from_outside_trusted_proxies_is_denied_403_code_7() {
     let upstream = Upstream::start().await;
-    let toml = CONFIG.replace("{trusted}", "trusted_proxies = [\"10.0.0.0/8\"]");
+    let toml = config().replace("{trusted}", "trusted_proxies = [\"10.0.0.0/8\"]");
     let gw = Gateway::start_checking(&toml, &upstream.url()).await;
     let results = calls(
         gw.checks.unwrap(),
@@ -246,7 +222,7 @@ async fn a_check_call_from_outside_trusted_proxies_is_denied_403_code_7() {
 async fn calls_without_one_usable_check_request_end_with_their_grpc_status() {
     use bytes::{BufMut, Bytes, BytesMut};
     let upstream = Upstream::start().await;
-    let gw = Gateway::start_checking(&CONFIG.replace("{trusted}", ""), &upstream.url()).await;
+    let gw = Gateway::start_checking(&config().replace("{trusted}", ""), &upstream.url()).await;
     let tcp = tokio::net::TcpStream::connect(gw.checks.unwrap())
         .await
         .unwrap();

@@ -16,39 +16,15 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-{trusted}
-
-[auth]
-leeway = "0s"
-claim_headers = { role = "X-Auth-Role" }
-
-[forward_auth]
-listen = "127.0.0.1:0"
-proxy = "{proxy}"
-{prefix}
-
-[[route]]
-path = "/"
-upstream = "{upstream}"
-
-[[route]]
-path = "/public"
-upstream = "{upstream}"
-auth = "public"
-
-[[route]]
-path = "/opt"
-upstream = "{upstream}"
-auth = "optional"
-
-[[route]]
-path = "/admin"
-upstream = "{upstream}"
-require = { role = "admin" }
-"#;
+/// The usual config (`/` required, `/public` public, `/opt` optional, `/admin` requires
+/// role=admin) with a check listener for `{proxy}` and Envoy's `{prefix}`; `{trusted}` goes in
+/// `[server]`.
+fn config() -> String {
+    CONFIG.replace(
+        "[auth]",
+        "{trusted}\n[forward_auth]\nlisten = \"127.0.0.1:0\"\nproxy = \"{proxy}\"\n{prefix}\n\n[auth]",
+    )
+}
 
 /// A client's header lines.
 type Fields<'a> = Vec<(&'a str, &'a str)>;
@@ -191,7 +167,7 @@ async fn gateway(dialect: &str, upstream: &Upstream, trusted: &str) -> Gateway {
     } else {
         ""
     };
-    let toml = CONFIG
+    let toml = config()
         .replace("{proxy}", dialect)
         .replace("{prefix}", prefix)
         .replace("{trusted}", trusted);

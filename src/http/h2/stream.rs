@@ -44,28 +44,25 @@ pub(super) async fn serve(
     };
     let head_only = method == "HEAD";
     let fields = wire::fields_of(&parts.headers);
+    let view = framing.map(|framing| RequestView {
+        method,
+        target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        protocol: Protocol::Http2,
+        headers: &fields,
+        map: Some(&parts.headers),
+        body: framing,
+        client,
+    });
     if client.checks {
         // A check for another proxy: answered here, never forwarded.
         let grpc = rt.config.forward_auth.as_ref().is_some_and(|f| f.grpc);
         if grpc && method == "POST" && parts.uri.path() == forward_auth::grpc::CHECK_PATH {
-            drop(fields);
             forward_auth::grpc::serve(&rt, client, &parts.headers, body, respond, end).await;
             return;
         }
-        let local = match framing {
-            Ok(framing) => {
-                let view = RequestView {
-                    method,
-                    target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                    authority: parts.uri.authority().map(|a| a.as_str()),
-                    protocol: Protocol::Http2,
-                    headers: &fields,
-                    map: None,
-                    body: framing,
-                    client,
-                };
-                forward_auth::answer(&rt, &view, &mut end).await
-            }
+        let local = match view {
+            Ok(view) => forward_auth::answer(&rt, &view, &mut end).await,
             Err(rejection) => {
                 // An untrusted peer learns nothing more than that.
                 let rejection = match forward_auth::trusted(&rt, client) {
@@ -80,20 +77,8 @@ pub(super) async fn serve(
         answer(&mut respond, &local, end, head_only);
         return;
     }
-    let decision = match framing {
-        Ok(framing) => {
-            let view = RequestView {
-                method,
-                target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                authority: parts.uri.authority().map(|a| a.as_str()),
-                protocol: Protocol::Http2,
-                headers: &fields,
-                map: Some(&parts.headers),
-                body: framing,
-                client,
-            };
-            crate::http::decide(&rt, &view, &mut end.record).await
-        }
+    let decision = match view {
+        Ok(view) => crate::http::decide(&rt, &view, &mut end.record).await,
         Err(rejection) => Decision::Reject(rejection),
     };
     match decision {
