@@ -15,7 +15,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends make=4.3-4.1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -35,7 +36,7 @@ COPY config/jwtgate.toml /etc/jwtgate/jwtgate.toml
 ENV JWTGATE_CONFIG=/etc/jwtgate/jwtgate.toml \
     JWTGATE_LOG_FORMAT=json
 # 8080: public listener; 9901: admin (/healthz, /readyz, /metrics) when admin_listen is set.
-EXPOSE 8080 9901
+EXPOSE 8080 8081 9901
 # distroless "nonroot" is uid/gid 65532.
 USER 65532:65532
 ENTRYPOINT ["jwtgate"]
