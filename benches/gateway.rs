@@ -240,6 +240,8 @@ fn rewrite(c: &mut Criterion) {
     let identity = std::sync::Arc::new(Identity {
         user: HeaderValue::from_static("alice@example.com"),
         claim_values: vec![Some(HeaderValue::from_static("user"))],
+        issuer: None,
+        left_out: vec![],
         claims: Default::default(),
         exp: 0.0,
     });
@@ -251,7 +253,7 @@ fn rewrite(c: &mut Criterion) {
             let req = UpstreamRequest {
                 method: "GET",
                 path: "/api/v1/orders/42".into(),
-                query: Some("page=2"),
+                query: Some("page=2".into()),
                 host: Some(b"api.example.com"),
                 upstream_host: "127.0.0.1:8000",
                 headers: black_box(&fields),

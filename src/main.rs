@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use jwtgate::auth::keys::{self, Env, Keys};
-use jwtgate::config::{parse_duration, Algorithm, Config, KeyKind};
+use jwtgate::config::{parse_duration, Algorithm, ClaimPath, Config, KeyKind};
 use jwtgate::runtime::reload::Watcher;
 use jwtgate::runtime::reload::{EnvSource, Reloader};
 use jwtgate::{Gateway, Runtime};
@@ -123,8 +123,12 @@ fn run(cli: Cli) -> ExitCode {
         Some(Command::Check { fetch }) => match cli.config {
             None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
             Some(path) => match load(&path) {
-                Ok(runtime) if fetch => check_fetch(&path, &runtime),
+                Ok(runtime) if fetch => {
+                    print_warnings(&runtime);
+                    check_fetch(&path, &runtime)
+                }
                 Ok(runtime) => {
+                    print_warnings(&runtime);
                     println!(
                         "{}: OK ({} routes, {} providers, keys loaded)",
                         path.display(),
@@ -156,6 +160,38 @@ fn run(cli: Cli) -> ExitCode {
             None => usage("--config PATH (or JWTGATE_CONFIG) is required to run the gateway; try `jwtgate demo` or `jwtgate --help`"),
             Some(path) => serve(&path),
         },
+    }
+}
+
+/// Puts `value` at the claim path `segments` of `claims`, making the objects on the way.
+fn insert_at(
+    claims: &mut serde_json::Map<String, serde_json::Value>,
+    segments: &[Box<str>],
+    value: serde_json::Value,
+) {
+    match segments {
+        [] => {}
+        [last] => {
+            claims.insert(last.to_string(), value);
+        }
+        [first, rest @ ..] => {
+            let inner = claims
+                .entry(first.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !inner.is_object() {
+                *inner = serde_json::Value::Object(Default::default());
+            }
+            if let serde_json::Value::Object(m) = inner {
+                insert_at(m, rest, value);
+            }
+        }
+    }
+}
+
+/// What is allowed but probably a mistake, on standard error.
+fn print_warnings(runtime: &Runtime) {
+    for w in runtime.config.warnings() {
+        eprintln!("warning: {w}");
     }
 }
 
@@ -331,6 +367,9 @@ fn serve(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     init_logging();
+    for w in built.config.warnings() {
+        warn!(key = %w.key, "{}", w.message);
+    }
     let rt = match runtime(built.config.server.workers) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -520,7 +559,11 @@ fn token(
             key.iss.map(str::to_owned).or(c.auth.issuer.clone()),
             c.auth.audience.clone(),
         ),
-        (None, None) => ("sub".to_owned(), key.iss.map(str::to_owned), Vec::new()),
+        (None, None) => (
+            ClaimPath::parse("sub").expect("a valid path"),
+            key.iss.map(str::to_owned),
+            Vec::new(),
+        ),
     };
     let (signing, kid) = match (key.key_file, alg.is_hmac()) {
         (Some(_), true) => {
@@ -564,7 +607,7 @@ fn token(
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     let mut body = serde_json::Map::new();
-    body.insert(user_claim, sub.into());
+    insert_at(&mut body, user_claim.segments(), sub.into());
     body.insert("iat".into(), now.as_secs().into());
     body.insert("exp".into(), (now + ttl).as_secs().into());
     if let Some(iss) = issuer {

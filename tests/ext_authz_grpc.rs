@@ -101,16 +101,21 @@ async fn check_calls_get_the_inline_decision_as_ok_or_denied_responses() {
             r["append_action"],
             json!(["OVERWRITE_IF_EXISTS_OR_ADD", "OVERWRITE_IF_EXISTS_OR_ADD"])
         );
-        assert_eq!(r["remove"], json!([]));
+        // No providers: no issuer to name, and the header is removed.
+        assert_eq!(r["remove"], json!(["x-auth-issuer"]));
     }
     let r = by_case(&results, "user");
     assert_eq!(r["headers"], json!({"x-auth-user": "bob"}));
-    assert_eq!(r["remove"], json!(["x-auth-role"]));
+    assert_eq!(r["remove"], json!(["x-auth-role", "x-auth-issuer"]));
     for case in ["public-forged", "internal"] {
         let r = by_case(&results, case);
         assert_eq!(r["kind"], "ok", "{r}");
         assert_eq!(r["headers"], json!({}));
-        assert_eq!(r["remove"], json!(["x-auth-user", "x-auth-role"]), "{r}");
+        assert_eq!(
+            r["remove"],
+            json!(["x-auth-user", "x-auth-role", "x-auth-issuer"]),
+            "{r}"
+        );
     }
     // Refused: the inline refusal, with the contract's code.
     let inline = |path: &'static str, headers: Vec<(&'static str, String)>| {

@@ -227,12 +227,16 @@ async fn a_check_answers_the_identity_inline_mode_injects_in_every_dialect() {
                     assert_eq!(roles, [""], "{dialect} {target}");
                     assert_eq!(
                         answer.header("x-envoy-auth-headers-to-remove"),
-                        Some("x-auth-role")
+                        Some("x-auth-role, x-auth-issuer")
                     );
                 }
                 role => {
                     assert_eq!(roles, role, "{dialect} {target}");
-                    assert_eq!(answer.header("x-envoy-auth-headers-to-remove"), None);
+                    // No providers: the issuer header is empty, and named for removal.
+                    assert_eq!(
+                        answer.header("x-envoy-auth-headers-to-remove"),
+                        Some("x-auth-issuer")
+                    );
                 }
             }
         }
@@ -255,7 +259,7 @@ async fn a_check_answers_the_identity_inline_mode_injects_in_every_dialect() {
             );
             assert_eq!(
                 answer.header("x-envoy-auth-headers-to-remove"),
-                Some("x-auth-user, x-auth-role")
+                Some("x-auth-user, x-auth-role, x-auth-issuer")
             );
         }
         gw.stop().await;

@@ -201,6 +201,8 @@ mod tests {
         Arc::new(Identity {
             user: HeaderValue::from_static(user),
             claim_values: vec![],
+            issuer: None,
+            left_out: vec![],
             claims: Default::default(),
             exp: 0.0,
         })

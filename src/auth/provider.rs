@@ -306,10 +306,12 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
                 if !skipped.is_empty() && changed {
                     warn!(provider = %p.issuer, skipped = ?skipped, "some JWKS keys are not usable and were skipped");
                 }
-                metrics
-                    .keys
-                    .get_or_create(&p.labels())
-                    .set(keys.len() as i64);
+                // Only the keys that can verify one of the provider's algorithms count.
+                let usable = keys
+                    .iter()
+                    .filter(|k| remote.algorithms.iter().any(|&a| k.fits(a)))
+                    .count();
+                metrics.keys.get_or_create(&p.labels()).set(usable as i64);
                 p.keys.store(Some(Arc::new(keys)));
                 metrics.fetches.get_or_create(&labels("ok")).inc();
                 retry = FIRST_RETRY;

@@ -9,8 +9,11 @@
 //! upstream pools are made, by the runtime's build step (`runtime::build`), which reports its
 //! own problems in the same form.
 
+mod claim;
 mod raw;
 mod validate;
+
+pub use claim::ClaimPath;
 
 pub(crate) use validate::is_loopback;
 
@@ -267,9 +270,18 @@ impl Algorithm {
         Algorithm::EdDSA,
     ];
 
-    /// Parses the exact JOSE name (`HS256`, ...). Case matters, as in RFC 7518.
+    /// Parses the exact JOSE name (`HS256`, ...). Case matters, as in RFC 7518. `Ed25519`
+    /// (RFC 9864's fully specified name) is `EdDSA`: the only EdDSA curve verified here.
     pub fn from_name(name: &str) -> Option<Algorithm> {
+        if name == "Ed25519" {
+            return Some(Algorithm::EdDSA);
+        }
         Algorithm::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// True when a token's or a JWK's `alg` names this algorithm (`Ed25519` names `EdDSA`).
+    pub fn is_named(self, name: &str) -> bool {
+        self.name() == name || (self == Algorithm::EdDSA && name == "Ed25519")
     }
 
     /// The JOSE name.
@@ -325,9 +337,9 @@ pub struct ProviderConfig {
     /// Accepted `aud` values (any one must match), checked only when non-empty.
     pub audience: Vec<String>,
     /// The claim that names the caller (default `auth.user_claim`).
-    pub user_claim: String,
+    pub user_claim: ClaimPath,
     /// Claims passed on, as (claim, header) (default `auth.claim_headers`).
-    pub claim_headers: Vec<(String, HeaderName)>,
+    pub claim_headers: Vec<(ClaimPath, HeaderName)>,
     /// How often a fetched JWKS is fetched again (a shorter `Cache-Control: max-age` wins, down
     /// to [`MIN_REFRESH`]). Default 5m.
     pub refresh: Duration,
@@ -374,11 +386,23 @@ pub struct AuthConfig {
     /// Accepted `aud` values (any one must match), checked only when non-empty.
     pub audience: Vec<String>,
     /// Claim that names the caller. Default `sub`.
-    pub user_claim: String,
+    pub user_claim: ClaimPath,
     /// Header the upstream reads the caller from. Default `X-Auth-User`.
     pub user_header: HeaderName,
     /// More claims passed on, as (claim, header). Default none.
-    pub claim_headers: Vec<(String, HeaderName)>,
+    pub claim_headers: Vec<(ClaimPath, HeaderName)>,
+    /// What joins an array claim's elements in a claim header. Default `,`.
+    pub claim_separator: String,
+    /// The most bytes (names and values) all identity headers of one request may take
+    /// together, the assertion included. Default 8 KiB.
+    pub max_identity_bytes: usize,
+    /// The header naming the issuer that vouched for the user, written whenever providers are
+    /// configured (stripped from clients always). Default `X-Auth-Issuer`.
+    pub issuer_header: HeaderName,
+    /// A token whose `exp` lies further ahead than this is refused. Default none.
+    pub max_token_lifetime: Option<Duration>,
+    /// The cookie a token is taken from when there is no `Authorization` header.
+    pub cookie: Option<String>,
     /// Keep the `Authorization` header for the upstream. Default true.
     pub forward_token: bool,
     /// Longest token accepted, in bytes, checked before any decoding. Default 8 KiB.
@@ -387,6 +411,27 @@ pub struct AuthConfig {
     pub token_cache: usize,
     /// `[[auth.provider]]`: identity providers, each chosen by its `issuer`.
     pub providers: Vec<ProviderConfig>,
+}
+
+impl Config {
+    /// What is allowed but probably a mistake: `jwtgate check` prints these, and the gateway
+    /// logs them when it loads the config.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut w = Vec::new();
+        for (i, p) in self.auth.providers.iter().enumerate() {
+            if p.audience.is_empty() {
+                w.push(Problem::new(
+                    format!("auth.provider[{i}].audience"),
+                    format!(
+                        "not set: any token {:?} issued, for any application, passes here; \
+                         set the audience this gateway's tokens are issued for",
+                        p.issuer
+                    ),
+                ));
+            }
+        }
+        w
+    }
 }
 
 impl AuthConfig {
@@ -418,6 +463,16 @@ pub enum AuthMode {
     Public,
 }
 
+/// What a route's `require` demands of one claim: one of `values` (a token's array claim meets
+/// a value it contains; a string `scope` or `scp` claim is a space-separated list of words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The claim.
+    pub claim: ClaimPath,
+    /// Any one of them satisfies it (never empty).
+    pub values: Vec<ClaimValue>,
+}
+
 /// A value a route's `require` demands of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimValue {
@@ -427,6 +482,16 @@ pub enum ClaimValue {
     Bool(bool),
     /// A JSON integer.
     Integer(i64),
+}
+
+impl fmt::Display for ClaimValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClaimValue::String(s) => f.write_str(s),
+            ClaimValue::Bool(b) => write!(f, "{b}"),
+            ClaimValue::Integer(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// One `[[route]]`.
@@ -441,8 +506,11 @@ pub struct RouteConfig {
     pub upstream: Option<Uri>,
     /// Token policy. Default `required`.
     pub auth: AuthMode,
-    /// Claims a token must carry on this route, as (claim, value).
-    pub require: Vec<(String, ClaimValue)>,
+    /// Claims a token must carry on this route, all of them.
+    pub require: Vec<Requirement>,
+    /// The query parameter this route also takes a token from (after the header and the
+    /// cookie); removed from the forwarded target whether or not it was used.
+    pub query_token: Option<String>,
     /// Extra CA file for an `https://` upstream.
     pub ca_file: Option<PathBuf>,
     /// Largest request body in bytes (`None`: no limit). Default `server.max_body_bytes`.
@@ -541,7 +609,7 @@ mod tests {
         assert_eq!(c.server.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.auth.algorithms, vec![Algorithm::HS256]);
         assert_eq!(c.auth.leeway, Duration::from_secs(30));
-        assert_eq!(c.auth.user_claim, "sub");
+        assert_eq!(c.auth.user_claim.as_str(), "sub");
         assert_eq!(c.auth.user_header.as_str(), "x-auth-user");
         assert!(c.auth.forward_token);
         assert_eq!(c.routes[0].upgrades, vec!["websocket".to_owned()]);
@@ -731,13 +799,13 @@ upstream = "http://127.0.0.1:8000"
             )
         );
         assert_eq!(p[0].algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
-        assert_eq!(p[0].user_claim, "preferred_username");
+        assert_eq!(p[0].user_claim.as_str(), "preferred_username");
         assert_eq!(p[0].claim_headers, c.auth.claim_headers);
         assert_eq!(p[0].refresh, Duration::from_secs(300));
         // A trailing slash of the issuer is not doubled.
         assert!(matches!(&p[1].source, KeySource::JwksUrl(u) if u.host() == Some("auth0.example")));
         assert_eq!(p[1].audience, vec!["orders".to_owned()]);
-        assert_eq!(p[1].user_claim, "email");
+        assert_eq!(p[1].user_claim.as_str(), "email");
         assert_eq!(p[1].refresh, Duration::from_secs(3600));
         assert_eq!(p[1].ca_file, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(

@@ -58,6 +58,13 @@ pub(super) struct RawAuth {
     pub forward_token: Option<bool>,
     pub max_token_bytes: Option<usize>,
     pub token_cache: Option<usize>,
+    pub cookie: Option<String>,
+    pub claim_separator: Option<String>,
+    pub max_identity_bytes: Option<usize>,
+    pub issuer_header: Option<String>,
+    pub max_token_lifetime: Option<String>,
+    /// `[auth.assertion]`, validated on its own.
+    pub assertion: Option<toml::Value>,
     /// `[[auth.provider]]` tables, each validated on its own (so that every unknown key of
     /// every provider is named).
     pub provider: Option<Vec<toml::Value>>,
@@ -96,6 +103,10 @@ pub(super) struct RawRoute {
     pub ca_file: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub upgrades: Option<Vec<String>>,
+    pub query_token: Option<String>,
+    /// A table, or the string `"upstream"`.
+    pub cors: Option<toml::Value>,
+    pub resource_metadata: Option<toml::Value>,
 }
 
 pub(super) const SERVER_KEYS: &[&str] = &[
@@ -130,6 +141,12 @@ pub(super) const AUTH_KEYS: &[&str] = &[
     "forward_token",
     "max_token_bytes",
     "token_cache",
+    "cookie",
+    "claim_separator",
+    "max_identity_bytes",
+    "issuer_header",
+    "max_token_lifetime",
+    "assertion",
     "provider",
 ];
 pub(super) const PROVIDER_KEYS: &[&str] = &[
@@ -153,4 +170,7 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "ca_file",
     "max_body_bytes",
     "upgrades",
+    "query_token",
+    "cors",
+    "resource_metadata",
 ];

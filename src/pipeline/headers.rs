@@ -94,9 +94,13 @@ enum Class {
 pub struct HeaderPolicy {
     user_header: HeaderName,
     claim_headers: Vec<HeaderName>,
+    issuer_header: HeaderName,
     /// Special names by length, in their spoof key form (see [`spoof_key`]).
     by_len: Vec<Vec<(Box<[u8]>, Class)>>,
     forward_token: bool,
+    /// The token cookie's name, when it must not be forwarded (`auth.cookie` with
+    /// `forward_token = false`).
+    strip_cookie: Option<Box<str>>,
 }
 
 impl HeaderPolicy {
@@ -104,7 +108,9 @@ impl HeaderPolicy {
     pub fn new(auth: &AuthConfig) -> HeaderPolicy {
         // Every header any issuer writes a claim into: each is stripped from every request.
         let claim_headers: Vec<HeaderName> = auth.claim_header_names();
-        let identity = std::iter::once(&auth.user_header).chain(&claim_headers);
+        let identity = std::iter::once(&auth.user_header)
+            .chain(&claim_headers)
+            .chain([&auth.issuer_header]);
         // The first class given to a name wins (`connection` is hop-by-hop too).
         let named: Vec<(String, Class)> = [("connection", Class::Connection)]
             .into_iter()
@@ -118,11 +124,14 @@ impl HeaderPolicy {
             .map(|(n, c)| (n.to_owned(), c))
             // An identity header's gRPC binary twin (`x-auth-user-bin`) is stripped too:
             // gRPC libraries hand upstreams both kinds of metadata, and one that decodes the
-            // `-bin` form under the plain name must not read a client's copy.
+            // `-bin` form under the plain name must not read a client's copy. So is its
+            // grpc-gateway spelling (`Grpc-Metadata-X-Auth-User`), which grpc-gateway turns
+            // into the plain metadata for the gRPC service behind it.
             .chain(identity.flat_map(|h| {
                 [
                     (h.as_str().to_owned(), Class::Identity),
                     (format!("{}-bin", h.as_str()), Class::Identity),
+                    (format!("grpc-metadata-{}", h.as_str()), Class::Identity),
                 ]
             }))
             .chain(
@@ -145,29 +154,54 @@ impl HeaderPolicy {
         HeaderPolicy {
             user_header: auth.user_header.clone(),
             claim_headers,
+            issuer_header: auth.issuer_header.clone(),
             by_len,
             forward_token: auth.forward_token,
+            strip_cookie: auth
+                .cookie
+                .as_deref()
+                .filter(|_| !auth.forward_token)
+                .map(Box::from),
         }
     }
 
-    /// The identity headers the gateway writes for `id`, in order: `user_header`, then each
-    /// `claim_headers` header the token has a value for. What the upstream gets (inline) and
-    /// what an auth check answers (forward-auth) come from here.
+    /// The identity headers the gateway writes for `id`, in order: `user_header`, each
+    /// `claim_headers` header the token has a value for, the issuer header when providers are
+    /// configured. What the upstream gets (inline) comes from here.
     pub fn identity_fields<'s>(
         &'s self,
         id: &'s Identity,
     ) -> impl Iterator<Item = (&'s HeaderName, &'s HeaderValue)> {
-        std::iter::once((&self.user_header, &id.user)).chain(
-            self.claim_headers
-                .iter()
-                .zip(&id.claim_values)
-                .filter_map(|(name, value)| value.as_ref().map(|v| (name, v))),
-        )
+        self.identity_values(Some(id))
+            .filter_map(|(name, value)| value.map(|v| (name, v)))
     }
 
-    /// Every identity header's name: `user_header`, then each `claim_headers` header.
+    /// Every identity header's name with its value for `id` (`None`: no value, or no
+    /// identity): what an auth check answers (forward-auth), every name present.
+    pub fn identity_values<'s>(
+        &'s self,
+        id: Option<&'s Identity>,
+    ) -> impl Iterator<Item = (&'s HeaderName, Option<&'s HeaderValue>)> {
+        let claims = self.claim_headers.iter().enumerate().map(move |(i, name)| {
+            let value = id.and_then(|id| id.claim_values.get(i)?.as_ref());
+            (name, value)
+        });
+        std::iter::once((&self.user_header, id.map(|id| &id.user)))
+            .chain(claims)
+            .chain([(&self.issuer_header, id.and_then(|id| id.issuer.as_ref()))])
+    }
+
+    /// The bytes (names and values) the identity headers of `id` take together, for
+    /// `auth.max_identity_bytes`.
+    pub fn identity_size(&self, id: &Identity) -> usize {
+        self.identity_fields(id)
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum()
+    }
+
+    /// Every identity header's name.
     pub fn identity_names(&self) -> impl Iterator<Item = &HeaderName> {
-        std::iter::once(&self.user_header).chain(&self.claim_headers)
+        self.identity_values(None).map(|(name, _)| name)
     }
 
     /// True for a field named as an identity header in some spelling (any letter case, `_`
@@ -363,8 +397,8 @@ pub struct UpstreamRequest<'p, 'a> {
     pub method: &'a str,
     /// The normalized path (see [`crate::wire::uri`]).
     pub path: Cow<'a, str>,
-    /// The query, as the client sent it.
-    pub query: Option<&'a str>,
+    /// The query, as the client sent it, without the route's `query_token` parameter.
+    pub query: Option<Cow<'a, str>>,
     /// The authority the client asked for: the upstream's `Host` and `X-Forwarded-Host`.
     pub host: Option<&'a [u8]>,
     /// The upstream's own authority: its `Host` when the client sent none (HTTP/1.0).
@@ -422,7 +456,9 @@ impl UpstreamRequest<'_, '_> {
                 Class::Authorization if policy.forward_token && !dropped(h) => {
                     sink.pass(i, h.name.as_bytes(), h.value);
                 }
-                Class::Cookie if self.join_cookies => cookies += 1,
+                Class::Cookie if self.join_cookies || policy.strip_cookie.is_some() => {
+                    cookies += usize::from(!dropped(h))
+                }
                 Class::Cookie if !dropped(h) => sink.pass(i, h.name.as_bytes(), h.value),
                 Class::ForwardedFor => forwarded_for = true,
                 Class::Identity => {
@@ -432,18 +468,44 @@ impl UpstreamRequest<'_, '_> {
             }
         }
         if cookies > 0 {
-            sink.begin(b"cookie");
             let values = headers
                 .iter()
                 .enumerate()
-                .filter(|(i, h)| class_of(*i, h) == Class::Cookie);
-            for (i, (_, h)) in values.enumerate() {
-                if i > 0 {
-                    sink.value(b"; ");
+                .filter(|(i, h)| class_of(*i, h) == Class::Cookie && !dropped(h))
+                .map(|(_, h)| h.value);
+            match policy.strip_cookie.as_deref() {
+                None => {
+                    sink.begin(b"cookie");
+                    for (i, v) in values.enumerate() {
+                        if i > 0 {
+                            sink.value(b"; ");
+                        }
+                        sink.value(v);
+                    }
+                    sink.end();
                 }
-                sink.value(h.value);
+                // The token cookie stays with the gateway; the others go on, in one field.
+                Some(token) => {
+                    let mut kept = values
+                        .flat_map(|v| v.split(|&b| b == b';'))
+                        .map(<[u8]>::trim_ascii)
+                        .filter(|pair| {
+                            let name = pair.split(|&b| b == b'=').next().unwrap_or(b"");
+                            !pair.is_empty() && name.trim_ascii() != token.as_bytes()
+                        })
+                        .peekable();
+                    if kept.peek().is_some() {
+                        sink.begin(b"cookie");
+                        for (i, pair) in kept.enumerate() {
+                            if i > 0 {
+                                sink.value(b"; ");
+                            }
+                            sink.value(pair);
+                        }
+                        sink.end();
+                    }
+                }
             }
-            sink.end();
         }
 
         if forwarded_for {
@@ -551,6 +613,8 @@ mod tests {
         Identity {
             user: HeaderValue::from_static(user),
             claim_values: vec![role.map(HeaderValue::from_static)],
+            issuer: None,
+            left_out: vec![],
             claims: Default::default(),
             exp: 0.0,
         }
@@ -605,7 +669,7 @@ mod tests {
         let req = UpstreamRequest {
             method: "GET",
             path: "/p".into(),
-            query: Some("q=1"),
+            query: Some("q=1".into()),
             host: Some(b"app.example"),
             upstream_host: "10.0.0.1:8000",
             headers: &headers,

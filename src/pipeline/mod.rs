@@ -23,16 +23,22 @@ pub mod response;
 pub mod target;
 pub mod upgrade;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use headers::{ClientInfo, FieldSink, HeaderPolicy, MapSink, UpstreamRequest};
 pub use rejection::{LocalResponse, Rejection};
 
 use crate::auth::{self, Identity, Verifier};
-use crate::config::AuthMode;
+use tracing::warn;
+
+use crate::auth::bearer::Source;
+use crate::config::{AuthMode, Config};
 use crate::ops::access::Record;
+use crate::policy::routes::is_scope;
 use crate::policy::{Route, RouteTable};
 use crate::wire::{Framing, Header};
+use target::Target;
 
 /// The protocol a request arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +103,29 @@ pub struct Pipeline {
     routes: RouteTable,
     verifier: Verifier,
     headers: HeaderPolicy,
+    /// `auth.max_identity_bytes`.
+    max_identity_bytes: usize,
+    /// `auth.cookie`.
+    cookie: Option<String>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-Proto` says the request's own origin.
+    trusted: Vec<ipnet::IpNet>,
 }
 
 impl Pipeline {
-    /// A pipeline deciding with these parts.
-    pub fn new(routes: RouteTable, verifier: Verifier, headers: HeaderPolicy) -> Pipeline {
+    /// A pipeline deciding with these parts, for `config`.
+    pub fn new(
+        routes: RouteTable,
+        verifier: Verifier,
+        headers: HeaderPolicy,
+        config: &Config,
+    ) -> Pipeline {
         Pipeline {
             routes,
             verifier,
             headers,
+            max_identity_bytes: config.auth.max_identity_bytes,
+            cookie: config.auth.cookie.clone(),
+            trusted: config.server.trusted_proxies.clone(),
         }
     }
 
@@ -174,7 +194,18 @@ impl Pipeline {
             return Err(Rejection::NoRoute);
         }
         record.route = route.name.clone();
-        let identity = authenticate(&self.verifier, route, req.headers)?;
+        let identity = self.authenticate(route, req, &target)?;
+        if let Some(id) = &identity {
+            for (claim, why) in &id.left_out {
+                warn!(route = %route.name, user = ?id.user, claim = %claim, reason = why, "claim left out of the identity headers: its value cannot be passed without ambiguity");
+            }
+            // Checked before anything is sent: an upstream must never answer 431 because of
+            // what the gateway added.
+            if self.headers.identity_size(id) > self.max_identity_bytes {
+                record.user = Some(id.user.clone());
+                return Err(Rejection::IdentityTooLarge);
+            }
+        }
         record.auth = match (&identity, route.auth) {
             (Some(_), _) => "ok",
             (None, AuthMode::Public) => "public",
@@ -200,8 +231,12 @@ impl Pipeline {
             route,
             request: UpstreamRequest {
                 method: req.method,
+                query: match (&route.query_token, target.query) {
+                    // A token in the query never reaches the upstream, used or not.
+                    (Some(name), Some(q)) => auth::bearer::without_param(q, name),
+                    (_, q) => q.map(Cow::Borrowed),
+                },
                 path: target.path,
-                query: target.query,
                 host: target.host_header,
                 upstream_host: route
                     .upstream
@@ -222,29 +257,129 @@ impl Pipeline {
     }
 }
 
-/// Token checks for `route`: `None` for an anonymous request the route lets through.
-fn authenticate(
-    verifier: &Verifier,
-    route: &Route,
-    headers: &[Header<'_>],
-) -> Result<Option<Arc<Identity>>, Rejection> {
-    if route.auth == AuthMode::Public {
-        return Ok(None);
-    }
-    let token = auth::bearer(headers).map_err(Rejection::InvalidToken)?;
-    let Some(token) = token else {
-        // An anonymous request cannot meet a `require`, so an optional route that has one
-        // asks for a token like a required route does.
-        return match route.auth {
-            AuthMode::Optional if route.require.is_empty() => Ok(None),
-            _ => Err(Rejection::MissingToken),
+impl Pipeline {
+    /// Token checks for `route`: `None` for an anonymous request the route lets through.
+    fn authenticate(
+        &self,
+        route: &Route,
+        req: &RequestView<'_>,
+        target: &Target<'_>,
+    ) -> Result<Option<Arc<Identity>>, Rejection> {
+        if route.auth == AuthMode::Public {
+            return Ok(None);
+        }
+        let Some((token, source)) = self.token(route, req.headers, target.query)? else {
+            // An anonymous request cannot meet a `require`, so an optional route that has one
+            // asks for a token like a required route does.
+            return match route.auth {
+                AuthMode::Optional if route.require.is_empty() => Ok(None),
+                _ => Err(Rejection::MissingToken),
+            };
         };
-    };
-    let identity = verifier.verify(token).map_err(Rejection::InvalidToken)?;
-    if let Some(claim) = route.unmet_requirement(&identity.claims) {
-        return Err(Rejection::Forbidden(claim.to_owned()));
+        // A cookie rides along with any request the browser makes, whichever site asked for
+        // it: from another site, it proves nothing (CSRF, cross-site WebSocket hijacking).
+        if source == Source::Cookie && self.cross_site(req, target) {
+            return Err(Rejection::CrossSite);
+        }
+        let identity = self
+            .verifier
+            .verify(&token)
+            .map_err(Rejection::InvalidToken)?;
+        if let Some(unmet) = route.unmet_requirement(&identity.claims) {
+            let scope = is_scope(&unmet.claim).then(|| {
+                let words: Vec<String> = unmet.values.iter().map(ToString::to_string).collect();
+                Arc::from(words.join(" "))
+            });
+            return Err(Rejection::Forbidden {
+                claim: unmet.claim.text().clone(),
+                scope,
+            });
+        }
+        Ok(Some(identity))
     }
-    Ok(Some(identity))
+
+    /// The request's token and where it came from, the first found of: `Authorization:
+    /// Bearer`, the `auth.cookie` cookie, the route's `query_token` parameter.
+    fn token<'a>(
+        &self,
+        route: &Route,
+        headers: &[Header<'a>],
+        query: Option<&'a str>,
+    ) -> Result<Option<(Cow<'a, str>, Source)>, Rejection> {
+        let refused = Rejection::InvalidToken;
+        if let Some(t) = auth::bearer(headers).map_err(refused)? {
+            return Ok(Some((Cow::Borrowed(t), Source::Header)));
+        }
+        if let Some(name) = &self.cookie {
+            if let Some(t) = auth::bearer::cookie(headers, name).map_err(refused)? {
+                return Ok(Some((Cow::Borrowed(t), Source::Cookie)));
+            }
+        }
+        if let (Some(name), Some(query)) = (&route.query_token, query) {
+            if let Some(t) = auth::bearer::query(query, name).map_err(refused)? {
+                return Ok(Some((t, Source::Query)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// True when the request carries an `Origin` other than its own (scheme and `Host`; the
+    /// scheme from `X-Forwarded-Proto` when the peer is a trusted proxy), or more than one.
+    fn cross_site(&self, req: &RequestView<'_>, target: &Target<'_>) -> bool {
+        let mut origins = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("origin"));
+        let Some(origin) = origins.next() else {
+            return false;
+        };
+        if origins.next().is_some() {
+            return true;
+        }
+        let trusted = req.client.checks || self.trusted.iter().any(|n| n.contains(&req.client.ip));
+        let forwarded = trusted
+            .then(|| {
+                let h = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))?;
+                let first = h.value.split(|&b| b == b',').next()?;
+                match first.trim_ascii() {
+                    p if p.eq_ignore_ascii_case(b"https") => Some("https"),
+                    p if p.eq_ignore_ascii_case(b"http") => Some("http"),
+                    _ => None,
+                }
+            })
+            .flatten();
+        let scheme = forwarded.unwrap_or(req.client.proto);
+        let Some(host) = target.host_header else {
+            return true;
+        };
+        !same_origin(origin.value, scheme, host)
+    }
+}
+
+/// True when `origin` (an `Origin` field value) is `scheme://host`, letter case and the
+/// scheme's default port aside.
+fn same_origin(origin: &[u8], scheme: &str, host: &[u8]) -> bool {
+    let Some(authority) = origin
+        .get(..scheme.len() + 3)
+        .filter(|p| {
+            p[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes()) && p.ends_with(b"://")
+        })
+        .map(|p| &origin[p.len()..])
+    else {
+        return false;
+    };
+    let default = match scheme {
+        "https" => &b":443"[..],
+        _ => &b":80"[..],
+    };
+    let bare = |a: &'_ [u8]| -> Vec<u8> {
+        let a = a.strip_suffix(default).unwrap_or(a);
+        a.to_ascii_lowercase()
+    };
+    !authority.is_empty() && bare(authority) == bare(host)
 }
 
 #[cfg(test)]
@@ -301,6 +436,7 @@ auth = "public"
             RouteTable::build(&config.routes),
             Verifier::build(&config.auth, &keys, &[], None),
             HeaderPolicy::new(&config.auth),
+            &config,
         )
     }
 

@@ -4,6 +4,7 @@
 //! each front-end writes in its own syntax. No description ever contains request data.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::auth::TokenError;
 
@@ -24,8 +25,19 @@ pub enum Rejection {
     MissingToken,
     /// The token was refused.
     InvalidToken(TokenError),
-    /// The token is valid but lacks a claim the route requires (the claim's name).
-    Forbidden(String),
+    /// The token is valid but does not meet one of the route's `require`s.
+    Forbidden {
+        /// The claim's path, as configured.
+        claim: Arc<str>,
+        /// For a `scope` or `scp` claim: the values the route lists, space-separated (the
+        /// challenge's `scope`, RFC 6750 §3).
+        scope: Option<Arc<str>>,
+    },
+    /// A token from the `auth.cookie` cookie on a request from another site (its `Origin`).
+    CrossSite,
+    /// The identity headers of a valid token would be larger than `auth.max_identity_bytes`:
+    /// 403, not 401, so that a client does not authenticate again in a loop.
+    IdentityTooLarge,
     /// A forward-auth check from a peer outside `server.trusted_proxies`: its headers naming
     /// the original request cannot be believed.
     UntrustedPeer,
@@ -72,7 +84,9 @@ impl Rejection {
             Rejection::PayloadTooLarge => "payload_too_large",
             Rejection::MissingToken => "missing",
             Rejection::InvalidToken(e) => e.reason(),
-            Rejection::Forbidden(_) => "forbidden",
+            Rejection::Forbidden { .. } => "forbidden",
+            Rejection::IdentityTooLarge => "identity_too_large",
+            Rejection::CrossSite => "cross_site",
             Rejection::UntrustedPeer => "untrusted_peer",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -86,7 +100,9 @@ impl Rejection {
             self,
             Rejection::MissingToken
                 | Rejection::InvalidToken(_)
-                | Rejection::Forbidden(_)
+                | Rejection::Forbidden { .. }
+                | Rejection::IdentityTooLarge
+                | Rejection::CrossSite
                 | Rejection::UntrustedPeer
         )
     }
@@ -139,25 +155,32 @@ impl Rejection {
                 Rejection::InvalidToken(TokenError::KeysUnavailable) => (
                     503,
                     "temporarily_unavailable",
-                    TokenError::KeysUnavailable.description().into(),
+                    TokenError::KeysUnavailable.description(),
                     None,
                     UNAVAILABLE,
                 ),
-                Rejection::InvalidToken(e) => (
-                    401,
-                    "invalid_token",
-                    e.description().into(),
-                    Some(format!(
-                        r#"Bearer error="invalid_token", error_description="{}""#,
-                        e.description()
-                    )),
-                    UNAUTHENTICATED,
-                ),
-                Rejection::Forbidden(claim) => {
-                    let description = format!("token lacks a required {} claim", printable(claim));
+                Rejection::InvalidToken(e) => {
+                    let description = e.description();
                     let challenge = format!(
+                        r#"Bearer error="invalid_token", error_description="{}""#,
+                        printable(&description)
+                    );
+                    (
+                        401,
+                        "invalid_token",
+                        description,
+                        Some(challenge),
+                        UNAUTHENTICATED,
+                    )
+                }
+                Rejection::Forbidden { claim, scope } => {
+                    let description = format!("token lacks a required {} claim", printable(claim));
+                    let mut challenge = format!(
                         r#"Bearer error="insufficient_scope", error_description="{description}""#
                     );
+                    if let Some(scope) = scope {
+                        challenge.push_str(&format!(r#", scope="{}""#, printable(scope)));
+                    }
                     (
                         403,
                         "insufficient_scope",
@@ -166,6 +189,20 @@ impl Rejection {
                         PERMISSION_DENIED,
                     )
                 }
+                Rejection::CrossSite => (
+                    403,
+                    "forbidden",
+                    "a token from a cookie is not accepted on a request from another site".into(),
+                    None,
+                    PERMISSION_DENIED,
+                ),
+                Rejection::IdentityTooLarge => (
+                    403,
+                    "identity_too_large",
+                    "the identity this token carries is larger than the gateway passes on".into(),
+                    None,
+                    PERMISSION_DENIED,
+                ),
                 Rejection::UntrustedPeer => (
                     403,
                     "forbidden",
@@ -388,10 +425,11 @@ impl LocalResponse {
     }
 }
 
-/// Claim names come from the config, but keep the header safe whatever they hold.
+/// Claim names and scopes come from the config, but keep the header safe whatever they hold:
+/// visible ASCII and spaces, no quote or backslash.
 fn printable(s: &str) -> String {
     s.chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
         .collect()
 }
 
@@ -425,7 +463,10 @@ mod tests {
                 "invalid_token",
             ),
             (
-                Rejection::Forbidden("role".into()),
+                Rejection::Forbidden {
+                    claim: "role".into(),
+                    scope: None,
+                },
                 403,
                 Some(
                     r#"Bearer error="insufficient_scope", error_description="token lacks a required role claim""#,
@@ -469,7 +510,10 @@ mod tests {
                 "token expired",
             ),
             (
-                Rejection::Forbidden("role".into()),
+                Rejection::Forbidden {
+                    claim: "role".into(),
+                    scope: None,
+                },
                 "7",
                 "token lacks a required role claim",
             ),
@@ -578,7 +622,10 @@ mod tests {
                 grpc_code::UNAVAILABLE,
             ),
             (
-                Rejection::Forbidden("role".into()),
+                Rejection::Forbidden {
+                    claim: "role".into(),
+                    scope: None,
+                },
                 grpc_code::PERMISSION_DENIED,
             ),
             (Rejection::UpstreamUnavailable, grpc_code::UNAVAILABLE),
@@ -592,7 +639,11 @@ mod tests {
 
     #[test]
     fn descriptions_stay_header_safe() {
-        let r = Rejection::Forbidden("ro\"le\r\n".into()).response();
+        let r = Rejection::Forbidden {
+            claim: "ro\"le\r\n".into(),
+            scope: None,
+        }
+        .response();
         let (_, v) = r
             .fields
             .iter()

@@ -11,11 +11,16 @@ use std::sync::Arc;
 use http::Uri;
 use serde_json::Value;
 
-use crate::config::{AuthMode, ClaimValue, RouteConfig};
+use crate::config::{AuthMode, ClaimPath, ClaimValue, Requirement, RouteConfig};
 
-/// True when `claim` equals `want`, or is an array that contains it.
-pub fn satisfies(want: &ClaimValue, claim: &Value) -> bool {
+/// True when `claim` equals `want` (same JSON type and value), or is an array that contains
+/// it; with `words` (the `scope` and `scp` claims), a string claim is a space-separated list
+/// of words (RFC 8693 §4.2, RFC 9068 §2.2.3, Entra's `scp`) and each word is a value.
+pub fn satisfies(want: &ClaimValue, claim: &Value, words: bool) -> bool {
     let scalar = |v: &Value| match (want, v) {
+        (ClaimValue::String(want), Value::String(got)) if words => {
+            got.split(' ').any(|w| w == want)
+        }
         (ClaimValue::String(want), Value::String(got)) => want == got,
         (ClaimValue::Bool(want), Value::Bool(got)) => want == got,
         (ClaimValue::Integer(want), Value::Number(got)) => got.as_i64() == Some(*want),
@@ -25,6 +30,19 @@ pub fn satisfies(want: &ClaimValue, claim: &Value) -> bool {
         Value::Array(items) => items.iter().any(scalar),
         v => scalar(v),
     }
+}
+
+/// True for the claims whose string form is a space-separated list: `scope` and `scp`.
+pub fn is_scope(claim: &ClaimPath) -> bool {
+    claim.is_top_level("scope") || claim.is_top_level("scp")
+}
+
+/// True when `claims` meet `req`: any one of its values.
+fn meets(req: &Requirement, claims: &serde_json::Map<String, Value>) -> bool {
+    let words = is_scope(&req.claim);
+    req.claim
+        .get(claims)
+        .is_some_and(|v| req.values.iter().any(|want| satisfies(want, v, words)))
 }
 
 /// One `[[route]]`.
@@ -42,8 +60,10 @@ pub struct Route {
     pub upstream: Option<Uri>,
     /// Token policy.
     pub auth: AuthMode,
-    /// Claims a token must carry on this route, as (claim, value).
-    pub require: Vec<(String, ClaimValue)>,
+    /// Claims a token must carry on this route, all of them.
+    pub require: Vec<Requirement>,
+    /// The query parameter this route also takes a token from; never forwarded.
+    pub query_token: Option<Box<str>>,
     /// Largest request body in bytes (`None`: no limit).
     pub max_body: Option<u64>,
     /// Upgrade protocols tunnelled (lower case).
@@ -61,17 +81,18 @@ impl Route {
             upstream: config.upstream.clone(),
             auth: config.auth,
             require: config.require.clone(),
+            query_token: config.query_token.as_deref().map(Box::from),
             max_body: config.max_body,
             upgrades: config.upgrades.clone(),
         }
     }
 
-    /// The first `require`d claim the token does not satisfy, if any.
-    pub fn unmet_requirement(&self, claims: &serde_json::Map<String, Value>) -> Option<&str> {
-        self.require
-            .iter()
-            .find(|(claim, want)| !claims.get(claim).is_some_and(|v| satisfies(want, v)))
-            .map(|(claim, _)| claim.as_str())
+    /// The first `require` the token does not meet, if any.
+    pub fn unmet_requirement(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+    ) -> Option<&Requirement> {
+        self.require.iter().find(|req| !meets(req, claims))
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -200,6 +221,7 @@ mod tests {
             upstream: Some("http://127.0.0.1:1".parse().unwrap()),
             auth: AuthMode::Required,
             require: vec![],
+            query_token: None,
             max_body: None,
             upgrades: vec![],
         }
@@ -257,18 +279,89 @@ mod tests {
     #[test]
     fn require_matches_strings_arrays_and_scalars() {
         let want = ClaimValue::String("admin".into());
-        assert!(satisfies(&want, &serde_json::json!("admin")));
-        assert!(satisfies(&want, &serde_json::json!(["user", "admin"])));
-        assert!(!satisfies(&want, &serde_json::json!("Admin")));
-        assert!(!satisfies(&want, &serde_json::json!({"admin": true})));
-        assert!(satisfies(&ClaimValue::Bool(true), &serde_json::json!(true)));
+        let j = |v| -> Value { v };
+        assert!(satisfies(&want, &j(serde_json::json!("admin")), false));
+        assert!(satisfies(
+            &want,
+            &j(serde_json::json!(["user", "admin"])),
+            false
+        ));
+        assert!(!satisfies(&want, &j(serde_json::json!("Admin")), false));
+        assert!(!satisfies(
+            &want,
+            &j(serde_json::json!({"admin": true})),
+            false
+        ));
+        assert!(satisfies(
+            &ClaimValue::Bool(true),
+            &serde_json::json!(true),
+            false
+        ));
         assert!(!satisfies(
             &ClaimValue::Bool(true),
-            &serde_json::json!("true")
+            &serde_json::json!("true"),
+            false
         ));
         assert!(satisfies(
             &ClaimValue::Integer(3),
-            &serde_json::json!([1, 3])
+            &serde_json::json!([1, 3]),
+            false
         ));
+        assert!(!satisfies(
+            &ClaimValue::Integer(3),
+            &serde_json::json!(3.0),
+            false
+        ));
+        // Words only for scope and scp.
+        assert!(!satisfies(&want, &serde_json::json!("user admin"), false));
+        assert!(satisfies(&want, &serde_json::json!("user admin"), true));
+        assert!(!satisfies(&want, &serde_json::json!("user admins"), true));
+        assert!(!satisfies(&want, &serde_json::json!("useradmin"), true));
+    }
+
+    #[test]
+    fn a_route_needs_all_of_its_requirements_and_any_of_each_list() {
+        let parse = |s: &str| ClaimPath::parse(s).unwrap();
+        let mut r = route(None, "/");
+        r.require = vec![
+            Requirement {
+                claim: parse("realm_access.roles"),
+                values: vec![
+                    ClaimValue::String("admin".into()),
+                    ClaimValue::String("ops".into()),
+                ],
+            },
+            Requirement {
+                claim: parse("scp"),
+                values: vec![ClaimValue::String("orders.write".into())],
+            },
+        ];
+        let claims = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let ok = claims(serde_json::json!({
+            "realm_access": {"roles": ["user", "ops"]}, "scp": "orders.read orders.write"
+        }));
+        assert!(r.unmet_requirement(&ok).is_none());
+        let no_scope = claims(serde_json::json!({
+            "realm_access": {"roles": ["ops"]}, "scp": "orders.read"
+        }));
+        assert_eq!(
+            r.unmet_requirement(&no_scope).unwrap().claim.as_str(),
+            "scp"
+        );
+        let no_role = claims(serde_json::json!({
+            "realm_access": {"roles": "user"}, "scp": "orders.write"
+        }));
+        assert_eq!(
+            r.unmet_requirement(&no_role).unwrap().claim.as_str(),
+            "realm_access.roles"
+        );
+        // A top-level claim spelled like the path is not the nested one.
+        let flat = claims(serde_json::json!({
+            "realm_access.roles": ["admin"], "scp": "orders.write"
+        }));
+        assert!(r.unmet_requirement(&flat).is_some());
     }
 }

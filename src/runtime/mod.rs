@@ -149,6 +149,7 @@ impl Runtime {
                 previous.map(|p| p.pipeline.verifier()),
             ),
             HeaderPolicy::new(&config.auth),
+            &config,
         );
         let budget = match previous {
             Some(p) => {
@@ -313,7 +314,7 @@ fn build_providers(
                 } else {
                     jwk::parse_pem(&p.issuer, &bytes).map(|k| vec![k])
                 };
-                let keys = match parsed {
+                let mut keys = match parsed {
                     Ok(keys) => keys,
                     Err(why) => {
                         problems.push(Problem::new(file_key, format!("{}: {why}", path.display())));
@@ -324,6 +325,9 @@ fn build_providers(
                     problems.push(Problem::new(file_key, format!("{}: {why}", path.display())));
                     continue;
                 }
+                // Keys that verify none of the provider's algorithms are of no use (and not
+                // counted in `jwtgate_jwks_keys`).
+                keys.retain(|k| p.algorithms.iter().any(|&a| k.fits(a)));
                 // Read again at every build: nothing of a file provider is kept over a reload
                 // (a cached token stays valid while its key, by content, is still there).
                 (None, Arc::new(ProviderKeys::fixed(&p.issuer, keys)))

@@ -149,7 +149,7 @@ pub fn check_token(verifier: &Verifier, token: &str, now: f64) {
     }
     assert_eq!(
         claims.get("sub").and_then(|s| s.as_str()),
-        identity.user.to_str().ok(),
+        std::str::from_utf8(identity.user.as_bytes()).ok(),
         "identity is not the token's sub"
     );
 }
@@ -174,6 +174,8 @@ pub fn check_rewrite(
         std::sync::Arc::new(jwtgate::auth::Identity {
             user: HeaderValue::from_str(u).expect("test users are header values"),
             claim_values: vec![Some(HeaderValue::from_static("viewer"))],
+            issuer: None,
+            left_out: vec![],
             claims: Default::default(),
             exp: 0.0,
         })

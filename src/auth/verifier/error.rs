@@ -1,7 +1,10 @@
 //! Why a token was refused ([`TokenError`]): a stable reason for metrics and logs, and a
 //! description for the client that never contains any part of the token.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 /// Why a token was refused. Each has a stable `reason` (metrics, logs) and a `description` for
 /// the client that never contains any part of the token.
@@ -47,10 +50,27 @@ pub enum TokenError {
     WrongIssuer,
     /// `aud` missing or none of the configured audiences.
     WrongAudience,
-    /// The user claim is missing.
-    MissingUser,
-    /// The user claim is not a non-empty string usable as a header value.
-    BadUser,
+    /// The user claim (its path as configured) is missing.
+    MissingUser(&'static str),
+    /// The user claim (its path as configured) is not a non-empty string without control
+    /// characters or surrounding spaces.
+    BadUser(&'static str),
+    /// `exp` lies further ahead than `auth.max_token_lifetime`.
+    LifetimeTooLong,
+}
+
+/// `name` with a `'static` lifetime, for [`TokenError::MissingUser`] and
+/// [`TokenError::BadUser`] (which stay `Copy`): each distinct configured claim path is kept
+/// once for the life of the process, a handful at most however often the config is reloaded.
+pub(crate) fn intern(name: &str) -> &'static str {
+    static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(Box::from(name));
+    names.insert(n);
+    n
 }
 
 impl TokenError {
@@ -72,13 +92,25 @@ impl TokenError {
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
-            TokenError::MissingUser => "missing_user",
-            TokenError::BadUser => "bad_user",
+            TokenError::MissingUser(_) => "missing_user",
+            TokenError::BadUser(_) => "bad_user",
+            TokenError::LifetimeTooLong => "lifetime_too_long",
         }
     }
 
-    /// Human-readable description for `error_description` (RFC 6750 §3).
-    pub fn description(self) -> &'static str {
+    /// Human-readable description for `error_description` (RFC 6750 §3): never request data
+    /// (a user claim's path is the config's).
+    pub fn description(self) -> Cow<'static, str> {
+        match self {
+            TokenError::MissingUser(claim) => format!("token has no user claim ({claim})").into(),
+            TokenError::BadUser(claim) => {
+                format!("user claim ({claim}) is not a valid user name").into()
+            }
+            other => other.fixed_description().into(),
+        }
+    }
+
+    fn fixed_description(self) -> &'static str {
         match self {
             TokenError::BadCredentials => "malformed Authorization header",
             TokenError::TooLarge => "token too large",
@@ -97,14 +129,15 @@ impl TokenError {
             TokenError::NotYetValid => "token not yet valid",
             TokenError::WrongIssuer => "wrong issuer",
             TokenError::WrongAudience => "wrong audience",
-            TokenError::MissingUser => "token has no user claim",
-            TokenError::BadUser => "user claim is not a valid user name",
+            TokenError::MissingUser(_) => "token has no user claim",
+            TokenError::BadUser(_) => "user claim is not a valid user name",
+            TokenError::LifetimeTooLong => "token lifetime too long",
         }
     }
 }
 
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())
+        f.write_str(&self.description())
     }
 }

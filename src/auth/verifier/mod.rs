@@ -39,7 +39,7 @@ use super::cache::{KeyId, TokenCache};
 use super::jwt;
 use super::keys::Keys;
 use super::provider::ProviderKeys;
-use crate::config::{Algorithm, AuthConfig};
+use crate::config::{Algorithm, AuthConfig, ClaimPath};
 use hmac::Key;
 
 /// What a verified token says: the caller and the claims passed on.
@@ -47,9 +47,16 @@ use hmac::Key;
 pub struct Identity {
     /// The user claim, ready to be the `user_header` value.
     pub user: HeaderValue,
-    /// One entry per `auth.claim_headers` entry, in config order: the header value, or `None`
-    /// when the token does not carry that claim as a string, number or boolean.
+    /// One entry per `auth.claim_header_names()` header, in order: the header value, or `None`
+    /// when the token does not carry that claim or carries it in a form that cannot be passed
+    /// without ambiguity (then in `left_out`).
     pub claim_values: Vec<Option<HeaderValue>>,
+    /// The issuer that vouched for the user, for `auth.issuer_header`: written whenever
+    /// providers are configured (the shared secret's is `auth.issuer`, or empty).
+    pub issuer: Option<HeaderValue>,
+    /// Claims left out because their values are ambiguous, as (claim path, why): logged with
+    /// each request.
+    pub left_out: claims::LeftOut,
     /// All claims, for `require`.
     pub claims: Map<String, Value>,
     /// `exp` as Unix seconds.
@@ -62,24 +69,33 @@ struct Rules {
     /// Required `iss` (the provider's issuer; `auth.issuer` for the shared secret).
     issuer: Option<String>,
     audience: Vec<String>,
-    user_claim: String,
+    user_claim: ClaimPath,
+    /// `user_claim`'s text, for the refusals that name it.
+    user_name: &'static str,
     /// The claim behind each of `auth.claim_header_names()`, in that order (`None`: this
     /// issuer writes nothing there).
-    claim_names: Vec<Option<String>>,
+    claim_names: Vec<Option<ClaimPath>>,
+    /// The `auth.issuer_header` value of this issuer's identities (`None`: no providers, no
+    /// header).
+    issuer_value: Option<HeaderValue>,
 }
 
 impl Rules {
     fn new(
         issuer: Option<&str>,
+        issuer_value: Option<&str>,
         audience: &[String],
-        user_claim: &str,
-        claims: &[(String, HeaderName)],
+        user_claim: &ClaimPath,
+        claims: &[(ClaimPath, HeaderName)],
         headers: &[HeaderName],
     ) -> Rules {
         Rules {
             issuer: issuer.map(str::to_owned),
             audience: audience.to_vec(),
-            user_claim: user_claim.to_owned(),
+            user_claim: user_claim.clone(),
+            user_name: error::intern(user_claim.as_str()),
+            // Validation made sure every issuer is a header value.
+            issuer_value: issuer_value.and_then(|v| HeaderValue::from_str(v).ok()),
             claim_names: headers
                 .iter()
                 .map(|h| claims.iter().find(|(_, n)| n == h).map(|(c, _)| c.clone()))
@@ -93,6 +109,10 @@ impl Rules {
 #[derive(Debug, Clone, PartialEq)]
 struct Shape {
     leeway: f64,
+    /// `auth.max_token_lifetime` in seconds.
+    max_lifetime: Option<f64>,
+    /// `auth.claim_separator`.
+    separator: String,
     shared: Rules,
     /// Each provider's algorithms and rules, in config order.
     providers: Vec<(Vec<Algorithm>, Rules)>,
@@ -153,10 +173,16 @@ impl Verifier {
             })
             .collect();
         let headers = auth.claim_header_names();
+        // With providers, every identity names its issuer; the shared secret's is
+        // `auth.issuer`, or empty.
+        let named = !auth.providers.is_empty();
         let shape = Shape {
             leeway: auth.leeway.as_secs_f64(),
+            max_lifetime: auth.max_token_lifetime.map(|d| d.as_secs_f64()),
+            separator: auth.claim_separator.clone(),
             shared: Rules::new(
                 auth.issuer.as_deref(),
+                named.then(|| auth.issuer.as_deref().unwrap_or("")),
                 &auth.audience,
                 &auth.user_claim,
                 &auth.claim_headers,
@@ -167,6 +193,7 @@ impl Verifier {
                 .iter()
                 .map(|p| {
                     let rules = Rules::new(
+                        Some(&p.issuer),
                         Some(&p.issuer),
                         &p.audience,
                         &p.user_claim,
@@ -350,7 +377,7 @@ impl Verifier {
             .0
             .iter()
             .copied()
-            .find(|a| a.name() == alg)
+            .find(|a| a.is_named(alg))
         else {
             return Err(TokenError::AlgorithmNotAllowed);
         };
@@ -647,23 +674,23 @@ mod tests {
             ),
             (
                 raw(H, &format!(r#"{{"exp":{exp}}}"#), KEY),
-                TokenError::MissingUser,
+                TokenError::MissingUser("sub"),
             ),
             (
                 raw(H, &format!(r#"{{"sub":null,"exp":{exp}}}"#), KEY),
-                TokenError::MissingUser,
+                TokenError::MissingUser("sub"),
             ),
             (
                 raw(H, &format!(r#"{{"sub":"","exp":{exp}}}"#), KEY),
-                TokenError::BadUser,
+                TokenError::BadUser("sub"),
             ),
             (
                 raw(H, &format!(r#"{{"sub":42,"exp":{exp}}}"#), KEY),
-                TokenError::BadUser,
+                TokenError::BadUser("sub"),
             ),
             (
                 raw(H, &format!(r#"{{"sub":["a"],"exp":{exp}}}"#), KEY),
-                TokenError::BadUser,
+                TokenError::BadUser("sub"),
             ),
             (
                 raw(
@@ -671,11 +698,11 @@ mod tests {
                     &format!(r#"{{"sub":"a\r\nX-Auth-User: root","exp":{exp}}}"#),
                     KEY,
                 ),
-                TokenError::BadUser,
+                TokenError::BadUser("sub"),
             ),
             (
                 raw(H, &format!(r#"{{"sub":" admin","exp":{exp}}}"#), KEY),
-                TokenError::BadUser,
+                TokenError::BadUser("sub"),
             ),
             (
                 raw(
@@ -777,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn claim_headers_take_scalars() {
+    fn claim_headers_take_scalars_and_arrays_of_them() {
         let v = verifier(
             "claim_headers = { role = \"X-Role\", level = \"X-Level\", groups = \"X-Groups\" }",
         );
@@ -789,7 +816,7 @@ mod tests {
         assert_eq!(
             id.claim_values,
             vec![
-                None,
+                Some(HeaderValue::from_static("a")),
                 Some(HeaderValue::from_static("3")),
                 Some(HeaderValue::from_static("admin"))
             ]
@@ -842,7 +869,10 @@ mod tests {
             Some(&v2),
         );
         assert!(!std::ptr::eq(v2.cache().unwrap(), v4.cache().unwrap()));
-        assert_eq!(v4.verify(&alice).err(), Some(TokenError::MissingUser));
+        assert_eq!(
+            v4.verify(&alice).err(),
+            Some(TokenError::MissingUser("name"))
+        );
     }
 
     #[test]

@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use super::provider::validate_provider;
-use super::{audience, claim_headers, Problems};
+use http::header::HeaderValue;
+
+use super::{audience, claim_headers, is_tchar, Problems};
 use crate::config::raw::{RawAuth, RawProvider, PROVIDER_KEYS};
+use crate::config::{parse_duration, spoof_key};
 use crate::config::{Algorithm, AuthConfig, ProviderConfig};
 
 pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
@@ -55,10 +58,10 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         );
     }
     let audience = audience("auth.audience", raw.audience, p);
-    let user_claim = raw.user_claim.unwrap_or_else(|| "sub".into());
-    if user_claim.is_empty() {
-        p.add("auth.user_claim", "must not be empty");
-    }
+    let user_claim = p.claim_path(
+        "auth.user_claim",
+        raw.user_claim.as_deref().unwrap_or("sub"),
+    );
     let user_header = p.header_name(
         "auth.user_header",
         raw.user_header.as_deref().unwrap_or("X-Auth-User"),
@@ -104,7 +107,7 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         if let Some(provider) = validate_provider(
             &key,
             rp,
-            &user_claim,
+            user_claim.as_ref(),
             &claim_headers,
             user_header.as_ref(),
             p,
@@ -114,14 +117,93 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
     }
     // The same claim header for different claims of different issuers is fine: a token has
     // one issuer. Only the user header is off limits (checked per provider).
+    let claim_separator = raw.claim_separator.unwrap_or_else(|| ",".into());
+    if claim_separator.is_empty() || !claim_separator.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        p.add(
+            "auth.claim_separator",
+            "must be one or more visible ASCII characters (no space: header parsers trim it)",
+        );
+    }
+    let max_identity_bytes = raw.max_identity_bytes.unwrap_or(8 * 1024);
+    if !(256..=256 * 1024).contains(&max_identity_bytes) {
+        p.add("auth.max_identity_bytes", "must be between 256 and 262144");
+    }
+    let issuer_header = p.header_name(
+        "auth.issuer_header",
+        raw.issuer_header.as_deref().unwrap_or("X-Auth-Issuer"),
+    );
+    if let Some(h) = &issuer_header {
+        let key = spoof_key(h.as_str());
+        let taken = user_header.iter().chain(
+            claim_headers
+                .iter()
+                .chain(providers.iter().flat_map(|pr| &pr.claim_headers))
+                .map(|(_, n)| n),
+        );
+        if taken.into_iter().any(|n| spoof_key(n.as_str()) == key) {
+            p.add(
+                "auth.issuer_header",
+                format!(
+                    "{:?} is already used for another identity value",
+                    h.as_str()
+                ),
+            );
+        }
+    }
+    // Issuers are written as the issuer header's value: each must be one.
+    if let Some(iss) = issuer
+        .as_deref()
+        .filter(|i| HeaderValue::from_str(i).is_err())
+    {
+        p.add(
+            "auth.issuer",
+            format!("{iss:?} must be printable ASCII: it is sent in auth.issuer_header"),
+        );
+    }
+    for (i, pr) in providers.iter().enumerate() {
+        if HeaderValue::from_str(&pr.issuer).is_err() {
+            p.add(
+                format!("auth.provider[{i}].issuer"),
+                "must be printable ASCII: it is sent in auth.issuer_header",
+            );
+        }
+    }
+    if raw.assertion.is_some() {
+        p.add("auth.assertion", "is not supported by this build yet");
+    }
+    // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
+    let cookie = raw.cookie.filter(|name| {
+        let ok = !name.is_empty() && name.bytes().all(is_tchar);
+        if !ok {
+            p.add("auth.cookie", format!("{name:?} is not a cookie name"));
+        }
+        ok
+    });
+    let max_token_lifetime = match raw.max_token_lifetime.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(d)) if d > Duration::ZERO => Some(d),
+        Some(Ok(_)) => {
+            p.add("auth.max_token_lifetime", "must be more than 0s");
+            None
+        }
+        Some(Err(m)) => {
+            p.add("auth.max_token_lifetime", m);
+            None
+        }
+    };
     Some(AuthConfig {
         algorithms,
         leeway,
         issuer,
         audience,
-        user_claim,
+        user_claim: user_claim?,
         user_header: user_header?,
         claim_headers,
+        claim_separator,
+        max_identity_bytes,
+        issuer_header: issuer_header?,
+        max_token_lifetime,
+        cookie,
         forward_token: raw.forward_token.unwrap_or(true),
         max_token_bytes,
         token_cache: raw.token_cache.unwrap_or(10_000),

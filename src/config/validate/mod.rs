@@ -17,7 +17,7 @@ use super::raw::{
     OneOrMany, RawAuth, RawForwardAuth, RawRoute, RawServer, AUTH_KEYS, FORWARD_AUTH_KEYS,
     ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
 };
-use super::{parse_duration, spoof_key, Config, Problem};
+use super::{parse_duration, spoof_key, ClaimPath, Config, Problem};
 use auth::validate_auth;
 use forward_auth::validate_forward_auth;
 pub(crate) use provider::is_loopback;
@@ -163,6 +163,17 @@ impl Problems {
         }
     }
 
+    /// A claim path ([`ClaimPath`]).
+    fn claim_path(&mut self, key: &str, raw: &str) -> Option<ClaimPath> {
+        match ClaimPath::parse(raw) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                self.add(key, e);
+                None
+            }
+        }
+    }
+
     fn header_name(&mut self, key: &str, raw: &str) -> Option<HeaderName> {
         match HeaderName::from_bytes(raw.as_bytes()) {
             Err(_) => {
@@ -245,7 +256,7 @@ fn claim_headers(
     raw: BTreeMap<String, String>,
     user_header: Option<&HeaderName>,
     p: &mut Problems,
-) -> Vec<(String, HeaderName)> {
+) -> Vec<(ClaimPath, HeaderName)> {
     let mut claim_headers = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     if let Some(h) = user_header {
@@ -253,21 +264,24 @@ fn claim_headers(
     }
     for (claim, header) in raw {
         let key = format!("{key}.{claim}");
-        if claim.is_empty() {
-            p.add(&key, "the claim name must not be empty");
-        }
+        let path = p.claim_path(&key, &claim);
         if let Some(name) = p.header_name(&key, &header) {
             if !seen.insert(spoof_key(name.as_str())) {
                 p.add(
                     &key,
                     format!("header {header:?} is already used for another identity value"),
                 );
-            } else {
-                claim_headers.push((claim, name));
+            } else if let Some(path) = path {
+                claim_headers.push((path, name));
             }
         }
     }
     claim_headers
+}
+
+/// An RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

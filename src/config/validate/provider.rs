@@ -10,14 +10,14 @@ use super::route::valid_server_name;
 use super::Problems;
 use super::{audience, claim_headers};
 use crate::config::raw::RawProvider;
-use crate::config::{Algorithm, KeySource, ProviderConfig, MIN_REFRESH};
+use crate::config::{Algorithm, ClaimPath, KeySource, ProviderConfig, MIN_REFRESH};
 
 /// One `[[auth.provider]]` under `key` (`auth.provider[i]`).
 pub(super) fn validate_provider(
     key: &str,
     raw: RawProvider,
-    user_claim: &str,
-    default_claims: &[(String, HeaderName)],
+    user_claim: Option<&ClaimPath>,
+    default_claims: &[(ClaimPath, HeaderName)],
     user_header: Option<&HeaderName>,
     p: &mut Problems,
 ) -> Option<ProviderConfig> {
@@ -115,10 +115,10 @@ pub(super) fn validate_provider(
         );
     }
     let audience = audience(&format!("{key}.audience"), raw.audience, p);
-    let user_claim = raw.user_claim.unwrap_or_else(|| user_claim.to_owned());
-    if user_claim.is_empty() {
-        p.add(format!("{key}.user_claim"), "must not be empty");
-    }
+    let user_claim = match raw.user_claim {
+        None => user_claim.cloned(),
+        Some(raw) => p.claim_path(&format!("{key}.user_claim"), &raw),
+    };
     let claim_headers = match raw.claim_headers {
         None => default_claims.to_vec(),
         Some(raw) => claim_headers(&format!("{key}.claim_headers"), raw, user_header, p),
@@ -128,7 +128,7 @@ pub(super) fn validate_provider(
         algorithms,
         source: source?,
         audience,
-        user_claim,
+        user_claim: user_claim?,
         claim_headers,
         refresh,
         ca_file,

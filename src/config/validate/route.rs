@@ -7,7 +7,7 @@ use http::Uri;
 
 use super::Problems;
 use crate::config::raw::RawRoute;
-use crate::config::{AuthMode, ClaimValue, RouteConfig};
+use crate::config::{AuthMode, ClaimValue, Requirement, RouteConfig};
 use crate::wire::uri;
 
 pub(super) fn validate_routes(
@@ -87,20 +87,52 @@ pub(super) fn validate_routes(
         };
         let mut require = Vec::new();
         for (claim, value) in r.require.unwrap_or_default() {
-            let v = match value {
-                toml::Value::String(s) => ClaimValue::String(s),
-                toml::Value::Boolean(b) => ClaimValue::Bool(b),
-                toml::Value::Integer(n) => ClaimValue::Integer(n),
-                _ => {
-                    p.add(
-                        format!("{key}.require.{claim}"),
-                        "must be a string, integer or boolean",
-                    );
-                    continue;
-                }
+            let at = format!("{key}.require.{claim}");
+            let path = p.claim_path(&at, &claim);
+            let one = |v: toml::Value| match v {
+                toml::Value::String(s) => Some(ClaimValue::String(s)),
+                toml::Value::Boolean(b) => Some(ClaimValue::Bool(b)),
+                toml::Value::Integer(n) => Some(ClaimValue::Integer(n)),
+                _ => None,
             };
-            require.push((claim, v));
+            let values: Option<Vec<ClaimValue>> = match value {
+                toml::Value::Array(list) if !list.is_empty() => list.into_iter().map(one).collect(),
+                toml::Value::Array(_) => None,
+                v => one(v).map(|v| vec![v]),
+            };
+            match (path, values) {
+                (Some(claim), Some(values)) => require.push(Requirement { claim, values }),
+                (_, None) => p.add(
+                    at,
+                    "must be a string, integer or boolean, or a non-empty list of them (any one satisfies it)",
+                ),
+                (None, Some(_)) => {}
+            }
         }
+        for (what, set) in [
+            ("cors", r.cors.is_some()),
+            ("resource_metadata", r.resource_metadata.is_some()),
+        ] {
+            if set {
+                p.add(
+                    format!("{key}.{what}"),
+                    "is not supported by this build yet",
+                );
+            }
+        }
+        let query_token = r.query_token.filter(|name| {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !ok {
+                p.add(
+                    format!("{key}.query_token"),
+                    format!("{name:?} is not a query parameter name (letters, digits, '-', '.', '_', '~')"),
+                );
+            }
+            ok
+        });
         if auth == Some(AuthMode::Public) && !require.is_empty() {
             p.add(
                 format!("{key}.require"),
@@ -121,6 +153,7 @@ pub(super) fn validate_routes(
                 upstream,
                 auth,
                 require,
+                query_token,
                 ca_file,
                 max_body: Some(r.max_body_bytes.unwrap_or(default_body)).filter(|&n| n > 0),
                 upgrades,

@@ -166,7 +166,7 @@ pub async fn serve(
     let (status, response) = match verdict {
         Ok(identity) => {
             let mut ok = OkHttpResponse::default();
-            for (name, value) in super::identity_values(policy, identity.as_deref()) {
+            for (name, value) in policy.identity_values(identity.as_deref()) {
                 match value {
                     Some(v) => ok.headers.push(overwrite(name.as_str(), v.as_bytes())),
                     None => ok.headers_to_remove.push(name.as_str().to_owned()),
@@ -345,7 +345,14 @@ mod tests {
         for (rejection, http, code) in [
             (Rejection::MissingToken, 401, 16),
             (Rejection::InvalidToken(TokenError::Expired), 401, 16),
-            (Rejection::Forbidden("role".into()), 403, 7),
+            (
+                Rejection::Forbidden {
+                    claim: "role".into(),
+                    scope: None,
+                },
+                403,
+                7,
+            ),
             (Rejection::UntrustedPeer, 403, 7),
             (Rejection::NoRoute, 404, 5),
             (
@@ -370,7 +377,7 @@ mod tests {
                 .find(|h| h.header.as_ref().unwrap().key == "www-authenticate");
             assert_eq!(
                 challenge.is_some(),
-                matches!(http, 401) || matches!(rejection, Rejection::Forbidden(_))
+                matches!(http, 401) || matches!(rejection, Rejection::Forbidden { .. })
             );
             for h in &d.headers {
                 #[allow(deprecated)]

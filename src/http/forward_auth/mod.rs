@@ -357,7 +357,7 @@ pub fn allowed(policy: &HeaderPolicy, identity: Option<&Identity>) -> LocalRespo
     let mut fields: Vec<(Cow<'static, str>, Cow<'static, str>)> =
         vec![("cache-control".into(), Cow::Borrowed("no-store"))];
     let mut empty = String::new();
-    for (name, value) in identity_values(policy, identity) {
+    for (name, value) in policy.identity_values(identity) {
         let value = match value {
             Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             None => {
@@ -379,20 +379,6 @@ pub fn allowed(policy: &HeaderPolicy, identity: Option<&Identity>) -> LocalRespo
         fields,
         body: Cow::Borrowed(b""),
     }
-}
-
-/// Every identity header with its value for `identity` (`None`: no value).
-pub fn identity_values<'p>(
-    policy: &'p HeaderPolicy,
-    identity: Option<&'p Identity>,
-) -> impl Iterator<Item = (&'p http::HeaderName, Option<&'p http::HeaderValue>)> {
-    policy.identity_names().enumerate().map(move |(i, name)| {
-        let value = identity.and_then(|id| match i {
-            0 => Some(&id.user),
-            i => id.claim_values.get(i - 1).and_then(Option::as_ref),
-        });
-        (name, value)
-    })
 }
 
 #[cfg(test)]
@@ -651,9 +637,11 @@ mod tests {
         assert!(none.body.is_empty());
         assert_eq!(field(&none, "x-auth-user").as_deref(), Some(""));
         assert_eq!(field(&none, "x-auth-role").as_deref(), Some(""));
+        // The issuer header is always named, so a client's copy is always replaced.
+        assert_eq!(field(&none, "x-auth-issuer").as_deref(), Some(""));
         assert_eq!(
             field(&none, "x-envoy-auth-headers-to-remove").as_deref(),
-            Some("x-auth-user, x-auth-role")
+            Some("x-auth-user, x-auth-role, x-auth-issuer")
         );
     }
 }

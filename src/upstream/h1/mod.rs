@@ -37,7 +37,7 @@ pub fn write_request(req: &UpstreamRequest<'_, '_>, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.path.as_bytes());
-    if let Some(q) = req.query {
+    if let Some(q) = &req.query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
@@ -80,7 +80,7 @@ mod tests {
         let req = UpstreamRequest {
             method,
             path: "/p".into(),
-            query: Some("q=1"),
+            query: Some("q=1".into()),
             host: None,
             upstream_host: "10.0.0.1:8000",
             headers: fields,

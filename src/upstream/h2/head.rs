@@ -40,7 +40,7 @@ impl H2Head {
             );
         }
         let authority = std::str::from_utf8(req.authority()).map_err(|_| "bad authority")?;
-        let path = match req.query {
+        let path = match &req.query {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.to_string(),
         };
