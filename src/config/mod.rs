@@ -484,6 +484,64 @@ pub enum ClaimValue {
     Integer(i64),
 }
 
+/// A route's `cors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsConfig {
+    /// The gateway answers preflights and writes the CORS fields.
+    Gateway(CorsRules),
+    /// `"upstream"`: preflights go to the upstream without a token; CORS is the upstream's.
+    Upstream,
+}
+
+/// The gateway's CORS rules for a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsRules {
+    /// Allowed origins (`scheme://host[:port]`, lower case), or `["*"]`.
+    pub origins: Vec<String>,
+    /// Methods a preflight may ask for. Default `GET, HEAD, POST`.
+    pub methods: Vec<String>,
+    /// Request headers a preflight may ask for (lower case). Default `authorization,
+    /// content-type`.
+    pub headers: Vec<HeaderName>,
+    /// Response headers the page may read (`Access-Control-Expose-Headers`).
+    pub expose: Vec<HeaderName>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Option<Duration>,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+}
+
+/// A route's RFC 9728 protected resource metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadataConfig {
+    /// The protected resource's identifier (an absolute `https` URL, or `http` to loopback).
+    pub resource: Uri,
+    /// `scopes_supported`.
+    pub scopes: Vec<String>,
+    /// `authorization_servers`: as given, else the providers' issuers in config order.
+    pub authorization_servers: Vec<String>,
+}
+
+impl ResourceMetadataConfig {
+    /// Where the document is served (RFC 9728 §3.1): `/.well-known/oauth-protected-resource`
+    /// followed by the resource's path (without a trailing `/` alone).
+    pub fn well_known_path(&self) -> String {
+        let path = self.resource.path();
+        let path = if path == "/" { "" } else { path };
+        format!("/.well-known/oauth-protected-resource{path}")
+    }
+
+    /// The document's URL: the resource's origin and [`Self::well_known_path`].
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.resource.scheme_str().unwrap_or("https"),
+            self.resource.authority().map_or("", |a| a.as_str()),
+            self.well_known_path()
+        )
+    }
+}
+
 impl fmt::Display for ClaimValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -511,6 +569,10 @@ pub struct RouteConfig {
     /// The query parameter this route also takes a token from (after the header and the
     /// cookie); removed from the forwarded target whether or not it was used.
     pub query_token: Option<String>,
+    /// CORS on this route.
+    pub cors: Option<CorsConfig>,
+    /// RFC 9728 metadata for this route.
+    pub resource_metadata: Option<ResourceMetadataConfig>,
     /// Extra CA file for an `https://` upstream.
     pub ca_file: Option<PathBuf>,
     /// Largest request body in bytes (`None`: no limit). Default `server.max_body_bytes`.

@@ -109,6 +109,25 @@ pub(super) struct RawRoute {
     pub resource_metadata: Option<toml::Value>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    pub origins: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    pub expose: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    pub credentials: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResourceMetadata {
+    pub resource: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub authorization_servers: Option<Vec<String>>,
+}
+
 pub(super) const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
@@ -174,3 +193,13 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "cors",
     "resource_metadata",
 ];
+
+pub(super) const CORS_KEYS: &[&str] = &[
+    "origins",
+    "methods",
+    "headers",
+    "expose",
+    "max_age",
+    "credentials",
+];
+pub(super) const RESOURCE_METADATA_KEYS: &[&str] = &["resource", "scopes", "authorization_servers"];

@@ -10,12 +10,13 @@
 //! are those that formatter writes for the same event. As text (a terminal) it goes through
 //! `tracing` like every other line.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use tracing::info;
 
 /// What one request did, for the access log and the metrics. Filled in as the request goes.
@@ -44,6 +45,44 @@ pub struct Record {
     pub grpc_passed: bool,
     /// A gRPC call's `grpc-status`, once known.
     pub grpc_status: Option<u8>,
+    /// What the route adds to every answer to this request.
+    pub decorations: Decorations,
+}
+
+/// What a route adds to every answer to a request, the gateway's own and the upstream's: its
+/// CORS fields, and the RFC 9728 metadata URL for the challenge of a 401. Empty (no allocation)
+/// on routes that have neither.
+#[derive(Debug, Default, Clone)]
+pub struct Decorations {
+    /// Fields added to every answer (`Vary: Origin`, `Access-Control-Allow-Origin`, ...).
+    pub fields: Vec<(HeaderName, HeaderValue)>,
+    /// The gateway answers CORS on this route: the upstream's own `Access-Control-*` fields
+    /// are removed.
+    pub owns_cors: bool,
+    /// The route's RFC 9728 metadata URL: a 401's `WWW-Authenticate` names it
+    /// (`resource_metadata="..."`).
+    pub resource_metadata: Option<Arc<str>>,
+}
+
+impl Decorations {
+    /// The value to send for a gateway answer's field `name` = `value` with `status`: a 401's
+    /// challenge gains `resource_metadata` when the route has one.
+    pub fn value<'v>(&self, status: u16, name: &str, value: &'v str) -> Cow<'v, str> {
+        match &self.resource_metadata {
+            Some(url) if status == 401 && name == "www-authenticate" => {
+                Cow::Owned(format!(r#"{value}, resource_metadata="{url}""#))
+            }
+            _ => Cow::Borrowed(value),
+        }
+    }
+
+    /// True for an upstream response field the client must not get (`Access-Control-*` when
+    /// the gateway answers CORS).
+    pub fn hides(&self, name: &str) -> bool {
+        self.owns_cors
+            && name.len() > 15
+            && name.as_bytes()[..15].eq_ignore_ascii_case(b"access-control-")
+    }
 }
 
 /// The route name of a request no route matched.
@@ -86,6 +125,7 @@ impl Record {
             grpc: false,
             grpc_passed: false,
             grpc_status: None,
+            decorations: Decorations::default(),
         }
     }
 

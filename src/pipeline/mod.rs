@@ -35,7 +35,8 @@ use tracing::warn;
 use crate::auth::bearer::Source;
 use crate::config::{AuthMode, Config};
 use crate::ops::access::Record;
-use crate::policy::routes::is_scope;
+use crate::policy::metadata::Documents;
+use crate::policy::routes::{is_scope, RouteCors};
 use crate::policy::{Route, RouteTable};
 use crate::wire::{Framing, Header};
 use target::Target;
@@ -109,6 +110,8 @@ pub struct Pipeline {
     cookie: Option<String>,
     /// `server.trusted_proxies`: whose `X-Forwarded-Proto` says the request's own origin.
     trusted: Vec<ipnet::IpNet>,
+    /// RFC 9728 documents, by path.
+    metadata: Documents,
 }
 
 impl Pipeline {
@@ -126,6 +129,7 @@ impl Pipeline {
             max_identity_bytes: config.auth.max_identity_bytes,
             cookie: config.auth.cookie.clone(),
             trusted: config.server.trusted_proxies.clone(),
+            metadata: Documents::new(&config.routes),
         }
     }
 
@@ -153,7 +157,7 @@ impl Pipeline {
     ) -> Decision<'p, 'a> {
         record.grpc = rejection::is_grpc(req.method, req.headers);
         match self.forward(req, record) {
-            Ok(Some(forward)) => {
+            Ok(Stage::Forward(forward)) => {
                 if record.grpc {
                     // The method is the path (`/package.Service/Method`), for the metrics: only
                     // of calls that passed (a refused client must not fill the method labels).
@@ -161,17 +165,17 @@ impl Pipeline {
                 }
                 Decision::Forward(forward)
             }
-            Ok(None) => Decision::Respond(LocalResponse::options()),
+            Ok(Stage::Respond(local)) => Decision::Respond(local),
             Err(rejection) => Decision::Reject(rejection),
         }
     }
 
-    /// The stages; `Ok(None)` for `OPTIONS *`.
+    /// The stages.
     fn forward<'p, 'a>(
         &'p self,
         req: &RequestView<'a>,
         record: &mut Record,
-    ) -> Result<Option<Forward<'p, 'a>>, Rejection> {
+    ) -> Result<Stage<'p, 'a>, Rejection> {
         // Until the path is normalized, the log shows an origin-form path as sent (never the
         // query, nor an absolute-form target, which may carry credentials).
         if req.target.starts_with('/') || req.target == "*" {
@@ -179,11 +183,23 @@ impl Pipeline {
         }
         let Some(target) = target::target(req, self.routes.has_host_routes())? else {
             return match req.method {
-                "OPTIONS" => Ok(None),
+                "OPTIONS" => Ok(Stage::Respond(LocalResponse::options())),
                 _ => Err(Rejection::BadRequest("asterisk-form request target")),
             };
         };
         record.set_path(&target.path);
+        // RFC 9728 metadata: public, answered here, before routing (its path is outside any
+        // route's prefix).
+        if let Some(doc) = self
+            .metadata
+            .get(&target.path)
+            .filter(|_| !req.client.checks)
+        {
+            return match req.method {
+                "GET" | "HEAD" => Ok(Stage::Respond(LocalResponse::json(200, doc))),
+                _ => Err(Rejection::MethodNotAllowed),
+            };
+        }
         let route = self
             .routes
             .select(target.host.as_deref(), &target.path)
@@ -194,7 +210,32 @@ impl Pipeline {
             return Err(Rejection::NoRoute);
         }
         record.route = route.name.clone();
-        let identity = self.authenticate(route, req, &target)?;
+        if let Some(url) = &route.resource_metadata {
+            record.decorations.resource_metadata = Some(url.clone());
+        }
+        let preflight = Preflight::of(req);
+        let identity = match (&route.cors, preflight) {
+            (Some(RouteCors::Gateway(cors)), preflight) => {
+                let metadata = record.decorations.resource_metadata.take();
+                record.decorations = cors.decorations(single(req.headers, "origin"));
+                record.decorations.resource_metadata = metadata;
+                if let Some(p) = preflight {
+                    // Answered here, without a token; nothing is forwarded either way.
+                    if cors.preflight_allowed(p.origin, p.method, &p.headers) {
+                        record.auth = "preflight";
+                        return Ok(Stage::Respond(LocalResponse::preflight(
+                            cors.preflight_fields(),
+                        )));
+                    }
+                    record.decorations.fields.truncate(1);
+                    return Err(Rejection::PreflightRefused);
+                }
+                self.authenticate(route, req, &target)?
+            }
+            // The upstream answers CORS: its preflights go there without a token.
+            (Some(RouteCors::Upstream), Some(_)) => None,
+            _ => self.authenticate(route, req, &target)?,
+        };
         if let Some(id) = &identity {
             for (claim, why) in &id.left_out {
                 warn!(route = %route.name, user = ?id.user, claim = %claim, reason = why, "claim left out of the identity headers: its value cannot be passed without ambiguity");
@@ -227,7 +268,7 @@ impl Pipeline {
             }
             _ => (None, None),
         };
-        Ok(Some(Forward {
+        Ok(Stage::Forward(Forward {
             route,
             request: UpstreamRequest {
                 method: req.method,
@@ -278,7 +319,7 @@ impl Pipeline {
         };
         // A cookie rides along with any request the browser makes, whichever site asked for
         // it: from another site, it proves nothing (CSRF, cross-site WebSocket hijacking).
-        if source == Source::Cookie && self.cross_site(req, target) {
+        if source == Source::Cookie && self.cross_site(route, req, target) {
             return Err(Rejection::CrossSite);
         }
         let identity = self
@@ -325,7 +366,7 @@ impl Pipeline {
 
     /// True when the request carries an `Origin` other than its own (scheme and `Host`; the
     /// scheme from `X-Forwarded-Proto` when the peer is a trusted proxy), or more than one.
-    fn cross_site(&self, req: &RequestView<'_>, target: &Target<'_>) -> bool {
+    fn cross_site(&self, route: &Route, req: &RequestView<'_>, target: &Target<'_>) -> bool {
         let mut origins = req
             .headers
             .iter()
@@ -335,6 +376,12 @@ impl Pipeline {
         };
         if origins.next().is_some() {
             return true;
+        }
+        // An origin the route's CORS names (never `*`) is trusted with the cookie.
+        if let Some(RouteCors::Gateway(cors)) = &route.cors {
+            if cors.listed(origin.value) {
+                return false;
+            }
         }
         let trusted = req.client.checks || self.trusted.iter().any(|n| n.contains(&req.client.ip));
         let forwarded = trusted
@@ -356,6 +403,42 @@ impl Pipeline {
             return true;
         };
         !same_origin(origin.value, scheme, host)
+    }
+}
+
+/// What the stages end in.
+enum Stage<'p, 'a> {
+    Forward(Forward<'p, 'a>),
+    Respond(LocalResponse),
+}
+
+/// A CORS preflight: `OPTIONS` with one `Origin` and `Access-Control-Request-Method`.
+#[derive(Clone, Copy)]
+struct Preflight<'h> {
+    origin: &'h [u8],
+    method: &'h [u8],
+    headers: [&'h [u8]; 1],
+}
+
+impl<'h> Preflight<'h> {
+    fn of(req: &RequestView<'h>) -> Option<Preflight<'h>> {
+        if req.method != "OPTIONS" {
+            return None;
+        }
+        Some(Preflight {
+            origin: single(req.headers, "origin")?,
+            method: single(req.headers, "access-control-request-method")?,
+            headers: [single(req.headers, "access-control-request-headers").unwrap_or(b"")],
+        })
+    }
+}
+
+/// The value of the one field named `name`; `None` when absent or repeated.
+fn single<'h>(headers: &[Header<'h>], name: &str) -> Option<&'h [u8]> {
+    let mut found = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    match (found.next(), found.next()) {
+        (Some(h), None) => Some(h.value),
+        _ => None,
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Rejection {
     },
     /// A token from the `auth.cookie` cookie on a request from another site (its `Origin`).
     CrossSite,
+    /// A CORS preflight the route's rules do not allow (origin, method or headers).
+    PreflightRefused,
     /// The identity headers of a valid token would be larger than `auth.max_identity_bytes`:
     /// 403, not 401, so that a client does not authenticate again in a loop.
     IdentityTooLarge,
@@ -87,6 +89,7 @@ impl Rejection {
             Rejection::Forbidden { .. } => "forbidden",
             Rejection::IdentityTooLarge => "identity_too_large",
             Rejection::CrossSite => "cross_site",
+            Rejection::PreflightRefused => "preflight_refused",
             Rejection::UntrustedPeer => "untrusted_peer",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -189,6 +192,13 @@ impl Rejection {
                         PERMISSION_DENIED,
                     )
                 }
+                Rejection::PreflightRefused => (
+                    403,
+                    "forbidden",
+                    "this origin, method or header is not allowed here (CORS)".into(),
+                    None,
+                    PERMISSION_DENIED,
+                ),
                 Rejection::CrossSite => (
                     403,
                     "forbidden",
@@ -414,6 +424,30 @@ fn grpc_message(text: &str) -> String {
 }
 
 impl LocalResponse {
+    /// An allowed CORS preflight's answer: 204 with `fields`.
+    pub fn preflight(fields: Vec<(Cow<'static, str>, Cow<'static, str>)>) -> LocalResponse {
+        LocalResponse {
+            status: 204,
+            reported: 204,
+            fields,
+            body: Cow::Borrowed(b""),
+        }
+    }
+
+    /// A public JSON document (RFC 9728 metadata): readable from any origin, cacheable.
+    pub fn json(status: u16, body: &[u8]) -> LocalResponse {
+        LocalResponse {
+            status,
+            reported: status,
+            fields: vec![
+                ("content-type".into(), Cow::Borrowed("application/json")),
+                ("cache-control".into(), Cow::Borrowed("max-age=300")),
+                ("access-control-allow-origin".into(), Cow::Borrowed("*")),
+            ],
+            body: Cow::Owned(body.to_vec()),
+        }
+    }
+
     /// The answer to `OPTIONS *`: the gateway's own methods (RFC 9110 §9.3.7).
     pub fn options() -> LocalResponse {
         LocalResponse {

@@ -5,6 +5,7 @@
 
 use super::headers::{response_fields, FieldSink};
 use super::upgrade::Offer;
+use crate::ops::access::Decorations;
 use crate::wire::{Framing, Header, ResponseFraming, ResponseHead};
 
 /// What the request was, for reading its answer.
@@ -80,14 +81,26 @@ pub fn plan(
 /// and framing; a tunnel's `101` keeps its `Upgrade` (the front-end writes its own
 /// `Connection`). A response without `Date` gets one (RFC 9110 §6.6.1: a recipient with a
 /// clock that forwards a response without it must add it).
-pub fn write_fields(headers: &[Header<'_>], plan: &Plan, sink: &mut impl FieldSink) {
+pub fn write_fields(
+    headers: &[Header<'_>],
+    plan: &Plan,
+    deco: &Decorations,
+    sink: &mut impl FieldSink,
+) {
     let mut dated = false;
     for (i, f) in response_fields(headers, plan.body == Body::Tunnel) {
         dated |= f.name.len() == 4 && f.name.eq_ignore_ascii_case("date");
+        // The route's CORS is the gateway's: the upstream's own fields would contradict it.
+        if deco.hides(f.name) {
+            continue;
+        }
         sink.pass(i, f.name.as_bytes(), f.value);
     }
     if !dated {
         sink.field(b"date", &crate::wire::http_date());
+    }
+    for (name, value) in &deco.fields {
+        sink.typed(name, value);
     }
 }
 
@@ -156,7 +169,7 @@ mod tests {
         let framing = response_framing(&head, false).unwrap();
         let plan = plan(&head, &framing, GET).unwrap();
         let mut pairs = Pairs(Vec::new());
-        write_fields(head.headers, &plan, &mut pairs);
+        write_fields(head.headers, &plan, &Decorations::default(), &mut pairs);
         pairs.0
     }
 

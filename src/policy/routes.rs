@@ -11,7 +11,8 @@ use std::sync::Arc;
 use http::Uri;
 use serde_json::Value;
 
-use crate::config::{AuthMode, ClaimPath, ClaimValue, Requirement, RouteConfig};
+use super::cors::Cors;
+use crate::config::{AuthMode, ClaimPath, ClaimValue, CorsConfig, Requirement, RouteConfig};
 
 /// True when `claim` equals `want` (same JSON type and value), or is an array that contains
 /// it; with `words` (the `scope` and `scp` claims), a string claim is a space-separated list
@@ -45,6 +46,15 @@ fn meets(req: &Requirement, claims: &serde_json::Map<String, Value>) -> bool {
         .is_some_and(|v| req.values.iter().any(|want| satisfies(want, v, words)))
 }
 
+/// How a route does CORS.
+#[derive(Debug, Clone)]
+pub enum RouteCors {
+    /// The gateway answers preflights and writes the fields.
+    Gateway(Arc<Cors>),
+    /// Preflights go to the upstream without a token; CORS is the upstream's.
+    Upstream,
+}
+
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -64,6 +74,10 @@ pub struct Route {
     pub require: Vec<Requirement>,
     /// The query parameter this route also takes a token from; never forwarded.
     pub query_token: Option<Box<str>>,
+    /// CORS on this route.
+    pub cors: Option<RouteCors>,
+    /// The route's RFC 9728 metadata URL, for its 401 challenges.
+    pub resource_metadata: Option<Arc<str>>,
     /// Largest request body in bytes (`None`: no limit).
     pub max_body: Option<u64>,
     /// Upgrade protocols tunnelled (lower case).
@@ -82,6 +96,14 @@ impl Route {
             auth: config.auth,
             require: config.require.clone(),
             query_token: config.query_token.as_deref().map(Box::from),
+            cors: config.cors.as_ref().map(|c| match c {
+                CorsConfig::Gateway(rules) => RouteCors::Gateway(Arc::new(Cors::new(rules))),
+                CorsConfig::Upstream => RouteCors::Upstream,
+            }),
+            resource_metadata: config
+                .resource_metadata
+                .as_ref()
+                .map(|m| Arc::from(m.url())),
             max_body: config.max_body,
             upgrades: config.upgrades.clone(),
         }
@@ -222,6 +244,8 @@ mod tests {
             auth: AuthMode::Required,
             require: vec![],
             query_token: None,
+            cors: None,
+            resource_metadata: None,
             max_body: None,
             upgrades: vec![],
         }

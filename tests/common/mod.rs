@@ -153,7 +153,8 @@ impl Seen {
 /// * `/__echo`: streams the request body back;
 /// * `/__big/N`: streams N MiB;
 /// * `/__ws`: accepts an upgrade and echoes bytes;
-/// * anything else: 200 `ok` with `x-upstream-saw-user` echoing `X-Auth-User`.
+/// * anything else: 200 `ok` with `x-upstream-saw-user` echoing `X-Auth-User` (and CORS
+///   fields of its own when the request has `x-upstream-cors`).
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -303,6 +304,7 @@ async fn upstream_handle(
         return Ok(res);
     }
     let user = req.headers().get("x-auth-user").cloned();
+    let cors = req.headers().contains_key("x-upstream-cors");
     let (parts, mut body) = req.into_parts();
     let mut hasher = Sha256::new();
     let mut len = 0u64;
@@ -351,6 +353,16 @@ async fn upstream_handle(
             .boxed(),
     );
     res.headers_mut().insert("x-upstream", "1".parse().unwrap());
+    if cors {
+        // An upstream with CORS of its own (a gateway that answers CORS must replace it).
+        for (name, value) in [
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "DELETE"),
+        ] {
+            res.headers_mut().insert(name, value.parse().unwrap());
+        }
+    }
     if let Some(u) = user {
         res.headers_mut().insert("x-upstream-saw-user", u);
     }

@@ -83,7 +83,11 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
         forward_auth.and_then(|raw| validate_forward_auth(raw, server.as_ref(), &mut p));
     let auth = validate_auth(auth, &mut p);
     let default_body = server.as_ref().map_or(0, |s| s.max_body_bytes);
-    let routes = validate_routes(routes, default_body, checks, &mut p);
+    let issuers: Vec<String> = auth
+        .as_ref()
+        .map(|a| a.providers.iter().map(|pr| pr.issuer.clone()).collect())
+        .unwrap_or_default();
+    let routes = validate_routes(routes, default_body, checks, &issuers, &mut p);
     match (p.0.is_empty(), server, auth, routes) {
         (true, Some(server), Some(auth), Some(routes)) => Ok(Config {
             server,

@@ -6,14 +6,19 @@ use std::path::PathBuf;
 use http::Uri;
 
 use super::Problems;
-use crate::config::raw::RawRoute;
-use crate::config::{AuthMode, ClaimValue, Requirement, RouteConfig};
+use crate::config::raw::{
+    RawCors, RawResourceMetadata, RawRoute, CORS_KEYS, RESOURCE_METADATA_KEYS,
+};
+use crate::config::{
+    AuthMode, ClaimValue, CorsConfig, CorsRules, Requirement, ResourceMetadataConfig, RouteConfig,
+};
 use crate::wire::uri;
 
 pub(super) fn validate_routes(
     raw: Vec<(usize, Option<RawRoute>)>,
     default_body: u64,
     checks: bool,
+    issuers: &[String],
     p: &mut Problems,
 ) -> Option<Vec<RouteConfig>> {
     if raw.is_empty() {
@@ -109,17 +114,10 @@ pub(super) fn validate_routes(
                 (None, Some(_)) => {}
             }
         }
-        for (what, set) in [
-            ("cors", r.cors.is_some()),
-            ("resource_metadata", r.resource_metadata.is_some()),
-        ] {
-            if set {
-                p.add(
-                    format!("{key}.{what}"),
-                    "is not supported by this build yet",
-                );
-            }
-        }
+        let cors = r.cors.and_then(|v| cors(&format!("{key}.cors"), v, p));
+        let resource_metadata = r
+            .resource_metadata
+            .and_then(|v| resource_metadata(&format!("{key}.resource_metadata"), v, issuers, p));
         let query_token = r.query_token.filter(|name| {
             let ok = !name.is_empty()
                 && name
@@ -154,10 +152,34 @@ pub(super) fn validate_routes(
                 auth,
                 require,
                 query_token,
+                cors,
+                resource_metadata,
                 ca_file,
                 max_body: Some(r.max_body_bytes.unwrap_or(default_body)).filter(|&n| n > 0),
                 upgrades,
             });
+        }
+    }
+    // One document per metadata path: two routes may share one only if they say the same.
+    for (i, a) in routes.iter().enumerate() {
+        let Some(ma) = &a.resource_metadata else {
+            continue;
+        };
+        let clash = routes[..i].iter().find(|b| {
+            b.resource_metadata.as_ref().is_some_and(|mb| {
+                mb.well_known_path() == ma.well_known_path()
+                    && (mb != ma || b.query_token.is_some() != a.query_token.is_some())
+            })
+        });
+        if let Some(b) = clash {
+            p.add(
+                format!("route[{}].resource_metadata", a.name()),
+                format!(
+                    "{} is also served for route {} with other contents: one path, one document",
+                    ma.well_known_path(),
+                    b.name()
+                ),
+            );
         }
     }
     Some(routes)
@@ -234,4 +256,161 @@ fn upgrades(key: &str, raw: Option<Vec<String>>, p: &mut Problems) -> Vec<String
 pub(super) fn valid_server_name(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     rustls_pki_types::ServerName::try_from(host).is_ok()
+}
+
+/// A route's `cors`: a table of rules, or `"upstream"`.
+fn cors(key: &str, value: toml::Value, p: &mut Problems) -> Option<CorsConfig> {
+    if let toml::Value::String(s) = &value {
+        if s == "upstream" {
+            return Some(CorsConfig::Upstream);
+        }
+        p.add(
+            key,
+            format!("{s:?}: write \"upstream\" or a table of rules"),
+        );
+        return None;
+    }
+    let raw: RawCors = p.section(key, value, CORS_KEYS)?;
+    let before = p.0.len();
+    let origins: Vec<String> = raw.origins.unwrap_or_default();
+    if origins.is_empty() {
+        p.add(
+            format!("{key}.origins"),
+            "required: the origins allowed, e.g. [\"https://app.example.com\"], or [\"*\"]",
+        );
+    }
+    let any = origins.iter().any(|o| o == "*");
+    if any && origins.len() > 1 {
+        p.add(
+            format!("{key}.origins"),
+            "\"*\" stands alone: it already allows every origin",
+        );
+    }
+    let origins: Vec<String> = origins
+        .into_iter()
+        .filter(|o| o == "*" || {
+            let ok = is_origin(o);
+            if !ok {
+                p.add(
+                    format!("{key}.origins"),
+                    format!("{o:?} is not an origin (scheme://host[:port], no path, no trailing '/')"),
+                );
+            }
+            ok
+        })
+        .map(|o| o.to_ascii_lowercase())
+        .collect();
+    let credentials = raw.credentials.unwrap_or(false);
+    if any && credentials {
+        p.add(
+            format!("{key}.credentials"),
+            "cannot be true with origins = [\"*\"]: browsers refuse credentials for any origin; list the origins",
+        );
+    }
+    let methods: Vec<String> = raw
+        .methods
+        .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()]);
+    for m in &methods {
+        if m.is_empty() || !m.bytes().all(super::is_tchar) {
+            p.add(format!("{key}.methods"), format!("{m:?} is not a method"));
+        }
+    }
+    let names = |what: &str, list: Option<Vec<String>>, default: &[&str], p: &mut Problems| {
+        let list = list.unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
+        list.iter()
+            .filter_map(|h| match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.add(
+                        format!("{key}.{what}"),
+                        format!("{h:?} is not a header name"),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let headers = names(
+        "headers",
+        raw.headers,
+        &["authorization", "content-type"],
+        p,
+    );
+    let expose = names("expose", raw.expose, &[], p);
+    let max_age = raw.max_age.as_deref().map(|v| {
+        p.duration(
+            &format!("{key}.max_age"),
+            Some(v),
+            std::time::Duration::ZERO,
+        )
+    });
+    (p.0.len() == before).then_some(CorsConfig::Gateway(CorsRules {
+        origins,
+        methods,
+        headers,
+        expose,
+        max_age,
+        credentials,
+    }))
+}
+
+/// `scheme://host[:port]` with an http or https scheme, nothing after.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest.parse::<http::uri::Authority>().is_ok()
+}
+
+/// A route's RFC 9728 `resource_metadata`.
+fn resource_metadata(
+    key: &str,
+    value: toml::Value,
+    issuers: &[String],
+    p: &mut Problems,
+) -> Option<ResourceMetadataConfig> {
+    let raw: RawResourceMetadata = p.section(key, value, RESOURCE_METADATA_KEYS)?;
+    let before = p.0.len();
+    let resource = match raw.resource.as_deref().map(str::parse::<Uri>) {
+        None => {
+            p.add(format!("{key}.resource"), "required: the protected resource's identifier, e.g. \"https://api.example.com/mcp\"");
+            None
+        }
+        Some(Ok(u))
+            if (u.scheme_str() == Some("https")
+                || (u.scheme_str() == Some("http")
+                    && u.host().is_some_and(super::is_loopback)))
+                && u.authority().is_some()
+                && u.query().is_none()
+                && !raw.resource.as_deref().unwrap_or("").contains('#') =>
+        {
+            Some(u)
+        }
+        Some(_) => {
+            p.add(
+                format!("{key}.resource"),
+                "must be an absolute https URL (http only to a loopback host), without query or fragment",
+            );
+            None
+        }
+    };
+    let authorization_servers = match raw.authorization_servers {
+        Some(list) => list,
+        None => issuers.to_vec(),
+    };
+    if authorization_servers.is_empty() {
+        p.add(
+            format!("{key}.authorization_servers"),
+            "empty: list the authorization servers, or configure [[auth.provider]] (their issuers are the default)",
+        );
+    }
+    let scopes = raw.scopes.unwrap_or_default();
+    (p.0.len() == before).then(|| ResourceMetadataConfig {
+        resource: resource.expect("checked"),
+        scopes,
+        authorization_servers,
+    })
 }

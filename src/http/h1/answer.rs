@@ -9,6 +9,7 @@ use super::Transport;
 use super::{write_all, Connection, Facts, Next};
 use crate::http::end::RequestEnd;
 use crate::net::buffers;
+use crate::ops::access::Decorations;
 use crate::pipeline::{FieldSink, LocalResponse};
 use crate::upstream::h1::Head;
 use crate::wire::Framing;
@@ -21,6 +22,7 @@ pub fn write_local(
     local: &LocalResponse,
     close: bool,
     head_only: bool,
+    deco: &Decorations,
 ) -> usize {
     let reason = StatusCode::from_u16(local.status)
         .ok()
@@ -32,7 +34,13 @@ pub fn write_local(
     out.extend_from_slice(b"\r\n");
     let mut head = Head(out);
     for (name, value) in &local.fields {
-        head.field(name.as_bytes(), value.as_bytes());
+        head.field(
+            name.as_bytes(),
+            deco.value(local.status, name, value).as_bytes(),
+        );
+    }
+    for (name, value) in &deco.fields {
+        head.typed(name, value);
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -56,7 +64,7 @@ pub(super) async fn respond<T: Transport>(
 ) {
     end.answered_here(local);
     let mut out = buffers::take_out();
-    let body = write_local(&mut out, local, close, head);
+    let body = write_local(&mut out, local, close, head, &end.record.decorations);
     let idle = conn.gateway.current().config.server.idle_timeout;
     let written = write_all(&mut conn.io, &out, &mut conn.client_deadline, idle).await;
     buffers::give_out(out);
@@ -88,8 +96,11 @@ mod tests {
     fn a_local_answer_as_http1() {
         let local = Rejection::InvalidToken(crate::auth::TokenError::Expired).response();
         let (mut full, mut head_only) = (Vec::new(), Vec::new());
-        let n = write_local(&mut full, &local, true, false);
-        assert_eq!(write_local(&mut head_only, &local, true, true), 0);
+        let n = write_local(&mut full, &local, true, false, &Decorations::default());
+        assert_eq!(
+            write_local(&mut head_only, &local, true, true, &Decorations::default()),
+            0
+        );
         let mut fields = [httparse::EMPTY_HEADER; 16];
         let mut res = httparse::Response::new(&mut fields);
         let at = res.parse(&full).unwrap().unwrap();

@@ -308,6 +308,7 @@ impl<T: Transport> Connection<T> {
             upgrade: upgrade.as_ref(),
         };
         let version = facts.version;
+        let deco = &end.record.decorations;
         let answer = exchange
             .send(
                 &mut self.upstream_deadline,
@@ -315,7 +316,7 @@ impl<T: Transport> Connection<T> {
                 sent,
                 |head, framing| {
                     let plan = response::plan(head, framing, asked)?;
-                    Ok(sink::response_head(&mut reply, head, &plan, version))
+                    Ok(sink::response_head(&mut reply, head, &plan, version, deco))
                 },
             )
             .await;

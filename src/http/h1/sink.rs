@@ -14,6 +14,7 @@ use http::HeaderMap;
 use super::client::{Client, ClientFraming};
 use super::Transport;
 use crate::http::relay::Sink;
+use crate::ops::access::Decorations;
 use crate::pipeline::response::{self, Body, Plan};
 use crate::upstream::h1::Head;
 use crate::upstream::Exchange;
@@ -46,9 +47,10 @@ pub fn response_head(
     head: &ResponseHead<'_, '_>,
     plan: &Plan,
     version: Version,
+    deco: &Decorations,
 ) -> ClientFraming {
     status_line(out, head.status, head.reason);
-    response::write_fields(head.headers, plan, &mut Head(out));
+    response::write_fields(head.headers, plan, deco, &mut Head(out));
     if let Some(n) = plan.length {
         content_length(out, n);
     }
@@ -172,7 +174,7 @@ mod tests {
         };
         let plan = plan(&head, &framing, asked).unwrap();
         let mut out = Vec::new();
-        let framing = response_head(&mut out, &head, &plan, version);
+        let framing = response_head(&mut out, &head, &plan, version, &Decorations::default());
         (String::from_utf8(out).unwrap(), framing)
     }
 

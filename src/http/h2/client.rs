@@ -15,7 +15,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::http::relay::Sink;
-use crate::ops::access::grpc_status_of;
+use crate::ops::access::{grpc_status_of, Decorations};
 use crate::pipeline::response::{self, Plan};
 use crate::pipeline::{FieldSink, HeaderPolicy, LocalResponse, MapSink};
 use crate::upstream::{BodySource, Exchange, SourceError};
@@ -190,11 +190,15 @@ impl Sink for H2Client<'_> {
 }
 
 /// The client's response head for the upstream's `head`, as `plan` says.
-pub(super) fn response_head(head: &ResponseHead<'_, '_>, plan: &Plan) -> Response<()> {
+pub(super) fn response_head(
+    head: &ResponseHead<'_, '_>,
+    plan: &Plan,
+    deco: &Decorations,
+) -> Response<()> {
     let mut res = Response::new(());
     *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut fields = MapSink::new(head.headers.len() + 2, head.map);
-    response::write_fields(head.headers, plan, &mut fields);
+    response::write_fields(head.headers, plan, deco, &mut fields);
     *res.headers_mut() = fields.map;
     if let Some(n) = plan.length {
         res.headers_mut()
@@ -205,13 +209,23 @@ pub(super) fn response_head(head: &ResponseHead<'_, '_>, plan: &Plan) -> Respons
 
 /// `local` as an HTTP/2 response head, and its body (none for `HEAD`: `head_only`; its length
 /// stays).
-pub fn local_response(local: &LocalResponse, head_only: bool) -> (Response<()>, Bytes) {
+pub fn local_response(
+    local: &LocalResponse,
+    head_only: bool,
+    deco: &Decorations,
+) -> (Response<()>, Bytes) {
     let mut res = Response::new(());
     *res.status_mut() =
         StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut fields = MapSink::new(local.fields.len() + 2, None);
+    let mut fields = MapSink::new(local.fields.len() + deco.fields.len() + 2, None);
     for (name, value) in &local.fields {
-        fields.field(name.as_bytes(), value.as_bytes());
+        fields.field(
+            name.as_bytes(),
+            deco.value(local.status, name, value).as_bytes(),
+        );
+    }
+    for (name, value) in &deco.fields {
+        fields.typed(name, value);
     }
     *res.headers_mut() = fields.map;
     if let Ok(date) = HeaderValue::from_bytes(&crate::wire::http_date()) {

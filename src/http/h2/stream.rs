@@ -155,10 +155,11 @@ async fn forward(
         head: head_only,
         upgrade: None,
     };
+    let deco = &end.record.decorations;
     let exchanged = exchange
         .send(&mut deadline, client, sent, |head, framing| {
             let plan = response::plan(head, framing, asked)?;
-            Ok(response_head(head, &plan))
+            Ok(response_head(head, &plan, deco))
         })
         .await;
     let head = match exchanged {
@@ -242,7 +243,7 @@ fn answer(
     head_only: bool,
 ) {
     end.answered_here(local);
-    let (head, body) = local_response(local, head_only);
+    let (head, body) = local_response(local, head_only, &end.record.decorations);
     let sent = match respond.send_response(head, body.is_empty()) {
         Ok(mut send) if !body.is_empty() => {
             let n = body.len() as u64;
