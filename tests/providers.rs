@@ -1074,3 +1074,61 @@ async fn jwtgate_never_accepts_a_token_pyjwt_refuses() {
         tokens.len()
     );
 }
+
+/// A key published and used at once right after another fetch (here a refetch a made-up `kid`
+/// asked for) loses nothing: the token waits for the next fetch the rate limit allows instead
+/// of being refused until the window ends; the waits are counted.
+#[tokio::test]
+async fn a_key_used_right_after_another_fetch_waits_for_the_next_one() {
+    let keys = keys();
+    let idp = Idp::start(jwks(&[jwk(&keys, "rsa", "old", None)])).await;
+    let iss = idp.issuer();
+    let (up, gw) = ready_gateway(&url_provider(&idp, r#""RS256""#)).await;
+    let tokens = mint(
+        &keys,
+        &[
+            ("rsa", "RS256", Some("made-up"), claims(&iss, "x")),
+            ("rsa", "RS256", Some("new"), claims(&iss, "rotated")),
+        ],
+    );
+    // A made-up kid: it waits for a fetch, which brings nothing: 401 within 6 s.
+    let start = Instant::now();
+    let got = call(&gw, &tokens[0]).await;
+    assert_eq!(got.status, 401);
+    assert_eq!(got.json()["error_description"], "unknown key id");
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+    let fetched = idp.fetches();
+    // Right after that fetch, the provider publishes a key and signs with it.
+    idp.set_jwks(jwks(&[
+        jwk(&keys, "rsa", "old", None),
+        jwk(&keys, "rsa", "new", None),
+    ]));
+    let start = Instant::now();
+    let got = call(&gw, &tokens[1]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(up.one().all("x-auth-user"), vec!["rotated"]);
+    // It waited for the window after the last fetch, and one fetch served it.
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(idp.fetches(), fetched + 1);
+    let metrics = gw.gateway.metrics.render();
+    let waits = |result: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("jwtgate_jwks_kid_waits_total")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(waits("fetched") >= 2.0, "{metrics}");
+}

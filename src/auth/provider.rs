@@ -6,10 +6,13 @@
 //! * Keys from a URL are fetched in the background, never on a request: at start (the gateway
 //!   serves at once; a token for this provider gets 503 until the keys are in), then every
 //!   `refresh` (a shorter `Cache-Control: max-age` wins, down to [`MIN_REFRESH`]).
-//! * A token naming a `kid` the set does not have asks for a refetch ([`ProviderKeys::refetch`]),
-//!   at most one per [`REFETCH_INTERVAL`], so made-up `kid`s cannot hammer the provider. The
-//!   request waits for that fetch (at most [`fetch::TIMEOUT`]) and is verified again: a token
-//!   signed with a key just published passes.
+//! * A token naming a `kid` the set does not have asks for a refetch ([`ProviderKeys::refetch`]).
+//!   Fetches start at most one per [`REFETCH_INTERVAL`] (counted from the start of any fetch:
+//!   a periodic refresh, a retry, another refetch), so made-up `kid`s cannot hammer the
+//!   provider; a refetch asked for sooner is deferred to the end of that window, never dropped.
+//!   The request waits for the next fetch (at most [`KID_WAIT`] in all) and is verified again:
+//!   a token signed with a key just published passes, whatever fetched last. Waits are counted
+//!   (`jwtgate_jwks_kid_waits_total`).
 //! * A failed, slow or garbled fetch keeps the last good keys, is logged and counted, and is
 //!   retried with backoff ([`FIRST_RETRY`] doubling to [`MAX_RETRY`], with jitter).
 //! * A successful fetch replaces the set: a key that left the JWKS stops verifying, and the
@@ -32,8 +35,10 @@ use super::jwk::{self, PublicKey};
 use crate::config::{Algorithm, MIN_REFRESH};
 use crate::ops::metrics::{FetchMetrics, ProviderLabels, ProviderResultLabels};
 
-/// Least time between two refetches asked for by unknown `kid`s.
+/// Least time between the start of a fetch and a refetch asked for by an unknown `kid`.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a request with an unknown `kid` waits for the next fetch.
+pub const KID_WAIT: Duration = Duration::from_secs(6);
 /// First retry after a failed fetch.
 pub const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// Longest wait between retries of a failing fetch.
@@ -63,8 +68,13 @@ pub struct ProviderKeys {
     wake: Arc<Notify>,
     /// A fetch is asked for or under way.
     fetching: AtomicBool,
-    /// When the last refetch for an unknown `kid` was asked for.
-    last_refetch: Mutex<Option<Instant>>,
+    /// When the last fetch started (any: first, periodic, retry, refetch).
+    last_fetch: Mutex<Option<Instant>>,
+    /// A refetch was asked for within [`REFETCH_INTERVAL`] of the last fetch: the refresh
+    /// task starts it when the window ends.
+    deferred: AtomicBool,
+    /// Counts waits (set when the refresh task starts).
+    metrics: std::sync::OnceLock<FetchMetrics>,
     /// Bumped after each fetch, for requests waiting on one.
     fetched: watch::Sender<u64>,
 }
@@ -110,7 +120,9 @@ impl ProviderKeys {
             retired: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             fetching,
-            last_refetch: Mutex::new(None),
+            last_fetch: Mutex::new(None),
+            deferred: AtomicBool::new(false),
+            metrics: std::sync::OnceLock::new(),
             fetched: watch::channel(0).0,
         }
     }
@@ -149,24 +161,26 @@ impl ProviderKeys {
     }
 
     /// Asks for a refetch because a token named an unknown `kid`. True when a fetch is under
-    /// way or now asked for (worth waiting for, [`ProviderKeys::wait_fetch`]); false when the
-    /// keys come from a file or the last refetch was less than [`REFETCH_INTERVAL`] ago.
+    /// way or now asked for (worth waiting for, [`ProviderKeys::wait_fetch`]): at once when the
+    /// last fetch started [`REFETCH_INTERVAL`] ago or more, else when that window ends. False
+    /// only when the keys come from a file.
     pub fn refetch(&self) -> bool {
         if self.remote.is_none() || !self.started.load(Ordering::Acquire) {
             return false;
         }
-        if self.fetching.load(Ordering::Acquire) {
+        if self.fetching.load(Ordering::Acquire) || self.deferred.load(Ordering::Acquire) {
             return true;
         }
-        let mut last = self.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < REFETCH_INTERVAL) {
-            return false;
-        }
-        *last = Some(now);
-        self.fetching.store(true, Ordering::Release);
+        self.deferred.store(true, Ordering::Release);
         self.wake.notify_one();
         true
+    }
+
+    /// When the refresh task may start a refetch: [`REFETCH_INTERVAL`] after the last fetch
+    /// started.
+    fn refetch_at(&self) -> Option<Instant> {
+        let last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+        last.map(|t| t + REFETCH_INTERVAL)
     }
 
     /// Starts from `keys` (the keys of the provider this one replaces in a reload, from the
@@ -189,10 +203,23 @@ impl ProviderKeys {
         *self.fetched.borrow()
     }
 
-    /// Waits until more than `seen` fetches have ended, at most `limit`.
+    /// Waits until more than `seen` fetches have ended, at most `limit`; counted in
+    /// `jwtgate_jwks_kid_waits_total` (`fetched` or `timeout`).
     pub async fn wait_fetch(&self, seen: u64, limit: Duration) {
         let mut rx = self.fetched.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n > seen)).await;
+        let waited = tokio::time::timeout(limit, rx.wait_for(|n| *n > seen)).await;
+        if let Some(m) = self.metrics.get() {
+            let result = match waited {
+                Ok(Ok(_)) => "fetched",
+                _ => "timeout",
+            };
+            m.kid_waits
+                .get_or_create(&ProviderResultLabels {
+                    provider: self.issuer.clone(),
+                    result,
+                })
+                .inc();
+        }
     }
 
     /// Starts the refresh task on `handle` (once; a provider kept over a reload keeps its
@@ -206,6 +233,7 @@ impl ProviderKeys {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
+        let _ = self.metrics.set(metrics.clone());
         handle.spawn(refresh(Arc::downgrade(self), metrics));
     }
 
@@ -290,6 +318,9 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
             result,
         };
         let fetching = Fetching(&p);
+        *p.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        // This fetch serves a deferred refetch too.
+        p.deferred.store(false, Ordering::Release);
         let outcome = fetch_keys(p.issuer.clone(), remote.clone()).await;
         if p.retired.load(Ordering::Acquire) {
             return;
@@ -335,6 +366,15 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => {}
+        }
+        // Woken for a refetch: not before the window after the last fetch's start ends (the
+        // requests asking for it wait; a reload retiring the provider ends the wait).
+        let at = match provider.upgrade() {
+            Some(p) if p.deferred.load(Ordering::Acquire) => p.refetch_at(),
+            _ => None,
+        };
+        if let Some(at) = at.filter(|&at| at > Instant::now()) {
+            tokio::time::sleep_until(at.into()).await;
         }
         if let Some(p) = provider.upgrade() {
             p.fetching.store(true, Ordering::Release);

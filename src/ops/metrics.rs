@@ -83,6 +83,9 @@ pub struct FetchMetrics {
     pub fetches: Family<ProviderResultLabels, Counter>,
     /// `jwtgate_jwks_keys{provider}`.
     pub keys: Family<ProviderLabels, Gauge>,
+    /// `jwtgate_jwks_kid_waits_total{provider,result}`: requests with an unknown `kid` that
+    /// waited for the next fetch (`fetched`, or `timeout` after 6 s).
+    pub kid_waits: Family<ProviderResultLabels, Counter>,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -183,7 +186,13 @@ impl Metrics {
         let providers = FetchMetrics {
             fetches: Family::default(),
             keys: Family::default(),
+            kid_waits: Family::default(),
         };
+        registry.register(
+            "jwks_kid_waits",
+            "Requests with an unknown key id that waited for the provider's next key fetch, by provider and result (fetched, timeout)",
+            providers.kid_waits.clone(),
+        );
         registry.register(
             "jwks_fetches",
             "Identity provider key fetches (JWKS, discovery), by provider and result",

@@ -232,12 +232,11 @@ impl Verifier {
     }
 
     /// Waits until provider `provider` has fetched since `seen` (what
-    /// [`TokenError::UnknownKeyFetching`] carries), if a fetch is under way, at most one fetch
-    /// timeout and a second.
+    /// [`TokenError::UnknownKeyFetching`] carries): the fetch under way, or the next one the
+    /// rate limit allows; at most [`super::provider::KID_WAIT`] in all.
     pub async fn wait_for_keys(&self, provider: usize, seen: u64) {
         if let Some(p) = self.providers.get(provider) {
-            let limit = super::fetch::TIMEOUT + std::time::Duration::from_secs(1);
-            p.wait_fetch(seen, limit).await;
+            p.wait_fetch(seen, super::provider::KID_WAIT).await;
         }
     }
 
