@@ -243,6 +243,7 @@ fn rewrite(c: &mut Criterion) {
         issuer: None,
         left_out: vec![],
         claims: Default::default(),
+        assertions: Default::default(),
         exp: 0.0,
     });
     let client = ClientInfo::new("10.1.2.3".parse().unwrap(), "http");
@@ -259,6 +260,7 @@ fn rewrite(c: &mut Criterion) {
                 headers: black_box(&fields),
                 map: None,
                 identity: Some(identity.clone()),
+                assertion: None,
                 upgrade: None,
                 framing: Framing::Empty,
                 join_cookies: false,

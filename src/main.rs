@@ -163,31 +163,6 @@ fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Puts `value` at the claim path `segments` of `claims`, making the objects on the way.
-fn insert_at(
-    claims: &mut serde_json::Map<String, serde_json::Value>,
-    segments: &[Box<str>],
-    value: serde_json::Value,
-) {
-    match segments {
-        [] => {}
-        [last] => {
-            claims.insert(last.to_string(), value);
-        }
-        [first, rest @ ..] => {
-            let inner = claims
-                .entry(first.to_string())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
-            if !inner.is_object() {
-                *inner = serde_json::Value::Object(Default::default());
-            }
-            if let serde_json::Value::Object(m) = inner {
-                insert_at(m, rest, value);
-            }
-        }
-    }
-}
-
 /// What is allowed but probably a mistake, on standard error.
 fn print_warnings(runtime: &Runtime) {
     for w in runtime.config.warnings() {
@@ -607,7 +582,7 @@ fn token(
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     let mut body = serde_json::Map::new();
-    insert_at(&mut body, user_claim.segments(), sub.into());
+    user_claim.insert_into(&mut body, sub.into());
     body.insert("iat".into(), now.as_secs().into());
     body.insert("exp".into(), (now + ttl).as_secs().into());
     if let Some(iss) = issuer {

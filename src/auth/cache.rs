@@ -204,6 +204,7 @@ mod tests {
             issuer: None,
             left_out: vec![],
             claims: Default::default(),
+            assertions: Default::default(),
             exp: 0.0,
         })
     }

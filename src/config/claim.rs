@@ -70,6 +70,26 @@ impl ClaimPath {
         object.get(&**last)
     }
 
+    /// Puts `value` at this path in `claims`, making the objects on the way (replacing what
+    /// is not an object there).
+    pub fn insert_into(&self, claims: &mut Map<String, Value>, value: Value) {
+        let (last, parents) = self.segments.split_last().expect("a path has a segment");
+        let mut object = claims;
+        for segment in parents {
+            let inner = object
+                .entry(segment.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !inner.is_object() {
+                *inner = Value::Object(Map::new());
+            }
+            object = match inner {
+                Value::Object(m) => m,
+                _ => unreachable!("made an object above"),
+            };
+        }
+        object.insert(last.to_string(), value);
+    }
+
     /// The path as written in the config.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -150,6 +170,24 @@ mod tests {
         assert_eq!(get("sub.x"), None);
         assert_eq!(get("realm_access.roles.0"), None);
         assert_eq!(get("missing.x"), None);
+    }
+
+    #[test]
+    fn insert_keeps_the_nesting() {
+        let mut m = Map::new();
+        ClaimPath::parse("realm_access.roles")
+            .unwrap()
+            .insert_into(&mut m, json!(["a"]));
+        ClaimPath::parse("realm_access.x")
+            .unwrap()
+            .insert_into(&mut m, json!(1));
+        ClaimPath::parse("\"https://a/b\"")
+            .unwrap()
+            .insert_into(&mut m, json!("v"));
+        assert_eq!(
+            Value::Object(m),
+            json!({"realm_access": {"roles": ["a"], "x": 1}, "https://a/b": "v"})
+        );
     }
 
     #[test]

@@ -403,6 +403,8 @@ pub struct AuthConfig {
     pub max_token_lifetime: Option<Duration>,
     /// The cookie a token is taken from when there is no `Authorization` header.
     pub cookie: Option<String>,
+    /// `[auth.assertion]`: a short-lived JWT the gateway signs for the upstream.
+    pub assertion: Option<AssertionConfig>,
     /// Keep the `Authorization` header for the upstream. Default true.
     pub forward_token: bool,
     /// Longest token accepted, in bytes, checked before any decoding. Default 8 KiB.
@@ -429,6 +431,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.auth.assertion.is_some() && self.server.admin_listen.is_none() {
+            w.push(Problem::new(
+                "auth.assertion",
+                "no server.admin_listen: the assertion's public keys (/.well-known/jwks.json) are \
+                 published nowhere, so upstreams cannot verify it",
+            ));
         }
         w
     }
@@ -482,6 +491,25 @@ pub enum ClaimValue {
     Bool(bool),
     /// A JSON integer.
     Integer(i64),
+}
+
+/// `[auth.assertion]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionConfig {
+    /// The header it is sent in. Default `X-Auth-Assertion`.
+    pub header: HeaderName,
+    /// The signing key (Ed25519 or P-256, PKCS#8 PEM).
+    pub key_file: PathBuf,
+    /// A key still published after a rotation.
+    pub previous_key_file: Option<PathBuf>,
+    /// A key published before it is used.
+    pub next_key_file: Option<PathBuf>,
+    /// `iss`. Default `jwtgate`.
+    pub issuer: String,
+    /// Lifetime. Default 60s.
+    pub ttl: Duration,
+    /// Claims copied from the verified token, with their nesting.
+    pub claims: Vec<ClaimPath>,
 }
 
 /// A route's `cors`.
@@ -620,6 +648,11 @@ impl Config {
             files.push(tls.key.clone());
         }
         files.extend(self.routes.iter().filter_map(|r| r.ca_file.clone()));
+        if let Some(a) = &self.auth.assertion {
+            files.push(a.key_file.clone());
+            files.extend(a.previous_key_file.clone());
+            files.extend(a.next_key_file.clone());
+        }
         for p in &self.auth.providers {
             match &p.source {
                 KeySource::JwksFile(f) | KeySource::PublicKeyFile(f) => files.push(f.clone()),

@@ -128,6 +128,18 @@ pub(super) struct RawResourceMetadata {
     pub authorization_servers: Option<Vec<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAssertion {
+    pub header: Option<String>,
+    pub key_file: Option<String>,
+    pub previous_key_file: Option<String>,
+    pub next_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub ttl: Option<String>,
+    pub claims: Option<Vec<String>>,
+}
+
 pub(super) const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
@@ -203,3 +215,13 @@ pub(super) const CORS_KEYS: &[&str] = &[
     "credentials",
 ];
 pub(super) const RESOURCE_METADATA_KEYS: &[&str] = &["resource", "scopes", "authorization_servers"];
+
+pub(super) const ASSERTION_KEYS: &[&str] = &[
+    "header",
+    "key_file",
+    "previous_key_file",
+    "next_key_file",
+    "issuer",
+    "ttl",
+    "claims",
+];

@@ -95,6 +95,8 @@ pub struct HeaderPolicy {
     user_header: HeaderName,
     claim_headers: Vec<HeaderName>,
     issuer_header: HeaderName,
+    /// `auth.assertion.header`, when an assertion is configured.
+    assertion_header: Option<HeaderName>,
     /// Special names by length, in their spoof key form (see [`spoof_key`]).
     by_len: Vec<Vec<(Box<[u8]>, Class)>>,
     forward_token: bool,
@@ -108,9 +110,11 @@ impl HeaderPolicy {
     pub fn new(auth: &AuthConfig) -> HeaderPolicy {
         // Every header any issuer writes a claim into: each is stripped from every request.
         let claim_headers: Vec<HeaderName> = auth.claim_header_names();
+        let assertion_header = auth.assertion.as_ref().map(|a| a.header.clone());
         let identity = std::iter::once(&auth.user_header)
             .chain(&claim_headers)
-            .chain([&auth.issuer_header]);
+            .chain([&auth.issuer_header])
+            .chain(assertion_header.as_ref());
         // The first class given to a name wins (`connection` is hop-by-hop too).
         let named: Vec<(String, Class)> = [("connection", Class::Connection)]
             .into_iter()
@@ -155,6 +159,7 @@ impl HeaderPolicy {
             user_header: auth.user_header.clone(),
             claim_headers,
             issuer_header: auth.issuer_header.clone(),
+            assertion_header,
             by_len,
             forward_token: auth.forward_token,
             strip_cookie: auth
@@ -165,14 +170,16 @@ impl HeaderPolicy {
         }
     }
 
-    /// The identity headers the gateway writes for `id`, in order: `user_header`, each
-    /// `claim_headers` header the token has a value for, the issuer header when providers are
-    /// configured. What the upstream gets (inline) comes from here.
+    /// The identity headers the gateway writes for `id` (with its signed `assertion`, if
+    /// any), in order: `user_header`, each `claim_headers` header the token has a value for,
+    /// the issuer header when providers are configured, the assertion. What the upstream gets
+    /// (inline) comes from here.
     pub fn identity_fields<'s>(
         &'s self,
         id: &'s Identity,
+        assertion: Option<&'s HeaderValue>,
     ) -> impl Iterator<Item = (&'s HeaderName, &'s HeaderValue)> {
-        self.identity_values(Some(id))
+        self.identity_values(Some(id), assertion)
             .filter_map(|(name, value)| value.map(|v| (name, v)))
     }
 
@@ -181,6 +188,7 @@ impl HeaderPolicy {
     pub fn identity_values<'s>(
         &'s self,
         id: Option<&'s Identity>,
+        assertion: Option<&'s HeaderValue>,
     ) -> impl Iterator<Item = (&'s HeaderName, Option<&'s HeaderValue>)> {
         let claims = self.claim_headers.iter().enumerate().map(move |(i, name)| {
             let value = id.and_then(|id| id.claim_values.get(i)?.as_ref());
@@ -189,19 +197,24 @@ impl HeaderPolicy {
         std::iter::once((&self.user_header, id.map(|id| &id.user)))
             .chain(claims)
             .chain([(&self.issuer_header, id.and_then(|id| id.issuer.as_ref()))])
+            .chain(
+                self.assertion_header
+                    .as_ref()
+                    .map(|name| (name, assertion.filter(|_| id.is_some()))),
+            )
     }
 
     /// The bytes (names and values) the identity headers of `id` take together, for
     /// `auth.max_identity_bytes`.
-    pub fn identity_size(&self, id: &Identity) -> usize {
-        self.identity_fields(id)
+    pub fn identity_size(&self, id: &Identity, assertion: Option<&HeaderValue>) -> usize {
+        self.identity_fields(id, assertion)
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum()
     }
 
     /// Every identity header's name.
     pub fn identity_names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.identity_values(None).map(|(name, _)| name)
+        self.identity_values(None, None).map(|(name, _)| name)
     }
 
     /// True for a field named as an identity header in some spelling (any letter case, `_`
@@ -409,6 +422,8 @@ pub struct UpstreamRequest<'p, 'a> {
     pub map: Option<&'a http::HeaderMap>,
     /// The verified caller, if any.
     pub identity: Option<Arc<Identity>>,
+    /// The signed assertion for the caller on this route, if configured.
+    pub assertion: Option<HeaderValue>,
     /// The `Upgrade` value to send, for a tunnelled upgrade (see [`super::upgrade`]); the
     /// HTTP/1.1 upstream client writes it with `Connection: upgrade`.
     pub upgrade: Option<Cow<'a, [u8]>>,
@@ -533,7 +548,7 @@ impl UpstreamRequest<'_, '_> {
             sink.field(X_FORWARDED_HOST.as_str().as_bytes(), host);
         }
         if let Some(id) = &self.identity {
-            for (name, value) in policy.identity_fields(id) {
+            for (name, value) in policy.identity_fields(id, self.assertion.as_ref()) {
                 sink.typed(name, value);
             }
         }
@@ -616,6 +631,7 @@ mod tests {
             issuer: None,
             left_out: vec![],
             claims: Default::default(),
+            assertions: Default::default(),
             exp: 0.0,
         }
     }
@@ -675,6 +691,7 @@ mod tests {
             headers: &headers,
             map: None,
             identity: identity.cloned().map(Arc::new),
+            assertion: None,
             upgrade: upgrade.map(Cow::Borrowed),
             framing: Framing::Empty,
             join_cookies: false,
@@ -813,7 +830,7 @@ mod tests {
         let mut id = identity("alice", Some("admin"));
         id.claim_values.push(None);
         let got: Vec<(&str, &[u8])> = p
-            .identity_fields(&id)
+            .identity_fields(&id, None)
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .collect();
         assert_eq!(

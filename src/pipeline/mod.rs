@@ -32,6 +32,7 @@ pub use rejection::{LocalResponse, Rejection};
 use crate::auth::{self, Identity, Verifier};
 use tracing::warn;
 
+use crate::auth::assertion::Signer;
 use crate::auth::bearer::Source;
 use crate::config::{AuthMode, Config};
 use crate::ops::access::Record;
@@ -112,6 +113,8 @@ pub struct Pipeline {
     trusted: Vec<ipnet::IpNet>,
     /// RFC 9728 documents, by path.
     metadata: Documents,
+    /// The signed assertion's signer, when configured.
+    signer: Option<Signer>,
 }
 
 impl Pipeline {
@@ -120,6 +123,7 @@ impl Pipeline {
         routes: RouteTable,
         verifier: Verifier,
         headers: HeaderPolicy,
+        signer: Option<Signer>,
         config: &Config,
     ) -> Pipeline {
         Pipeline {
@@ -130,6 +134,7 @@ impl Pipeline {
             cookie: config.auth.cookie.clone(),
             trusted: config.server.trusted_proxies.clone(),
             metadata: Documents::new(&config.routes),
+            signer,
         }
     }
 
@@ -146,6 +151,11 @@ impl Pipeline {
     /// The header rules.
     pub fn header_policy(&self) -> &HeaderPolicy {
         &self.headers
+    }
+
+    /// The assertion signer, when configured.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// Decides what happens to `req` (see the module docs). What it learns along the way goes
@@ -236,13 +246,18 @@ impl Pipeline {
             (Some(RouteCors::Upstream), Some(_)) => None,
             _ => self.authenticate(route, req, &target)?,
         };
+        let mut assertion = None;
         if let Some(id) = &identity {
             for (claim, why) in &id.left_out {
                 warn!(route = %route.name, user = ?id.user, claim = %claim, reason = why, "claim left out of the identity headers: its value cannot be passed without ambiguity");
             }
+            if let Some(signer) = &self.signer {
+                let aud = audience(route, req, &target);
+                assertion = signer.assertion(id, route.id, &aud, auth::now());
+            }
             // Checked before anything is sent: an upstream must never answer 431 because of
             // what the gateway added.
-            if self.headers.identity_size(id) > self.max_identity_bytes {
+            if self.headers.identity_size(id, assertion.as_ref()) > self.max_identity_bytes {
                 record.user = Some(id.user.clone());
                 return Err(Rejection::IdentityTooLarge);
             }
@@ -287,6 +302,7 @@ impl Pipeline {
                 headers: req.headers,
                 map: req.map,
                 identity,
+                assertion,
                 upgrade: upgrade_value,
                 framing: req.body,
                 join_cookies: req.protocol == Protocol::Http2,
@@ -406,7 +422,26 @@ impl Pipeline {
     }
 }
 
+/// The assertion's `aud`: the route's upstream origin (`scheme://authority`); for a route
+/// only checks reach, the original request's origin as the proxy names it.
+fn audience(route: &Route, req: &RequestView<'_>, target: &Target<'_>) -> String {
+    if let Some(u) = &route.upstream {
+        let scheme = match u.scheme_str() {
+            Some("h2c") => "http",
+            Some(s) => s,
+            None => "http",
+        };
+        return format!("{scheme}://{}", u.authority().map_or("", |a| a.as_str()));
+    }
+    let host = target
+        .host_header
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    format!("{}://{host}", req.client.proto)
+}
+
 /// What the stages end in.
+#[allow(clippy::large_enum_variant)] // lives on the stack for one request, never stored
 enum Stage<'p, 'a> {
     Forward(Forward<'p, 'a>),
     Respond(LocalResponse),
@@ -519,6 +554,7 @@ auth = "public"
             RouteTable::build(&config.routes),
             Verifier::build(&config.auth, &keys, &[], None),
             HeaderPolicy::new(&config.auth),
+            None,
             &config,
         )
     }

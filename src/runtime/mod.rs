@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::auth::assertion::Signer;
 use crate::auth::keys::Keys;
 use crate::auth::provider::ProviderKeys;
 use crate::auth::{self, jwk, Verifier};
@@ -135,6 +136,11 @@ impl Runtime {
             route_upstreams.push(Some((upstream.clone(), tls)));
         }
         let providers = build_providers(&config, previous, &mut ca_tls, &mut problems);
+        let signer = config
+            .auth
+            .assertion
+            .as_ref()
+            .and_then(|a| Signer::load(a, &mut problems));
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
@@ -149,6 +155,7 @@ impl Runtime {
                 previous.map(|p| p.pipeline.verifier()),
             ),
             HeaderPolicy::new(&config.auth),
+            signer,
             &config,
         );
         let budget = match previous {

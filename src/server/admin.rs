@@ -1,6 +1,8 @@
 //! The admin listener (`server.admin_listen`), never the public one: `/healthz` (200 while the
 //! process serves), `/readyz` (200 when config and keys are loaded and the public listener is
-//! up; 503 before that and while draining), `/metrics` (Prometheus text format).
+//! up; 503 before that and while draining), `/metrics` (Prometheus text format), and with a
+//! signed assertion configured `/.well-known/jwks.json` (its current, next and previous public
+//! keys, for upstreams to verify it).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -79,6 +81,27 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             gateway.render_metrics(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
+        "/.well-known/jwks.json" => match gateway.current().pipeline().signer() {
+            Some(signer) => {
+                let mut res =
+                    Response::new(Body::full(bytes::Bytes::copy_from_slice(signer.jwks())));
+                res.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                // Upstreams cache it; a rotation publishes the next key before it is used.
+                res.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=60"),
+                );
+                res
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no [auth.assertion] configured\n".into(),
+                "text/plain",
+            ),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
 }

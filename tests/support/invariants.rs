@@ -177,6 +177,7 @@ pub fn check_rewrite(
             issuer: None,
             left_out: vec![],
             claims: Default::default(),
+            assertions: Default::default(),
             exp: 0.0,
         })
     });
@@ -192,6 +193,7 @@ pub fn check_rewrite(
             headers: &fields,
             map: None,
             identity,
+            assertion: None,
             upgrade: None,
             framing: Framing::Empty,
             join_cookies: false,

@@ -81,6 +81,7 @@ impl Verifier {
             issuer: rules.issuer_value.clone(),
             left_out,
             claims,
+            assertions: Default::default(),
             exp,
         })
     }

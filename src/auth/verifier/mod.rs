@@ -57,8 +57,10 @@ pub struct Identity {
     /// Claims left out because their values are ambiguous, as (claim path, why): logged with
     /// each request.
     pub left_out: claims::LeftOut,
-    /// All claims, for `require`.
+    /// All claims, for `require` and the assertion.
     pub claims: Map<String, Value>,
+    /// The signed assertions made for this identity (see [`crate::auth::assertion`]).
+    pub assertions: crate::auth::assertion::Memo,
     /// `exp` as Unix seconds.
     pub exp: f64,
 }

@@ -6,9 +6,9 @@ use super::provider::validate_provider;
 use http::header::HeaderValue;
 
 use super::{audience, claim_headers, is_tchar, Problems};
-use crate::config::raw::{RawAuth, RawProvider, PROVIDER_KEYS};
+use crate::config::raw::{RawAssertion, RawAuth, RawProvider, ASSERTION_KEYS, PROVIDER_KEYS};
 use crate::config::{parse_duration, spoof_key};
-use crate::config::{Algorithm, AuthConfig, ProviderConfig};
+use crate::config::{Algorithm, AssertionConfig, AuthConfig, ProviderConfig};
 
 pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
     let mut algorithms = Vec::new();
@@ -168,9 +168,6 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
             );
         }
     }
-    if raw.assertion.is_some() {
-        p.add("auth.assertion", "is not supported by this build yet");
-    }
     // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
     let cookie = raw.cookie.filter(|name| {
         let ok = !name.is_empty() && name.bytes().all(is_tchar);
@@ -179,6 +176,17 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         }
         ok
     });
+    let identity_taken: Vec<String> = user_header
+        .iter()
+        .chain(issuer_header.iter())
+        .chain(
+            claim_headers
+                .iter()
+                .chain(providers.iter().flat_map(|pr| &pr.claim_headers))
+                .map(|(_, n)| n),
+        )
+        .map(|n| spoof_key(n.as_str()))
+        .collect();
     let max_token_lifetime = match raw.max_token_lifetime.as_deref().map(parse_duration) {
         None => None,
         Some(Ok(d)) if d > Duration::ZERO => Some(d),
@@ -191,6 +199,10 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
             None
         }
     };
+    let assertion = raw.assertion.and_then(|v| {
+        let raw: RawAssertion = p.section("auth.assertion", v, ASSERTION_KEYS)?;
+        assertion(raw, &identity_taken, p)
+    });
     Some(AuthConfig {
         algorithms,
         leeway,
@@ -204,9 +216,82 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         issuer_header: issuer_header?,
         max_token_lifetime,
         cookie,
+        assertion,
         forward_token: raw.forward_token.unwrap_or(true),
         max_token_bytes,
         token_cache: raw.token_cache.unwrap_or(10_000),
         providers,
+    })
+}
+
+/// `[auth.assertion]`; `taken` are the other identity headers (spoof keys).
+fn assertion(raw: RawAssertion, taken: &[String], p: &mut Problems) -> Option<AssertionConfig> {
+    let before = p.0.len();
+    let header = p.header_name(
+        "auth.assertion.header",
+        raw.header.as_deref().unwrap_or("X-Auth-Assertion"),
+    );
+    if let Some(h) = &header {
+        if taken.contains(&spoof_key(h.as_str())) {
+            p.add(
+                "auth.assertion.header",
+                format!(
+                    "{:?} is already used for another identity value",
+                    h.as_str()
+                ),
+            );
+        }
+    }
+    let file = |key: &str, v: Option<String>, p: &mut Problems| match v {
+        Some(f) if f.is_empty() => {
+            p.add(key, "must not be empty");
+            None
+        }
+        v => v.map(std::path::PathBuf::from),
+    };
+    let key_file = file("auth.assertion.key_file", raw.key_file, p);
+    if key_file.is_none() {
+        p.add(
+            "auth.assertion.key_file",
+            "required: an Ed25519 or P-256 private key, PKCS#8 PEM (e.g. openssl genpkey -algorithm ed25519)",
+        );
+    }
+    let previous_key_file = file("auth.assertion.previous_key_file", raw.previous_key_file, p);
+    let next_key_file = file("auth.assertion.next_key_file", raw.next_key_file, p);
+    let issuer = raw.issuer.unwrap_or_else(|| "jwtgate".into());
+    if issuer.is_empty() {
+        p.add("auth.assertion.issuer", "must not be empty");
+    }
+    let ttl = p.duration(
+        "auth.assertion.ttl",
+        raw.ttl.as_deref(),
+        Duration::from_secs(60),
+    );
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&ttl) {
+        p.add("auth.assertion.ttl", "must be between 1s and 1h");
+    }
+    const RESERVED: [&str; 6] = ["iss", "sub", "aud", "iat", "exp", "orig_iss"];
+    let mut claims = Vec::new();
+    for c in raw.claims.unwrap_or_default() {
+        let Some(path) = p.claim_path("auth.assertion.claims", &c) else {
+            continue;
+        };
+        if RESERVED.iter().any(|r| path.segments()[0].as_ref() == *r) {
+            p.add(
+                "auth.assertion.claims",
+                format!("{c:?}: the assertion writes {} itself", path.segments()[0]),
+            );
+            continue;
+        }
+        claims.push(path);
+    }
+    (p.0.len() == before).then(|| AssertionConfig {
+        header: header.expect("checked"),
+        key_file: key_file.expect("checked"),
+        previous_key_file,
+        next_key_file,
+        issuer,
+        ttl,
+        claims,
     })
 }

@@ -164,9 +164,10 @@ pub async fn serve(
     let verdict = super::verdict(rt, &check, configured, &mut end).await;
     let policy = rt.pipeline().header_policy();
     let (status, response) = match verdict {
-        Ok(identity) => {
+        Ok(allowed) => {
             let mut ok = OkHttpResponse::default();
-            for (name, value) in policy.identity_values(identity.as_deref()) {
+            let assertion = allowed.assertion.as_ref();
+            for (name, value) in policy.identity_values(allowed.identity.as_deref(), assertion) {
                 match value {
                     Some(v) => ok.headers.push(overwrite(name.as_str(), v.as_bytes())),
                     None => ok.headers_to_remove.push(name.as_str().to_owned()),

@@ -286,20 +286,20 @@ pub async fn answer(
         .as_ref()
         .map(|f| (f.proxy, f.path_prefix.as_deref()));
     match verdict(rt, check, dialect, end).await {
-        Ok(identity) => allowed(rt.pipeline().header_policy(), identity.as_deref()),
+        Ok(ok) => allowed(rt.pipeline().header_policy(), &ok),
         Err(rejection) => rejection.response(),
     }
 }
 
 /// The verdict on the check `check`, asked in `dialect` with its path prefix (`None`: the
-/// listener's `[forward_auth]` is gone): the identity of an allowed request (`None`: allowed
-/// without one), or the refusal (counted and recorded in `end`).
+/// listener's `[forward_auth]` is gone): what an allowed request carries, or the refusal
+/// (counted and recorded in `end`).
 pub async fn verdict(
     rt: &Runtime,
     check: &RequestView<'_>,
     dialect: Option<(Dialect, Option<&str>)>,
     end: &mut RequestEnd<'_>,
-) -> Result<Option<Arc<Identity>>, Rejection> {
+) -> Result<Allowed, Rejection> {
     // The method is logged once it is known to be one.
     end.record.set_check("-");
     let decided = decide(rt, check, dialect, end).await;
@@ -315,7 +315,7 @@ async fn decide(
     check: &RequestView<'_>,
     dialect: Option<(Dialect, Option<&str>)>,
     end: &mut RequestEnd<'_>,
-) -> Result<Option<Arc<Identity>>, Rejection> {
+) -> Result<Allowed, Rejection> {
     // `[forward_auth]` removed by a reload: the listener stays until a restart.
     let (dialect, prefix) = dialect.ok_or(Rejection::NoRoute)?;
     if !trusted(rt, check.client) {
@@ -343,24 +343,36 @@ async fn decide(
         Decision::Forward(forward) if forward.request.path != path_of(named.target) => {
             Err(Rejection::BadRequest(NOT_NORMAL))
         }
-        Decision::Forward(forward) => Ok(forward.request.identity),
+        Decision::Forward(forward) => Ok(Allowed {
+            identity: forward.request.identity,
+            assertion: forward.request.assertion,
+        }),
         Decision::Reject(rejection) => Err(rejection),
         // A CORS preflight the route's rules allow: it needs no token, so it passes (the
         // proxy's upstream answers it).
-        Decision::Respond(local) if local.status == 204 => Ok(None),
+        Decision::Respond(local) if local.status == 204 => Ok(Allowed::default()),
         // `OPTIONS *` names no resource to check.
         Decision::Respond(_) => Err(Rejection::BadRequest("asterisk-form request target")),
     }
 }
 
+/// What an allowed check lets through: the caller (none: anonymous) and its signed assertion.
+#[derive(Debug, Default)]
+pub struct Allowed {
+    /// The verified caller.
+    pub identity: Option<Arc<Identity>>,
+    /// The assertion for the caller on the checked route, when configured.
+    pub assertion: Option<http::HeaderValue>,
+}
+
 /// The answer that lets a request through: 200, no body, every identity header (`user_header`,
-/// then each `claim_headers` header) with its value or empty, and
-/// `x-envoy-auth-headers-to-remove` naming the empty ones.
-pub fn allowed(policy: &HeaderPolicy, identity: Option<&Identity>) -> LocalResponse {
+/// each `claim_headers` header, the issuer header, the assertion's) with its value or empty,
+/// and `x-envoy-auth-headers-to-remove` naming the empty ones.
+pub fn allowed(policy: &HeaderPolicy, ok: &Allowed) -> LocalResponse {
     let mut fields: Vec<(Cow<'static, str>, Cow<'static, str>)> =
         vec![("cache-control".into(), Cow::Borrowed("no-store"))];
     let mut empty = String::new();
-    for (name, value) in policy.identity_values(identity) {
+    for (name, value) in policy.identity_values(ok.identity.as_deref(), ok.assertion.as_ref()) {
         let value = match value {
             Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             None => {
@@ -629,7 +641,7 @@ mod tests {
     #[test]
     fn the_allowed_answer_carries_every_identity_header() {
         let p = policy();
-        let none = allowed(&p, None);
+        let none = allowed(&p, &Allowed::default());
         let field = |r: &LocalResponse, name: &str| {
             r.fields
                 .iter()

@@ -86,6 +86,7 @@ mod tests {
             headers: fields,
             map: None,
             identity: None,
+            assertion: None,
             upgrade: upgrade.map(Cow::Borrowed),
             framing,
             join_cookies: false,
