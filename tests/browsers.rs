@@ -215,6 +215,37 @@ async fn preflights_are_answered_here_and_every_answer_carries_the_routes_cors()
     assert_eq!(seen.method, "OPTIONS");
     assert!(seen.all("x-auth-user").is_empty());
     assert_eq!(get(&gw, "/own/x", &[("origin", APP)]).await.status, 401);
+    // A "preflight" that carries an upgrade or a body is no preflight: it needs its token.
+    up.clear();
+    let upgrade = [
+        ("origin", APP),
+        ("access-control-request-method", "GET"),
+        ("upgrade", "websocket"),
+        ("connection", "upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ];
+    let got = send(&gw, "OPTIONS", "/own/__ws", &upgrade, Bytes::new()).await;
+    assert_eq!(got.status, 401);
+    let got = send(
+        &gw,
+        "OPTIONS",
+        "/own/x",
+        &forged[..2],
+        Bytes::from_static(b"payload"),
+    )
+    .await;
+    assert_eq!(got.status, 401);
+    let got = send(
+        &gw,
+        "OPTIONS",
+        "/api/x",
+        &ok[..2],
+        Bytes::from_static(b"payload"),
+    )
+    .await;
+    assert_eq!(got.status, 401);
+    assert_eq!(up.count(), 0);
 }
 
 #[tokio::test]

@@ -316,6 +316,8 @@ async fn one_user_name_one_issuer_and_no_client_copy_of_any_identity_header() {
         ("x-auth-issuer", KEYCLOAK),
         ("X_Auth_Issuer", KEYCLOAK),
         ("grpc-metadata-x-auth-user", "root"),
+        ("Grpc-Metadata-X-Auth-User-Bin", "cm9vdA=="),
+        ("x-auth-assertion", "forged.assertion.value"),
         ("Grpc-Metadata-X-Auth-Issuer", KEYCLOAK),
         ("x-auth-roles", "admin"),
     ];
@@ -325,6 +327,9 @@ async fn one_user_name_one_issuer_and_no_client_copy_of_any_identity_header() {
     assert_eq!(seen.all("x-auth-issuer"), vec![KEYCLOAK.to_owned()]);
     assert_eq!(seen.all("x-auth-roles"), vec!["user".to_owned()]);
     assert!(seen.folded("grpc-metadata-x-auth-user").is_empty());
+    assert!(seen.folded("grpc-metadata-x-auth-user-bin").is_empty());
+    // No assertion configured: a client's copy is stripped all the same.
+    assert!(seen.folded("x-auth-assertion").is_empty());
     assert!(seen.folded("grpc-metadata-x-auth-issuer").is_empty());
     let (got, seen) = call(&s, "/", &t[1], &forged).await;
     assert_eq!(got.status, 200, "{}", got.body);
@@ -516,4 +521,33 @@ async fn ed25519_is_eddsa_in_algorithms_jwks_and_token_headers() {
             401
         );
     }
+}
+
+/// `jwtgate_jwks_keys` counts only the keys that can verify one of the provider's algorithms.
+#[tokio::test]
+async fn jwks_keys_counts_only_usable_keys() {
+    let keys: Value = serde_json::from_str(&idp(&["keys"], "")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rsa = keys["rsa"]["jwk"].clone();
+    rsa["kid"] = json!("r1");
+    let mut ec = keys["p256"]["jwk"].clone();
+    ec["kid"] = json!("e1");
+    let mut ed = ed25519_jwk("d1");
+    ed["alg"] = json!("Ed25519");
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, json!({"keys": [rsa, ec, ed]}).to_string()).unwrap();
+    let up = Upstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[auth.provider]]\nissuer = \"https://op.example\"\n\
+         algorithms = [\"RS256\", \"Ed25519\"]\njwks_file = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"{{upstream}}\"\n",
+        path.display()
+    );
+    let gw = Gateway::start(&toml, &up.url()).await;
+    until("the keys gauge", || {
+        gw.gateway
+            .metrics
+            .render()
+            .contains("jwtgate_jwks_keys{provider=\"https://op.example\"} 2")
+    })
+    .await;
 }

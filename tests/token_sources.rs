@@ -226,6 +226,26 @@ async fn a_query_token_is_used_and_never_forwarded() {
         assert_eq!(got.status, 200, "{target}");
         assert_eq!(one_seen(&up).await.unwrap().uri, forwarded, "{target}");
     }
+    // Any letter case of the name is removed too (some frameworks read names so).
+    up.clear();
+    let got = get(
+        &gw,
+        &format!("/ws?ACCESS_TOKEN={alice}&x=1"),
+        &[("authorization", &bearer(&alice))],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(one_seen(&up).await.unwrap().uri, "/ws?x=1");
+    // After a `;`, where some servers split parameters: refused, never forwarded.
+    up.clear();
+    let got = get(
+        &gw,
+        &format!("/ws?a=1;access_token={alice}"),
+        &[("authorization", &bearer(&alice))],
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(up.count(), 0);
     // A bad query token: 401, and the body never echoes it.
     up.clear();
     let forged = raw_token(

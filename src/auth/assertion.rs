@@ -199,7 +199,9 @@ impl Signer {
             return Some(e.value.clone());
         }
         let iat = now.floor();
-        let exp = (iat + self.ttl).min(id.exp.floor());
+        // Never past the token's own `exp`; a token accepted within the leeway still gets an
+        // assertion valid for a second.
+        let exp = (iat + self.ttl).min(id.exp.floor()).max(iat + 1.0);
         let mut claims = Map::new();
         for path in &self.claims {
             if let Some(v) = path.get(&id.claims) {
@@ -213,7 +215,17 @@ impl Signer {
                 .into_owned()
                 .into(),
         );
-        let orig = id.claims.get("iss").and_then(Value::as_str).unwrap_or("");
+        // The issuer that vouched (as the issuer header says, with providers), else the
+        // shared-secret token's own `iss`.
+        let orig = match &id.issuer {
+            Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            None => id
+                .claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        };
         claims.insert("orig_iss".into(), orig.into());
         claims.insert("aud".into(), aud.into());
         claims.insert("iat".into(), (iat as i64).into());

@@ -86,13 +86,28 @@ pub fn query<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, Tok
     Ok(None)
 }
 
-/// `query` without any parameter whose name, percent-decoded, is `name` (`None` when nothing
-/// is left): a token in the query never reaches the upstream, however its name is spelled.
+/// True when `param`'s name, percent-decoded, is `name` in any letter case (some frameworks,
+/// ASP.NET among them, read query names case-insensitively).
+fn named(param: &str, name: &str) -> bool {
+    let key = param.split_once('=').map_or(param, |(k, _)| k);
+    decode(key).is_some_and(|k| k.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// True when `query` has a parameter named `name` (any spelling) after a `;` inside an
+/// `&`-separated part: servers that split on `;` too (older Rack, Go before 1.17) would read it
+/// where the gateway does not, so it could not be removed with certainty.
+pub fn smuggled(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .filter(|part| part.contains(';'))
+        .any(|part| part.split(';').skip(1).any(|p| named(p, name)))
+}
+
+/// `query` without any parameter whose name, percent-decoded, is `name` in any letter case
+/// (`None` when nothing is left): a token in the query never reaches the upstream, however its
+/// name is spelled.
 pub fn without_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    let is_it = |param: &str| {
-        let key = param.split_once('=').map_or(param, |(k, _)| k);
-        decode(key).as_deref() == Some(name.as_bytes())
-    };
+    let is_it = |param: &str| named(param, name);
     if !query.split('&').any(is_it) {
         return Some(Cow::Borrowed(query));
     }

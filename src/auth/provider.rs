@@ -168,11 +168,12 @@ impl ProviderKeys {
         if self.remote.is_none() || !self.started.load(Ordering::Acquire) {
             return false;
         }
-        if self.fetching.load(Ordering::Acquire) || self.deferred.load(Ordering::Acquire) {
-            return true;
+        // A fetch under way may have started before the key was published: ask for the next
+        // one too (the request waits for a fetch that starts after it asked, see
+        // `http::decide`).
+        if !self.deferred.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
         }
-        self.deferred.store(true, Ordering::Release);
-        self.wake.notify_one();
         true
     }
 
@@ -363,21 +364,47 @@ async fn refresh(provider: Weak<ProviderKeys>, metrics: FetchMetrics) {
         let wait = wait.mul_f64(1.0 + jitter);
         let wake = p.wake.clone();
         drop(p);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => {}
-        }
-        // Woken for a refetch: not before the window after the last fetch's start ends (the
-        // requests asking for it wait; a reload retiring the provider ends the wait).
-        let at = match provider.upgrade() {
-            Some(p) if p.deferred.load(Ordering::Acquire) => p.refetch_at(),
-            _ => None,
-        };
-        if let Some(at) = at.filter(|&at| at > Instant::now()) {
-            tokio::time::sleep_until(at.into()).await;
+        if !idle(&provider, &wake, Instant::now() + wait).await {
+            return;
         }
         if let Some(p) = provider.upgrade() {
             p.fetching.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Waits until `until` (the next periodic fetch or retry), or until a refetch is asked for and
+/// the window after the last fetch's start has ended. A stray wake (a stored permit, a reload
+/// that keeps the provider) goes back to waiting. False when the provider is gone or retired.
+async fn idle(provider: &Weak<ProviderKeys>, wake: &Notify, until: Instant) -> bool {
+    let mut until = until;
+    let mut deferred = false;
+    loop {
+        let woke = tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => false,
+            _ = wake.notified() => true,
+        };
+        let Some(p) = provider.upgrade() else {
+            return false;
+        };
+        if p.retired.load(Ordering::Acquire) {
+            return false;
+        }
+        if !woke {
+            return true;
+        }
+        // A refetch asked for: not before the window after the last fetch's start ends (the
+        // requests asking for it wait).
+        if !deferred && p.deferred.load(Ordering::Acquire) {
+            deferred = true;
+            match p.refetch_at() {
+                Some(at) if at < until => until = at,
+                Some(_) => {}
+                None => return true,
+            }
+            if until <= Instant::now() {
+                return true;
+            }
         }
     }
 }

@@ -544,6 +544,9 @@ pub struct CorsRules {
 pub struct ResourceMetadataConfig {
     /// The protected resource's identifier (an absolute `https` URL, or `http` to loopback).
     pub resource: Uri,
+    /// The same, exactly as configured (RFC 9728 §3.3: the document's `resource` must be
+    /// identical to it).
+    pub resource_text: String,
     /// `scopes_supported`.
     pub scopes: Vec<String>,
     /// `authorization_servers`: as given, else the providers' issuers in config order.

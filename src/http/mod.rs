@@ -22,6 +22,9 @@ pub mod h1;
 pub mod h2;
 pub mod relay;
 
+use std::time::Instant;
+
+use crate::auth::provider::KID_WAIT;
 use crate::auth::TokenError;
 use crate::ops::access::Record;
 use crate::pipeline::{Decision, Rejection, RequestView};
@@ -30,24 +33,33 @@ use crate::runtime::Runtime;
 pub use end::RequestEnd;
 
 /// Lets `rt`'s pipeline decide `view`. A token for an unknown `kid`, refused while its
-/// provider's keys are being fetched (a refetch the token asked for, or one under way), waits
-/// for that fetch and is decided once more on the keys it brought
-/// ([`crate::auth::Verifier::wait_for_keys`]), so that a token signed with a key the provider
-/// has just published passes.
+/// provider's keys are being fetched or a fetch is asked for, waits for the next fetch and is
+/// decided once more on the keys it brought ([`crate::auth::Verifier::wait_for_keys`]), again
+/// while the wait lasts (a fetch under way may have started before the key was published):
+/// at most [`KID_WAIT`] in all, so that a token signed with a key the provider has just
+/// published passes whatever fetched last.
 pub async fn decide<'r, 'a>(
     rt: &'r Runtime,
     view: &RequestView<'a>,
     record: &mut Record,
 ) -> Decision<'r, 'a> {
-    let decision = rt.pipeline().decide(view, record);
-    let Decision::Reject(Rejection::InvalidToken(TokenError::UnknownKeyFetching {
-        provider,
-        seen,
-    })) = decision
-    else {
-        return decision;
-    };
-    // Boxed: the wait is rare, and would otherwise size every request's future.
-    Box::pin(rt.pipeline().verifier().wait_for_keys(provider, seen)).await;
-    rt.pipeline().decide(view, record)
+    let mut decision = rt.pipeline().decide(view, record);
+    let mut deadline = None;
+    loop {
+        let Decision::Reject(Rejection::InvalidToken(TokenError::UnknownKeyFetching {
+            provider,
+            seen,
+        })) = decision
+        else {
+            return decision;
+        };
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + KID_WAIT);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return decision;
+        }
+        // Boxed: the wait is rare, and would otherwise size every request's future.
+        Box::pin(rt.pipeline().verifier().wait_for_keys(provider, seen, left)).await;
+        decision = rt.pipeline().decide(view, record);
+    }
 }

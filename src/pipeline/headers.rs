@@ -111,9 +111,13 @@ impl HeaderPolicy {
         // Every header any issuer writes a claim into: each is stripped from every request.
         let claim_headers: Vec<HeaderName> = auth.claim_header_names();
         let assertion_header = auth.assertion.as_ref().map(|a| a.header.clone());
+        // The default assertion header is stripped even when no assertion is configured: a
+        // client's replayed copy must not reach an upstream that verifies assertions while a
+        // rollout or a config change leaves this replica without one.
+        let default_assertion = HeaderName::from_static("x-auth-assertion");
         let identity = std::iter::once(&auth.user_header)
             .chain(&claim_headers)
-            .chain([&auth.issuer_header])
+            .chain([&auth.issuer_header, &default_assertion])
             .chain(assertion_header.as_ref());
         // The first class given to a name wins (`connection` is hop-by-hop too).
         let named: Vec<(String, Class)> = [("connection", Class::Connection)]
@@ -136,6 +140,7 @@ impl HeaderPolicy {
                     (h.as_str().to_owned(), Class::Identity),
                     (format!("{}-bin", h.as_str()), Class::Identity),
                     (format!("grpc-metadata-{}", h.as_str()), Class::Identity),
+                    (format!("grpc-metadata-{}-bin", h.as_str()), Class::Identity),
                 ]
             }))
             .chain(

@@ -220,10 +220,20 @@ impl Pipeline {
             return Err(Rejection::NoRoute);
         }
         record.route = route.name.clone();
+        if let (Some(name), Some(query)) = (&route.query_token, target.query) {
+            if auth::bearer::smuggled(query, name) {
+                return Err(Rejection::BadRequest(
+                    "the query token parameter after ';' cannot be removed with certainty",
+                ));
+            }
+        }
         if let Some(url) = &route.resource_metadata {
             record.decorations.resource_metadata = Some(url.clone());
         }
-        let preflight = Preflight::of(req);
+        let preflight = match route.cors {
+            Some(_) => Preflight::of(req),
+            None => None,
+        };
         let identity = match (&route.cors, preflight) {
             (Some(RouteCors::Gateway(cors)), preflight) => {
                 let metadata = record.decorations.resource_metadata.take();
@@ -400,20 +410,7 @@ impl Pipeline {
             }
         }
         let trusted = req.client.checks || self.trusted.iter().any(|n| n.contains(&req.client.ip));
-        let forwarded = trusted
-            .then(|| {
-                let h = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))?;
-                let first = h.value.split(|&b| b == b',').next()?;
-                match first.trim_ascii() {
-                    p if p.eq_ignore_ascii_case(b"https") => Some("https"),
-                    p if p.eq_ignore_ascii_case(b"http") => Some("http"),
-                    _ => None,
-                }
-            })
-            .flatten();
+        let forwarded = trusted.then(|| forwarded_proto(req)).flatten();
         let scheme = forwarded.unwrap_or(req.client.proto);
         let Some(host) = target.host_header else {
             return true;
@@ -437,7 +434,25 @@ fn audience(route: &Route, req: &RequestView<'_>, target: &Target<'_>) -> String
         .host_header
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    format!("{}://{host}", req.client.proto)
+    // Checks come from trusted proxies only: their X-Forwarded-Proto says the scheme.
+    format!(
+        "{}://{host}",
+        forwarded_proto(req).unwrap_or(req.client.proto)
+    )
+}
+
+/// The first `X-Forwarded-Proto` value, when it is `http` or `https`.
+fn forwarded_proto(req: &RequestView<'_>) -> Option<&'static str> {
+    let h = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))?;
+    let first = h.value.split(|&b| b == b',').next()?;
+    match first.trim_ascii() {
+        p if p.eq_ignore_ascii_case(b"https") => Some("https"),
+        p if p.eq_ignore_ascii_case(b"http") => Some("http"),
+        _ => None,
+    }
 }
 
 /// What the stages end in.
@@ -447,23 +462,38 @@ enum Stage<'p, 'a> {
     Respond(LocalResponse),
 }
 
-/// A CORS preflight: `OPTIONS` with one `Origin` and `Access-Control-Request-Method`.
-#[derive(Clone, Copy)]
+/// A CORS preflight: `OPTIONS` with one `Origin` and `Access-Control-Request-Method`, no body
+/// and no `Upgrade` (it passes without a token: it must not carry anything to the upstream).
 struct Preflight<'h> {
     origin: &'h [u8],
     method: &'h [u8],
-    headers: [&'h [u8]; 1],
+    /// Every `Access-Control-Request-Headers` value.
+    headers: Vec<&'h [u8]>,
 }
 
 impl<'h> Preflight<'h> {
     fn of(req: &RequestView<'h>) -> Option<Preflight<'h>> {
-        if req.method != "OPTIONS" {
+        if req.method != "OPTIONS"
+            || req.body != Framing::Empty
+            || req
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        {
             return None;
         }
         Some(Preflight {
             origin: single(req.headers, "origin")?,
             method: single(req.headers, "access-control-request-method")?,
-            headers: [single(req.headers, "access-control-request-headers").unwrap_or(b"")],
+            headers: req
+                .headers
+                .iter()
+                .filter(|h| {
+                    h.name
+                        .eq_ignore_ascii_case("access-control-request-headers")
+                })
+                .map(|h| h.value)
+                .collect(),
         })
     }
 }

@@ -28,7 +28,7 @@ impl Documents {
                 methods.push("query");
             }
             let mut doc = serde_json::json!({
-                "resource": m.resource.to_string(),
+                "resource": m.resource_text,
                 "authorization_servers": m.authorization_servers,
                 "bearer_methods_supported": methods,
             });

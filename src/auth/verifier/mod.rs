@@ -235,10 +235,10 @@ impl Verifier {
 
     /// Waits until provider `provider` has fetched since `seen` (what
     /// [`TokenError::UnknownKeyFetching`] carries): the fetch under way, or the next one the
-    /// rate limit allows; at most [`super::provider::KID_WAIT`] in all.
-    pub async fn wait_for_keys(&self, provider: usize, seen: u64) {
+    /// rate limit allows; at most `limit`.
+    pub async fn wait_for_keys(&self, provider: usize, seen: u64, limit: std::time::Duration) {
         if let Some(p) = self.providers.get(provider) {
-            p.wait_fetch(seen, super::provider::KID_WAIT).await;
+            p.wait_fetch(seen, limit).await;
         }
     }
 

@@ -410,6 +410,7 @@ fn resource_metadata(
     let scopes = raw.scopes.unwrap_or_default();
     (p.0.len() == before).then(|| ResourceMetadataConfig {
         resource: resource.expect("checked"),
+        resource_text: raw.resource.clone().unwrap_or_default(),
         scopes,
         authorization_servers,
     })

@@ -1,0 +1,120 @@
+"""What claims cost, one pinned core each, in one run (the README's "What claims cost"): jwtgate's
+plain shape (an HS256 token with `sub` and `exp`, no claim headers, no assertion) against the
+same shape on the release before claim paths (BASE_BIN, when given), and the claims shape: a
+Keycloak-like token through two nested claim headers (`realm_access.roles`, `org.id`), a
+`require` on an array claim, and the signed assertion (Ed25519) on; also the claims shape
+without the assertion, to tell the two apart. nginx as a plain proxy for scale. Everything else
+is ../shared/bench/peers/bench.py's setup (wrk, 64 keep-alive connections, an nginx upstream on
+its own core).
+
+    JWTGATE_BIN=target/release/jwtgate [BASE_BIN=/path/to/old/jwtgate] python3 benches/claims.py
+    env: DUR (8 s), ROUNDS (3), PEERS (../shared/bench/peers)
+
+Prints CPU µs per request (best round), requests/s (median) and the ratio to jwtgate-plain."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = os.path.abspath(os.environ.get("PEERS", os.path.join(HERE, "..", "..", "shared", "bench", "peers")))
+sys.path.insert(0, PEERS)
+import bench  # noqa: E402  (its helpers: pinned start, wrk, CPU ticks; works in a fresh temp dir)
+import jwt  # noqa: E402
+
+NEW_BIN = bench.BIN
+BASE_BIN = os.environ.get("BASE_BIN")
+subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", "assertion.pem"], check=True, capture_output=True)
+
+PLAIN_TOKEN = bench.TOK
+CLAIMS_TOKEN = jwt.encode({"sub": "alice", "exp": int(time.time()) + 7200, "preferred_username": "alice",
+                           "realm_access": {"roles": ["user", "admin"]}, "org": {"id": "org-42", "tier": "gold"},
+                           "email": "alice@example.com"}, bench.SECRET, algorithm="HS256")
+
+PLAIN = """[server]
+listen = "127.0.0.1:9204"
+workers = 1
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9201"
+"""
+
+CLAIMS = """[server]
+listen = "127.0.0.1:9204"
+admin_listen = "127.0.0.1:9299"
+workers = 1
+[auth]
+claim_headers = { "realm_access.roles" = "X-Auth-Roles", "org.id" = "X-Auth-Org" }
+ASSERTION
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9201"
+require = { "realm_access.roles" = ["admin", "ops"] }
+"""
+ASSERTION = """[auth.assertion]
+key_file = "assertion.pem"
+claims = ["email", "realm_access.roles"]
+"""
+
+# (name, binary, config, token)
+TARGETS = [("nginx", None, None, PLAIN_TOKEN)]
+if BASE_BIN:
+    TARGETS.append(("jwtgate-before-plain", BASE_BIN, PLAIN, PLAIN_TOKEN))
+TARGETS += [
+    ("jwtgate-plain", NEW_BIN, PLAIN, PLAIN_TOKEN),
+    ("jwtgate-claims-noassert", NEW_BIN, CLAIMS.replace("ASSERTION", ""), CLAIMS_TOKEN),
+    ("jwtgate-claims", NEW_BIN, CLAIMS.replace("ASSERTION", ASSERTION), CLAIMS_TOKEN),
+]
+
+
+def main():
+    up = subprocess.Popen(["taskset", "-c", "1", "nginx", "-p", os.getcwd() + "/", "-c", "nginx-up.conf", "-g",
+                           "daemon off; worker_processes 1;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    res = {}
+    try:
+        for rnd in range(bench.ROUNDS):
+            order = TARGETS[rnd % len(TARGETS):] + TARGETS[:rnd % len(TARGETS)]
+            for name, binary, config, token in order:
+                kind = "nginx" if binary is None else "jwtgate"
+                if binary:
+                    bench.BIN = binary
+                    open("jwtgate-both.toml", "w").write(config)
+                bench.TOK = token
+                p = bench.start(kind, False)
+                url = f"http://127.0.0.1:{bench.PORTS[kind][0]}/"
+                # Warm up, and check that the token passes (a 401 or 403 would be cheap and wrong).
+                check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                                        "Authorization: Bearer " + token, url], capture_output=True, text=True)
+                if check.stdout != "200":
+                    raise SystemExit(f"{name}: the token got {check.stdout}, not 200")
+                subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d2s", "-H",
+                                "Authorization: Bearer " + token, url], capture_output=True)
+                pids = bench.children(p.pid)
+                t0 = bench.ticks(pids)
+                n, errs = bench.wrk(url, False)
+                t1 = bench.ticks(pids)
+                us = (t1 - t0) / bench.CLK * 1e6 / max(n, 1)
+                res.setdefault(name, []).append((us, n / bench.DUR, errs))
+                p.send_signal(signal.SIGTERM if kind != "nginx" else signal.SIGQUIT)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                time.sleep(0.3)
+    finally:
+        up.send_signal(signal.SIGQUIT)
+        up.wait()
+    base = min(u for u, _, _ in res["jwtgate-plain"])
+    print(f"{'target':26s} {'us/req min':>10s} {'req/s med':>10s} errs  vs jwtgate-plain")
+    for name, _, _, _ in TARGETS:
+        rows = res[name]
+        us = min(u for u, _, _ in rows)
+        rps = sorted(r for _, r, _ in rows)[len(rows) // 2]
+        print(f"{name:26s} {us:10.1f} {rps:10.0f} {sum(e for _, _, e in rows):4d}  {us / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
