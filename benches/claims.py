@@ -8,7 +8,7 @@ is ../shared/bench/peers/bench.py's setup (wrk, 64 keep-alive connections, an ng
 its own core).
 
     JWTGATE_BIN=target/release/jwtgate [BASE_BIN=/path/to/old/jwtgate] python3 benches/claims.py
-    env: DUR (8 s), ROUNDS (3), PEERS (../shared/bench/peers)
+    env: DUR (8 s), ROUNDS (3), PEERS (../shared/bench/peers), ONLY (a comma-separated subset)
 
 Prints CPU µs per request (best round), requests/s (median) and the ratio to jwtgate-plain."""
 import os
@@ -66,6 +66,11 @@ TARGETS += [
     ("jwtgate-claims-noassert", NEW_BIN, CLAIMS.replace("ASSERTION", ""), CLAIMS_TOKEN),
     ("jwtgate-claims", NEW_BIN, CLAIMS.replace("ASSERTION", ASSERTION), CLAIMS_TOKEN),
 ]
+
+# ONLY=name,name: just those targets (e.g. an A/B of the plain shape with more rounds).
+if os.environ.get("ONLY"):
+    only = os.environ["ONLY"].split(",")
+    TARGETS = [t for t in TARGETS if t[0] in only]
 
 
 def main():
