@@ -91,11 +91,7 @@ fn the_upstream_gets_an_assertion_pyjwt_verifies_and_rotation_keeps_both() {
         .env("JWT_SECRET_KEY", KEY)
         .env("JWTGATE_LOG_FORMAT", "json");
     let mut run = Running::start(cmd);
-    let admin = {
-        let line = run.wait_for("\"admin listening\"");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        v["admin_listen"].as_str().unwrap().to_owned()
-    };
+    let admin = run.admin_addr();
     let inline = listen_addr(&run.wait_for("\"listening\""));
     let token = token_with(
         json!({"sub": "alice", "iss": "https://auth.example", "exp": now() + 600,

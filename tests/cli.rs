@@ -640,11 +640,7 @@ async fn sighup_reloads_keys_from_dot_env_and_admin_probes_answer() {
     let env_file = dir.path().join(".env");
     let log = tokio::task::spawn_blocking(move || {
         let mut run = Running::start(cmd);
-        let admin = {
-            let line = run.wait_for("\"admin listening\"");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            v["admin_listen"].as_str().unwrap().to_owned()
-        };
+        let admin = run.admin_addr();
         let addr = listen_addr(&run.wait_for("\"listening\""));
         assert_eq!(http_get(&admin, "/healthz", None).0, 200);
         assert_eq!(http_get(&admin, "/readyz", None).0, 200);

@@ -663,11 +663,7 @@ fn a_check_only_deployment_reloads_and_drains() {
         .env("JWT_SECRET_KEY", KEY)
         .env("JWTGATE_LOG_FORMAT", "json");
     let mut run = Running::start(cmd);
-    let admin = {
-        let line = run.wait_for("\"admin listening\"");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        v["admin_listen"].as_str().unwrap().to_owned()
-    };
+    let admin = run.admin_addr();
     let line = run.wait_for("\"listening\"");
     assert!(line.contains("\"mode\":\"forward_auth\""), "{line}");
     let checks = listen_addr(&line);

@@ -289,11 +289,7 @@ fn a_query_token_is_never_in_a_log_line_or_a_metric() {
         .env("RUST_LOG", "jwtgate=debug")
         .env("JWTGATE_LOG_FORMAT", "json");
     let mut run = Running::start(cmd);
-    let admin = {
-        let line = run.wait_for("\"admin listening\"");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        v["admin_listen"].as_str().unwrap().to_owned()
-    };
+    let admin = run.admin_addr();
     let mut inline = None;
     let mut checks = None;
     while inline.is_none() || checks.is_none() {

@@ -117,6 +117,14 @@ pub fn listen_addr(line: &str) -> String {
 }
 
 impl Running {
+    /// The admin listener's address, from its `admin listening` line (JSON logs).
+    pub fn admin_addr(&mut self) -> String {
+        let line = self.wait_for("\"admin listening\"");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        v["admin_listen"].as_str().unwrap().to_owned()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
