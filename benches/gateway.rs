@@ -266,6 +266,9 @@ fn rewrite(c: &mut Criterion) {
                 join_cookies: false,
                 policy: &policy,
                 client: &client,
+                request_id: None,
+                traceparent: None,
+                tracestate: None,
             };
             jwtgate::upstream::h1::write_request(&req, &mut out);
             out.len()

@@ -122,7 +122,7 @@ fn run(cli: Cli) -> ExitCode {
         ),
         Some(Command::Check { fetch }) => match cli.config {
             None => usage("check needs --config PATH (or JWTGATE_CONFIG)"),
-            Some(path) => match load(&path) {
+            Some(path) => match load(&path).and_then(|rt| telemetry(&path, &rt).map(|_| rt)) {
                 Ok(runtime) if fetch => {
                     print_warnings(&runtime);
                     check_fetch(&path, &runtime)
@@ -257,6 +257,27 @@ fn load(path: &Path) -> Result<Runtime, ExitCode> {
     }
 }
 
+/// The tracing settings of `runtime`'s `[telemetry]` and the `OTEL_*` variables (`None`:
+/// tracing is off); every problem reported, exit 2.
+fn telemetry(
+    path: &Path,
+    runtime: &Runtime,
+) -> Result<Option<jwtgate::ops::trace::Settings>, ExitCode> {
+    let env = |name: &str| std::env::var(name).ok();
+    jwtgate::ops::trace::Settings::resolve(&runtime.config.telemetry, &env).map_err(|problems| {
+        eprintln!(
+            "{}: {} problem{} with tracing",
+            path.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        ExitCode::from(BAD_CONFIG)
+    })
+}
+
 /// The shared secret `jwtgate token` signs with, and the `kid` to name: with a key ring, the
 /// key named by `--kid` (or its only key).
 fn shared_key(kid: Option<&str>) -> Result<(jsonwebtoken::EncodingKey, Option<String>), ExitCode> {
@@ -341,6 +362,10 @@ fn serve(path: &Path) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let tracing_settings = match telemetry(path, &built) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     init_logging();
     for w in built.config.warnings() {
         warn!(key = %w.key, "{}", w.message);
@@ -372,6 +397,16 @@ fn serve(path: &Path) -> ExitCode {
             })?),
             None => None,
         };
+        let exporting = match tracing_settings {
+            None => None,
+            Some(settings) => match jwtgate::ops::trace::install(settings) {
+                Ok(exporting) => Some(exporting),
+                Err(e) => {
+                    error!(error = %e, "cannot start tracing");
+                    return Err(());
+                }
+            },
+        };
         let gateway = Arc::new(Gateway::new(built));
         if let Some(admin) = admin {
             // Runs until the process exits, so probes see /readyz = 503 during the drain.
@@ -387,9 +422,15 @@ fn serve(path: &Path) -> ExitCode {
         let watcher = Arc::new(reloader.watch(Duration::from_secs(1)));
         let Signals { hup, stop } = signals;
         tokio::spawn(reload_on_sighup(hup, watcher));
-        jwtgate::server::serve_all(listeners, gateway, stop.first())
+        let served = jwtgate::server::serve_all(listeners, gateway, stop.first())
             .await
-            .map_err(|e| error!(error = %e, "server failed"))
+            .map_err(|e| error!(error = %e, "server failed"));
+        // The last spans go out within a bound: a collector that is down must not hold the
+        // exit (drain_timeout plus at most 5 s in all).
+        if let Some(exporting) = exporting {
+            exporting.shutdown(Duration::from_secs(3)).await;
+        }
+        served
     });
     // Do not wait for stray blocking work (DNS lookups) past the drain.
     rt.shutdown_timeout(Duration::from_secs(1));

@@ -223,7 +223,8 @@ fn responses(raw: &[u8], heads: &[bool]) -> Vec<(u16, bool, String)> {
 }
 
 /// Fields the gateway writes or removes itself (hop-by-hop, framing, `Host`, `Expect`, where a
-/// request came from and routing overrides; folded the way the gateway folds `_` into `-`):
+/// request came from and routing overrides, the request ID and trace context; folded the way
+/// the gateway folds `_` into `-`):
 /// everything else must pass unchanged.
 fn managed(name: &str) -> bool {
     let name = name.to_ascii_lowercase().replace('_', "-");
@@ -241,6 +242,9 @@ fn managed(name: &str) -> bool {
                 | "x-original-url"
                 | "x-rewrite-url"
                 | "x-original-uri"
+                | "x-request-id"
+                | "traceparent"
+                | "tracestate"
         )
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-auth-user")

@@ -378,3 +378,81 @@ async fn a_grpc_server_sending_goaway_loses_no_call() {
     );
     drop(server);
 }
+
+/// The `method` label cannot be blown up: 1,100 calls to made-up methods (some with paths of
+/// 2 KB) count as `other` and leave the label set small, and real methods called afterwards
+/// still get labels of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_never_fill_the_method_label() {
+    let server = GrpcServer::start();
+    let config = format!(
+        "[[route]]\npath = \"/test.Echo\"\nupstream = \"h2c://127.0.0.1:{}\"\n",
+        server.port
+    );
+    let gw = Gateway::start(&config, "").await;
+    let alice = token("alice");
+    let mut calls: Vec<Value> = (0..1100)
+        .map(|i| {
+            let name = if i % 10 == 0 {
+                format!("Long{i}{}", "x".repeat(2048))
+            } else {
+                format!("Made{i}")
+            };
+            json!({"case": format!("junk {i}"), "kind": "unary",
+                   "method": format!("/test.Echo/{name}"), "token": alice})
+        })
+        .collect();
+    calls.push(
+        json!({"case": "real", "kind": "unary", "method": "/test.Echo/Unary", "token": alice}),
+    );
+    calls.push(json!({"case": "real stream", "kind": "stream", "method": "/test.Echo/ServerStream", "token": alice}));
+    let addr = gw.addr;
+    let got = tokio::task::spawn_blocking(move || run_calls(addr, Value::Array(calls)))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1102);
+    assert!(
+        got[..1100].iter().all(|c| c["code"] == "UNIMPLEMENTED"),
+        "{:?}",
+        got.iter().find(|c| c["code"] != "UNIMPLEMENTED")
+    );
+    assert_eq!(got[1100]["code"], "OK", "{}", got[1100]);
+    assert_eq!(got[1101]["code"], "OK", "{}", got[1101]);
+    let metrics = gw.gateway.render_metrics();
+    let grpc_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("jwtgate_grpc_requests_total{"))
+        .collect();
+    assert!(
+        grpc_lines.len() <= 4,
+        "made-up methods got labels: {} series",
+        grpc_lines.len()
+    );
+    assert!(
+        metrics.len() < 64 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
+    let route = "route=\"/test.Echo\"";
+    let count = |labels: &str| -> Option<u64> {
+        let prefix = format!("jwtgate_grpc_requests_total{{{route},{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    assert_eq!(
+        count("method=\"other\",status=\"200\",grpc_status=\"12\""),
+        Some(1100),
+        "{metrics}"
+    );
+    assert_eq!(
+        count("method=\"/test.Echo/Unary\",status=\"200\",grpc_status=\"0\""),
+        Some(1)
+    );
+    assert_eq!(
+        count("method=\"/test.Echo/ServerStream\",status=\"200\",grpc_status=\"0\""),
+        Some(1)
+    );
+    drop(server);
+}

@@ -176,7 +176,7 @@ async fn every_kind_of_invalid_token_is_401_invalid_token_and_never_forwarded() 
             "{name}"
         );
         assert_eq!(
-            got.json(),
+            got.error_json(),
             json!({"error": "invalid_token", "error_description": description}),
             "{name}"
         );

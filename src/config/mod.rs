@@ -16,6 +16,7 @@ mod validate;
 pub use claim::ClaimPath;
 
 pub(crate) use validate::is_loopback;
+pub(crate) use validate::{otlp_endpoint_problem, otlp_protocol};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -89,6 +90,35 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[forward_auth]`: the check listener, when set.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// `[telemetry]`: OpenTelemetry traces (the `OTEL_*` variables fill in what it leaves
+    /// out: `ops::trace::Settings::resolve`).
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`, as written: every key optional (an `OTEL_*` variable, or the default, stands
+/// in for a missing one). Read once at start: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TelemetryConfig {
+    /// The collector's base URL (`http://` or `https://`); `/v1/traces` is appended for OTLP
+    /// over HTTP. Set (here or in `OTEL_EXPORTER_OTLP_*ENDPOINT`): tracing is on.
+    pub otlp_endpoint: Option<String>,
+    /// `http` (OTLP/HTTP protobuf, the default) or `grpc`.
+    pub protocol: Option<OtlpProtocol>,
+    /// Share of new traces sampled, 0 to 1 (default 1); parent-based.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the spans (default `jwtgate`).
+    pub service_name: Option<String>,
+    /// The user as `enduser.id` on spans. Default false.
+    pub record_user: bool,
+}
+
+/// How spans go to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP, protobuf-encoded (`/v1/traces`, port 4318).
+    Http,
+    /// OTLP/gRPC (port 4317).
+    Grpc,
 }
 
 /// `[forward_auth]`: a listener that answers other proxies' auth checks (nginx `auth_request`,

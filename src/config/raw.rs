@@ -30,6 +30,16 @@ pub(super) struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    pub record_user: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawForwardAuth {
     pub listen: Option<String>,
     pub proxy: Option<String>,
@@ -158,6 +168,13 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "max_buffered_bytes",
     "trusted_proxies",
     "tls",
+];
+pub(super) const TELEMETRY_KEYS: &[&str] = &[
+    "otlp_endpoint",
+    "protocol",
+    "sample_ratio",
+    "service_name",
+    "record_user",
 ];
 pub(super) const FORWARD_AUTH_KEYS: &[&str] = &["listen", "proxy", "path_prefix", "grpc", "tls"];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];

@@ -5,9 +5,12 @@
 
 use tracing::field::Empty;
 
+use std::time::SystemTime;
+
 use tokio::time::Instant;
 
 use crate::ops::access::Record;
+use crate::ops::trace;
 use crate::pipeline::{ClientInfo, LocalResponse, Rejection};
 use crate::runtime::Gateway;
 
@@ -22,6 +25,10 @@ pub struct RequestEnd<'g> {
     span: tracing::Span,
     bytes: u64,
     complete: bool,
+    /// The upstream's status, when it answered.
+    upstream_status: Option<u16>,
+    /// The refusal, when the gateway refused the request.
+    refused: Option<&'static str>,
 }
 
 impl<'g> RequestEnd<'g> {
@@ -44,6 +51,8 @@ impl<'g> RequestEnd<'g> {
             ),
             bytes: 0,
             complete: false,
+            upstream_status: None,
+            refused: None,
         }
     }
 
@@ -51,6 +60,7 @@ impl<'g> RequestEnd<'g> {
     /// reason (and named in the access line).
     pub fn refuse(&mut self, rejection: &Rejection) {
         self.gateway.count_refusal(rejection, &mut self.record);
+        self.refused = Some(rejection.outcome());
     }
 
     /// The gateway answers the request itself with `local`: counted under its reported status
@@ -66,10 +76,21 @@ impl<'g> RequestEnd<'g> {
         }
     }
 
+    /// The request is being forwarded (the upstream exchange's span starts).
+    pub fn forwarding(&mut self) {
+        if let Some(trace) = &mut self.record.trace {
+            trace.upstream_start = Some(SystemTime::now());
+        }
+    }
+
     /// The upstream's response head came, with `status`, for a request forwarded at `sent`.
     pub fn upstream_answered(&mut self, sent: Instant, status: u16) {
         self.record.upstream = Some(sent.elapsed());
         self.record.status = status;
+        self.upstream_status = Some(status);
+        if let Some(trace) = &mut self.record.trace {
+            trace.upstream_end = Some(SystemTime::now());
+        }
     }
 
     /// The response went out: `bytes` of body, all of it when `complete` (the request ends
@@ -94,6 +115,33 @@ impl Drop for RequestEnd<'_> {
         if !self.span.is_disabled() {
             self.span.record("route", &*record.route);
             self.span.record("status", status);
+        }
+        if let Some(trace) = self.record.trace.take() {
+            let record = &self.record;
+            // `refused` for every 401 and 403 the gateway answered, `ok` for a verified
+            // token, `none` where no token was checked.
+            let (auth_result, auth_reason) = match (record.auth, self.refused) {
+                (_, Some(reason)) if matches!(status, 401 | 403) => ("refused", Some(reason)),
+                ("ok", _) => ("ok", None),
+                _ => ("none", None),
+            };
+            let user = record.user.as_ref().and_then(|u| u.to_str().ok());
+            trace::finish(
+                trace,
+                &trace::Outcome {
+                    method: record.method(),
+                    path: record.path(),
+                    route: &record.route,
+                    status,
+                    auth_result,
+                    auth_reason,
+                    mode: record.mode,
+                    user,
+                    request_id: record.request_id(),
+                    upstream_status: self.upstream_status,
+                    grpc_status: record.grpc_status,
+                },
+            );
         }
     }
 }

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{HeaderName, HeaderValue};
 use tracing::info;
 
+use crate::ops::request_id::X_REQUEST_ID;
+use crate::ops::trace::RequestTrace;
+
 /// What one request did, for the access log and the metrics. Filled in as the request goes.
 #[derive(Debug)]
 pub struct Record {
@@ -47,6 +50,10 @@ pub struct Record {
     pub grpc_status: Option<u8>,
     /// What the route adds to every answer to this request.
     pub decorations: Decorations,
+    /// The request's trace, when tracing is on (see [`crate::ops::trace`]).
+    pub trace: Option<Box<RequestTrace>>,
+    /// When the head was in, while tracing is on (the trace starts at `decide`).
+    pub traced: Option<SystemTime>,
 }
 
 /// What a route adds to every answer to a request, the gateway's own and the upstream's: its
@@ -62,6 +69,8 @@ pub struct Decorations {
     /// The route's RFC 9728 metadata URL: a 401's `WWW-Authenticate` names it
     /// (`resource_metadata="..."`).
     pub resource_metadata: Option<Arc<str>>,
+    /// The request ID (`X-Request-Id`), returned on every answer and in JSON error bodies.
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Decorations {
@@ -77,11 +86,39 @@ impl Decorations {
     }
 
     /// True for an upstream response field the client must not get (`Access-Control-*` when
-    /// the gateway answers CORS).
+    /// the gateway answers CORS; the upstream's own `X-Request-Id`: the gateway's goes back).
     pub fn hides(&self, name: &str) -> bool {
-        self.owns_cors
-            && name.len() > 15
-            && name.as_bytes()[..15].eq_ignore_ascii_case(b"access-control-")
+        match name.len() {
+            12 => self.request_id.is_some() && name.eq_ignore_ascii_case("x-request-id"),
+            16.. => {
+                self.owns_cors && name.as_bytes()[..15].eq_ignore_ascii_case(b"access-control-")
+            }
+            _ => false,
+        }
+    }
+
+    /// The fields added to every answer: the route's, then `X-Request-Id`.
+    pub fn all_fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (n, v))
+            .chain(self.request_id.as_ref().map(|v| (&X_REQUEST_ID, v)))
+    }
+
+    /// The body of a gateway answer: a JSON error body (`{"error": ...}`) gains the request
+    /// ID as `request_id`; any other body is sent as it is.
+    pub fn body<'b>(&self, body: &'b [u8]) -> Cow<'b, [u8]> {
+        match &self.request_id {
+            Some(id) if body.starts_with(b"{\"error\":") && body.ends_with(b"}") => {
+                let mut out = Vec::with_capacity(body.len() + id.len() + 20);
+                out.extend_from_slice(&body[..body.len() - 1]);
+                out.extend_from_slice(b",\"request_id\":");
+                json_str(&mut out, id.to_str().unwrap_or("-"));
+                out.push(b'}');
+                Cow::Owned(out)
+            }
+            _ => Cow::Borrowed(body),
+        }
     }
 }
 
@@ -108,9 +145,10 @@ impl Record {
     /// A record for a request with `method`.
     pub fn new(method: &str) -> Record {
         let log = access_log_enabled();
+        let traced = crate::ops::trace::enabled().then(SystemTime::now);
         Record {
             start: log.then(Instant::now),
-            method: if log {
+            method: if log || traced.is_some() {
                 method.to_owned()
             } else {
                 String::new()
@@ -125,8 +163,31 @@ impl Record {
             grpc: false,
             grpc_passed: false,
             grpc_status: None,
-            decorations: Decorations::default(),
+            decorations: Decorations {
+                request_id: Some(crate::ops::request_id::generate()),
+                ..Decorations::default()
+            },
+            trace: None,
+            traced,
         }
+    }
+
+    /// The request ID.
+    pub fn request_id(&self) -> Option<&str> {
+        self.decorations
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The method, as far as it is kept (the access log or tracing is on).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path, as far as it is kept (the access log or tracing is on).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// A gRPC call to `method` passed the checks (the method is kept whether or not the access
@@ -145,14 +206,14 @@ impl Record {
     /// own method is not what is logged).
     pub fn set_check(&mut self, method: &str) {
         self.mode = "forward_auth";
-        if self.start.is_some() {
+        if self.start.is_some() || self.traced.is_some() {
             method.clone_into(&mut self.method);
         }
     }
 
     /// Sets the path logged (only while the access log is on).
     pub fn set_path(&mut self, path: &str) {
-        if self.start.is_some() {
+        if self.start.is_some() || self.traced.is_some() {
             path.clone_into(&mut self.path);
         }
     }
@@ -208,6 +269,8 @@ impl Record {
             bytes,
             complete,
             grpc_status = self.grpc_status,
+            request_id = self.request_id(),
+            trace_id = self.trace.as_ref().map(|t| t.trace_id()),
         );
     }
 
@@ -278,6 +341,15 @@ impl Fields<'_> {
         if let Some(code) = r.grpc_status {
             out.extend_from_slice(b",\"grpc_status\":");
             out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
+        }
+        if let Some(id) = r.request_id() {
+            out.extend_from_slice(b",\"request_id\":");
+            json_str(out, id);
+        }
+        if let Some(trace) = &r.trace {
+            out.extend_from_slice(b",\"trace_id\":\"");
+            out.extend_from_slice(trace.trace_id().as_bytes());
+            out.push(b'"');
         }
         out.extend_from_slice(b",\"target\":\"jwtgate::access\"}\n");
     }
@@ -427,6 +499,7 @@ mod tests {
                 "method",
                 "mode",
                 "path",
+                "request_id",
                 "route",
                 "status",
                 "target",

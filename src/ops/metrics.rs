@@ -39,6 +39,36 @@ pub struct GrpcLabels {
 /// the path, and must not grow the metrics without bound).
 pub const GRPC_METHODS: usize = 1000;
 
+/// Longest gRPC method labelled (`/package.Service/Method`); a longer path counts as `other`.
+pub const GRPC_METHOD_BYTES: usize = 128;
+
+/// True when a call to `method` that ended with HTTP `status` and `grpc_status` earns the
+/// method a label of its own: a method the upstream knows (it answered, and not
+/// `UNIMPLEMENTED`), of bounded length, in the characters of a protobuf name. A client sending
+/// made-up or oversized paths only ever adds to `other`, and cannot use up the labels that
+/// real methods need.
+fn labels_method(method: &str, status: u16, grpc_status: Option<u8>) -> bool {
+    // `-`: a call the gateway refused (its method is not taken from the client).
+    method == "-"
+        || status == 200
+            && matches!(grpc_status, Some(code) if code != 12)
+            && method.len() <= GRPC_METHOD_BYTES
+            && method.starts_with('/')
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+}
+
+/// The `grpc_status` label: the code (0 to 16), `-` for none, `other` for a number gRPC does
+/// not define (an upstream could otherwise make 256 series per method).
+fn grpc_status_label(code: Option<u8>) -> Arc<str> {
+    match code {
+        Some(c @ 0..=16) => itoa::Buffer::new().format(c).into(),
+        Some(_) => "other".into(),
+        None => "-".into(),
+    }
+}
+
 /// Labels with just a route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -124,6 +154,10 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// How many of those the counter has been told about.
     log_lines_reported: AtomicU64,
+    /// Spans dropped (`queue_full`, `export_failed`; see `ops::trace`), read when rendered.
+    trace_spans_dropped: Family<ReasonLabels, Counter>,
+    /// Spans the collector took, read when rendered.
+    trace_spans_exported: Counter,
     /// Tells this instance's handles apart in the per-thread cache.
     id: u64,
 }
@@ -253,7 +287,24 @@ impl Metrics {
             "Log lines dropped because standard output was not taking them",
             log_lines_dropped.clone(),
         );
+        let trace_spans_dropped = Family::<ReasonLabels, Counter>::default();
+        for reason in ["queue_full", "export_failed"] {
+            let _ = trace_spans_dropped.get_or_create(&ReasonLabels { reason });
+        }
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans dropped: the export queue was full (queue_full) or their export failed or timed out (export_failed)",
+            trace_spans_dropped.clone(),
+        );
+        let trace_spans_exported = Counter::default();
+        registry.register(
+            "trace_spans_exported",
+            "Trace spans the OTLP collector accepted",
+            trace_spans_exported.clone(),
+        );
         Metrics {
+            trace_spans_dropped,
+            trace_spans_exported,
             registry,
             requests,
             grpc_requests,
@@ -333,7 +384,9 @@ impl Metrics {
             let mut known = self.grpc_methods.lock().unwrap_or_else(|e| e.into_inner());
             match known.get(method) {
                 Some(m) => m.clone(),
-                None if known.len() < GRPC_METHODS => {
+                None if known.len() < GRPC_METHODS
+                    && labels_method(method, status, grpc_status) =>
+                {
                     let m: Arc<str> = method.into();
                     known.insert(m.clone());
                     m
@@ -341,10 +394,7 @@ impl Metrics {
                 None => Arc::from("other"),
             }
         };
-        let grpc_label: Arc<str> = match grpc_status {
-            Some(code) => itoa::Buffer::new().format(code).into(),
-            None => "-".into(),
-        };
+        let grpc_label = grpc_status_label(grpc_status);
         let counter = self
             .grpc_requests
             .get_or_create(&GrpcLabels {
@@ -409,6 +459,26 @@ impl Metrics {
         if dropped > reported {
             self.log_lines_dropped.inc_by(dropped - reported);
         }
+        // The tracer's counts are the process's; each registry catches up with them.
+        let catch_up = |counter: &Counter, total: u64| {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        };
+        let (full, failed) = crate::ops::trace::dropped_spans();
+        for (reason, total) in [("queue_full", full), ("export_failed", failed)] {
+            catch_up(
+                &self
+                    .trace_spans_dropped
+                    .get_or_create(&ReasonLabels { reason }),
+                total,
+            );
+        }
+        catch_up(
+            &self.trace_spans_exported,
+            crate::ops::trace::exported_spans(),
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -33,6 +33,8 @@ use tracing::debug;
 
 use crate::auth::Identity;
 use crate::config::{spoof_key, AuthConfig};
+use crate::ops::request_id::X_REQUEST_ID;
+use crate::ops::trace::{TRACEPARENT, TRACESTATE};
 use crate::wire::{self, is_hop_by_hop, Framing, Header, HOP_BY_HOP};
 
 /// The forwarding fields the gateway writes.
@@ -124,6 +126,8 @@ impl HeaderPolicy {
             .into_iter()
             .chain(HOP_BY_HOP.iter().map(|n| (*n, Class::Drop)))
             .chain(["host", "content-length", "expect"].map(|n| (n, Class::Drop)))
+            // Written by the gateway: its request ID and trace context.
+            .chain(["x-request-id", "traceparent", "tracestate"].map(|n| (n, Class::Drop)))
             .chain([
                 ("x-forwarded-for", Class::ForwardedFor),
                 ("authorization", Class::Authorization),
@@ -440,6 +444,12 @@ pub struct UpstreamRequest<'p, 'a> {
     pub policy: &'p HeaderPolicy,
     /// Where the request came from.
     pub client: &'a ClientInfo,
+    /// The request ID (`X-Request-Id`).
+    pub request_id: Option<HeaderValue>,
+    /// The trace context the upstream gets (`traceparent`, `tracestate`).
+    pub traceparent: Option<HeaderValue>,
+    /// See `traceparent`.
+    pub tracestate: Option<HeaderValue>,
 }
 
 impl UpstreamRequest<'_, '_> {
@@ -551,6 +561,15 @@ impl UpstreamRequest<'_, '_> {
         );
         if let Some(host) = self.host {
             sink.field(X_FORWARDED_HOST.as_str().as_bytes(), host);
+        }
+        if let Some(id) = &self.request_id {
+            sink.typed(&X_REQUEST_ID, id);
+        }
+        if let Some(parent) = &self.traceparent {
+            sink.typed(&TRACEPARENT, parent);
+            if let Some(state) = &self.tracestate {
+                sink.typed(&TRACESTATE, state);
+            }
         }
         if let Some(id) = &self.identity {
             for (name, value) in policy.identity_fields(id, self.assertion.as_ref()) {
@@ -702,6 +721,9 @@ mod tests {
             join_cookies: false,
             policy,
             client: &client,
+            request_id: None,
+            traceparent: None,
+            tracestate: None,
         };
         assert_eq!(req.authority(), b"app.example");
         let mut fields = Fields::default();

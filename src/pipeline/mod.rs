@@ -36,6 +36,7 @@ use crate::auth::assertion::Signer;
 use crate::auth::bearer::Source;
 use crate::config::{AuthMode, Config};
 use crate::ops::access::Record;
+use crate::ops::{request_id, trace};
 use crate::policy::metadata::Documents;
 use crate::policy::routes::{is_scope, RouteCors};
 use crate::policy::{Route, RouteTable};
@@ -166,7 +167,8 @@ impl Pipeline {
         record: &mut Record,
     ) -> Decision<'p, 'a> {
         record.grpc = rejection::is_grpc(req.method, req.headers);
-        match self.forward(req, record) {
+        let incoming = self.identify(req, record);
+        match self.forward(req, record, incoming) {
             Ok(Stage::Forward(forward)) => {
                 if record.grpc {
                     // The method is the path (`/package.Service/Method`), for the metrics: only
@@ -180,11 +182,42 @@ impl Pipeline {
         }
     }
 
+    /// The request's ID (a trusted peer's `X-Request-Id`, or the one [`Record::new`] made up)
+    /// and its trace (continuing the client's `traceparent` when it is valid). Returns the
+    /// client's trace context, for the upstream when tracing is off.
+    fn identify(&self, req: &RequestView<'_>, record: &mut Record) -> trace::Incoming {
+        if let Some(value) = single(req.headers, "x-request-id") {
+            // Checks come from trusted proxies only (refused before this otherwise).
+            let trusted =
+                req.client.checks || self.trusted.iter().any(|n| n.contains(&req.client.ip));
+            if let Some(id) = request_id::choose(Some(value), trusted) {
+                record.decorations.request_id = Some(id);
+            }
+        }
+        let incoming = trace::Incoming::read(req.headers);
+        if let (None, Some(start)) = (&record.trace, record.traced) {
+            let protocol = match req.protocol {
+                Protocol::Http10 => "1.0",
+                Protocol::Http11 => "1.1",
+                Protocol::Http2 => "2",
+            };
+            record.trace = trace::RequestTrace::begin(
+                &incoming,
+                start,
+                req.client.proto,
+                req.client.ip,
+                protocol,
+            );
+        }
+        incoming
+    }
+
     /// The stages.
     fn forward<'p, 'a>(
         &'p self,
         req: &RequestView<'a>,
         record: &mut Record,
+        incoming: trace::Incoming,
     ) -> Result<Stage<'p, 'a>, Rejection> {
         // Until the path is normalized, the log shows an origin-form path as sent (never the
         // query, nor an absolute-form target, which may carry credentials).
@@ -237,8 +270,10 @@ impl Pipeline {
         let identity = match (&route.cors, preflight) {
             (Some(RouteCors::Gateway(cors)), preflight) => {
                 let metadata = record.decorations.resource_metadata.take();
+                let id = record.decorations.request_id.take();
                 record.decorations = cors.decorations(single(req.headers, "origin"));
                 record.decorations.resource_metadata = metadata;
+                record.decorations.request_id = id;
                 if let Some(p) = preflight {
                     // Answered here, without a token; nothing is forwarded either way.
                     if cors.preflight_allowed(p.origin, p.method, &p.headers) {
@@ -285,6 +320,15 @@ impl Pipeline {
                 return Err(Rejection::PayloadTooLarge);
             }
         }
+        // The upstream's parent span is the gateway's when tracing is on; otherwise the
+        // client's valid context passes on as it came.
+        let (traceparent, tracestate) = match &mut record.trace {
+            Some(t) => {
+                t.upstream = route.upstream.clone();
+                (Some(t.traceparent()), t.tracestate().cloned())
+            }
+            None => (incoming.traceparent, incoming.tracestate),
+        };
         // Only HTTP/1.1 switches protocols (HTTP/2 has no Upgrade; RFC 9113 §8.6), and only a
         // request without a body: a tunnel would open before the body was sent.
         let (upgrade_value, offer) = match (req.protocol, req.body) {
@@ -318,6 +362,9 @@ impl Pipeline {
                 join_cookies: req.protocol == Protocol::Http2,
                 policy: &self.headers,
                 client: req.client,
+                request_id: record.decorations.request_id.clone(),
+                traceparent,
+                tracestate,
             },
             upgrade: offer,
         }))

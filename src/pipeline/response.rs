@@ -99,7 +99,7 @@ pub fn write_fields(
     if !dated {
         sink.field(b"date", &crate::wire::http_date());
     }
-    for (name, value) in &deco.fields {
+    for (name, value) in deco.all_fields() {
         sink.typed(name, value);
     }
 }

@@ -94,6 +94,7 @@ impl Cors {
             fields,
             owns_cors: true,
             resource_metadata: None,
+            request_id: None,
         }
     }
 

@@ -109,6 +109,9 @@ impl Reloader {
         {
             warn!("server.listen / server.admin_listen / forward_auth.listen changed: that takes effect on restart");
         }
+        if config.telemetry != current.config.telemetry {
+            warn!("[telemetry] changed: tracing keeps its settings until a restart");
+        }
         Runtime::build(config, &keys, Some(&current))
             .map_err(|e| e.problems.iter().map(|p| file(p)).collect())
     }

@@ -616,6 +616,22 @@ impl Got {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
     }
+
+    /// A JSON error body without its `request_id`, once checked to be the answer's
+    /// `X-Request-Id`.
+    pub fn error_json(&self) -> serde_json::Value {
+        let mut v = self.json();
+        let id = v.as_object_mut().and_then(|o| o.remove("request_id"));
+        assert_eq!(
+            id.as_ref().and_then(|i| i.as_str()),
+            self.headers
+                .get("x-request-id")
+                .and_then(|h| h.to_str().ok()),
+            "the body's request_id is the answer's X-Request-Id: {}",
+            self.body
+        );
+        v
+    }
 }
 
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
@@ -653,6 +669,18 @@ pub async fn read(res: Response<Incoming>) -> Got {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A JSON error body without its `request_id` (which differs from request to request), for
+/// comparing two answers; any other body as it is.
+pub fn without_request_id(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("request_id");
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => body.to_owned(),
     }
 }
 

@@ -199,6 +199,9 @@ pub fn check_rewrite(
             join_cookies: false,
             policy,
             client: &client,
+            request_id: None,
+            traceparent: None,
+            tracestate: None,
         },
         &mut out,
     );

@@ -6,6 +6,7 @@ mod forward_auth;
 mod provider;
 mod route;
 mod server;
+mod telemetry;
 
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use http::header::HeaderName;
 use std::collections::{BTreeMap, HashSet};
 
 use super::raw::{
-    OneOrMany, RawAuth, RawForwardAuth, RawRoute, RawServer, AUTH_KEYS, FORWARD_AUTH_KEYS,
-    ROUTE_KEYS, SERVER_KEYS, TLS_KEYS,
+    OneOrMany, RawAuth, RawForwardAuth, RawRoute, RawServer, RawTelemetry, AUTH_KEYS,
+    FORWARD_AUTH_KEYS, ROUTE_KEYS, SERVER_KEYS, TELEMETRY_KEYS, TLS_KEYS,
 };
 use super::{parse_duration, spoof_key, ClaimPath, Config, Problem};
 use auth::validate_auth;
@@ -23,6 +24,7 @@ use forward_auth::validate_forward_auth;
 pub(crate) use provider::is_loopback;
 use route::validate_routes;
 use server::validate_server;
+pub(crate) use telemetry::{endpoint_problem as otlp_endpoint_problem, protocol as otlp_protocol};
 
 /// Validates a TOML document into a [`Config`], or every problem in it.
 pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
@@ -42,6 +44,7 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
     let mut auth = RawAuth::default();
     let mut routes = Vec::new();
     let mut forward_auth = None;
+    let mut telemetry = RawTelemetry::default();
     for (key, value) in doc {
         match key.as_str() {
             "server" => {
@@ -60,6 +63,11 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
                         .unwrap_or_default(),
                 );
             }
+            "telemetry" => {
+                if let Some(v) = p.section::<RawTelemetry>("telemetry", value, TELEMETRY_KEYS) {
+                    telemetry = v;
+                }
+            }
             "route" => match value {
                 toml::Value::Array(items) => {
                     for (i, item) in items.into_iter().enumerate() {
@@ -73,7 +81,8 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
             },
             other => p.add(
                 other,
-                "unknown key (expected one of: server, auth, forward_auth, route)".to_owned(),
+                "unknown key (expected one of: server, auth, forward_auth, telemetry, route)"
+                    .to_owned(),
             ),
         }
     }
@@ -82,6 +91,7 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
     let forward_auth =
         forward_auth.and_then(|raw| validate_forward_auth(raw, server.as_ref(), &mut p));
     let auth = validate_auth(auth, &mut p);
+    let telemetry = telemetry::validate_telemetry(telemetry, &mut p);
     let default_body = server.as_ref().map_or(0, |s| s.max_body_bytes);
     let issuers: Vec<String> = auth
         .as_ref()
@@ -94,6 +104,7 @@ pub(super) fn config(text: &str) -> Result<Config, Vec<Problem>> {
             auth,
             routes,
             forward_auth,
+            telemetry,
         }),
         _ => Err(p.0),
     }

@@ -34,6 +34,7 @@ use super::proto::google::rpc::Status;
 use crate::config::Dialect;
 use crate::http::end::RequestEnd;
 use crate::net::budget::Reserved;
+use crate::ops::access::Decorations;
 use crate::pipeline::{ClientInfo, Protocol, Rejection, RequestView};
 use crate::runtime::Runtime;
 use crate::wire::{Framing, Header};
@@ -75,7 +76,8 @@ pub async fn serve(
         let rejection = Rejection::UntrustedPeer;
         end.refuse(&rejection);
         end.record.status = rejection.status();
-        send(&mut respond, &denied(&rejection), &mut end);
+        let answer = denied(&rejection, &end.record.decorations);
+        send(&mut respond, &answer, &mut end);
         return;
     }
     let grpc = headers
@@ -183,7 +185,10 @@ pub async fn serve(
             };
             (200, response)
         }
-        Err(rejection) => (rejection.status(), denied(&rejection)),
+        Err(rejection) => (
+            rejection.status(),
+            denied(&rejection, &end.record.decorations),
+        ),
     };
     drop(held);
     end.record.status = status;
@@ -231,8 +236,9 @@ fn overwrite(name: &str, value: &[u8]) -> HeaderValueOption {
     }
 }
 
-/// The denial for `rejection`: its inline answer as a `DeniedHttpResponse`, and its code.
-pub fn denied(rejection: &Rejection) -> CheckResponse {
+/// The denial for `rejection`: its inline answer as a `DeniedHttpResponse` (with the request's
+/// `deco`rations: its request ID), and its code.
+pub fn denied(rejection: &Rejection, deco: &Decorations) -> CheckResponse {
     let local = rejection.response();
     let denied = DeniedHttpResponse {
         status: Some(HttpStatus {
@@ -242,8 +248,12 @@ pub fn denied(rejection: &Rejection) -> CheckResponse {
             .fields
             .iter()
             .map(|(n, v)| overwrite(n, v.as_bytes()))
+            .chain(
+                deco.all_fields()
+                    .map(|(n, v)| overwrite(n.as_str(), v.as_bytes())),
+            )
             .collect(),
-        body: String::from_utf8_lossy(&local.body).into_owned(),
+        body: String::from_utf8_lossy(&deco.body(&local.body)).into_owned(),
     };
     CheckResponse {
         status: Some(Status {
@@ -364,7 +374,7 @@ mod tests {
             (Rejection::BadRequest("bad path"), 400, 3),
             (Rejection::MethodNotAllowed, 405, 3),
         ] {
-            let r = denied(&rejection);
+            let r = denied(&rejection, &Decorations::default());
             assert_eq!(r.status.as_ref().unwrap().code, code, "{rejection:?}");
             let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
                 panic!("{rejection:?}: not denied");

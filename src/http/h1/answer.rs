@@ -39,19 +39,20 @@ pub fn write_local(
             deco.value(local.status, name, value).as_bytes(),
         );
     }
-    for (name, value) in &deco.fields {
+    for (name, value) in deco.all_fields() {
         head.typed(name, value);
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    content_length(out, local.body.len() as u64);
+    let body = deco.body(&local.body);
+    content_length(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     if head_only {
         return 0;
     }
-    out.extend_from_slice(&local.body);
-    local.body.len()
+    out.extend_from_slice(&body);
+    body.len()
 }
 
 /// Writes the gateway's own answer (its head only, for a `HEAD` request), and ends the request.

@@ -204,6 +204,7 @@ impl<T: Transport> Connection<T> {
                 upgrade,
             }) => {
                 let sent = Instant::now();
+                end.forwarding();
                 let prepared = match rt.origin(route) {
                     Some(origin) => origin.prepare(&request).await,
                     // `decide` forwards no inline request to a route without an upstream.

@@ -224,18 +224,19 @@ pub fn local_response(
             deco.value(local.status, name, value).as_bytes(),
         );
     }
-    for (name, value) in &deco.fields {
+    for (name, value) in deco.all_fields() {
         fields.typed(name, value);
     }
     *res.headers_mut() = fields.map;
     if let Ok(date) = HeaderValue::from_bytes(&crate::wire::http_date()) {
         res.headers_mut().insert(http::header::DATE, date);
     }
+    let full = deco.body(&local.body);
     res.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(local.body.len()));
+        .insert(CONTENT_LENGTH, HeaderValue::from(full.len()));
     let body = match head_only {
         true => Bytes::new(),
-        false => Bytes::copy_from_slice(&local.body),
+        false => Bytes::copy_from_slice(&full),
     };
     (res, body)
 }

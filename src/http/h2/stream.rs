@@ -90,6 +90,7 @@ pub(super) async fn serve(
         }
         Decision::Forward(Forward { route, request, .. }) => {
             let sent = Instant::now();
+            end.forwarding();
             let origin = rt.origin(route);
             let prepared = {
                 let mut prepare = std::pin::pin!(async {

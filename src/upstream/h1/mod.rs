@@ -92,6 +92,9 @@ mod tests {
             join_cookies: false,
             policy: &policy,
             client: &client,
+            request_id: None,
+            traceparent: None,
+            tracestate: None,
         };
         let mut out = Vec::new();
         write_request(&req, &mut out);
