@@ -267,8 +267,7 @@ fn rewrite(c: &mut Criterion) {
                 policy: &policy,
                 client: &client,
                 request_id: None,
-                traceparent: None,
-                tracestate: None,
+                trace: None,
             };
             jwtgate::upstream::h1::write_request(&req, &mut out);
             out.len()

@@ -426,9 +426,10 @@ fn serve(path: &Path) -> ExitCode {
             .await
             .map_err(|e| error!(error = %e, "server failed"));
         // The last spans go out within a bound: a collector that is down must not hold the
-        // exit (drain_timeout plus at most 5 s in all).
+        // exit (2 s here, 1 s for stray blocking work, 2 s for the log queue: drain_timeout
+        // plus at most 5 s in all).
         if let Some(exporting) = exporting {
-            exporting.shutdown(Duration::from_secs(3)).await;
+            exporting.shutdown(Duration::from_secs(2)).await;
         }
         served
     });

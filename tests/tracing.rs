@@ -249,6 +249,29 @@ async fn spans_follow_requests_refusals_and_failures_over_otlp_http() {
             "{secret:?} in an exported span"
         );
     }
+    // 7. An unreadable request (no header can be believed): a root span of its own.
+    let answer = exchange(
+        &inline,
+        "GET /api/x HTTP/1.1\r\nHost: shop\r\nno colon here\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let spans = collector.spans();
+        if let Some(s) = spans
+            .iter()
+            .find(|s| s.attr("http.response.status_code") == Some("400"))
+        {
+            assert_eq!(s.parent_span_id, "");
+            assert_eq!(s.kind, SERVER);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span of the unreadable request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (code, _) = run.terminate();
     assert_eq!(code, Some(0));
 }

@@ -726,6 +726,20 @@ mod tests {
     }
 
     #[test]
+    fn identity_headers_cannot_take_the_names_the_gateway_writes() {
+        for name in ["X-Request-Id", "traceparent", "TraceState"] {
+            let toml = format!(
+                "[auth]\nclaim_headers = {{ jti = \"{name}\" }}\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\n"
+            );
+            assert!(Config::from_toml(&toml).is_err(), "{name}");
+            let toml = format!(
+                "[auth]\nuser_header = \"{name}\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\n"
+            );
+            assert!(Config::from_toml(&toml).is_err(), "{name}");
+        }
+    }
+
+    #[test]
     fn minimal_config_gets_the_documented_defaults() {
         let c =
             Config::from_toml("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8000\"\n")

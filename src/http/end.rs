@@ -27,8 +27,12 @@ pub struct RequestEnd<'g> {
     complete: bool,
     /// The upstream's status, when it answered.
     upstream_status: Option<u16>,
-    /// The refusal, when the gateway refused the request.
-    refused: Option<&'static str>,
+    /// The refusal, when the gateway refused the request: its reason, and whether it was by
+    /// authentication or authorization.
+    refused: Option<(&'static str, bool)>,
+    /// The peer and how it came, for a trace that starts here (a request refused before it
+    /// was decided).
+    client: (std::net::IpAddr, &'static str),
 }
 
 impl<'g> RequestEnd<'g> {
@@ -53,6 +57,7 @@ impl<'g> RequestEnd<'g> {
             complete: false,
             upstream_status: None,
             refused: None,
+            client: (client.ip, client.proto),
         }
     }
 
@@ -60,7 +65,7 @@ impl<'g> RequestEnd<'g> {
     /// reason (and named in the access line).
     pub fn refuse(&mut self, rejection: &Rejection) {
         self.gateway.count_refusal(rejection, &mut self.record);
-        self.refused = Some(rejection.outcome());
+        self.refused = Some((rejection.outcome(), rejection.is_auth()));
     }
 
     /// The gateway answers the request itself with `local`: counted under its reported status
@@ -116,12 +121,22 @@ impl Drop for RequestEnd<'_> {
             self.span.record("route", &*record.route);
             self.span.record("status", status);
         }
+        // A request refused before it was decided (unreadable, a check from an untrusted
+        // peer) gets a trace of its own: never from its headers.
+        if let (None, Some(start)) = (&self.record.trace, self.record.traced) {
+            let (ip, scheme) = self.client;
+            self.record.trace =
+                trace::RequestTrace::begin(&trace::Incoming::default(), start, scheme, ip, "");
+        }
         if let Some(trace) = self.record.trace.take() {
             let record = &self.record;
-            // `refused` for every 401 and 403 the gateway answered, `ok` for a verified
-            // token, `none` where no token was checked.
+            // `refused` for every 401 and 403 the gateway answered and every refusal by
+            // authentication (a 503 while keys are fetched), `ok` for a verified token, `none`
+            // where no token was checked.
             let (auth_result, auth_reason) = match (record.auth, self.refused) {
-                (_, Some(reason)) if matches!(status, 401 | 403) => ("refused", Some(reason)),
+                (_, Some((reason, auth))) if auth || matches!(status, 401 | 403) => {
+                    ("refused", Some(reason))
+                }
                 ("ok", _) => ("ok", None),
                 _ => ("none", None),
             };

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{HeaderName, HeaderValue};
 use tracing::info;
 
-use crate::ops::request_id::X_REQUEST_ID;
+use crate::ops::request_id::{RequestId, X_REQUEST_ID};
 use crate::ops::trace::RequestTrace;
 
 /// What one request did, for the access log and the metrics. Filled in as the request goes.
@@ -70,7 +70,7 @@ pub struct Decorations {
     /// (`resource_metadata="..."`).
     pub resource_metadata: Option<Arc<str>>,
     /// The request ID (`X-Request-Id`), returned on every answer and in JSON error bodies.
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
 }
 
 impl Decorations {
@@ -97,12 +97,11 @@ impl Decorations {
         }
     }
 
-    /// The fields added to every answer: the route's, then `X-Request-Id`.
-    pub fn all_fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.fields
-            .iter()
-            .map(|(n, v)| (n, v))
-            .chain(self.request_id.as_ref().map(|v| (&X_REQUEST_ID, v)))
+    /// The `X-Request-Id` field every answer gets after the route's fields, as (name, value).
+    pub fn request_id_field(&self) -> Option<(&'static [u8], &[u8])> {
+        self.request_id
+            .as_ref()
+            .map(|id| (X_REQUEST_ID.as_str().as_bytes(), id.as_bytes()))
     }
 
     /// The body of a gateway answer: a JSON error body (`{"error": ...}`) gains the request
@@ -110,10 +109,10 @@ impl Decorations {
     pub fn body<'b>(&self, body: &'b [u8]) -> Cow<'b, [u8]> {
         match &self.request_id {
             Some(id) if body.starts_with(b"{\"error\":") && body.ends_with(b"}") => {
-                let mut out = Vec::with_capacity(body.len() + id.len() + 20);
+                let mut out = Vec::with_capacity(body.len() + id.as_bytes().len() + 20);
                 out.extend_from_slice(&body[..body.len() - 1]);
                 out.extend_from_slice(b",\"request_id\":");
-                json_str(&mut out, id.to_str().unwrap_or("-"));
+                json_str(&mut out, id.as_str());
                 out.push(b'}');
                 Cow::Owned(out)
             }
@@ -148,7 +147,7 @@ impl Record {
         let traced = crate::ops::trace::enabled().then(SystemTime::now);
         Record {
             start: log.then(Instant::now),
-            method: if log || traced.is_some() {
+            method: if log {
                 method.to_owned()
             } else {
                 String::new()
@@ -164,7 +163,7 @@ impl Record {
             grpc_passed: false,
             grpc_status: None,
             decorations: Decorations {
-                request_id: Some(crate::ops::request_id::generate()),
+                request_id: Some(RequestId::generate()),
                 ..Decorations::default()
             },
             trace: None,
@@ -174,10 +173,19 @@ impl Record {
 
     /// The request ID.
     pub fn request_id(&self) -> Option<&str> {
-        self.decorations
-            .request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
+        self.decorations.request_id.as_ref().map(RequestId::as_str)
+    }
+
+    /// Keeps `method` for a sampled trace (the access log keeps it from the start).
+    pub fn keep_method(&mut self, method: &str) {
+        if self.method.is_empty() || self.method == "-" {
+            method.clone_into(&mut self.method);
+        }
+    }
+
+    /// True when the method and path are kept: for the access log or a sampled trace.
+    fn keeps(&self) -> bool {
+        self.start.is_some() || self.trace.as_ref().is_some_and(|t| t.sampled())
     }
 
     /// The method, as far as it is kept (the access log or tracing is on).
@@ -206,14 +214,14 @@ impl Record {
     /// own method is not what is logged).
     pub fn set_check(&mut self, method: &str) {
         self.mode = "forward_auth";
-        if self.start.is_some() || self.traced.is_some() {
+        if self.keeps() {
             method.clone_into(&mut self.method);
         }
     }
 
     /// Sets the path logged (only while the access log is on).
     pub fn set_path(&mut self, path: &str) {
-        if self.start.is_some() || self.traced.is_some() {
+        if self.keeps() {
             path.clone_into(&mut self.path);
         }
     }
@@ -270,7 +278,7 @@ impl Record {
             complete,
             grpc_status = self.grpc_status,
             request_id = self.request_id(),
-            trace_id = self.trace.as_ref().map(|t| t.trace_id()),
+            trace_id = self.trace.as_ref().and_then(|t| t.trace_id()),
         );
     }
 
@@ -346,9 +354,9 @@ impl Fields<'_> {
             out.extend_from_slice(b",\"request_id\":");
             json_str(out, id);
         }
-        if let Some(trace) = &r.trace {
+        if let Some(trace_id) = r.trace.as_ref().and_then(|t| t.trace_id()) {
             out.extend_from_slice(b",\"trace_id\":\"");
-            out.extend_from_slice(trace.trace_id().as_bytes());
+            out.extend_from_slice(trace_id.as_bytes());
             out.push(b'"');
         }
         out.extend_from_slice(b",\"target\":\"jwtgate::access\"}\n");

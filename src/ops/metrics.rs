@@ -158,6 +158,9 @@ pub struct Metrics {
     trace_spans_dropped: Family<ReasonLabels, Counter>,
     /// Spans the collector took, read when rendered.
     trace_spans_exported: Counter,
+    /// How much of each tracer count (queue full, export failed, exported) the counters have
+    /// been told about: two renders at once must not both add the same difference.
+    trace_reported: [AtomicU64; 3],
     /// Tells this instance's handles apart in the per-thread cache.
     id: u64,
 }
@@ -305,6 +308,7 @@ impl Metrics {
         Metrics {
             trace_spans_dropped,
             trace_spans_exported,
+            trace_reported: Default::default(),
             registry,
             requests,
             grpc_requests,
@@ -459,24 +463,30 @@ impl Metrics {
         if dropped > reported {
             self.log_lines_dropped.inc_by(dropped - reported);
         }
-        // The tracer's counts are the process's; each registry catches up with them.
-        let catch_up = |counter: &Counter, total: u64| {
-            let seen = counter.get();
-            if total > seen {
-                counter.inc_by(total - seen);
+        // The tracer's counts are the process's; each registry catches up with them, each
+        // difference added once (`fetch_max` tells the render that moved the mark).
+        let catch_up = |counter: &Counter, reported: &AtomicU64, total: u64| {
+            let before = reported.fetch_max(total, Ordering::Relaxed);
+            if total > before {
+                counter.inc_by(total - before);
             }
         };
         let (full, failed) = crate::ops::trace::dropped_spans();
-        for (reason, total) in [("queue_full", full), ("export_failed", failed)] {
+        for (i, (reason, total)) in [("queue_full", full), ("export_failed", failed)]
+            .into_iter()
+            .enumerate()
+        {
             catch_up(
                 &self
                     .trace_spans_dropped
                     .get_or_create(&ReasonLabels { reason }),
+                &self.trace_reported[i],
                 total,
             );
         }
         catch_up(
             &self.trace_spans_exported,
+            &self.trace_reported[2],
             crate::ops::trace::exported_spans(),
         );
         let mut out = String::new();

@@ -3,5 +3,6 @@
 pub mod access;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 pub mod request_id;
 pub mod trace;

@@ -15,27 +15,22 @@
 //! not), with the SDK's trace-id ratio sampler for new traces. A `traceparent` that breaks the
 //! W3C rules is ignored (a new trace starts) and never passed on as sent.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderName, HeaderValue};
 use http::Uri;
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample, SpanData, SpanEvents,
-    SpanLinks,
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
-use opentelemetry_sdk::Resource;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{otlp_endpoint_problem, otlp_protocol, OtlpProtocol, TelemetryConfig};
+use crate::ops::otlp;
 use crate::wire::Header;
 
 /// `traceparent`.
@@ -69,6 +64,8 @@ pub struct Settings {
     pub service_name: String,
     /// The user as `enduser.id`.
     pub record_user: bool,
+    /// Headers for the collector (`OTEL_EXPORTER_OTLP_HEADERS`); values may be credentials.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Settings {
@@ -82,6 +79,14 @@ impl Settings {
     ) -> Result<Option<Settings>, Vec<String>> {
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut problems = Vec::new();
+        // No endpoint anywhere: tracing is off, and the other variables (a platform may set
+        // them for other programs) are not looked at.
+        let configured = config.otlp_endpoint.is_some()
+            || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+            || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        if !configured {
+            return Ok(None);
+        }
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
@@ -168,10 +173,22 @@ impl Settings {
             .clone()
             .or_else(|| var("OTEL_SERVICE_NAME").map(|v| v.trim().to_owned()))
             .unwrap_or_else(|| "jwtgate".to_owned());
+        if let (Some(url), OtlpProtocol::Grpc) = (&endpoint, protocol) {
+            if url.starts_with("https://") {
+                problems.push(
+                    "OTLP over gRPC to an https:// collector is not supported: use protocol \"http\" (OTLP/HTTP over TLS), or a plain-text gRPC endpoint such as a collector on the same node".to_owned(),
+                );
+            }
+        }
+        let headers = otlp::headers(env).unwrap_or_else(|why| {
+            problems.push(why);
+            Vec::new()
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
         Ok(endpoint.map(|endpoint| Settings {
+            headers,
             endpoint,
             protocol,
             parent_based,
@@ -187,17 +204,27 @@ struct Tracer {
     settings: Settings,
     root: Sampler,
     ids: RandomIdGenerator,
-    queue: mpsc::Sender<SpanData>,
-    scope: InstrumentationScope,
+    queue: mpsc::Sender<Encoded>,
+}
+
+/// The spans of one request, encoded ([`otlp::span`]), on their way to the exporter.
+#[derive(Debug)]
+struct Encoded {
+    bytes: Vec<u8>,
+    spans: u64,
 }
 
 static TRACER: OnceLock<Tracer> = OnceLock::new();
-/// Spans dropped because the queue was full.
+/// Spans dropped because the queue was full (or gone: after shutdown).
 static DROPPED_FULL: AtomicU64 = AtomicU64::new(0);
 /// Spans dropped because their export failed or timed out.
 static DROPPED_EXPORT: AtomicU64 = AtomicU64::new(0);
 /// Spans the collector took.
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of encoded spans in the queue.
+static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Most bytes of encoded spans held in the queue (besides the batch being sent).
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
 
 /// Spans dropped so far: (queue full, export failed).
 pub fn dropped_spans() -> (u64, u64) {
@@ -234,11 +261,13 @@ impl Exporting {
 
 /// Installs tracing with `settings` (once per process; on a Tokio runtime, whose tasks export).
 pub fn install(settings: Settings) -> Result<Exporting, String> {
-    let exporter = exporter(&settings)?;
+    let transport = otlp::Transport::new(
+        &settings.endpoint,
+        settings.protocol == OtlpProtocol::Grpc,
+        settings.headers.clone(),
+    )?;
+    let envelope = otlp::Envelope::new(&settings.service_name);
     let (queue, rx) = mpsc::channel(QUEUE);
-    let scope = InstrumentationScope::builder("jwtgate")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
     info!(
         endpoint = %settings.endpoint,
         protocol = ?settings.protocol,
@@ -251,115 +280,97 @@ pub fn install(settings: Settings) -> Result<Exporting, String> {
         settings,
         ids: RandomIdGenerator::default(),
         queue,
-        scope,
     };
     TRACER
         .set(tracer)
         .map_err(|_| "tracing is installed already".to_owned())?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let done = tokio::spawn(export(exporter, rx, stopped));
+    let done = tokio::spawn(export(transport, envelope, rx, stopped));
     Ok(Exporting { stop, done })
-}
-
-/// The OTLP exporter for `settings`.
-fn exporter(settings: &Settings) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    let built = match settings.protocol {
-        OtlpProtocol::Http => {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                .map_err(|e| format!("TLS for the collector: {e}"))?
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .build();
-            let client =
-                opentelemetry_http::hyper::HyperClient::new(connector, EXPORT_TIMEOUT, None);
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(settings.endpoint.clone())
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()
-        }
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-    };
-    let mut exporter = built.map_err(|e| format!("the OTLP exporter: {e}"))?;
-    use opentelemetry_sdk::trace::SpanExporter as _;
-    exporter.set_resource(
-        &Resource::builder_empty()
-            .with_service_name(settings.service_name.clone())
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build(),
-    );
-    Ok(exporter)
 }
 
 /// The export loop: batches from `rx`, one export at a time; on `stop`, what is queued goes in
 /// one last export.
 async fn export(
-    exporter: opentelemetry_otlp::SpanExporter,
-    mut rx: mpsc::Receiver<SpanData>,
+    mut transport: otlp::Transport,
+    envelope: otlp::Envelope,
+    mut rx: mpsc::Receiver<Encoded>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    use opentelemetry_sdk::trace::SpanExporter as _;
     let mut failing = false;
     let mut stopping = false;
+    let mut items: Vec<Encoded> = Vec::with_capacity(BATCH);
     loop {
-        let mut batch = Vec::with_capacity(BATCH);
+        items.clear();
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            n = rx.recv_many(&mut items, BATCH) => if n == 0 { return },
             _ = &mut stop, if !stopping => stopping = true,
         }
-        if !stopping && batch.len() < BATCH {
+        let spans = |items: &[Encoded]| items.iter().map(|e| e.spans).sum::<u64>();
+        if !stopping && (spans(&items) as usize) < BATCH {
             let delay = tokio::time::sleep(BATCH_DELAY);
             tokio::pin!(delay);
-            while batch.len() < BATCH {
-                let room = BATCH - batch.len();
+            while (spans(&items) as usize) < BATCH {
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    n = rx.recv_many(&mut items, BATCH) => if n == 0 { break },
                     _ = &mut delay => break,
                     _ = &mut stop, if !stopping => { stopping = true; break }
                 }
             }
         }
         if stopping {
-            while batch.len() < QUEUE {
-                match rx.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
-                }
+            while let Ok(e) = rx.try_recv() {
+                items.push(e);
             }
         }
-        if !batch.is_empty() {
-            let n = batch.len() as u64;
-            match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
-                Ok(Ok(())) => {
-                    EXPORTED.fetch_add(n, Ordering::Relaxed);
-                    if failing {
-                        info!("trace export works again");
-                        failing = false;
-                    }
-                }
-                outcome => {
+        if items.is_empty() {
+            if stopping {
+                return;
+            }
+            continue;
+        }
+        let n = spans(&items);
+        let held: usize = items.iter().map(|e| e.bytes.len()).sum();
+        QUEUED_BYTES.fetch_sub(held, Ordering::Relaxed);
+        let bodies: Vec<Vec<u8>> = items.drain(..).map(|e| e.bytes).collect();
+        let request = envelope.request(&bodies);
+        drop(bodies);
+        let sent = tokio::time::timeout(EXPORT_TIMEOUT, transport.send(request));
+        // A stop during an export (a slow collector) cuts it short: what is queued gets the
+        // rest of the shutdown's time instead.
+        let outcome = if stopping {
+            sent.await
+        } else {
+            tokio::select! {
+                outcome = sent => outcome,
+                _ = &mut stop => {
+                    stopping = true;
                     DROPPED_EXPORT.fetch_add(n, Ordering::Relaxed);
-                    if !failing {
-                        let error = match outcome {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => format!("no answer within {EXPORT_TIMEOUT:?}"),
-                        };
-                        warn!(spans = n, error = %error, "trace export failed; spans are dropped (jwtgate_trace_spans_dropped_total) until it works again");
-                        failing = true;
-                    }
+                    continue;
+                }
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => {
+                EXPORTED.fetch_add(n, Ordering::Relaxed);
+                if failing {
+                    info!("trace export works again");
+                    failing = false;
+                }
+            }
+            outcome => {
+                DROPPED_EXPORT.fetch_add(n, Ordering::Relaxed);
+                if !failing {
+                    let error = match outcome {
+                        Ok(Err(e)) => e,
+                        _ => format!("no answer within {EXPORT_TIMEOUT:?}"),
+                    };
+                    warn!(spans = n, error = %error, "trace export failed; spans are dropped (jwtgate_trace_spans_dropped_total) until it works again");
+                    failing = true;
                 }
             }
         }
-        if stopping {
+        if stopping && rx.is_empty() {
             return;
         }
     }
@@ -400,24 +411,45 @@ pub fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, bool)> {
 pub struct Incoming {
     /// Trace id, parent span id, sampled.
     pub parent: Option<(TraceId, SpanId, bool)>,
-    /// The parent's `traceparent` as sent (valid).
-    pub traceparent: Option<HeaderValue>,
     /// Its `tracestate`, when it may be passed on.
     pub tracestate: Option<HeaderValue>,
 }
 
+/// A `traceparent` value (version 00: 55 bytes), held inline.
+pub type TraceParent = [u8; 55];
+
+/// The `traceparent` (version 00) for `trace`, `span`, `sampled`.
+pub fn traceparent(trace: TraceId, span: SpanId, sampled: bool) -> TraceParent {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (i, b) in trace.to_bytes().iter().enumerate() {
+        out[3 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[4 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    for (i, b) in span.to_bytes().iter().enumerate() {
+        out[36 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[37 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    if sampled {
+        out[54] = b'1';
+    }
+    out
+}
+
 impl Incoming {
-    /// Reads `headers`.
-    pub fn read(headers: &[Header<'_>]) -> Incoming {
-        let mut parents = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("traceparent"));
-        let (Some(first), None) = (parents.next(), parents.next()) else {
+    /// Reads the client's context: `traceparent` is its one `traceparent` field (`None` when
+    /// it sent none or several), `tracestate` says whether it sent any `tracestate` (read from
+    /// `headers` only then).
+    pub fn read(headers: &[Header<'_>], traceparent: Option<&[u8]>, tracestate: bool) -> Incoming {
+        let Some(parent) = traceparent.and_then(parse_traceparent) else {
             return Incoming::default();
         };
-        let Some(parent) = parse_traceparent(first.value) else {
-            return Incoming::default();
-        };
+        if !tracestate {
+            return Incoming {
+                parent: Some(parent),
+                tracestate: None,
+            };
+        }
         let mut state: Vec<u8> = Vec::new();
         for h in headers
             .iter()
@@ -439,9 +471,54 @@ impl Incoming {
         .flatten();
         Incoming {
             parent: Some(parent),
-            traceparent: HeaderValue::from_bytes(first.value).ok(),
             tracestate,
         }
+    }
+
+    /// The client's context as the upstream gets it when tracing is off (version 00).
+    pub fn passed_on(&self) -> Option<TraceParent> {
+        self.parent
+            .map(|(trace, span, sampled)| traceparent(trace, span, sampled))
+    }
+}
+
+/// One pass over a request's fields for what the gateway reads of them besides the token: its
+/// one `X-Request-Id`, its one `traceparent`, and whether it has a `tracestate`.
+#[derive(Debug, Default)]
+pub struct Scan<'h> {
+    /// The `X-Request-Id` value, when there is exactly one.
+    pub request_id: Option<&'h [u8]>,
+    /// The `traceparent` value, when there is exactly one.
+    pub traceparent: Option<&'h [u8]>,
+    /// Some `tracestate` field is there.
+    pub tracestate: bool,
+}
+
+impl<'h> Scan<'h> {
+    /// Scans `headers`.
+    pub fn of(headers: &[Header<'h>]) -> Scan<'h> {
+        let (mut scan, mut ids, mut parents) = (Scan::default(), 0, 0);
+        for h in headers {
+            match h.name.len() {
+                12 if h.name.eq_ignore_ascii_case("x-request-id") => {
+                    ids += 1;
+                    scan.request_id = Some(h.value);
+                }
+                11 if h.name.eq_ignore_ascii_case("traceparent") => {
+                    parents += 1;
+                    scan.traceparent = Some(h.value);
+                }
+                10 if h.name.eq_ignore_ascii_case("tracestate") => scan.tracestate = true,
+                _ => {}
+            }
+        }
+        if ids > 1 {
+            scan.request_id = None;
+        }
+        if parents > 1 {
+            scan.traceparent = None;
+        }
+        scan
     }
 }
 
@@ -516,20 +593,15 @@ impl RequestTrace {
         self.sampled
     }
 
-    /// The trace id, as 32 hex digits (for the access line).
-    pub fn trace_id(&self) -> String {
-        self.trace_id.to_string()
+    /// The trace id, as 32 hex digits (for the access line), when the request is sampled
+    /// (an unsampled request's trace is in no backend).
+    pub fn trace_id(&self) -> Option<String> {
+        self.sampled.then(|| self.trace_id.to_string())
     }
 
     /// The `traceparent` the upstream gets: its parent is the `CLIENT` span.
-    pub fn traceparent(&self) -> HeaderValue {
-        let text = format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.client,
-            u8::from(self.sampled)
-        );
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+    pub fn traceparent(&self) -> TraceParent {
+        traceparent(self.trace_id, self.client, self.sampled)
     }
 
     /// The client's `tracestate`, passed on.
@@ -583,9 +655,35 @@ fn method_name(method: &str) -> &'static str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("_OTHER")
 }
 
-/// Ends `trace`'s spans with `outcome`: queued for export when sampled, dropped (and counted)
-/// when the queue is full.
+/// Longest `url.path` on a span: a span's size is bounded whatever the client sends (the
+/// queue holds at most [`QUEUE`] spans).
+pub const MAX_SPAN_PATH: usize = 1024;
+
+/// The path as a span names it: without path parameters (`;jsessionid=...` may be a session
+/// credential), at most [`MAX_SPAN_PATH`] bytes (cut on a character boundary).
+fn span_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len().min(MAX_SPAN_PATH));
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+        if out.len() > MAX_SPAN_PATH {
+            let mut cut = MAX_SPAN_PATH;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            break;
+        }
+    }
+    out
+}
+
+/// Ends `trace`'s spans with `outcome`: encoded and queued for export when sampled, dropped
+/// (and counted) when the queue is full.
 pub fn finish(trace: Box<RequestTrace>, outcome: &Outcome<'_>) {
+    use otlp::{attribute, Value};
     if !trace.sampled {
         return;
     }
@@ -598,120 +696,135 @@ pub fn finish(trace: Box<RequestTrace>, outcome: &Outcome<'_>) {
         .tracestate
         .as_ref()
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let context = |span: SpanId| {
-        SpanContext::new(
-            trace.trace_id,
-            span,
-            TraceFlags::SAMPLED,
-            false,
-            state.clone(),
-        )
-    };
+        .unwrap_or("");
     let routed = outcome.route != "-";
-    let mut attributes = Vec::with_capacity(16);
-    attributes.push(KeyValue::new("http.request.method", method));
-    if method == "_OTHER" {
-        attributes.push(KeyValue::new(
-            "http.request.method_original",
-            outcome.method.chars().take(32).collect::<String>(),
-        ));
-    }
-    attributes.push(KeyValue::new("url.path", outcome.path.to_owned()));
-    attributes.push(KeyValue::new("url.scheme", trace.scheme));
-    if routed {
-        attributes.push(KeyValue::new("http.route", outcome.route.to_owned()));
-    }
-    attributes.push(KeyValue::new(
-        "http.response.status_code",
-        i64::from(outcome.status),
-    ));
-    attributes.push(KeyValue::new(
-        "client.address",
-        trace.client_address.to_string(),
-    ));
-    attributes.push(KeyValue::new("network.protocol.name", "http"));
-    attributes.push(KeyValue::new("network.protocol.version", trace.protocol));
-    attributes.push(KeyValue::new("jwtgate.auth.result", outcome.auth_result));
-    if let Some(reason) = outcome.auth_reason {
-        attributes.push(KeyValue::new("jwtgate.auth.reason", reason));
-    }
-    attributes.push(KeyValue::new("jwtgate.mode", outcome.mode));
-    if let Some(id) = outcome.request_id {
-        attributes.push(KeyValue::new(
-            "http.request.header.x-request-id",
-            id.to_owned(),
-        ));
-    }
-    if let Some(code) = outcome.grpc_status {
-        attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
-    }
-    if let (true, Some(user)) = (tracer.settings.record_user, outcome.user) {
-        attributes.push(KeyValue::new("enduser.id", user.to_owned()));
-    }
-    let error = |yes: bool| match yes {
-        true => Status::error(""),
-        false => Status::Unset,
-    };
+    let mut name_buf = String::new();
     let name = match routed {
-        true => format!("{method} {}", outcome.route),
-        false => method.to_owned(),
-    };
-    let server = SpanData {
-        span_context: context(trace.server),
-        parent_span_id: trace.parent.unwrap_or(SpanId::INVALID),
-        parent_span_is_remote: trace.parent.is_some(),
-        span_kind: SpanKind::Server,
-        name: Cow::Owned(name),
-        start_time: trace.start,
-        end_time: end,
-        attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: error(outcome.status >= 500),
-        instrumentation_scope: tracer.scope.clone(),
-    };
-    let mut spans = vec![server];
-    if let (Some(upstream), Some(start)) = (&trace.upstream, trace.upstream_start) {
-        let mut attributes = Vec::with_capacity(6);
-        attributes.push(KeyValue::new("http.request.method", method));
-        attributes.push(KeyValue::new(
-            "server.address",
-            upstream.host().unwrap_or("").to_owned(),
-        ));
-        let port = upstream.port_u16().unwrap_or(match upstream.scheme_str() {
-            Some("https" | "h2") => 443,
-            _ => 80,
-        });
-        attributes.push(KeyValue::new("server.port", i64::from(port)));
-        if let Some(status) = outcome.upstream_status {
-            attributes.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
+        true => {
+            name_buf.reserve(method.len() + 1 + outcome.route.len());
+            name_buf.push_str(method);
+            name_buf.push(' ');
+            name_buf.push_str(outcome.route);
+            name_buf.as_str()
         }
-        spans.push(SpanData {
-            span_context: context(trace.client),
-            parent_span_id: trace.server,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: Cow::Borrowed(method),
-            start_time: start,
-            end_time: trace.upstream_end.unwrap_or(end),
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: error(outcome.upstream_status.is_none_or(|s| s >= 500)),
-            instrumentation_scope: tracer.scope.clone(),
+        false => method,
+    };
+    let path = span_path(outcome.path);
+    let mut ip = [0u8; 46];
+    let client_address = otlp::ip_text(trace.client_address, &mut ip);
+    let mut out = Vec::with_capacity(768 + path.len());
+    let server = otlp::SpanHead {
+        trace_id: trace.trace_id.to_bytes(),
+        span_id: trace.server.to_bytes(),
+        parent: trace.parent.map(|p| (p.to_bytes(), true)),
+        trace_state: state,
+        name,
+        kind: otlp::SERVER,
+        start: trace.start,
+        end,
+        error: outcome.status >= 500,
+    };
+    otlp::span(&mut out, &server, |out| {
+        attribute(out, 9, "http.request.method", Value::Str(method));
+        if method == "_OTHER" && !outcome.method.is_empty() && outcome.method != "-" {
+            let original = &outcome.method[..outcome.method.len().min(32)];
+            attribute(out, 9, "http.request.method_original", Value::Str(original));
+        }
+        attribute(out, 9, "url.path", Value::Str(&path));
+        attribute(out, 9, "url.scheme", Value::Str(trace.scheme));
+        if routed {
+            attribute(out, 9, "http.route", Value::Str(outcome.route));
+        }
+        attribute(
+            out,
+            9,
+            "http.response.status_code",
+            Value::Int(i64::from(outcome.status)),
+        );
+        attribute(out, 9, "client.address", Value::Str(client_address));
+        attribute(out, 9, "network.protocol.name", Value::Str("http"));
+        if !trace.protocol.is_empty() {
+            attribute(
+                out,
+                9,
+                "network.protocol.version",
+                Value::Str(trace.protocol),
+            );
+        }
+        attribute(
+            out,
+            9,
+            "jwtgate.auth.result",
+            Value::Str(outcome.auth_result),
+        );
+        if let Some(reason) = outcome.auth_reason {
+            attribute(out, 9, "jwtgate.auth.reason", Value::Str(reason));
+        }
+        attribute(out, 9, "jwtgate.mode", Value::Str(outcome.mode));
+        if let Some(id) = outcome.request_id {
+            attribute(out, 9, "http.request.header.x-request-id", Value::Str(id));
+        }
+        if let Some(code) = outcome.grpc_status {
+            attribute(out, 9, "rpc.grpc.status_code", Value::Int(i64::from(code)));
+        }
+        if let (true, Some(user)) = (tracer.settings.record_user, outcome.user) {
+            attribute(out, 9, "enduser.id", Value::Str(user));
+        }
+    });
+    let mut spans = 1;
+    if let (Some(upstream), Some(start)) = (&trace.upstream, trace.upstream_start) {
+        spans += 1;
+        let client = otlp::SpanHead {
+            trace_id: trace.trace_id.to_bytes(),
+            span_id: trace.client.to_bytes(),
+            parent: Some((trace.server.to_bytes(), false)),
+            trace_state: state,
+            name: method,
+            kind: otlp::CLIENT,
+            start,
+            end: trace.upstream_end.unwrap_or(end),
+            // Error: the upstream failed (no answer, or 5xx); not a client that went away.
+            error: match outcome.upstream_status {
+                Some(s) => s >= 500,
+                None => outcome.status != 499,
+            },
+        };
+        otlp::span(&mut out, &client, |out| {
+            attribute(out, 9, "http.request.method", Value::Str(method));
+            attribute(
+                out,
+                9,
+                "server.address",
+                Value::Str(upstream.host().unwrap_or("")),
+            );
+            let port = upstream.port_u16().unwrap_or(match upstream.scheme_str() {
+                Some("https" | "h2") => 443,
+                _ => 80,
+            });
+            attribute(out, 9, "server.port", Value::Int(i64::from(port)));
+            if let Some(status) = outcome.upstream_status {
+                attribute(
+                    out,
+                    9,
+                    "http.response.status_code",
+                    Value::Int(i64::from(status)),
+                );
+            }
         });
     }
-    for span in spans {
-        if tracer.queue.try_send(span).is_err() {
-            DROPPED_FULL.fetch_add(1, Ordering::Relaxed);
-        }
+    let len = out.len();
+    if QUEUED_BYTES.fetch_add(len, Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+        QUEUED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        DROPPED_FULL.fetch_add(spans, Ordering::Relaxed);
+        return;
+    }
+    if tracer
+        .queue
+        .try_send(Encoded { bytes: out, spans })
+        .is_err()
+    {
+        QUEUED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        DROPPED_FULL.fetch_add(spans, Ordering::Relaxed);
     }
 }
 
@@ -767,25 +880,42 @@ mod tests {
     fn incoming_context_needs_exactly_one_valid_traceparent() {
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let h = |name: &'static str, value: &'static [u8]| Header { name, value };
-        let got = Incoming::read(&[
+        let read = |headers: &[Header<'static>]| {
+            let scan = Scan::of(headers);
+            Incoming::read(headers, scan.traceparent, scan.tracestate)
+        };
+        let got = read(&[
             h("traceparent", tp),
             h("tracestate", b"a=1"),
             h("TraceState", b"b=2"),
         ]);
         assert!(got.parent.is_some());
         assert_eq!(got.tracestate.unwrap(), "a=1,b=2");
+        assert_eq!(&read(&[h("traceparent", tp)]).passed_on().unwrap(), tp);
         // Two traceparents: neither is believed, and tracestate goes with them.
-        let got = Incoming::read(&[
+        let got = read(&[
             h("traceparent", tp),
-            h("traceparent", tp),
+            h("Traceparent", tp),
             h("tracestate", b"a=1"),
         ]);
         assert!(got.parent.is_none() && got.tracestate.is_none());
-        let got = Incoming::read(&[h("tracestate", b"a=1")]);
+        let got = read(&[h("tracestate", b"a=1")]);
         assert!(got.parent.is_none() && got.tracestate.is_none());
         let long = Box::leak(vec![b'a'; 600].into_boxed_slice());
-        let got = Incoming::read(&[h("traceparent", tp), h("tracestate", long)]);
+        let got = read(&[h("traceparent", tp), h("tracestate", long)]);
         assert!(got.parent.is_some() && got.tracestate.is_none());
+        // A later version is passed on as version 00.
+        let later = b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert_eq!(&read(&[h("traceparent", later)]).passed_on().unwrap(), tp);
+        // One pass finds the request ID, and only a single one.
+        assert_eq!(
+            Scan::of(&[h("X-Request-Id", b"a")]).request_id,
+            Some(&b"a"[..])
+        );
+        assert_eq!(
+            Scan::of(&[h("x-request-id", b"a"), h("x-request-id", b"b")]).request_id,
+            None
+        );
     }
 
     #[test]
@@ -881,6 +1011,67 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn what_tracing_refuses_and_ignores() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        // No endpoint: variables meant for other programs are not looked at.
+        assert_eq!(
+            Settings::resolve(
+                &TelemetryConfig::default(),
+                &env(&[
+                    ("OTEL_TRACES_SAMPLER", "xray"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+                ])
+            ),
+            Ok(None)
+        );
+        // A credential in the URL: refused, and never echoed.
+        let problems = Settings::resolve(
+            &TelemetryConfig::default(),
+            &env(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://user:s3cret@collector:4318",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].contains("s3cret"), "{problems:?}");
+        let problems = Settings::resolve(
+            &TelemetryConfig::default(),
+            &env(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector:4318/?api_key=s3cret",
+            )]),
+        )
+        .unwrap_err();
+        assert!(!problems[0].contains("s3cret"), "{problems:?}");
+        // gRPC over TLS is not built in: said at start, not at the first export.
+        let problems = Settings::resolve(
+            &TelemetryConfig::default(),
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(problems[0].contains("https"), "{problems:?}");
+    }
+
+    #[test]
+    fn span_paths_are_bounded_and_lose_their_parameters() {
+        assert_eq!(span_path("/a/b;jsessionid=x/c;v=1"), "/a/b/c");
+        assert_eq!(span_path("/plain"), "/plain");
+        let long = format!("/{}", "\u{e9}".repeat(2000));
+        let cut = span_path(&long);
+        assert!(cut.len() <= MAX_SPAN_PATH && long.starts_with(&cut));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tracing::debug;
 
 use crate::auth::Identity;
 use crate::config::{spoof_key, AuthConfig};
-use crate::ops::request_id::X_REQUEST_ID;
+use crate::ops::request_id::{RequestId, X_REQUEST_ID};
 use crate::ops::trace::{TRACEPARENT, TRACESTATE};
 use crate::wire::{self, is_hop_by_hop, Framing, Header, HOP_BY_HOP};
 
@@ -445,11 +445,10 @@ pub struct UpstreamRequest<'p, 'a> {
     /// Where the request came from.
     pub client: &'a ClientInfo,
     /// The request ID (`X-Request-Id`).
-    pub request_id: Option<HeaderValue>,
-    /// The trace context the upstream gets (`traceparent`, `tracestate`).
-    pub traceparent: Option<HeaderValue>,
-    /// See `traceparent`.
-    pub tracestate: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
+    /// The trace context the upstream gets (`traceparent`, and `tracestate` if any); boxed,
+    /// as most requests have none while tracing is off.
+    pub trace: Option<Box<(crate::ops::trace::TraceParent, Option<HeaderValue>)>>,
 }
 
 impl UpstreamRequest<'_, '_> {
@@ -563,11 +562,11 @@ impl UpstreamRequest<'_, '_> {
             sink.field(X_FORWARDED_HOST.as_str().as_bytes(), host);
         }
         if let Some(id) = &self.request_id {
-            sink.typed(&X_REQUEST_ID, id);
+            sink.field(X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
         }
-        if let Some(parent) = &self.traceparent {
-            sink.typed(&TRACEPARENT, parent);
-            if let Some(state) = &self.tracestate {
+        if let Some((parent, state)) = self.trace.as_deref() {
+            sink.field(TRACEPARENT.as_str().as_bytes(), parent);
+            if let Some(state) = state {
                 sink.typed(&TRACESTATE, state);
             }
         }
@@ -722,8 +721,7 @@ mod tests {
             policy,
             client: &client,
             request_id: None,
-            traceparent: None,
-            tracestate: None,
+            trace: None,
         };
         assert_eq!(req.authority(), b"app.example");
         let mut fields = Fields::default();

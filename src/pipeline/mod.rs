@@ -186,7 +186,8 @@ impl Pipeline {
     /// and its trace (continuing the client's `traceparent` when it is valid). Returns the
     /// client's trace context, for the upstream when tracing is off.
     fn identify(&self, req: &RequestView<'_>, record: &mut Record) -> trace::Incoming {
-        if let Some(value) = single(req.headers, "x-request-id") {
+        let scan = trace::Scan::of(req.headers);
+        if let Some(value) = scan.request_id {
             // Checks come from trusted proxies only (refused before this otherwise).
             let trusted =
                 req.client.checks || self.trusted.iter().any(|n| n.contains(&req.client.ip));
@@ -194,7 +195,7 @@ impl Pipeline {
                 record.decorations.request_id = Some(id);
             }
         }
-        let incoming = trace::Incoming::read(req.headers);
+        let incoming = trace::Incoming::read(req.headers, scan.traceparent, scan.tracestate);
         if let (None, Some(start)) = (&record.trace, record.traced) {
             let protocol = match req.protocol {
                 Protocol::Http10 => "1.0",
@@ -208,6 +209,9 @@ impl Pipeline {
                 req.client.ip,
                 protocol,
             );
+            if record.trace.as_ref().is_some_and(|t| t.sampled()) {
+                record.keep_method(req.method);
+            }
         }
         incoming
     }
@@ -322,12 +326,14 @@ impl Pipeline {
         }
         // The upstream's parent span is the gateway's when tracing is on; otherwise the
         // client's valid context passes on as it came.
-        let (traceparent, tracestate) = match &mut record.trace {
+        let trace = match &mut record.trace {
             Some(t) => {
                 t.upstream = route.upstream.clone();
-                (Some(t.traceparent()), t.tracestate().cloned())
+                Some(Box::new((t.traceparent(), t.tracestate().cloned())))
             }
-            None => (incoming.traceparent, incoming.tracestate),
+            None => incoming
+                .passed_on()
+                .map(|parent| Box::new((parent, incoming.tracestate))),
         };
         // Only HTTP/1.1 switches protocols (HTTP/2 has no Upgrade; RFC 9113 §8.6), and only a
         // request without a body: a tunnel would open before the body was sent.
@@ -363,8 +369,7 @@ impl Pipeline {
                 policy: &self.headers,
                 client: req.client,
                 request_id: record.decorations.request_id.clone(),
-                traceparent,
-                tracestate,
+                trace,
             },
             upgrade: offer,
         }))

@@ -99,8 +99,11 @@ pub fn write_fields(
     if !dated {
         sink.field(b"date", &crate::wire::http_date());
     }
-    for (name, value) in deco.all_fields() {
+    for (name, value) in &deco.fields {
         sink.typed(name, value);
+    }
+    if let Some((name, value)) = deco.request_id_field() {
+        sink.field(name, value);
     }
 }
 

@@ -200,8 +200,7 @@ pub fn check_rewrite(
             policy,
             client: &client,
             request_id: None,
-            traceparent: None,
-            tracestate: None,
+            trace: None,
         },
         &mut out,
     );

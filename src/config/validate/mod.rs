@@ -227,6 +227,10 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-host",
     "forwarded",
     "x-real-ip",
+    // Written by the gateway on every request: its request ID and trace context.
+    "x-request-id",
+    "traceparent",
+    "tracestate",
 ];
 
 /// True for a name (in its spoof-key form) the gateway manages itself.

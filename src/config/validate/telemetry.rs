@@ -47,7 +47,23 @@ pub(super) fn validate_telemetry(raw: RawTelemetry, p: &mut Problems) -> Telemet
 
 /// Why `url` cannot be a collector's endpoint, if it cannot.
 pub(crate) fn endpoint_problem(url: &str) -> Option<String> {
+    // Never echoed whole: a URL may carry a credential (user:password@, ?api_key=).
+    let shown = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit_once('@')
+        .map_or_else(
+            || url.split(['?', '#']).next().unwrap_or("").to_owned(),
+            |(scheme_user, host)| {
+                let scheme = scheme_user.split_once("://").map_or("", |(s, _)| s);
+                format!("{scheme}://...@{host}")
+            },
+        );
     match url.parse::<http::Uri>() {
+        Ok(uri) if uri.authority().is_some_and(|a| a.as_str().contains('@')) => Some(format!(
+            "{shown:?}: a user or password in the collector URL is not supported; send credentials with OTEL_EXPORTER_OTLP_HEADERS"
+        )),
         Ok(uri)
             if matches!(uri.scheme_str(), Some("http" | "https"))
                 && uri.host().is_some_and(|h| !h.is_empty())
@@ -56,7 +72,7 @@ pub(crate) fn endpoint_problem(url: &str) -> Option<String> {
             None
         }
         _ => Some(format!(
-            "{url:?} is not a collector URL; write http://HOST:PORT (4318 for OTLP over HTTP, 4317 for gRPC) or https://..."
+            "{shown:?} is not a collector URL; write http://HOST:PORT (4318 for OTLP over HTTP, 4317 for gRPC) or https://..., without a query"
         )),
     }
 }

@@ -249,8 +249,14 @@ pub fn denied(rejection: &Rejection, deco: &Decorations) -> CheckResponse {
             .iter()
             .map(|(n, v)| overwrite(n, v.as_bytes()))
             .chain(
-                deco.all_fields()
+                deco.fields
+                    .iter()
                     .map(|(n, v)| overwrite(n.as_str(), v.as_bytes())),
+            )
+            .chain(
+                deco.request_id
+                    .as_ref()
+                    .map(|id| overwrite("x-request-id", id.as_bytes())),
             )
             .collect(),
         body: String::from_utf8_lossy(&deco.body(&local.body)).into_owned(),

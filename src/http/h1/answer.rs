@@ -39,8 +39,11 @@ pub fn write_local(
             deco.value(local.status, name, value).as_bytes(),
         );
     }
-    for (name, value) in deco.all_fields() {
+    for (name, value) in &deco.fields {
         head.typed(name, value);
+    }
+    if let Some((name, value)) = deco.request_id_field() {
+        head.field(name, value);
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

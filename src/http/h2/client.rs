@@ -224,8 +224,11 @@ pub fn local_response(
             deco.value(local.status, name, value).as_bytes(),
         );
     }
-    for (name, value) in deco.all_fields() {
+    for (name, value) in &deco.fields {
         fields.typed(name, value);
+    }
+    if let Some((name, value)) = deco.request_id_field() {
+        fields.field(name, value);
     }
     *res.headers_mut() = fields.map;
     if let Ok(date) = HeaderValue::from_bytes(&crate::wire::http_date()) {

@@ -93,8 +93,7 @@ mod tests {
             policy: &policy,
             client: &client,
             request_id: None,
-            traceparent: None,
-            tracestate: None,
+            trace: None,
         };
         let mut out = Vec::new();
         write_request(&req, &mut out);
