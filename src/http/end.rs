@@ -108,6 +108,14 @@ impl<'g> RequestEnd<'g> {
 
 impl Drop for RequestEnd<'_> {
     fn drop(&mut self) {
+        // A request refused before it was decided (unreadable, a check from an untrusted
+        // peer) gets a trace of its own: never from its headers. Made first, so that its
+        // access line names it.
+        if let (None, Some(start)) = (&self.record.trace, self.record.traced) {
+            let (ip, scheme) = self.client;
+            self.record.trace =
+                trace::RequestTrace::begin(&trace::Incoming::default(), start, scheme, ip, "");
+        }
         let record = &self.record;
         // 499 (the client went away, as nginx calls it) when no status was sent.
         let status = match record.status {
@@ -120,13 +128,6 @@ impl Drop for RequestEnd<'_> {
         if !self.span.is_disabled() {
             self.span.record("route", &*record.route);
             self.span.record("status", status);
-        }
-        // A request refused before it was decided (unreadable, a check from an untrusted
-        // peer) gets a trace of its own: never from its headers.
-        if let (None, Some(start)) = (&self.record.trace, self.record.traced) {
-            let (ip, scheme) = self.client;
-            self.record.trace =
-                trace::RequestTrace::begin(&trace::Incoming::default(), start, scheme, ip, "");
         }
         if let Some(trace) = self.record.trace.take() {
             let record = &self.record;

@@ -146,6 +146,8 @@ pub struct Metrics {
     pub keys_loaded: Gauge<f64, AtomicU64>,
     /// 1 while ready (config loaded, listener up, not draining).
     pub ready: Gauge,
+    /// `server.max_connections` in effect (set at start: a change needs a restart).
+    pub max_connections: Gauge,
     /// Bytes reserved now from `server.max_buffered_bytes` (read when rendered).
     pub buffered_bytes: Gauge,
     /// Identity providers' key fetches and keys (see `auth::provider`).
@@ -305,7 +307,14 @@ impl Metrics {
             "Trace spans the OTLP collector accepted",
             trace_spans_exported.clone(),
         );
+        let max_connections = Gauge::default();
+        registry.register(
+            "max_connections",
+            "The connection cap in effect (server.max_connections): open_connections / max_connections is how full it is",
+            max_connections.clone(),
+        );
         Metrics {
+            max_connections,
             trace_spans_dropped,
             trace_spans_exported,
             trace_reported: Default::default(),

@@ -237,7 +237,23 @@ pub fn headers(
     {
         let parsed = entry.split_once('=').and_then(|(k, v)| {
             let key = http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?;
-            let value = http::HeaderValue::from_bytes(&percent_decode(v.trim())).ok()?;
+            // Fields the exporter writes itself, or that HTTP/2 forbids.
+            const OWN: [&str; 9] = [
+                "host",
+                "content-type",
+                "content-length",
+                "te",
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "upgrade",
+                "proxy-connection",
+            ];
+            if OWN.contains(&key.as_str()) {
+                return None;
+            }
+            let mut value = http::HeaderValue::from_bytes(&percent_decode(v.trim())).ok()?;
+            value.set_sensitive(true);
             Some((key, value))
         });
         match parsed {
@@ -245,7 +261,7 @@ pub fn headers(
             // The entry may hold a credential: only its place is named.
             None => {
                 return Err(format!(
-                    "{name}: entry {} is not key=value with a valid header name and value",
+                    "{name}: entry {} is not key=value with a valid header name and value (and not a field the exporter writes itself)",
                     i + 1
                 ))
             }
@@ -301,6 +317,9 @@ enum Link {
         conn: Option<h2::client::SendRequest<Bytes>>,
     },
 }
+
+/// Longest one gRPC export may take (within the exporter's own bound).
+const GRPC_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The gRPC method.
 const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -366,7 +385,12 @@ impl Transport {
                 }
             }
             Link::Grpc { url, headers, conn } => {
-                let result = grpc_export(url, headers, conn, body).await;
+                // The connection is kept only after an export it carried: one that failed or
+                // took too long (a silently dead connection) is made again next time.
+                let result =
+                    tokio::time::timeout(GRPC_TIMEOUT, grpc_export(url, headers, conn, body))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {GRPC_TIMEOUT:?}")));
                 if result.is_err() {
                     *conn = None;
                 }
@@ -383,7 +407,12 @@ async fn grpc_export(
     body: Bytes,
 ) -> Result<(), String> {
     if conn.is_none() {
-        let host = url.host().unwrap_or("localhost");
+        // An IPv6 literal keeps its brackets in a URI's host.
+        let host = url
+            .host()
+            .unwrap_or("localhost")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let port = url.port_u16().unwrap_or(4317);
         let tcp = tokio::net::TcpStream::connect((host, port))
             .await

@@ -1,19 +1,18 @@
 //! OpenTelemetry traces: a `SERVER` span per request and per forward-auth check, a `CLIENT`
 //! child span for the upstream exchange, W3C Trace Context (`traceparent`, `tracestate`) in
-//! and out, exported over OTLP (HTTP/protobuf or gRPC) by the `opentelemetry-otlp` crate.
+//! and out, exported over OTLP (HTTP/protobuf or gRPC) by [`crate::ops::otlp`].
 //!
-//! The spans are the SDK's own data ([`SpanData`]), built once when a request ends (in
-//! `http::RequestEnd`'s drop, the one place every request ends) from what its
-//! [`crate::ops::access::Record`] holds: no span object lives through the request, and a
-//! request that is not sampled costs two ids and a field. Finished spans go into a bounded
-//! queue ([`QUEUE`]) with `try_send`: a full queue drops the span and counts it
-//! (`jwtgate_trace_spans_dropped_total`), so a collector that is down or slow never holds a
-//! request. One task takes batches from the queue and exports them, one at a time, each within
-//! [`EXPORT_TIMEOUT`].
+//! A request's spans are encoded once, when it ends (in `http::RequestEnd`'s drop, the one
+//! place every request ends), from what its [`crate::ops::access::Record`] holds: no span
+//! object lives through the request, and a request that is not sampled costs a few ids and a
+//! field. Encoded spans go into a bounded queue ([`QUEUE`] entries, [`MAX_QUEUED_BYTES`]) with
+//! `try_send`: a full queue drops them and counts them (`jwtgate_trace_spans_dropped_total`), so
+//! a collector that is down or slow never holds a request. One task takes batches from the
+//! queue and exports them, one at a time, each within [`EXPORT_TIMEOUT`].
 //!
-//! Sampling is parent-based (a client's sampled `traceparent` is followed, an unsampled one is
-//! not), with the SDK's trace-id ratio sampler for new traces. A `traceparent` that breaks the
-//! W3C rules is ignored (a new trace starts) and never passed on as sent.
+//! Sampling is parent-based (a client's `traceparent` decides: sampled, recorded; not sampled,
+//! not recorded), with the SDK's trace-id ratio sampler for new traces. A `traceparent` that
+//! breaks the W3C rules is ignored (a new trace starts) and never passed on as sent.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,7 +37,7 @@ pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// `tracestate`.
 pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// Spans waiting for export, at most (about 2 MB at 1 KB a span).
+/// Entries (a request's spans) waiting for export, at most (and [`MAX_QUEUED_BYTES`]).
 pub const QUEUE: usize = 2048;
 /// Spans sent in one export, at most.
 const BATCH: usize = 512;
@@ -300,36 +299,40 @@ async fn export(
     let mut failing = false;
     let mut stopping = false;
     let mut items: Vec<Encoded> = Vec::with_capacity(BATCH);
+    let spans = |items: &[Encoded]| items.iter().map(|e| e.spans).sum::<u64>() as usize;
     loop {
         items.clear();
-        tokio::select! {
-            n = rx.recv_many(&mut items, BATCH) => if n == 0 { return },
-            _ = &mut stop, if !stopping => stopping = true,
-        }
-        let spans = |items: &[Encoded]| items.iter().map(|e| e.spans).sum::<u64>();
-        if !stopping && (spans(&items) as usize) < BATCH {
+        if stopping {
+            // What is queued goes out in batches of at most BATCH spans, then the loop ends
+            // (the sender lives as long as the process: the channel never closes).
+            while spans(&items) < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => items.push(e),
+                    Err(_) => break,
+                }
+            }
+            if items.is_empty() {
+                return;
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut stop => { stopping = true; continue }
+                n = rx.recv_many(&mut items, BATCH) => if n == 0 { return },
+            }
             let delay = tokio::time::sleep(BATCH_DELAY);
             tokio::pin!(delay);
-            while (spans(&items) as usize) < BATCH {
+            while spans(&items) < BATCH {
+                let room = BATCH.saturating_sub(spans(&items)).max(1);
                 tokio::select! {
-                    n = rx.recv_many(&mut items, BATCH) => if n == 0 { break },
+                    biased;
+                    _ = &mut stop => { stopping = true; break }
+                    n = rx.recv_many(&mut items, room) => if n == 0 { break },
                     _ = &mut delay => break,
-                    _ = &mut stop, if !stopping => { stopping = true; break }
                 }
             }
         }
-        if stopping {
-            while let Ok(e) = rx.try_recv() {
-                items.push(e);
-            }
-        }
-        if items.is_empty() {
-            if stopping {
-                return;
-            }
-            continue;
-        }
-        let n = spans(&items);
+        let n = spans(&items) as u64;
         let held: usize = items.iter().map(|e| e.bytes.len()).sum();
         QUEUED_BYTES.fetch_sub(held, Ordering::Relaxed);
         let bodies: Vec<Vec<u8>> = items.drain(..).map(|e| e.bytes).collect();
@@ -369,9 +372,6 @@ async fn export(
                     failing = true;
                 }
             }
-        }
-        if stopping && rx.is_empty() {
-            return;
         }
     }
 }
@@ -727,7 +727,12 @@ pub fn finish(trace: Box<RequestTrace>, outcome: &Outcome<'_>) {
     otlp::span(&mut out, &server, |out| {
         attribute(out, 9, "http.request.method", Value::Str(method));
         if method == "_OTHER" && !outcome.method.is_empty() && outcome.method != "-" {
-            let original = &outcome.method[..outcome.method.len().min(32)];
+            // Methods are tokens (ASCII), but a span is never where a slice may panic.
+            let mut cut = outcome.method.len().min(32);
+            while !outcome.method.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let original = &outcome.method[..cut];
             attribute(out, 9, "http.request.method_original", Value::Str(original));
         }
         attribute(out, 9, "url.path", Value::Str(&path));
@@ -768,7 +773,13 @@ pub fn finish(trace: Box<RequestTrace>, outcome: &Outcome<'_>) {
             attribute(out, 9, "rpc.grpc.status_code", Value::Int(i64::from(code)));
         }
         if let (true, Some(user)) = (tracer.settings.record_user, outcome.user) {
-            attribute(out, 9, "enduser.id", Value::Str(user));
+            // A user name is printable ASCII, but as long as the token allows: cut.
+            attribute(
+                out,
+                9,
+                "enduser.id",
+                Value::Str(&user[..user.len().min(256)]),
+            );
         }
     });
     let mut spans = 1;
@@ -1053,6 +1064,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(!problems[0].contains("s3cret"), "{problems:?}");
+        let problems = Settings::resolve(
+            &TelemetryConfig::default(),
+            &env(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://user:s3c#ret@collector:4318",
+            )]),
+        )
+        .unwrap_err();
+        assert!(!problems[0].contains("s3c"), "{problems:?}");
+        // A header the exporter writes itself.
+        let problems = Settings::resolve(
+            &TelemetryConfig::default(),
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "te=gzip"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(problems[0].contains("entry 1"), "{problems:?}");
         // gRPC over TLS is not built in: said at start, not at the first export.
         let problems = Settings::resolve(
             &TelemetryConfig::default(),

@@ -448,6 +448,9 @@ impl Gateway {
     pub fn new(runtime: Runtime) -> Gateway {
         let metrics = Metrics::new();
         metrics.keys_loaded.set(auth::now());
+        metrics
+            .max_connections
+            .set(i64::try_from(runtime.config.server.max_connections).unwrap_or(i64::MAX));
         let handle = tokio::runtime::Handle::try_current().ok();
         if let Some(handle) = &handle {
             runtime.start_providers(handle, &metrics);

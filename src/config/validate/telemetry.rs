@@ -48,20 +48,19 @@ pub(super) fn validate_telemetry(raw: RawTelemetry, p: &mut Problems) -> Telemet
 /// Why `url` cannot be a collector's endpoint, if it cannot.
 pub(crate) fn endpoint_problem(url: &str) -> Option<String> {
     // Never echoed whole: a URL may carry a credential (user:password@, ?api_key=).
-    let shown = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .rsplit_once('@')
-        .map_or_else(
-            || url.split(['?', '#']).next().unwrap_or("").to_owned(),
-            |(scheme_user, host)| {
-                let scheme = scheme_user.split_once("://").map_or("", |(s, _)| s);
-                format!("{scheme}://...@{host}")
-            },
-        );
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let shown = if url.contains('@') {
+        format!("{scheme}://...")
+    } else {
+        url.split(['?', '#']).next().unwrap_or("").to_owned()
+    };
+    if url.contains('#') {
+        return Some(format!(
+            "{shown:?} is not a collector URL: it has a fragment (#)"
+        ));
+    }
     match url.parse::<http::Uri>() {
-        Ok(uri) if uri.authority().is_some_and(|a| a.as_str().contains('@')) => Some(format!(
+        _ if url.contains('@') => Some(format!(
             "{shown:?}: a user or password in the collector URL is not supported; send credentials with OTEL_EXPORTER_OTLP_HEADERS"
         )),
         Ok(uri)
