@@ -25,7 +25,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/jwtgate /jwtgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-ARG VERSION=0.1.0
+ARG VERSION=0.7.0
 LABEL org.opencontainers.image.title="jwtgate" \
       org.opencontainers.image.description="Reverse-proxy authentication gateway: verifies Bearer JWTs (HS256/384/512) and passes the caller to upstreams in one header" \
       org.opencontainers.image.version="${VERSION}" \
