@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
-use common::process::{jwtgate, listen_addr, Running};
+use common::process::{exchange, jwtgate, listen_addr, Running};
 use common::*;
 use serde_json::{json, Value};
 
@@ -51,15 +49,6 @@ except Exception as e:
         "PyJWT with cryptography",
     ))
     .unwrap()
-}
-
-fn exchange(addr: &str, head: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn body(answer: &str) -> &str {

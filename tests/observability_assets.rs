@@ -13,10 +13,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::process::{jwtgate, listen_addr, Running};
+use common::process::{self, jwtgate, listen_addr, Running};
 use common::{JwksServer, Upstream, KEY, PATIENCE};
 
 /// Where the files are.
@@ -221,18 +220,12 @@ impl Exposition {
     }
 }
 
-/// One HTTP/1.1 exchange on a new connection: the status and the whole answer.
+/// One HTTP/1.1 exchange on a new connection (waiting up to `PATIENCE`: long enough for a
+/// request that waits for the provider's next key fetch, 6 s at most): the status and the
+/// whole answer.
 fn exchange(addr: &str, head: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    // Long enough for a request that waits for the provider's next key fetch (6 s at most).
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out)
+    let out = process::exchange(addr, head);
+    (process::status(&out), out)
 }
 
 /// The admin listener's `/metrics` body.

@@ -269,7 +269,6 @@ async fn a_query_token_is_used_and_never_forwarded() {
 #[test]
 fn a_query_token_is_never_in_a_log_line_or_a_metric() {
     use common::process::{jwtgate, listen_addr, Running};
-    use std::io::{Read, Write};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let up = rt.block_on(Upstream::start());
     let dir = tempfile::tempdir().unwrap();
@@ -302,14 +301,7 @@ fn a_query_token_is_never_in_a_log_line_or_a_metric() {
         }
     }
     let (inline, checks) = (inline.unwrap(), checks.unwrap());
-    let exchange = |addr: &str, head: &str| {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let exchange = common::process::exchange;
     let good = token("alice");
     let bad = raw_token(
         r#"{"alg":"HS256"}"#,

@@ -10,25 +10,15 @@ mod common;
 #[path = "common/otlp.rs"]
 mod otlp;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::process::{jwtgate, listen_addr, Running};
+use common::process::{exchange, jwtgate, listen_addr, Running};
 use common::*;
 use otlp::{Collector, Span};
 use serde_json::Value;
 
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
-
-fn exchange(addr: &str, head: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 fn field<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
     let head = answer.split("\r\n\r\n").next().unwrap_or("");

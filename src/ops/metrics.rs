@@ -465,21 +465,20 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let dropped = crate::ops::logs::dropped_lines();
-        let reported = self
-            .log_lines_reported
-            .fetch_max(dropped, Ordering::Relaxed);
-        if dropped > reported {
-            self.log_lines_dropped.inc_by(dropped - reported);
-        }
-        // The tracer's counts are the process's; each registry catches up with them, each
-        // difference added once (`fetch_max` tells the render that moved the mark).
+        // Log lines and trace spans are counted by the process; each registry catches up
+        // with them, each difference added once (`fetch_max` tells the render that moved the
+        // mark, when two renders run at once).
         let catch_up = |counter: &Counter, reported: &AtomicU64, total: u64| {
             let before = reported.fetch_max(total, Ordering::Relaxed);
             if total > before {
                 counter.inc_by(total - before);
             }
         };
+        catch_up(
+            &self.log_lines_dropped,
+            &self.log_lines_reported,
+            crate::ops::logs::dropped_lines(),
+        );
         let (full, failed) = crate::ops::trace::dropped_spans();
         for (i, (reason, total)) in [("queue_full", full), ("export_failed", failed)]
             .into_iter()

@@ -110,6 +110,25 @@ impl Running {
     }
 }
 
+/// Sends `head` (a request head without its final empty line; `Connection: close` is added)
+/// on a new connection to the binary at `addr`, and returns the whole answer (waiting at most
+/// [`super::PATIENCE`] for it).
+pub fn exchange(addr: &str, head: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(super::PATIENCE)).unwrap();
+    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of an HTTP/1.1 answer (0 when there is none).
+pub fn status(answer: &str) -> u16 {
+    answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
 pub fn listen_addr(line: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
