@@ -21,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.abspath(os.environ.get("PEERS", os.path.join(HERE, "..", "..", "shared", "bench", "peers")))
 sys.path.insert(0, PEERS)
 import bench  # noqa: E402  (its helpers: pinned start, wrk, CPU ticks; works in a fresh temp dir)
+sys.path.insert(0, HERE)
+import measure  # noqa: E402
 import jwt  # noqa: E402
 
 NEW_BIN = bench.BIN
@@ -86,39 +88,12 @@ def main():
                 if binary:
                     bench.BIN = binary
                     open("jwtgate-both.toml", "w").write(config)
-                bench.TOK = token
-                p = bench.start(kind, False)
-                url = f"http://127.0.0.1:{bench.PORTS[kind][0]}/"
-                # Warm up, and check that the token passes (a 401 or 403 would be cheap and wrong).
-                check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                        "Authorization: Bearer " + token, url], capture_output=True, text=True)
-                if check.stdout != "200":
-                    raise SystemExit(f"{name}: the token got {check.stdout}, not 200")
-                subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d2s", "-H",
-                                "Authorization: Bearer " + token, url], capture_output=True)
-                pids = bench.children(p.pid)
-                t0 = bench.ticks(pids)
-                n, errs = bench.wrk(url, False)
-                t1 = bench.ticks(pids)
-                us = (t1 - t0) / bench.CLK * 1e6 / max(n, 1)
-                res.setdefault(name, []).append((us, n / bench.DUR, errs))
-                p.send_signal(signal.SIGTERM if kind != "nginx" else signal.SIGQUIT)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                time.sleep(0.3)
+                row, _ = measure.run(name, kind, token)
+                res.setdefault(name, []).append(row)
     finally:
         up.send_signal(signal.SIGQUIT)
         up.wait()
-    base = min(u for u, _, _ in res["jwtgate-plain"])
-    print(f"{'target':26s} {'us/req min':>10s} {'req/s med':>10s} errs  vs jwtgate-plain")
-    for name, _, _, _ in TARGETS:
-        rows = res[name]
-        us = min(u for u, _, _ in rows)
-        rps = sorted(r for _, r, _ in rows)[len(rows) // 2]
-        print(f"{name:26s} {us:10.1f} {rps:10.0f} {sum(e for _, _, e in rows):4d}  {us / base:.2f}")
+    measure.report(res, [t[0] for t in TARGETS], "jwtgate-plain", 26)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ sys.path.insert(0, PEERS)
 import bench  # noqa: E402  (its helpers: pinned start, wrk, CPU ticks; works in a fresh temp dir)
 import jwt  # noqa: E402
 
+sys.path.insert(0, HERE)
+import measure  # noqa: E402
+
 ISSUER = "https://idp.bench"
 subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rs.key"],
                check=True, capture_output=True)
@@ -67,38 +70,12 @@ def main():
             for name, kind, cache in order:
                 if kind == "jwtgate":
                     open("jwtgate-both.toml", "w").write(JWTGATE.replace("TOKEN_CACHE", cache))
-                p = bench.start(kind, False)
-                url = f"http://127.0.0.1:{bench.PORTS[kind][0]}/"
-                # Warm up, and check that the token passes (a 401 would be cheap and wrong).
-                check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                        "Authorization: Bearer " + bench.TOK, url], capture_output=True, text=True)
-                if check.stdout != "200":
-                    raise SystemExit(f"{name}: the RS256 token got {check.stdout}, not 200")
-                subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d2s", "-H",
-                                "Authorization: Bearer " + bench.TOK, url], capture_output=True)
-                pids = bench.children(p.pid)
-                t0 = bench.ticks(pids)
-                n, errs = bench.wrk(url, False)
-                t1 = bench.ticks(pids)
-                us = (t1 - t0) / bench.CLK * 1e6 / max(n, 1)
-                res.setdefault(name, []).append((us, n / bench.DUR, errs))
-                p.send_signal(signal.SIGTERM if kind != "nginx" else signal.SIGQUIT)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                time.sleep(0.3)
+                row, _ = measure.run(name, kind, bench.TOK)
+                res.setdefault(name, []).append(row)
     finally:
         up.send_signal(signal.SIGQUIT)
         up.wait()
-    base = min(u for u, _, _ in res["haproxy-rs256"])
-    print(f"{'target':24s} {'us/req min':>10s} {'req/s med':>10s} errs  vs HAProxy-RS256")
-    for name, _, _ in TARGETS:
-        rows = res[name]
-        us = min(u for u, _, _ in rows)
-        rps = sorted(r for _, r, _ in rows)[len(rows) // 2]
-        print(f"{name:24s} {us:10.1f} {rps:10.0f} {sum(e for _, _, e in rows):4d}  {us / base:.2f}")
+    measure.report(res, [t[0] for t in TARGETS], "haproxy-rs256", 24)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.abspath(os.environ.get("PEERS", os.path.join(HERE, "..", "..", "shared", "bench", "peers")))
 sys.path.insert(0, PEERS)
 import bench  # noqa: E402  (its helpers: pinned start, wrk, CPU ticks; works in a fresh temp dir)
+sys.path.insert(0, HERE)
+import measure  # noqa: E402
 
 NEW_BIN = bench.BIN
 BASE_BIN = os.environ.get("BASE_BIN")
@@ -102,43 +104,17 @@ def main():
                 if binary:
                     bench.BIN = binary
                     open("jwtgate-both.toml", "w").write(config)
-                p = bench.start(kind, False)
-                url = f"http://127.0.0.1:{bench.PORTS[kind][0]}/"
-                check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                        "Authorization: Bearer " + bench.TOK, url], capture_output=True, text=True)
-                if check.stdout != "200":
-                    raise SystemExit(f"{name}: the token got {check.stdout}, not 200")
-                subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d2s", "-H",
-                                "Authorization: Bearer " + bench.TOK, url], capture_output=True)
-                pids = bench.children(p.pid)
-                t0 = bench.ticks(pids)
-                n, errs = bench.wrk(url, False)
-                t1 = bench.ticks(pids)
-                us = (t1 - t0) / bench.CLK * 1e6 / max(n, 1)
-                res.setdefault(name, []).append((us, n / bench.DUR, errs))
-                if kind == "jwtgate":
-                    time.sleep(1.5)  # the last batch goes out
-                    exported[name] = spans()
-                p.send_signal(signal.SIGTERM if kind != "nginx" else signal.SIGQUIT)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                time.sleep(0.3)
+                # After the load, the last batch goes out before the metrics are read.
+                after = (lambda: (time.sleep(1.5), spans())[1]) if binary else None
+                row, sp = measure.run(name, kind, bench.TOK, after)
+                res.setdefault(name, []).append(row)
+                if sp:
+                    exported[name] = f"{sp[0]}/{sp[1]}"
     finally:
         up.send_signal(signal.SIGQUIT)
         up.wait()
         collector.kill()
-    base = min(u for u, _, _ in res["jwtgate-off"])
-    print(f"{'target':16s} {'us/req min':>10s} {'req/s med':>10s} errs {'spans out/dropped':>18s}  vs jwtgate-off")
-    for name, _, _ in TARGETS:
-        rows = res[name]
-        us = min(u for u, _, _ in rows)
-        rps = sorted(r for _, r, _ in rows)[len(rows) // 2]
-        sp = exported.get(name)
-        sp = f"{sp[0]}/{sp[1]}" if sp else "-"
-        print(f"{name:16s} {us:10.1f} {rps:10.0f} {sum(e for _, _, e in rows):4d} {sp:>18s}  {us / base:.2f}")
+    measure.report(res, [t[0] for t in TARGETS], "jwtgate-off", 16, exported)
 
 
 if __name__ == "__main__":
